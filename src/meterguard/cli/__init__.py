@@ -1,0 +1,1 @@
+"""The ``meterguard`` command line: thin commands over the library APIs."""

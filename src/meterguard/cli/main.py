@@ -1,0 +1,119 @@
+"""``meterguard`` command-line entry point.
+
+Each command parses its options, builds library objects and prints; the work
+happens in the library. Keys given on the command line (or in ``MG_EK``,
+``MG_AK``, ``MG_KEK`` — prefer the environment: argv is visible to other
+users) are never echoed back.
+
+Commands: ``meterguard cosem decode`` — the trace tool.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from meterguard import __version__
+from meterguard.cosem.trace import TraceDecoder
+from meterguard.crypto.keys import SecretKey
+from meterguard.errors import AuthenticationFailedError, ConfigurationError, MeterguardError, SecurityError
+
+__all__ = ["main"]
+
+
+def _key(value: str | None, name: str) -> SecretKey | None:
+    if value is None:
+        return None
+    try:
+        return SecretKey.from_hex(value)
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc), param_hint=name) from None
+
+
+@click.group()
+@click.version_option(__version__, prog_name="meterguard")
+def main() -> None:
+    """meterguard: secure smart metering, DLMS/COSEM meters and head-end."""
+
+
+@main.group()
+def cosem() -> None:
+    """DLMS/COSEM protocol tools."""
+
+
+@cosem.command("decode")
+@click.argument("apdu", required=False)
+@click.option("--file", "-f", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A file of hex APDUs or wrapper frames, one per line ('#' starts a comment).")
+@click.option("--ek", envvar="MG_EK", help="Global unicast encryption key (hex) [env MG_EK].")
+@click.option("--ak", envvar="MG_AK", help="Authentication key (hex) [env MG_AK].")
+@click.option("--kek", envvar="MG_KEK", help="Master key / KEK, to check key_transfer (hex) [env MG_KEK].")
+@click.option("--dedicated-key", envvar="MG_DK", help="Dedicated key (hex) [env MG_DK].")
+@click.option("--system-title", help="Originator system title of service-specific APDUs (16 hex digits).")
+def decode(
+    apdu: str | None,
+    path: Path | None,
+    ek: str | None,
+    ak: str | None,
+    kek: str | None,
+    dedicated_key: str | None,
+    system_title: str | None,
+) -> None:
+    """Decode (and, with keys, decrypt and verify) DLMS APDUs or wrapper frames.
+
+    A tag that does not verify prints "authentication failed", nothing decrypted,
+    and exits with status 1.
+    """
+    title = None
+    if system_title is not None:
+        try:
+            title = bytes.fromhex(system_title)
+        except ValueError:
+            raise click.BadParameter("not hex", param_hint="--system-title") from None
+        if len(title) != 8:
+            raise click.BadParameter("a system title is 8 bytes", param_hint="--system-title")
+    decoder = TraceDecoder(
+        unicast_key=_key(ek, "--ek"),
+        authentication_key=_key(ak, "--ak"),
+        master_key=_key(kek, "--kek"),
+        dedicated_key=_key(dedicated_key, "--dedicated-key"),
+        system_title=title,
+    )
+    if apdu is None and path is None:
+        raise click.UsageError("give an APDU in hex or --file")
+    if apdu is not None and path is not None:
+        raise click.UsageError("give either an APDU or --file, not both")
+    items = [apdu] if apdu is not None else _lines(path)
+    failures = 0
+    for n, item in enumerate(items, 1):
+        if len(items) > 1:
+            click.echo(f"--- {n}")
+        try:
+            lines = decoder.decode_hex(item)
+        except AuthenticationFailedError as exc:
+            failures += 1
+            click.echo(f"error: authentication failed ({exc})", err=True)
+            continue
+        except SecurityError as exc:
+            failures += 1
+            click.echo(f"error: security check failed ({exc})", err=True)
+            continue
+        except MeterguardError as exc:
+            failures += 1
+            click.echo(f"error: {exc}", err=True)
+            continue
+        click.echo("\n".join(lines))
+    if failures:
+        sys.exit(1)
+
+
+def _lines(path: Path | None) -> list[str]:
+    assert path is not None  # noqa: S101 - checked by the caller
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        text = line.split("#", 1)[0].strip()
+        if text:
+            out.append(text)
+    return out

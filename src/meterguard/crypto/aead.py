@@ -1,0 +1,89 @@
+"""AES-GCM recipes with DLMS's truncated 12-byte tag.
+
+:class:`GcmKey` binds a :class:`~meterguard.crypto.keys.SecretKey` to a cached
+``AESGCM`` object and offers the four operations DLMS needs: seal, open (tag
+checked, constant time), encrypt-only and decrypt-only (security control 0x20,
+which carries no tag). Failures raise
+:class:`~meterguard.errors.AuthenticationFailedError`; no plaintext is ever
+returned from a failed open.
+
+This module knows nothing about DLMS headers or AAD layout; see
+:mod:`meterguard.cosem.security` for that.
+"""
+
+from __future__ import annotations
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from meterguard.crypto.hazmat.gcm import gcm_decrypt_only, gcm_encrypt_only, gcm_open, gcm_seal
+from meterguard.crypto.keys import SecretKey
+from meterguard.errors import AuthenticationFailedError, ConfigurationError
+
+__all__ = ["DLMS_TAG_LENGTH", "IV_LENGTH", "GcmKey"]
+
+DLMS_TAG_LENGTH = 12
+"""Green Book §9.2.3: the GCM tag is truncated to 96 bits in every suite."""
+
+IV_LENGTH = 12
+"""IV = system title (8) || invocation counter (4)."""
+
+
+class GcmKey:
+    """An AES-GCM key ready for repeated DLMS operations."""
+
+    __slots__ = ("_aead", "key")
+
+    def __init__(self, key: SecretKey) -> None:
+        self.key = key
+        self._aead = AESGCM(key.expose_secret())
+
+    def __repr__(self) -> str:
+        return f"GcmKey({self.key!r})"
+
+    @staticmethod
+    def _check_iv(iv: bytes) -> None:
+        if len(iv) != IV_LENGTH:
+            raise ConfigurationError(f"GCM IV must be {IV_LENGTH} bytes, got {len(iv)}")
+
+    def seal(
+        self, iv: bytes, plaintext: bytes, aad: bytes, tag_length: int = DLMS_TAG_LENGTH
+    ) -> bytes:
+        """Encrypt and authenticate; return ciphertext followed by the truncated tag."""
+        self._check_iv(iv)
+        return gcm_seal(self._aead, iv, plaintext, aad, tag_length)
+
+    def open(self, iv: bytes, data: bytes, aad: bytes, tag_length: int = DLMS_TAG_LENGTH) -> bytes:
+        """Verify the trailing tag and decrypt.
+
+        Raises:
+            AuthenticationFailedError: the tag does not verify or ``data`` is shorter than a tag.
+        """
+        self._check_iv(iv)
+        if len(data) < tag_length:
+            raise AuthenticationFailedError("authentication failed: ciphertext shorter than tag")
+        plaintext = gcm_open(self._aead, iv, data, aad, tag_length)
+        if plaintext is None:
+            raise AuthenticationFailedError("authentication failed: GCM tag mismatch")
+        return plaintext
+
+    def mac(self, iv: bytes, aad: bytes, tag_length: int = DLMS_TAG_LENGTH) -> bytes:
+        """Return the GMAC tag over ``aad`` (GCM with empty plaintext)."""
+        return self.seal(iv, b"", aad, tag_length)
+
+    def verify_mac(self, iv: bytes, aad: bytes, tag: bytes) -> None:
+        """Check a GMAC tag.
+
+        Raises:
+            AuthenticationFailedError: the tag does not verify.
+        """
+        self.open(iv, tag, aad, len(tag))
+
+    def encrypt_only(self, iv: bytes, plaintext: bytes) -> bytes:
+        """Encrypt without a tag (security control 0x20: confidentiality only)."""
+        self._check_iv(iv)
+        return gcm_encrypt_only(self._aead, iv, plaintext)
+
+    def decrypt_only(self, iv: bytes, ciphertext: bytes) -> bytes:
+        """Decrypt without a tag (security control 0x20). Nothing is authenticated."""
+        self._check_iv(iv)
+        return gcm_decrypt_only(self._aead, iv, ciphertext)

@@ -1,0 +1,172 @@
+"""The one exception tree of meterguard, grouped by who is at fault.
+
+Every error meterguard raises derives from :class:`MeterguardError`. The tree
+separates *our* mistakes from the *peer's* and keeps "the data is bad" apart
+from "the network is down" (httpx and h11 draw the same lines)::
+
+    MeterguardError
+    ├── LocalError                     we (the caller) did something wrong
+    │   ├── ConfigurationError         bad settings, bad key length, unknown option
+    │   ├── InvalidValueError          a value out of its type's range (also a ValueError)
+    │   ├── LocalProtocolError         asked to send something illegal in this state
+    │   └── CounterExhaustedError      our invocation counter ran out: renew the key
+    ├── RemoteError                    the peer sent something we refuse
+    │   ├── DecodeError                malformed bytes: truncated, over-long, unknown tag
+    │   ├── RemoteProtocolError        well-formed but illegal here (wrong state, wrong APDU)
+    │   ├── AssociationRejectedError   the peer refused our association (AARE)
+    │   ├── ServiceError               the peer answered with an exception or error APDU
+    │   └── SecurityError              a security signal: log it as a security event
+    │       ├── AuthenticationFailedError   GCM/GMAC tag did not verify
+    │       ├── ReplayError                 invocation counter not above the last accepted
+    │       ├── UnexpectedSystemTitleError  APDU from an originator we did not expect
+    │       ├── HlsFailedError              HLS pass 3/4 response did not verify
+    │       ├── SignatureInvalidError       ECDSA signature did not verify
+    │       ├── InsufficientProtectionError weaker protection than the policy demands
+    │       └── KeyUnwrapError              RFC 3394 unwrap failed (wrong KEK or tampered)
+    └── TransportError                 the network, the broker or a service is unreachable
+
+Peers only ever see coarse errors (DLMS result codes); the detail in these
+exceptions is for local logs. Messages never contain key material.
+
+This module does not log, and it does not map foreign exceptions: adapters do
+that at the edge with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "AssociationRejectedError",
+    "AuthenticationFailedError",
+    "ConfigurationError",
+    "CounterExhaustedError",
+    "DecodeError",
+    "HlsFailedError",
+    "InsufficientProtectionError",
+    "InvalidValueError",
+    "KeyUnwrapError",
+    "LocalError",
+    "LocalProtocolError",
+    "MeterguardError",
+    "RemoteError",
+    "RemoteProtocolError",
+    "ReplayError",
+    "SecurityError",
+    "ServiceError",
+    "SignatureInvalidError",
+    "TransportError",
+    "UnexpectedSystemTitleError",
+]
+
+
+class MeterguardError(Exception):
+    """Root of every error meterguard raises."""
+
+
+class LocalError(MeterguardError):
+    """The local side (the caller) made a mistake."""
+
+
+class ConfigurationError(LocalError):
+    """Settings are invalid: wrong key length, unknown suite, impossible combination."""
+
+
+class InvalidValueError(LocalError, ValueError):
+    """A value does not fit its type: an int8 of 300, a 7-byte OBIS code, a bad date."""
+
+
+class LocalProtocolError(LocalError):
+    """The caller asked for something the protocol does not allow in the current state."""
+
+
+class CounterExhaustedError(LocalError):
+    """Our invocation counter reached 2**32 - 1: the key must be renewed before sending.
+
+    Green Book: an (ST, IC) pair is never reused under one key; when the counter
+    cannot advance any more the only safe move is a new key.
+    """
+
+
+class RemoteError(MeterguardError):
+    """The peer sent something we refuse."""
+
+
+class DecodeError(RemoteError):
+    """Bytes that do not decode: truncated, over-long, unknown tag, bad length."""
+
+
+class RemoteProtocolError(RemoteError):
+    """Well-formed input that is illegal here: wrong state, unexpected APDU, bad sequence."""
+
+
+class AssociationRejectedError(RemoteError):
+    """The server rejected the association request (AARE result not accepted)."""
+
+    def __init__(self, message: str, *, result: int, diagnostic: int | None) -> None:
+        super().__init__(message)
+        self.result = result
+        self.diagnostic = diagnostic
+
+
+class ServiceError(RemoteError):
+    """The peer answered with an exception-response or a confirmed-service-error."""
+
+
+class SecurityError(RemoteError):
+    """A security signal. Callers record these as security events.
+
+    Attributes:
+        event: a stable, machine-readable event name used by audit logs and alarms.
+    """
+
+    event: ClassVar[str] = "security_violation"
+
+
+class AuthenticationFailedError(SecurityError):
+    """The GCM/GMAC authentication tag did not verify (tampered data or wrong key)."""
+
+    event: ClassVar[str] = "authentication_failed"
+
+
+class ReplayError(SecurityError):
+    """Attempt to lower invocation counter: a received IC is not above the last accepted one.
+
+    DH-4 / DM-6: replayed or reordered APDUs are refused; OSGP learned this the hard way.
+    """
+
+    event: ClassVar[str] = "attempt_to_lower_invocation_counter"
+
+
+class UnexpectedSystemTitleError(SecurityError):
+    """An APDU came from a system title other than the one the association expects."""
+
+    event: ClassVar[str] = "unexpected_system_title"
+
+
+class HlsFailedError(SecurityError):
+    """HLS pass 3 or pass 4 did not verify; the association stays unestablished."""
+
+    event: ClassVar[str] = "hls_authentication_failed"
+
+
+class SignatureInvalidError(SecurityError):
+    """An ECDSA signature (HLS-7 or general-signing) did not verify."""
+
+    event: ClassVar[str] = "signature_invalid"
+
+
+class InsufficientProtectionError(SecurityError):
+    """The APDU carries weaker protection than the security policy requires."""
+
+    event: ClassVar[str] = "insufficient_protection"
+
+
+class KeyUnwrapError(SecurityError):
+    """RFC 3394 key unwrap failed: wrong key-encryption key or tampered wrapped key."""
+
+    event: ClassVar[str] = "key_unwrap_failed"
+
+
+class TransportError(MeterguardError):
+    """A network peer, broker or service is unreachable or dropped the connection."""
