@@ -18,7 +18,12 @@ import click
 from meterguard import __version__
 from meterguard.cosem.trace import TraceDecoder
 from meterguard.crypto.keys import SecretKey
-from meterguard.errors import AuthenticationFailedError, ConfigurationError, MeterguardError, SecurityError
+from meterguard.errors import (
+    AuthenticationFailedError,
+    ConfigurationError,
+    MeterguardError,
+    SecurityError,
+)
 
 __all__ = ["main"]
 
@@ -45,13 +50,22 @@ def cosem() -> None:
 
 @cosem.command("decode")
 @click.argument("apdu", required=False)
-@click.option("--file", "-f", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A file of hex APDUs or wrapper frames, one per line ('#' starts a comment).")
+@click.option(
+    "--file",
+    "-f",
+    "path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A file of hex APDUs or wrapper frames, one per line ('#' starts a comment).",
+)
 @click.option("--ek", envvar="MG_EK", help="Global unicast encryption key (hex) [env MG_EK].")
 @click.option("--ak", envvar="MG_AK", help="Authentication key (hex) [env MG_AK].")
-@click.option("--kek", envvar="MG_KEK", help="Master key / KEK, to check key_transfer (hex) [env MG_KEK].")
+@click.option(
+    "--kek", envvar="MG_KEK", help="Master key / KEK, to check key_transfer (hex) [env MG_KEK]."
+)
 @click.option("--dedicated-key", envvar="MG_DK", help="Dedicated key (hex) [env MG_DK].")
-@click.option("--system-title", help="Originator system title of service-specific APDUs (16 hex digits).")
+@click.option(
+    "--system-title", help="Originator system title of service-specific APDUs (16 hex digits)."
+)
 def decode(
     apdu: str | None,
     path: Path | None,

@@ -1431,7 +1431,9 @@ class ClientConnection:
         if len(plain) + _overhead(self._request_envelope()) <= self._server_pdu():
             self._send(plain)
             return inv & 0x0F
-        self._pending = _Pending("set-block", inv, blocks=self._split(encode_data(value)))
+        self._pending = _Pending(
+            "set-block", inv, blocks=self._split(encode_data(value), len(target.to_bytes()))
+        )
         first = self._pending.blocks[0]
         self._send(
             SetRequestWithFirstDataBlock(
@@ -1450,7 +1452,11 @@ class ClientConnection:
         ):
             self._send(plain)
             return inv & 0x0F
-        self._pending = _Pending("action-block", inv, blocks=self._split(encode_data(parameters)))
+        self._pending = _Pending(
+            "action-block",
+            inv,
+            blocks=self._split(encode_data(parameters), len(method.to_bytes())),
+        )
         first = self._pending.blocks[0]
         self._send(
             ActionRequestWithFirstPblock(
@@ -1531,8 +1537,9 @@ class ClientConnection:
         size = 0xFFFF if self.negotiated is None else self.negotiated.server_max_receive_pdu_size
         return size or 0xFFFF
 
-    def _split(self, raw: bytes) -> list[bytes]:
-        size = _block_size(self._server_pdu(), self._request_envelope())
+    def _split(self, raw: bytes, header: int) -> list[bytes]:
+        """Cut ``raw`` so that every block, with ``header`` bytes of descriptor, fits the server PDU."""
+        size = _block_size(self._server_pdu(), self._request_envelope()) - header
         if size < 1:
             raise LocalProtocolError("the server's PDU size leaves no room for block data")
         return [raw[i : i + size] for i in range(0, len(raw), size)] or [b""]

@@ -150,7 +150,11 @@ class TraceDecoder:
 
     def decode(self, raw: bytes) -> list[str]:
         """Decode raw bytes: a wrapper frame if it looks like one, else an APDU."""
-        if len(raw) >= 8 and raw[:2] == b"\x00\x01" and int.from_bytes(raw[6:8], "big") == len(raw) - 8:
+        if (
+            len(raw) >= 8
+            and raw[:2] == b"\x00\x01"
+            and int.from_bytes(raw[6:8], "big") == len(raw) - 8
+        ):
             frames = WrapperDecoder().feed(raw)
             frame = frames[0]
             head = f"wrapper  source wPort {frame.source_wport}  destination wPort {frame.destination_wport}  length {len(frame.apdu)}"
@@ -180,7 +184,11 @@ class TraceDecoder:
             if plain is None:
                 return [f"{pad}(ciphered: give --ek and --ak to decrypt and verify)"]
             inner = decode_apdu(plain)
-            return [f"{pad}deciphered, tag verified:", *render(inner, indent + 1), *self._check(inner, indent + 1)]
+            return [
+                f"{pad}deciphered, tag verified:",
+                *render(inner, indent + 1),
+                *self._check(inner, indent + 1),
+            ]
         if isinstance(apdu, GeneralSigning):
             return [f"{pad}(general-signing: signature verification needs the signer's public key)"]
         return self._check(apdu, indent)
@@ -190,7 +198,9 @@ class TraceDecoder:
             return []
         return ["  " * indent + "user-information:", *self._apdu_lines(info, indent + 1)]
 
-    def _originator(self, apdu: ServiceCiphered | GeneralGloCiphering | GeneralCiphering) -> bytes | None:
+    def _originator(
+        self, apdu: ServiceCiphered | GeneralGloCiphering | GeneralCiphering
+    ) -> bytes | None:
         if isinstance(apdu, GeneralGloCiphering):
             return apdu.system_title
         if isinstance(apdu, GeneralCiphering):
@@ -203,7 +213,9 @@ class TraceDecoder:
             return self.server_title
         return None
 
-    def _decipher(self, apdu: ServiceCiphered | GeneralGloCiphering | GeneralCiphering) -> bytes | None:
+    def _decipher(
+        self, apdu: ServiceCiphered | GeneralGloCiphering | GeneralCiphering
+    ) -> bytes | None:
         dedicated = isinstance(apdu, ServiceCiphered | GeneralGloCiphering) and apdu.dedicated
         key = self.dedicated_key if dedicated else self.unicast_key
         if key is None:
@@ -215,7 +227,9 @@ class TraceDecoder:
             return unprotect_general(apdu, key=gcm, authentication_key=self.authentication_key)
         st = self._originator(apdu)
         if st is None:
-            raise DecodeError("service-specific APDU: originator system title unknown (give --system-title)")
+            raise DecodeError(
+                "service-specific APDU: originator system title unknown (give --system-title)"
+            )
         return unprotect(apdu, system_title=st, key=gcm, authentication_key=self.authentication_key)
 
     def _check(self, apdu: Apdu, indent: int) -> list[str]:
@@ -226,17 +240,36 @@ class TraceDecoder:
             reply = apdu.parameters
             if isinstance(reply, OctetString) and ek and ak and self.stoc and self.client_title:
                 try:
-                    verify_hls_gmac(reply.value, self.stoc, system_title=self.client_title,
-                                    key=GcmKey(ek), authentication_key=ak)
+                    verify_hls_gmac(
+                        reply.value,
+                        self.stoc,
+                        system_title=self.client_title,
+                        key=GcmKey(ek),
+                        authentication_key=ak,
+                    )
                 except HlsFailedError:
-                    raise AuthenticationFailedError("authentication failed: HLS f(StoC) does not verify") from None
+                    raise AuthenticationFailedError(
+                        "authentication failed: HLS f(StoC) does not verify"
+                    ) from None
                 return [f"{pad}HLS pass 3: f(StoC) verified against the meter's challenge"]
         if isinstance(apdu, ActionResponseNormal):
             ret = apdu.response.return_parameters
-            if isinstance(ret, OctetString) and len(ret.value) == 17 and ek and ak and self.ctos and self.server_title:
+            if (
+                isinstance(ret, OctetString)
+                and len(ret.value) == 17
+                and ek
+                and ak
+                and self.ctos
+                and self.server_title
+            ):
                 try:
-                    verify_hls_gmac(ret.value, self.ctos, system_title=self.server_title,
-                                    key=GcmKey(ek), authentication_key=ak)
+                    verify_hls_gmac(
+                        ret.value,
+                        self.ctos,
+                        system_title=self.server_title,
+                        key=GcmKey(ek),
+                        authentication_key=ak,
+                    )
                 except HlsFailedError:
                     return []  # not an HLS reply, just a 17-byte octet-string
                 return [f"{pad}HLS pass 4: f(CtoS) verified against the client's challenge"]
@@ -251,12 +284,20 @@ class TraceDecoder:
                 if isinstance(item, Structure) and len(item.items) == 2:
                     kid, wrapped = item.items
                     if isinstance(kid, Enum) and isinstance(wrapped, OctetString):
-                        name = KeyId(kid.value).name if kid.value in KeyId._value2member_map_ else kid.value
+                        name = (
+                            KeyId(kid.value).name
+                            if kid.value in KeyId._value2member_map_
+                            else kid.value
+                        )
                         try:
                             key = unwrap_key(self.master_key, wrapped.value)
                         except KeyUnwrapError:
-                            lines.append(f"{pad}key_transfer {name}: unwrap FAILED (wrong KEK or tampered)")
+                            lines.append(
+                                f"{pad}key_transfer {name}: unwrap FAILED (wrong KEK or tampered)"
+                            )
                         else:
-                            lines.append(f"{pad}key_transfer {name}: unwrapped, {key.bits}-bit, fingerprint {key.fingerprint()}")
+                            lines.append(
+                                f"{pad}key_transfer {name}: unwrapped, {key.bits}-bit, fingerprint {key.fingerprint()}"
+                            )
             return lines
         return []
