@@ -1,4 +1,7 @@
-"""DESIGN §2: nothing in cosem/ or crypto/ imports IO, frameworks or reads the clock; only crypto/ imports hazmat."""
+"""DESIGN §2: cosem/ and crypto/ import no IO or framework and read no clock.
+
+Only crypto/ imports crypto.hazmat.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +12,35 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "meterguard"
 FORBIDDEN = {
-    "asyncio", "socket", "ssl", "selectors", "select", "threading", "multiprocessing", "subprocess",
-    "time", "paho", "aiomqtt", "fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "httpx",
-    "requests", "urllib", "http", "logging", "os", "pathlib", "io", "shutil", "tempfile", "random",
-    "click", "rich",
+    "asyncio",
+    "socket",
+    "ssl",
+    "selectors",
+    "select",
+    "threading",
+    "multiprocessing",
+    "subprocess",
+    "time",
+    "paho",
+    "aiomqtt",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "sqlalchemy",
+    "alembic",
+    "httpx",
+    "requests",
+    "urllib",
+    "http",
+    "logging",
+    "os",
+    "pathlib",
+    "io",
+    "shutil",
+    "tempfile",
+    "random",
+    "click",
+    "rich",
 }
 CLOCK_CALLS = {"now", "utcnow", "today", "time", "monotonic", "perf_counter"}
 PURE = [p for pkg in ("cosem", "crypto") for p in sorted((SRC / pkg).rglob("*.py"))]
@@ -34,10 +62,18 @@ def test_pure_core_does_no_io(path: Path) -> None:
     for name in _imports(tree):
         assert name.split(".")[0] not in FORBIDDEN, f"{path.name} imports {name}"
         if path.parent.name == "cosem" or path.parts[-2:-1] == ("cosem",):
-            assert not name.startswith("meterguard.crypto.hazmat"), f"{path.name} reaches into crypto.hazmat"
-            assert not name.startswith(("meterguard.meter", "meterguard.headend")), f"{path.name}: {name}"
+            assert not name.startswith("meterguard.crypto.hazmat"), (
+                f"{path.name} reaches into crypto.hazmat"
+            )
+            assert not name.startswith(("meterguard.meter", "meterguard.headend")), (
+                f"{path.name}: {name}"
+            )
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in CLOCK_CALLS:
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in CLOCK_CALLS
+        ):
             pytest.fail(f"{path.name}:{node.lineno} reads the clock ({ast.unparse(node.func)})")
 
 
@@ -57,8 +93,12 @@ def test_every_module_has_a_docstring() -> None:
 
 def test_the_checker_catches_a_violation(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
-    bad.write_text('"""x"""\nimport socket\nimport datetime as dt\ndt.datetime.now()\n', encoding="utf-8")
+    bad.write_text(
+        '"""x"""\nimport socket\nimport datetime as dt\ndt.datetime.now()\n', encoding="utf-8"
+    )
     tree = ast.parse(bad.read_text(encoding="utf-8"))
     assert "socket" in _imports(tree)
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)]
+    calls = [
+        n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+    ]
     assert any(c.func.attr in CLOCK_CALLS for c in calls)  # type: ignore[attr-defined]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from meterguard.cosem.apdu import decode_apdu
+from meterguard.cosem.axdr import Array, Enum, OctetString, Structure, encode_data
 from meterguard.cosem.security import (
     CipheringKind,
     GeneralGloCiphering,
@@ -58,7 +59,7 @@ V8B_Z = bytes.fromhex("2B4302DC49790E2E78D990CFB52ED6E2F273DECE441A2D95E4301B938
 V8B = bytes.fromhex("F0184BDA9466BFA4601A64A7EF46504A")
 # Reference §1.9: new AK A0A1..AF under KEK 00..0F, key_transfer parameter encoding.
 KEY_TRANSFER_PARAM = bytes.fromhex(
-    "0101020216020918" "7C98F3E4D60636D4AEF4977D12DBFE75611DBD03E54DFFEF"
+    "01010202160209187C98F3E4D60636D4AEF4977D12DBFE75611DBD03E54DFFEF"
 )
 
 
@@ -72,10 +73,18 @@ KEY_TRANSFER_PARAM = bytes.fromhex(
     ],
     ids=["V1-auth-only", "V2-enc-only", "V3-auth-enc", "V3'-general-glo"],
 )
-def test_protect_matches_vector(ek: SecretKey, ak: SecretKey, vector: bytes, security: SecurityControl,
-                                kind: CipheringKind) -> None:
-    out = protect(PLAIN_GET, kind=kind, security=security, invocation_counter=IC,
-                  system_title=SERVER_TITLE, key=GcmKey(ek), authentication_key=ak)
+def test_protect_matches_vector(
+    ek: SecretKey, ak: SecretKey, vector: bytes, security: SecurityControl, kind: CipheringKind
+) -> None:
+    out = protect(
+        PLAIN_GET,
+        kind=kind,
+        security=security,
+        invocation_counter=IC,
+        system_title=SERVER_TITLE,
+        key=GcmKey(ek),
+        authentication_key=ak,
+    )
     assert out == vector
 
 
@@ -90,15 +99,30 @@ def test_unprotect_matches_vector(ek: SecretKey, ak: SecretKey, vector: bytes) -
 
 
 def test_v4_hls_pass3(ek: SecretKey, ak: SecretKey) -> None:
-    f = hls_gmac(V4_STOC, system_title=CLIENT_TITLE, invocation_counter=1, key=GcmKey(ek),
-                 authentication_key=ak)
+    f = hls_gmac(
+        V4_STOC,
+        system_title=CLIENT_TITLE,
+        invocation_counter=1,
+        key=GcmKey(ek),
+        authentication_key=ak,
+    )
     assert f == V4
-    assert verify_hls_gmac(V4, V4_STOC, system_title=CLIENT_TITLE, key=GcmKey(ek), authentication_key=ak) == 1
+    assert (
+        verify_hls_gmac(
+            V4, V4_STOC, system_title=CLIENT_TITLE, key=GcmKey(ek), authentication_key=ak
+        )
+        == 1
+    )
 
 
 def test_v5_hls_pass4(ek: SecretKey, ak: SecretKey) -> None:
-    f = hls_gmac(V5_CTOS, system_title=SERVER_TITLE, invocation_counter=IC, key=GcmKey(ek),
-                 authentication_key=ak)
+    f = hls_gmac(
+        V5_CTOS,
+        system_title=SERVER_TITLE,
+        invocation_counter=IC,
+        key=GcmKey(ek),
+        authentication_key=ak,
+    )
     assert f == V5
 
 
@@ -108,12 +132,22 @@ def test_v6_glo_initiate_request(ek: SecretKey, ak: SecretKey) -> None:
     assert init.client_max_receive_pdu_size == 1200
     assert init.dedicated_key == SecretKey(bytes.fromhex("00112233445566778899AABBCCDDEEFF"))
     assert init.to_bytes() == V6_PLAIN
-    out = protect(V6_PLAIN, kind=CipheringKind.SERVICE_GLO, security=SecurityControl(),
-                  invocation_counter=IC, system_title=SERVER_TITLE, key=GcmKey(ek), authentication_key=ak)
+    out = protect(
+        V6_PLAIN,
+        kind=CipheringKind.SERVICE_GLO,
+        security=SecurityControl(),
+        invocation_counter=IC,
+        system_title=SERVER_TITLE,
+        key=GcmKey(ek),
+        authentication_key=ak,
+    )
     assert out == V6
     apdu = decode_apdu(V6)
     assert isinstance(apdu, ServiceCiphered)
-    assert unprotect(apdu, system_title=SERVER_TITLE, key=GcmKey(ek), authentication_key=ak) == V6_PLAIN
+    assert (
+        unprotect(apdu, system_title=SERVER_TITLE, key=GcmKey(ek), authentication_key=ak)
+        == V6_PLAIN
+    )
 
 
 def test_v7_key_wrap() -> None:
@@ -123,8 +157,6 @@ def test_v7_key_wrap() -> None:
 
 
 def test_key_transfer_parameter_encoding() -> None:
-    from meterguard.cosem.axdr import Array, Enum, OctetString, Structure, encode_data
-
     wrapped = wrap_key(SecretKey(V7_KEK), SecretKey(bytes(range(0xA0, 0xB0))))
     param = Array((Structure((Enum(2), OctetString(wrapped))),))
     assert encode_data(param) == KEY_TRANSFER_PARAM

@@ -40,7 +40,13 @@ from meterguard.cosem.xdlms import (
 from meterguard.crypto.aead import GcmKey
 from meterguard.crypto.keys import SecretKey
 
-TRACE = Path(__file__).resolve().parents[2] / "tests" / "vectors" / "data" / "trace-hls-gmac-session.txt"
+TRACE = (
+    Path(__file__).resolve().parents[2]
+    / "tests"
+    / "vectors"
+    / "data"
+    / "trace-hls-gmac-session.txt"
+)
 CLIENT = bytes.fromhex("4D4D4D0000000002")
 METER = bytes.fromhex("4D4D4D0000BC614E")
 
@@ -65,8 +71,17 @@ def _lines() -> list[Line]:
         header = bytes.fromhex(re.search(r"wrapper ([0-9a-f]{16})", raw).group(1))  # type: ignore[union-attr]
         m = re.search(r"ST=([0-9A-F]{16}) SC=([0-9A-F]{2}) IC=([0-9A-F]{8}) plain=([0-9A-F]+)", raw)
         if m:
-            out.append(Line(direction, header, None, bytes.fromhex(m.group(1)), int(m.group(2), 16),
-                            int(m.group(3), 16), bytes.fromhex(m.group(4))))
+            out.append(
+                Line(
+                    direction,
+                    header,
+                    None,
+                    bytes.fromhex(m.group(1)),
+                    int(m.group(2), 16),
+                    int(m.group(3), 16),
+                    bytes.fromhex(m.group(4)),
+                )
+            )
         else:
             apdu = bytes.fromhex(raw.split()[-1])
             out.append(Line(direction, header, apdu))
@@ -80,8 +95,15 @@ def _apdu(line: Line, ek: SecretKey, ak: SecretKey) -> bytes:
     if line.apdu is not None:
         return line.apdu
     assert line.plain is not None and line.title is not None and line.ic is not None
-    return protect(line.plain, kind=CipheringKind.GENERAL_GLO, security=SecurityControl.from_byte(line.sc or 0),
-                   invocation_counter=line.ic, system_title=line.title, key=GcmKey(ek), authentication_key=ak)
+    return protect(
+        line.plain,
+        kind=CipheringKind.GENERAL_GLO,
+        security=SecurityControl.from_byte(line.sc or 0),
+        invocation_counter=line.ic,
+        system_title=line.title,
+        key=GcmKey(ek),
+        authentication_key=ak,
+    )
 
 
 def test_trace_has_the_whole_session() -> None:
@@ -91,7 +113,9 @@ def test_trace_has_the_whole_session() -> None:
 
 
 @pytest.mark.parametrize("index", range(18))
-def test_each_apdu_round_trips_and_matches_its_wrapper_header(index: int, ek: SecretKey, ak: SecretKey) -> None:
+def test_each_apdu_round_trips_and_matches_its_wrapper_header(
+    index: int, ek: SecretKey, ak: SecretKey
+) -> None:
     line = LINES[index]
     raw = _apdu(line, ek, ak)
     apdu = decode_apdu(raw)
@@ -101,7 +125,10 @@ def test_each_apdu_round_trips_and_matches_its_wrapper_header(index: int, ek: Se
     assert frame[:8] == line.wrapper_header
     assert WrapperDecoder().feed(frame) == [WrapperFrame(1, 1, raw)]
     if isinstance(apdu, GeneralGloCiphering):
-        assert unprotect(apdu, system_title=apdu.system_title, key=GcmKey(ek), authentication_key=ak) == line.plain
+        assert (
+            unprotect(apdu, system_title=apdu.system_title, key=GcmKey(ek), authentication_key=ak)
+            == line.plain
+        )
         assert decode_xdlms(line.plain or b"").to_bytes() == line.plain
 
 
@@ -123,13 +150,24 @@ def test_session_association_and_hls_verify(ek: SecretKey, ak: SecretKey) -> Non
     pass3 = decode_xdlms(LINES[2].plain or b"")
     assert isinstance(pass3, ActionRequestNormal) and pass3.method == HLS_METHOD
     assert isinstance(pass3.parameters, OctetString)
-    stoc, ctos = aare.responding_authentication_value or b"", aarq.calling_authentication_value or b""
-    assert verify_hls_gmac(pass3.parameters.value, stoc, system_title=CLIENT, key=gcm, authentication_key=ak) == 2
+    stoc, ctos = (
+        aare.responding_authentication_value or b"",
+        aarq.calling_authentication_value or b"",
+    )
+    assert (
+        verify_hls_gmac(
+            pass3.parameters.value, stoc, system_title=CLIENT, key=gcm, authentication_key=ak
+        )
+        == 2
+    )
     pass4 = decode_xdlms(LINES[3].plain or b"")
     assert isinstance(pass4, ActionResponseNormal)
     ret = pass4.response.return_parameters
     assert isinstance(ret, OctetString)
-    assert verify_hls_gmac(ret.value, ctos, system_title=METER, key=gcm, authentication_key=ak) == 0x407
+    assert (
+        verify_hls_gmac(ret.value, ctos, system_title=METER, key=gcm, authentication_key=ak)
+        == 0x407
+    )
 
 
 def test_release_apdus_carry_ciphered_initiate(ek: SecretKey, ak: SecretKey) -> None:

@@ -36,8 +36,6 @@ Apdu: TypeAlias = (
     | GeneralSigning
 )
 
-_ACSE = {AARQ.TAG: AARQ, AARE.TAG: AARE, RLRQ.TAG: RLRQ, RLRE.TAG: RLRE}
-
 
 def decode_apdu(data: bytes) -> Apdu:
     """Decode one APDU; the whole input must be consumed.
@@ -48,9 +46,14 @@ def decode_apdu(data: bytes) -> Apdu:
     if not data:
         raise DecodeError("empty APDU")
     tag = data[0]
-    acse = _ACSE.get(tag)
-    if acse is not None:
-        return acse.from_bytes(data)
+    if tag == AARQ.TAG:
+        return AARQ.from_bytes(data)
+    if tag == AARE.TAG:
+        return AARE.from_bytes(data)
+    if tag == RLRQ.TAG:
+        return RLRQ.from_bytes(data)
+    if tag == RLRE.TAG:
+        return RLRE.from_bytes(data)
     if tag in XDLMS_TAGS:
         return decode_xdlms(data)
     r = Reader(data, 1)

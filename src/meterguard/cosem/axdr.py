@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass
-from typing import ClassVar, TypeAlias
+from typing import ClassVar, TypeAlias, cast
 
 from meterguard.cosem._codec import Reader, encode_length
 from meterguard.cosem.cosemtime import CosemDate, CosemDateTime, CosemTime
@@ -503,7 +503,7 @@ def _decode_scalar(tag: DataType, r: Reader) -> Data:
     int_type = _INT_TYPES.get(tag)
     if int_type is not None:
         raw = r.take(int_type.FMT.size)
-        return int_type(int(int_type.FMT.unpack(raw)[0]))
+        return cast("Data", int_type(int(int_type.FMT.unpack(raw)[0])))
     if tag is DataType.OCTET_STRING:
         return OctetString(r.sized())
     if tag is DataType.VISIBLE_STRING:

@@ -1,4 +1,4 @@
-"""Sans-IO DLMS/COSEM connections for both roles: :class:`ClientConnection` and :class:`ServerConnection`.
+"""Sans-IO DLMS/COSEM connections: :class:`ClientConnection` and :class:`ServerConnection`.
 
 A connection takes whole APDUs in (``receive``) and queues whole APDUs out
 (``outgoing``); the transport moves them, with wrapper framing, over TCP, MQTT
@@ -458,7 +458,8 @@ class _Protection:
             raise RemoteProtocolError("ciphered APDU before the peer's system title is known")
         if isinstance(apdu, GeneralGloCiphering) and apdu.system_title != self.peer_title:
             raise UnexpectedSystemTitleError(
-                f"APDU from system title {apdu.system_title.hex()}, expected {self.peer_title.hex()}"
+                f"APDU from system title {apdu.system_title.hex()}, "
+                f"expected {self.peer_title.hex()}"
             )
         if isinstance(apdu, GeneralCiphering) and apdu.originator_system_title != self.peer_title:
             raise UnexpectedSystemTitleError(
@@ -761,7 +762,8 @@ class ServerConnection:
                 ctx, AcseServiceUserDiagnostic.AUTHENTICATION_MECHANISM_NAME_NOT_RECOGNISED
             )
             raise InsufficientProtectionError(
-                f"client SAP {client_sap} asked for {mechanism.name}, policy is {policy.mechanism.name}"
+                f"client SAP {client_sap} asked for {mechanism.name}, "
+                f"policy is {policy.mechanism.name}"
             )
         ctos = aarq.calling_authentication_value or b""
         if mechanism in HLS_MECHANISMS and not MIN_CHALLENGE <= len(ctos) <= MAX_CHALLENGE:
@@ -1466,7 +1468,7 @@ class ClientConnection:
         return inv & 0x0F
 
     def release(self) -> None:
-        """Queue the RLRQ (with a ciphered InitiateRequest in ciphered contexts, as dlms-cosem does)."""
+        """Queue the RLRQ; ciphered contexts add a ciphered InitiateRequest, as dlms-cosem does."""
         self.machine.fire(Trigger.RLRQ_SENT, by_peer=False)
         info = None
         if self._ciphered and self._protection is not None:
@@ -1511,7 +1513,7 @@ class ClientConnection:
             if not _is_ciphered(apdu):
                 raise InsufficientProtectionError("plain response in a ciphered association")
             assert self._protection is not None  # noqa: S101
-            plain, env = self._protection.unwrap(
+            plain, _ = self._protection.unwrap(
                 apdu, require_encryption=self.settings.require_encrypted_responses
             )
             response: XdlmsApdu = decode_xdlms(plain)
@@ -1521,12 +1523,11 @@ class ClientConnection:
             )
         else:
             response = apdu  # type: ignore[assignment]
-            env = _PLAIN
         if isinstance(response, DataNotification | EventNotification):
             return [NotificationReceived(response)]
         if self.machine.state is AssociationState.AWAITING_HLS_RESULT:
             return self._on_hls_result(response)
-        return self._on_response(response, env)
+        return self._on_response(response)
 
     # -- internals
 
@@ -1538,7 +1539,7 @@ class ClientConnection:
         return size or 0xFFFF
 
     def _split(self, raw: bytes, header: int) -> list[bytes]:
-        """Cut ``raw`` so that every block, with ``header`` bytes of descriptor, fits the server PDU."""
+        """Cut ``raw`` so each block plus ``header`` descriptor bytes fits the server PDU."""
         size = _block_size(self._server_pdu(), self._request_envelope()) - header
         if size < 1:
             raise LocalProtocolError("the server's PDU size leaves no room for block data")
@@ -1746,7 +1747,7 @@ class ClientConnection:
             self._protection.ded_counter = ReceiveCounter()
         return [AssociationReleased()]
 
-    def _on_response(self, response: XdlmsApdu, env: _Envelope) -> list[Event]:
+    def _on_response(self, response: XdlmsApdu) -> list[Event]:
         p = self._pending
         if p is None:
             raise RemoteProtocolError(f"unsolicited {type(response).__name__}")

@@ -328,10 +328,10 @@ class GeneralCiphering:
     @classmethod
     def decode(cls, r: Reader) -> GeneralCiphering:
         """Decode after the tag byte."""
-        fields = [r.sized() for _ in range(5)]
+        tid, originator, recipient, stamp, other = (r.sized() for _ in range(5))
         key_info = KeyInfo.decode(r) if r.u8() else None
         sc, ic, payload = _split_content(r.sized())
-        return cls(*fields, key_info, sc, ic, payload)  # type: ignore[arg-type]
+        return cls(tid, originator, recipient, stamp, other, key_info, sc, ic, payload)
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,8 +40,8 @@ from meterguard.cosem.security import (
     unprotect_general,
     verify_hls_gmac,
 )
-from meterguard.cosem.xdlms import ActionRequestNormal, ActionResponseNormal
 from meterguard.cosem.wrapper import WrapperDecoder
+from meterguard.cosem.xdlms import ActionRequestNormal, ActionResponseNormal
 from meterguard.crypto.aead import GcmKey
 from meterguard.crypto.keys import KeyId, SecretKey
 from meterguard.crypto.keywrap import unwrap_key
@@ -157,7 +157,10 @@ class TraceDecoder:
         ):
             frames = WrapperDecoder().feed(raw)
             frame = frames[0]
-            head = f"wrapper  source wPort {frame.source_wport}  destination wPort {frame.destination_wport}  length {len(frame.apdu)}"
+            head = (
+                f"wrapper  source wPort {frame.source_wport}  "
+                f"destination wPort {frame.destination_wport}  length {len(frame.apdu)}"
+            )
             return [head, *self._apdu_lines(frame.apdu, 1)]
         return self._apdu_lines(raw, 0)
 
@@ -297,7 +300,8 @@ class TraceDecoder:
                             )
                         else:
                             lines.append(
-                                f"{pad}key_transfer {name}: unwrapped, {key.bits}-bit, fingerprint {key.fingerprint()}"
+                                f"{pad}key_transfer {name}: unwrapped, {key.bits}-bit, "
+                                f"fingerprint {key.fingerprint()}"
                             )
             return lines
         return []

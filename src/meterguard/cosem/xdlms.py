@@ -326,7 +326,7 @@ class ConfirmedServiceError:
     TAG = 0x0E
 
     service: int
-    """ConfirmedServiceError CHOICE: 1 initiateError, 2 getStatus, 3 getNameList, ... 5 read, 6 write."""
+    """ConfirmedServiceError CHOICE: 1 initiateError, 2 getStatus, ..., 5 read, 6 write."""
     error_type: int
     """ServiceError CHOICE: 0 application-reference ... 6 initiate ... 10 other."""
     value: int

@@ -1,4 +1,4 @@
-"""`meterguard cosem decode`: decrypts V3, refuses a tampered V3 with nothing decrypted, reads trace files."""
+"""`meterguard cosem decode`: decrypts V3, refuses a tampered V3, reads trace files."""
 
 from __future__ import annotations
 
@@ -20,7 +20,10 @@ TITLE = ["--system-title", "4D4D4D0000BC614E"]
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603 - our own interpreter and module
         [sys.executable, "-m", "meterguard", "cosem", "decode", *args],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
         env={**os.environ, **(env or {})},
     )
 
@@ -74,8 +77,11 @@ def test_without_keys_shows_the_envelope_only() -> None:
 
 def test_file_of_the_recorded_session(tmp_path: Path) -> None:
     trace = Path(__file__).resolve().parents[2] / "vectors" / "data" / "trace-hls-gmac-session.txt"
-    lines = [ln.split()[-1] for ln in trace.read_text().splitlines() if ln and not ln.startswith("#")
-             and "plain=" not in ln]
+    lines = [
+        ln.split()[-1]
+        for ln in trace.read_text().splitlines()
+        if ln and not ln.startswith("#") and "plain=" not in ln
+    ]
     f = tmp_path / "session.txt"
     f.write_text("# AARQ, AARE, RLRQ, RLRE\n" + "\n".join(lines) + "\n")
     res = run(*KEYS, "--file", str(f))

@@ -30,8 +30,8 @@ from meterguard.cosem.connection import (
     ServerConnection,
     ServerSettings,
 )
-from meterguard.cosem.counters import ReceiveCounter, SendCounter
 from meterguard.cosem.cosemtime import CosemDateTime
+from meterguard.cosem.counters import ReceiveCounter, SendCounter
 from meterguard.cosem.obis import Obis
 from meterguard.cosem.wrapper import WrapperDecoder, WrapperFrame
 from meterguard.cosem.xdlms import (
@@ -73,16 +73,24 @@ class MiniMeter:
         if d.instance == ENERGY and d.attribute == 3:
             return Structure((Integer(0), LongUnsigned(30)))
         if d.instance == PROFILE and d.attribute == 2:
-            stamp = CosemDateTime.from_bytes(bytes.fromhex("07E80101FF000000000000 00".replace(" ", ""))).to_bytes()
-            return Array(tuple(Structure((OctetString(stamp), DoubleLongUnsigned(i))) for i in range(600)))
+            stamp = CosemDateTime.from_bytes(
+                bytes.fromhex("07E80101FF000000000000 00".replace(" ", ""))
+            ).to_bytes()
+            return Array(
+                tuple(Structure((OctetString(stamp), DoubleLongUnsigned(i))) for i in range(600))
+            )
         return DataAccessResult.OBJECT_UNDEFINED
 
-    def set(self, ctx: RequestContext, attribute: AttributeWithSelection, value: Data) -> DataAccessResult:
+    def set(
+        self, ctx: RequestContext, attribute: AttributeWithSelection, value: Data
+    ) -> DataAccessResult:
         self.contexts.append(ctx)
         self.writes.append((attribute, value))
         return DataAccessResult.SUCCESS
 
-    def action(self, ctx: RequestContext, method: MethodDescriptor, parameters: Data | None) -> ActionReturn:
+    def action(
+        self, ctx: RequestContext, method: MethodDescriptor, parameters: Data | None
+    ) -> ActionReturn:
         self.contexts.append(ctx)
         self.actions.append((method, parameters))
         return ActionReturn(ActionResult.SUCCESS)
@@ -94,25 +102,44 @@ def keys() -> tuple[SecretKey, SecretKey]:
 
 def meter_material(**kw: object) -> SecurityMaterial:
     ek, ak = keys()
-    args: dict[str, object] = {"system_title": METER_TITLE, "unicast_key": ek, "authentication_key": ak}
+    args: dict[str, object] = {
+        "system_title": METER_TITLE,
+        "unicast_key": ek,
+        "authentication_key": ak,
+    }
     args.update(kw)
     return SecurityMaterial(**args)  # type: ignore[arg-type]
 
 
 def headend_material(**kw: object) -> SecurityMaterial:
     ek, ak = keys()
-    args: dict[str, object] = {"system_title": HEADEND_TITLE, "unicast_key": ek, "authentication_key": ak}
+    args: dict[str, object] = {
+        "system_title": HEADEND_TITLE,
+        "unicast_key": ek,
+        "authentication_key": ak,
+    }
     args.update(kw)
     return SecurityMaterial(**args)  # type: ignore[arg-type]
 
 
-def server(material: SecurityMaterial | None = None, *, mechanism: Mechanism = Mechanism.HLS_GMAC,
-           max_pdu: int = 1024, app: MiniMeter | None = None) -> ServerConnection:
-    policy = AssociationPolicy(application_context=ApplicationContext.LN_CIPHERED, mechanism=mechanism,
-                               security=material or meter_material())
+def server(
+    material: SecurityMaterial | None = None,
+    *,
+    mechanism: Mechanism = Mechanism.HLS_GMAC,
+    max_pdu: int = 1024,
+    app: MiniMeter | None = None,
+) -> ServerConnection:
+    policy = AssociationPolicy(
+        application_context=ApplicationContext.LN_CIPHERED,
+        mechanism=mechanism,
+        security=material or meter_material(),
+    )
     return ServerConnection(
-        ServerSettings(system_title=METER_TITLE, associations={1: policy, 16: AssociationPolicy()},
-                       max_receive_pdu_size=max_pdu),
+        ServerSettings(
+            system_title=METER_TITLE,
+            associations={1: policy, 16: AssociationPolicy()},
+            max_receive_pdu_size=max_pdu,
+        ),
         app or MiniMeter(),
     )
 
@@ -172,8 +199,13 @@ class Link:
             events += self.client.receive(frame.apdu)
 
 
-def pair(*, client_settings: ClientSettings | None = None, client_material: SecurityMaterial | None = None,
-         srv: ServerConnection | None = None, tap: Tap | None = None) -> Link:
+def pair(
+    *,
+    client_settings: ClientSettings | None = None,
+    client_material: SecurityMaterial | None = None,
+    srv: ServerConnection | None = None,
+    tap: Tap | None = None,
+) -> Link:
     settings = client_settings or ClientSettings(expected_server_system_title=METER_TITLE)
     material = client_material if client_material is not None else headend_material()
     return Link(ClientConnection(settings, material), srv or server(), tap)

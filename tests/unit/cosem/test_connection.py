@@ -7,7 +7,14 @@ import pytest
 from meterguard.cosem.acse import AARE, Mechanism
 from meterguard.cosem.apdu import decode_apdu
 from meterguard.cosem.association import AssociationState
-from meterguard.cosem.axdr import Array, DoubleLongUnsigned, Integer, LongUnsigned, OctetString, Structure
+from meterguard.cosem.axdr import (
+    Array,
+    DoubleLongUnsigned,
+    Integer,
+    LongUnsigned,
+    OctetString,
+    Structure,
+)
 from meterguard.cosem.connection import (
     HLS_METHOD,
     ActionCompleted,
@@ -22,8 +29,17 @@ from meterguard.cosem.connection import (
     SetCompleted,
 )
 from meterguard.cosem.counters import ReceiveCounter, SendCounter
-from meterguard.cosem.security import CipheringKind, GeneralGloCiphering, SecurityControl, ServiceCiphered
+from meterguard.cosem.obis import Obis
+from meterguard.cosem.security import (
+    CipheringKind,
+    GeneralGloCiphering,
+    SecurityControl,
+    ServiceCiphered,
+    protect,
+    unprotect,
+)
 from meterguard.cosem.xdlms import (
+    ActionRequestNormal,
     ActionResult,
     AttributeDescriptor,
     AttributeWithSelection,
@@ -34,6 +50,7 @@ from meterguard.cosem.xdlms import (
     MethodDescriptor,
     decode_xdlms,
 )
+from meterguard.crypto.aead import GcmKey
 from meterguard.crypto.ecc import Curve, SigningKey
 from meterguard.crypto.keys import SecretKey
 from meterguard.errors import (
@@ -86,13 +103,22 @@ def test_full_hls_gmac_session() -> None:
     assert link.client.state is link.server.state is AssociationState.ASSOCIATED
     # AARQ, AARE, pass 3, pass 4 went over the wire; the AARE asked for authentication (DM-3).
     aare = decode_apdu(link.log[1][1])
-    assert isinstance(aare, AARE) and aare.diagnostic == 14 and aare.responding_ap_title == METER_TITLE
-    assert aare.responding_authentication_value is not None and 8 <= len(aare.responding_authentication_value) <= 64
-    assert aare.user_information is not None and aare.user_information[0] == 0x28  # ciphered initiate-response
+    assert (
+        isinstance(aare, AARE) and aare.diagnostic == 14 and aare.responding_ap_title == METER_TITLE
+    )
+    assert (
+        aare.responding_authentication_value is not None
+        and 8 <= len(aare.responding_authentication_value) <= 64
+    )
+    assert (
+        aare.user_information is not None and aare.user_information[0] == 0x28
+    )  # ciphered initiate-response
 
     link.client.get(CLOCK_TIME)
     [ev] = link.pump()
-    assert isinstance(ev, GetCompleted) and ev.result == OctetString(bytes.fromhex("07EA0B18FF12041800000000"))
+    assert isinstance(ev, GetCompleted) and ev.result == OctetString(
+        bytes.fromhex("07EA0B18FF12041800000000")
+    )
     link.client.get(ENERGY_SCALER)
     [ev] = link.pump()
     assert isinstance(ev, GetCompleted) and ev.result == Structure((Integer(0), LongUnsigned(30)))
@@ -107,13 +133,23 @@ def test_full_hls_gmac_session() -> None:
 
 
 def test_block_transfer_every_block_has_a_new_counter() -> None:
-    link = pair(client_settings=ClientSettings(max_receive_pdu_size=256, expected_server_system_title=METER_TITLE))
+    link = pair(
+        client_settings=ClientSettings(
+            max_receive_pdu_size=256, expected_server_system_title=METER_TITLE
+        )
+    )
     _associate(link)
     start = len(link.log)
     link.client.get(PROFILE_BUFFER)
     [ev] = link.pump()
-    assert isinstance(ev, GetCompleted) and isinstance(ev.result, Array) and len(ev.result.items) == 600
-    assert ev.result.items[599] == Structure((ev.result.items[599].items[0], DoubleLongUnsigned(599)))  # type: ignore[union-attr]
+    assert (
+        isinstance(ev, GetCompleted)
+        and isinstance(ev.result, Array)
+        and len(ev.result.items) == 600
+    )
+    assert ev.result.items[599] == Structure(
+        (ev.result.items[599].items[0], DoubleLongUnsigned(599))
+    )  # type: ignore[union-attr]
     replies = [apdu for d, apdu in link.log[start:] if d == "S->C"]
     assert len(replies) > 20  # 600 entries of ~21 bytes through 256-byte PDUs
     assert all(len(r) <= 256 for r in replies)  # DM-11: fits after ciphering overhead
@@ -125,31 +161,30 @@ def test_get_with_list_and_set_and_action_in_blocks() -> None:
     app = MiniMeter()
     link = pair(srv=server(app=app, max_pdu=128))
     _associate(link)
-    link.client.get_with_list((AttributeWithSelection(ENERGY_VALUE), AttributeWithSelection(CLOCK_TIME),
-                               AttributeWithSelection(AttributeDescriptor(1, DISCONNECT, 2))))
+    link.client.get_with_list(
+        (
+            AttributeWithSelection(ENERGY_VALUE),
+            AttributeWithSelection(CLOCK_TIME),
+            AttributeWithSelection(AttributeDescriptor(1, DISCONNECT, 2)),
+        )
+    )
     [ev] = link.pump()
     assert isinstance(ev, GetListCompleted)
     assert ev.results[0] == DoubleLongUnsigned(123456)
     assert ev.results[2] is DataAccessResult.OBJECT_UNDEFINED
 
     big = OctetString(bytes(range(256)) * 4)  # > the meter's 128-byte PDU: SET-with-block
-    link.client.set(AttributeDescriptor(1, Obis_(0, 0, 96, 1, 0, 255), 2), big)
+    link.client.set(AttributeDescriptor(1, Obis(0, 0, 96, 1, 0, 255), 2), big)
     [ev] = link.pump()
     assert isinstance(ev, SetCompleted) and ev.results == (DataAccessResult.SUCCESS,)
     assert app.writes[-1][1] == big
 
-    link.client.action(MethodDescriptor(18, Obis_(0, 0, 44, 0, 0, 255), 2), big)
+    link.client.action(MethodDescriptor(18, Obis(0, 0, 44, 0, 0, 255), 2), big)
     [ev] = link.pump()
     assert isinstance(ev, ActionCompleted) and ev.result is ActionResult.SUCCESS
     assert app.actions[-1][1] == big
     sent = [apdu for d, apdu in link.log if d == "C->S"]
     assert all(len(a) <= 128 for a in sent[1:])
-
-
-def Obis_(*g: int):  # noqa: N802 - local shorthand
-    from meterguard.cosem.obis import Obis
-
-    return Obis(*g)
 
 
 def test_public_association_is_plain_and_limited() -> None:
@@ -195,15 +230,19 @@ def test_bad_f_stoc_with_good_keys() -> None:
     client.receive(aare)
     client.outgoing()  # the genuine pass 3 is dropped
     # Forge a pass 3 that is correctly ciphered but carries a wrong f(StoC).
-    from meterguard.cosem.security import protect
-    from meterguard.cosem.xdlms import ActionRequestNormal
-    from meterguard.crypto.aead import GcmKey
 
     ek, ak = material.unicast_key, material.authentication_key
     assert ek is not None and ak is not None
     bad = ActionRequestNormal(0xC1, HLS_METHOD, OctetString(b"\x10" + bytes(16))).to_bytes()
-    forged = protect(bad, kind=CipheringKind.GENERAL_GLO, security=SecurityControl(), invocation_counter=10_000,
-                     system_title=material.system_title, key=GcmKey(ek), authentication_key=ak)
+    forged = protect(
+        bad,
+        kind=CipheringKind.GENERAL_GLO,
+        security=SecurityControl(),
+        invocation_counter=10_000,
+        system_title=material.system_title,
+        key=GcmKey(ek),
+        authentication_key=ak,
+    )
     with pytest.raises(HlsFailedError):
         srv.receive(forged, client_sap=1)
     [deny] = srv.outgoing()
@@ -214,8 +253,15 @@ def test_bad_f_stoc_with_good_keys() -> None:
     assert client.state is AssociationState.FAILED
     # Later requests on the failed association are refused.
     get = GetRequestNormal(0xC1, AttributeWithSelection(ENERGY_VALUE)).to_bytes()
-    fresh = protect(get, kind=CipheringKind.GENERAL_GLO, security=SecurityControl(), invocation_counter=10_001,
-                    system_title=material.system_title, key=GcmKey(ek), authentication_key=ak)
+    fresh = protect(
+        get,
+        kind=CipheringKind.GENERAL_GLO,
+        security=SecurityControl(),
+        invocation_counter=10_001,
+        system_title=material.system_title,
+        key=GcmKey(ek),
+        authentication_key=ak,
+    )
     with pytest.raises(RemoteProtocolError):
         srv.receive(fresh, client_sap=1)
     [refusal] = srv.outgoing()
@@ -231,14 +277,18 @@ def test_only_hls_reply_before_authentication() -> None:
     [aarq] = client.outgoing()
     srv.receive(aarq, client_sap=1)
     srv.outgoing()
-    from meterguard.cosem.security import protect
-    from meterguard.crypto.aead import GcmKey
 
     assert material.unicast_key is not None
     get = GetRequestNormal(0xC1, AttributeWithSelection(ENERGY_VALUE)).to_bytes()
-    sneaky = protect(get, kind=CipheringKind.GENERAL_GLO, security=SecurityControl(), invocation_counter=500,
-                     system_title=material.system_title, key=GcmKey(material.unicast_key),
-                     authentication_key=material.authentication_key)
+    sneaky = protect(
+        get,
+        kind=CipheringKind.GENERAL_GLO,
+        security=SecurityControl(),
+        invocation_counter=500,
+        system_title=material.system_title,
+        key=GcmKey(material.unicast_key),
+        authentication_key=material.authentication_key,
+    )
     with pytest.raises(RemoteProtocolError, match="only reply_to_HLS"):
         srv.receive(sneaky, client_sap=1)
     assert isinstance(decode_apdu(srv.outgoing()[0]), ExceptionResponse)
@@ -261,7 +311,9 @@ def test_replayed_request_is_refused() -> None:
     with pytest.raises(ReplayError):
         link.server.receive(captured[-1], client_sap=1)
     reply = decode_apdu(link.server.outgoing()[0])
-    assert isinstance(reply, ExceptionResponse) and reply.service_error == 6  # invocation-counter-error
+    assert (
+        isinstance(reply, ExceptionResponse) and reply.service_error == 6
+    )  # invocation-counter-error
 
 
 def test_tampered_request_is_refused_and_counter_not_advanced() -> None:
@@ -311,8 +363,10 @@ def test_meter_counter_never_goes_backwards_across_associations() -> None:
     assert high is not None
     # A "meter" that restarted with its counter reset (nonce reuse) is refused.
     reset_meter = server(meter_material(send_counter=SendCounter(1)))
-    client = ClientConnection(ClientSettings(), headend_material(peer_counter=meter_counter,
-                                                                 send_counter=SendCounter(5000)))
+    client = ClientConnection(
+        ClientSettings(),
+        headend_material(peer_counter=meter_counter, send_counter=SendCounter(5000)),
+    )
     link2 = Link(client, reset_meter)
     client.associate()
     with pytest.raises(ReplayError, match="attempt to lower invocation counter"):
@@ -329,9 +383,16 @@ def test_meter_counter_persists_across_associations_and_restarts() -> None:
     meter_counter = ReceiveCounter()
     seen: list[int] = []
     for _ in range(3):  # three restarts of the meter, each from its persisted ceiling
-        srv = server(meter_material(send_counter=SendCounter(persisted["ceiling"], reserve=reserve, block=4)))
-        link = pair(srv=srv, client_material=headend_material(
-            peer_counter=meter_counter, send_counter=SendCounter((meter_counter.last or 0) + 1000)))
+        srv = server(
+            meter_material(send_counter=SendCounter(persisted["ceiling"], reserve=reserve, block=4))
+        )
+        link = pair(
+            srv=srv,
+            client_material=headend_material(
+                peer_counter=meter_counter,
+                send_counter=SendCounter((meter_counter.last or 0) + 1000),
+            ),
+        )
         _associate(link)
         link.client.get(ENERGY_VALUE)
         link.pump()
@@ -345,7 +406,11 @@ def test_meter_counter_persists_across_associations_and_restarts() -> None:
 
 
 def test_unexpected_system_title() -> None:
-    link = pair(client_settings=ClientSettings(expected_server_system_title=bytes.fromhex("4D4D4D00000000FF")))
+    link = pair(
+        client_settings=ClientSettings(
+            expected_server_system_title=bytes.fromhex("4D4D4D00000000FF")
+        )
+    )
     link.client.associate()
     with pytest.raises(UnexpectedSystemTitleError):
         link.pump()
@@ -356,14 +421,18 @@ def test_general_glo_from_another_title_is_refused() -> None:
     link = pair()
     _associate(link)
     material = headend_material(system_title=bytes.fromhex("4D4D4D0000000099"))
-    from meterguard.cosem.security import protect
-    from meterguard.crypto.aead import GcmKey
 
     assert material.unicast_key is not None
     get = GetRequestNormal(0xC1, AttributeWithSelection(ENERGY_VALUE)).to_bytes()
-    foreign = protect(get, kind=CipheringKind.GENERAL_GLO, security=SecurityControl(), invocation_counter=99_999,
-                      system_title=material.system_title, key=GcmKey(material.unicast_key),
-                      authentication_key=material.authentication_key)
+    foreign = protect(
+        get,
+        kind=CipheringKind.GENERAL_GLO,
+        security=SecurityControl(),
+        invocation_counter=99_999,
+        system_title=material.system_title,
+        key=GcmKey(material.unicast_key),
+        authentication_key=material.authentication_key,
+    )
     with pytest.raises(UnexpectedSystemTitleError):
         link.server.receive(foreign, client_sap=1)
 
@@ -414,11 +483,17 @@ def test_hls_reply_uses_global_key_with_dedicated_ciphering() -> None:
 def test_hls_ecdsa_suite1() -> None:
     # DH-8: mechanism 7 between our meter and our head-end.
     meter_key, headend_key = SigningKey.generate(Curve.P256), SigningKey.generate(Curve.P256)
-    srv = server(meter_material(suite=1, signing_key=meter_key, peer_verifying_key=headend_key.verifying_key()),
-                 mechanism=Mechanism.HLS_ECDSA)
+    srv = server(
+        meter_material(
+            suite=1, signing_key=meter_key, peer_verifying_key=headend_key.verifying_key()
+        ),
+        mechanism=Mechanism.HLS_ECDSA,
+    )
     client = ClientConnection(
         ClientSettings(mechanism=Mechanism.HLS_ECDSA, request_security=SecurityControl(suite=1)),
-        headend_material(suite=1, signing_key=headend_key, peer_verifying_key=meter_key.verifying_key()),
+        headend_material(
+            suite=1, signing_key=headend_key, peer_verifying_key=meter_key.verifying_key()
+        ),
     )
     link = Link(client, srv)
     [ev] = _associate(link)
@@ -432,11 +507,17 @@ def test_hls_ecdsa_suite1() -> None:
 
 def test_hls_ecdsa_with_an_impostor_key_fails() -> None:
     meter_key, headend_key, impostor = (SigningKey.generate() for _ in range(3))
-    srv = server(meter_material(suite=1, signing_key=meter_key, peer_verifying_key=headend_key.verifying_key()),
-                 mechanism=Mechanism.HLS_ECDSA)
+    srv = server(
+        meter_material(
+            suite=1, signing_key=meter_key, peer_verifying_key=headend_key.verifying_key()
+        ),
+        mechanism=Mechanism.HLS_ECDSA,
+    )
     client = ClientConnection(
         ClientSettings(mechanism=Mechanism.HLS_ECDSA, request_security=SecurityControl(suite=1)),
-        headend_material(suite=1, signing_key=impostor, peer_verifying_key=meter_key.verifying_key()),
+        headend_material(
+            suite=1, signing_key=impostor, peer_verifying_key=meter_key.verifying_key()
+        ),
     )
     link = Link(client, srv)
     client.associate()
@@ -504,7 +585,9 @@ def test_requests_need_an_association() -> None:
         client.get(ENERGY_VALUE)
     srv = server()
     with pytest.raises(RemoteProtocolError):
-        srv.receive(GetRequestNormal(0xC1, AttributeWithSelection(ENERGY_VALUE)).to_bytes(), client_sap=1)
+        srv.receive(
+            GetRequestNormal(0xC1, AttributeWithSelection(ENERGY_VALUE)).to_bytes(), client_sap=1
+        )
 
 
 def test_repr_shows_no_keys() -> None:
@@ -533,10 +616,12 @@ def test_decoded_inner_is_really_a_get() -> None:
     env = decode_apdu(apdu)
     assert isinstance(env, ServiceCiphered)
     material = headend_material()
-    from meterguard.cosem.security import unprotect
-    from meterguard.crypto.aead import GcmKey
 
     assert material.unicast_key is not None
-    plain = unprotect(env, system_title=material.system_title, key=GcmKey(material.unicast_key),
-                      authentication_key=material.authentication_key)
+    plain = unprotect(
+        env,
+        system_title=material.system_title,
+        key=GcmKey(material.unicast_key),
+        authentication_key=material.authentication_key,
+    )
     assert isinstance(decode_xdlms(plain), GetRequestNormal)

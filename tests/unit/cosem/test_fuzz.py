@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,10 +16,8 @@ from tests import strategies as s
 
 
 def _decode_or_decode_error(raw: bytes) -> None:
-    try:
+    with contextlib.suppress(DecodeError):
         decode_apdu(raw)
-    except DecodeError:
-        pass
 
 
 @settings(max_examples=2000)
@@ -27,9 +27,39 @@ def test_arbitrary_bytes(raw: bytes) -> None:
 
 
 @settings(max_examples=1000)
-@given(st.sampled_from(sorted({0x01, 0x08, 0x0E, 0x0F, 0x21, 0x28, 0x60, 0x61, 0x62, 0x63, 0xC0, 0xC1, 0xC2, 0xC3,
-                               0xC4, 0xC5, 0xC7, 0xC8, 0xCC, 0xD8, 0xDB, 0xDC, 0xDD, 0xDF})),
-       st.binary(max_size=200))
+@given(
+    st.sampled_from(
+        sorted(
+            {
+                0x01,
+                0x08,
+                0x0E,
+                0x0F,
+                0x21,
+                0x28,
+                0x60,
+                0x61,
+                0x62,
+                0x63,
+                0xC0,
+                0xC1,
+                0xC2,
+                0xC3,
+                0xC4,
+                0xC5,
+                0xC7,
+                0xC8,
+                0xCC,
+                0xD8,
+                0xDB,
+                0xDC,
+                0xDD,
+                0xDF,
+            }
+        )
+    ),
+    st.binary(max_size=200),
+)
 def test_known_tag_then_garbage(tag: int, rest: bytes) -> None:
     _decode_or_decode_error(bytes((tag,)) + rest)
 
@@ -53,10 +83,8 @@ def test_mutated_valid_apdus(apdu: Apdu, draw: st.DataObject) -> None:
 @settings(max_examples=1000)
 @given(st.binary(max_size=300))
 def test_wrapper_decoder_only_raises_decode_error(raw: bytes) -> None:
-    try:
+    with contextlib.suppress(DecodeError):
         WrapperDecoder().feed(raw)
-    except DecodeError:
-        pass
 
 
 @pytest.mark.parametrize(

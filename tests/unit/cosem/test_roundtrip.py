@@ -1,4 +1,4 @@
-"""Hypothesis round trips: every data type and every APDU decodes to what was encoded, byte for byte."""
+"""Hypothesis round trips: every data type and APDU decodes to what was encoded."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Negative cases of application-layer security: every tampering fails closed, with a typed error."""
+"""Negative cases of application-layer security: tampering fails closed, with a typed error."""
 
 from __future__ import annotations
 
@@ -50,7 +50,9 @@ def _open(raw: bytes, ek: SecretKey, ak: SecretKey, title: bytes = SERVER_TITLE)
 
 @pytest.mark.parametrize("vector", [V1, V3], ids=["auth-only", "auth+enc"])
 @given(bit=st.integers(0, 7), offset=st.integers(0, 11))
-def test_flipped_tag_bit(vector: bytes, bit: int, offset: int, ek: SecretKey, ak: SecretKey) -> None:
+def test_flipped_tag_bit(
+    vector: bytes, bit: int, offset: int, ek: SecretKey, ak: SecretKey
+) -> None:
     raw = bytearray(vector)
     raw[-1 - offset] ^= 1 << bit
     with pytest.raises(AuthenticationFailedError):
@@ -59,7 +61,9 @@ def test_flipped_tag_bit(vector: bytes, bit: int, offset: int, ek: SecretKey, ak
 
 @pytest.mark.parametrize("vector", [V1, V3], ids=["auth-only", "auth+enc"])
 @given(bit=st.integers(0, 7), data=st.data())
-def test_flipped_payload_bit(vector: bytes, bit: int, data: st.DataObject, ek: SecretKey, ak: SecretKey) -> None:
+def test_flipped_payload_bit(
+    vector: bytes, bit: int, data: st.DataObject, ek: SecretKey, ak: SecretKey
+) -> None:
     # Anything after SC ‖ IC up to the tag: ciphertext (or authenticated plaintext).
     pos = data.draw(st.integers(7, len(vector) - 13))
     raw = bytearray(vector)
@@ -101,21 +105,36 @@ def test_truncated_tag(ek: SecretKey, ak: SecretKey) -> None:
 
 def test_ciphered_tag_must_match_the_inner_apdu(ek: SecretKey, ak: SecretKey) -> None:
     # A valid glo-get-request body relabelled as glo-set-request is refused.
-    raw = protect(PLAIN_GET, kind=CipheringKind.SERVICE_GLO, security=SecurityControl(), invocation_counter=5,
-                  system_title=SERVER_TITLE, key=GcmKey(ek), authentication_key=ak)
+    raw = protect(
+        PLAIN_GET,
+        kind=CipheringKind.SERVICE_GLO,
+        security=SecurityControl(),
+        invocation_counter=5,
+        system_title=SERVER_TITLE,
+        key=GcmKey(ek),
+        authentication_key=ak,
+    )
     relabelled = bytes((0xC9,)) + raw[1:]
     with pytest.raises(AuthenticationFailedError, match="unexpected APDU"):
         _open(relabelled, ek, ak)
 
 
 def test_no_protection_is_refused(ek: SecretKey, ak: SecretKey) -> None:
-    apdu = ServiceCiphered(0xC8, SecurityControl(authenticated=False, encrypted=False), 1, PLAIN_GET)
+    apdu = ServiceCiphered(
+        0xC8, SecurityControl(authenticated=False, encrypted=False), 1, PLAIN_GET
+    )
     with pytest.raises(InsufficientProtectionError):
         unprotect(apdu, system_title=SERVER_TITLE, key=GcmKey(ek), authentication_key=ak)
     with pytest.raises(ConfigurationError):
-        protect(PLAIN_GET, kind=CipheringKind.SERVICE_GLO, security=SecurityControl(authenticated=False,
-                encrypted=False), invocation_counter=1, system_title=SERVER_TITLE, key=GcmKey(ek),
-                authentication_key=ak)
+        protect(
+            PLAIN_GET,
+            kind=CipheringKind.SERVICE_GLO,
+            security=SecurityControl(authenticated=False, encrypted=False),
+            invocation_counter=1,
+            system_title=SERVER_TITLE,
+            key=GcmKey(ek),
+            authentication_key=ak,
+        )
 
 
 def test_compressed_is_refused(ek: SecretKey, ak: SecretKey) -> None:
@@ -127,56 +146,116 @@ def test_compressed_is_refused(ek: SecretKey, ak: SecretKey) -> None:
 def test_hls_gmac_negative(ek: SecretKey, ak: SecretKey) -> None:
     gcm = GcmKey(ek)
     with pytest.raises(HlsFailedError):
-        verify_hls_gmac(V4, b"other-challenge!", system_title=CLIENT_TITLE, key=gcm, authentication_key=ak)
+        verify_hls_gmac(
+            V4, b"other-challenge!", system_title=CLIENT_TITLE, key=gcm, authentication_key=ak
+        )
     with pytest.raises(HlsFailedError):
         verify_hls_gmac(V4, V4_STOC, system_title=SERVER_TITLE, key=gcm, authentication_key=ak)
     with pytest.raises(HlsFailedError):
         verify_hls_gmac(V4, V4_STOC, system_title=CLIENT_TITLE, key=gcm, authentication_key=OTHER)
     with pytest.raises(HlsFailedError, match="SC"):
-        verify_hls_gmac(b"\x30" + V4[1:], V4_STOC, system_title=CLIENT_TITLE, key=gcm, authentication_key=ak)
+        verify_hls_gmac(
+            b"\x30" + V4[1:], V4_STOC, system_title=CLIENT_TITLE, key=gcm, authentication_key=ak
+        )
     with pytest.raises(HlsFailedError, match="17 bytes"):
         verify_hls_gmac(V4[:-1], V4_STOC, system_title=CLIENT_TITLE, key=gcm, authentication_key=ak)
-    assert hls_gmac(V4_STOC, system_title=CLIENT_TITLE, invocation_counter=1, key=gcm, authentication_key=ak) == V4
+    assert (
+        hls_gmac(
+            V4_STOC, system_title=CLIENT_TITLE, invocation_counter=1, key=gcm, authentication_key=ak
+        )
+        == V4
+    )
 
 
 def test_hls_ecdsa_round_trip_and_negative() -> None:
     client, server = SigningKey.generate(Curve.P256), SigningKey.generate(Curve.P256)
     ctos, stoc = b"C" * 16, b"S" * 32
-    f_stoc = hls_ecdsa_sign(client, own_title=CLIENT_TITLE, peer_title=SERVER_TITLE,
-                            own_challenge_of_peer=stoc, peer_challenge=ctos)
-    hls_ecdsa_verify(client.verifying_key(), f_stoc, signer_title=CLIENT_TITLE, other_title=SERVER_TITLE,
-                     answered_challenge=stoc, signer_challenge=ctos)
+    f_stoc = hls_ecdsa_sign(
+        client,
+        own_title=CLIENT_TITLE,
+        peer_title=SERVER_TITLE,
+        own_challenge_of_peer=stoc,
+        peer_challenge=ctos,
+    )
+    hls_ecdsa_verify(
+        client.verifying_key(),
+        f_stoc,
+        signer_title=CLIENT_TITLE,
+        other_title=SERVER_TITLE,
+        answered_challenge=stoc,
+        signer_challenge=ctos,
+    )
     with pytest.raises(HlsFailedError):
-        hls_ecdsa_verify(server.verifying_key(), f_stoc, signer_title=CLIENT_TITLE, other_title=SERVER_TITLE,
-                         answered_challenge=stoc, signer_challenge=ctos)
+        hls_ecdsa_verify(
+            server.verifying_key(),
+            f_stoc,
+            signer_title=CLIENT_TITLE,
+            other_title=SERVER_TITLE,
+            answered_challenge=stoc,
+            signer_challenge=ctos,
+        )
     with pytest.raises(HlsFailedError):
-        hls_ecdsa_verify(client.verifying_key(), f_stoc, signer_title=CLIENT_TITLE, other_title=SERVER_TITLE,
-                         answered_challenge=b"X" * 32, signer_challenge=ctos)
+        hls_ecdsa_verify(
+            client.verifying_key(),
+            f_stoc,
+            signer_title=CLIENT_TITLE,
+            other_title=SERVER_TITLE,
+            answered_challenge=b"X" * 32,
+            signer_challenge=ctos,
+        )
 
 
 def test_general_ciphering_identified_key(ek: SecretKey, ak: SecretKey) -> None:
-    apdu = protect_general(PLAIN_GET, transaction_id=b"\x01\x02", originator=CLIENT_TITLE, recipient=SERVER_TITLE,
-                           security=SecurityControl(), invocation_counter=7, key=GcmKey(ek), authentication_key=ak)
+    apdu = protect_general(
+        PLAIN_GET,
+        transaction_id=b"\x01\x02",
+        originator=CLIENT_TITLE,
+        recipient=SERVER_TITLE,
+        security=SecurityControl(),
+        invocation_counter=7,
+        key=GcmKey(ek),
+        authentication_key=ak,
+    )
     back = decode_apdu(apdu.to_bytes())
     assert isinstance(back, GeneralCiphering) and back == apdu
     assert unprotect_general(back, key=GcmKey(ek), authentication_key=ak) == PLAIN_GET
     # The header fields are authenticated: changing the recipient breaks the tag.
-    forged = GeneralCiphering(back.transaction_id, back.originator_system_title, CLIENT_TITLE, back.date_time,
-                              back.other_information, back.key_info, back.security, back.invocation_counter,
-                              back.payload)
+    forged = GeneralCiphering(
+        back.transaction_id,
+        back.originator_system_title,
+        CLIENT_TITLE,
+        back.date_time,
+        back.other_information,
+        back.key_info,
+        back.security,
+        back.invocation_counter,
+        back.payload,
+    )
     with pytest.raises(AuthenticationFailedError):
         unprotect_general(forged, key=GcmKey(ek), authentication_key=ak)
 
 
 def test_general_signing() -> None:
     key = SigningKey.generate()
-    apdu = sign_general(PLAIN_GET, signing_key=key, transaction_id=b"\x09", originator=SERVER_TITLE,
-                        recipient=CLIENT_TITLE)
+    apdu = sign_general(
+        PLAIN_GET,
+        signing_key=key,
+        transaction_id=b"\x09",
+        originator=SERVER_TITLE,
+        recipient=CLIENT_TITLE,
+    )
     back = decode_apdu(apdu.to_bytes())
     assert verify_general_signing(back, key.verifying_key()) == PLAIN_GET  # type: ignore[arg-type]
     assert len(apdu.signature) == 64
-    tampered = type(apdu)(apdu.transaction_id, apdu.originator_system_title, apdu.recipient_system_title,
-                          apdu.date_time, apdu.other_information, PLAIN_GET[:-1] + b"\x03", apdu.signature)
+    tampered = type(apdu)(
+        apdu.transaction_id,
+        apdu.originator_system_title,
+        apdu.recipient_system_title,
+        apdu.date_time,
+        apdu.other_information,
+        PLAIN_GET[:-1] + b"\x03",
+        apdu.signature,
+    )
     with pytest.raises(SignatureInvalidError):
         verify_general_signing(tampered, key.verifying_key())
     with pytest.raises(SignatureInvalidError):

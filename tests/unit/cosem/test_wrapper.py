@@ -10,7 +10,9 @@ from meterguard.cosem.wrapper import WrapperDecoder, WrapperFrame
 from meterguard.errors import DecodeError, InvalidValueError
 
 frames = st.lists(
-    st.builds(WrapperFrame, st.integers(0, 0xFFFF), st.integers(0, 0xFFFF), st.binary(max_size=300)),
+    st.builds(
+        WrapperFrame, st.integers(0, 0xFFFF), st.integers(0, 0xFFFF), st.binary(max_size=300)
+    ),
     min_size=1,
     max_size=6,
 )

@@ -72,9 +72,15 @@ def test_kdf_suite2_length() -> None:
     assert len(dlms_kdf(bytes(48), party_u=bytes(8), party_v=bytes(8), key_length=32)) == 32
 
 
-@given(st.binary(min_size=16, max_size=16), st.binary(min_size=12, max_size=12), st.binary(max_size=200),
-       st.binary(max_size=40))
-def test_fast_path_agrees_with_generic_cipher(key: bytes, iv: bytes, plaintext: bytes, aad: bytes) -> None:
+@given(
+    st.binary(min_size=16, max_size=16),
+    st.binary(min_size=12, max_size=12),
+    st.binary(max_size=200),
+    st.binary(max_size=40),
+)
+def test_fast_path_agrees_with_generic_cipher(
+    key: bytes, iv: bytes, plaintext: bytes, aad: bytes
+) -> None:
     """The AESGCM-based 12-byte-tag path equals the generic GCM(min_tag_length=12) API."""
     enc = Cipher(algorithms.AES(key), modes.GCM(iv)).encryptor()
     enc.authenticate_additional_data(aad)
