@@ -57,6 +57,7 @@ from meterguard.cosem.counters import ReceiveCounter, SendCounter
 from meterguard.cosem.obis import Obis
 from meterguard.cosem.security import (
     SYSTEM_TITLE_LENGTH,
+    ApduProtector,
     CipheringKind,
     GeneralCiphering,
     GeneralGloCiphering,
@@ -65,7 +66,6 @@ from meterguard.cosem.security import (
     hls_ecdsa_sign,
     hls_ecdsa_verify,
     hls_gmac,
-    protect,
     protect_general,
     unprotect,
     unprotect_general,
@@ -410,10 +410,11 @@ def _overhead(env: _Envelope) -> int:
 class _Protection:
     """Wraps and unwraps APDUs for one side of one association."""
 
-    __slots__ = ("ded_counter", "dedicated", "material", "peer_title")
+    __slots__ = ("_protectors", "ded_counter", "dedicated", "material", "peer_title")
 
     def __init__(self, material: SecurityMaterial) -> None:
         self.material = material
+        self._protectors: dict[tuple[GcmKey, SecurityControl, SecretKey | None], ApduProtector] = {}
         self.peer_title: bytes | None = None
         self.dedicated: GcmKey | None = None
         self.ded_counter = ReceiveCounter()
@@ -441,15 +442,19 @@ class _Protection:
             key = self.dedicated
         else:
             key = m.unicast_gcm()
-        return protect(
-            plain,
-            kind=env.kind,
-            security=sc,
-            invocation_counter=ic,
-            system_title=m.system_title,
-            key=key,
-            authentication_key=m.authentication_key,
-        )
+        cache_key = (key, sc, m.authentication_key)
+        protector = self._protectors.get(cache_key)
+        if protector is None:
+            if len(self._protectors) > 8:  # keys changed several times: forget the old ones
+                self._protectors.clear()
+            protector = ApduProtector(
+                key=key,
+                authentication_key=m.authentication_key,
+                system_title=m.system_title,
+                security=sc,
+            )
+            self._protectors[cache_key] = protector
+        return protector.protect(plain, ic, env.kind)
 
     def unwrap(self, apdu: Apdu, *, require_encryption: bool) -> tuple[bytes, _Envelope]:
         """Check and decipher one ciphered APDU (DM-6 / DH-4 order: title, policy, counter, tag)."""

@@ -35,6 +35,7 @@ from meterguard.cosem.security import (
     GeneralCiphering,
     GeneralGloCiphering,
     GeneralSigning,
+    SecurityControl,
     ServiceCiphered,
     unprotect,
     unprotect_general,
@@ -53,6 +54,28 @@ __all__ = ["TraceDecoder", "render"]
 _CLIENT_TAGS = frozenset({0x21, 0x41, 0xC8, 0xC9, 0xCB, 0xD0, 0xD1, 0xD3})
 _SERVER_TAGS = frozenset({0x28, 0x48, 0x2E, 0x4E, 0xCA, 0xCC, 0xCD, 0xCF, 0xD2, 0xD4, 0xD5, 0xD7})
 _KEY_TRANSFER = (64, 2)
+_CIPHERED_NAMES = {
+    0x21: "glo-initiate-request",
+    0x28: "glo-initiate-response",
+    0x2E: "glo-confirmed-service-error",
+    0x41: "ded-initiate-request",
+    0x48: "ded-initiate-response",
+    0x4E: "ded-confirmed-service-error",
+    0xC8: "glo-get-request",
+    0xC9: "glo-set-request",
+    0xCA: "glo-event-notification-request",
+    0xCB: "glo-action-request",
+    0xCC: "glo-get-response",
+    0xCD: "glo-set-response",
+    0xCF: "glo-action-response",
+    0xD0: "ded-get-request",
+    0xD1: "ded-set-request",
+    0xD2: "ded-event-notification-request",
+    0xD3: "ded-action-request",
+    0xD4: "ded-get-response",
+    0xD5: "ded-set-response",
+    0xD7: "ded-action-response",
+}
 
 
 def _hex(b: bytes) -> str:
@@ -93,12 +116,18 @@ def render(obj: object, indent: int = 0, label: str = "") -> list[str]:
         for item in obj.items:
             lines += render(item, indent + 1)
         return lines
-    if isinstance(obj, Obis | CosemDateTime | SecretKey):
+    if isinstance(obj, Obis | CosemDateTime | SecretKey | SecurityControl):
         return [f"{prefix}{obj}"]
+    if isinstance(obj, int) and label == "invocation_counter":
+        return [f"{prefix}{obj} (0x{obj:08X})"]
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         if type(obj).__module__.endswith("axdr"):
             return [f"{prefix}{_data_line(obj)}"]  # type: ignore[arg-type]
-        lines = [f"{prefix}{type(obj).__name__}"]
+        name = type(obj).__name__
+        tag = getattr(obj, "tag", None)
+        if isinstance(obj, ServiceCiphered) and isinstance(tag, int):
+            name += f" {_CIPHERED_NAMES.get(tag, '')} (0x{tag:02X})"
+        lines = [f"{prefix}{name}"]
         for f in dataclasses.fields(obj):
             value = getattr(obj, f.name)
             if value is None or (f.name == "tag" and isinstance(value, int)):

@@ -36,7 +36,7 @@ class KeyId(enum.IntEnum):
 class SecretKey:
     """Symmetric key material with a redacted repr and constant-time equality."""
 
-    __slots__ = ("__material",)
+    __slots__ = ("__fingerprint", "__material")
 
     def __init__(self, material: bytes) -> None:
         if not isinstance(material, bytes | bytearray):
@@ -46,6 +46,9 @@ class SecretKey:
                 f"key must be 16 or 32 bytes (AES-128 or AES-256), got {len(material)} bytes"
             )
         self.__material = bytes(material)
+        self.__fingerprint = hashlib.sha256(
+            b"meterguard key fingerprint\x00" + self.__material
+        ).hexdigest()[:8]
 
     @classmethod
     def generate(cls, length: int = 16) -> SecretKey:
@@ -75,7 +78,7 @@ class SecretKey:
 
     def fingerprint(self) -> str:
         """Return a short, non-reversible identifier safe for logs (8 hex digits)."""
-        return hashlib.sha256(b"meterguard key fingerprint\x00" + self.__material).hexdigest()[:8]
+        return self.__fingerprint
 
     def __repr__(self) -> str:
         return f"SecretKey(<redacted {self.bits}-bit>, fp={self.fingerprint()})"

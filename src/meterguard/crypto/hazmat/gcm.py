@@ -4,8 +4,9 @@ DLMS/COSEM always truncates the GCM tag to 12 bytes. ``AESGCM`` only accepts
 16-byte tags, and the generic ``Cipher(AES, GCM(..., min_tag_length=12))`` path
 costs several times more per call. The fast path here:
 
-* **seal**: ``AESGCM.encrypt`` and keep the first ``tag_len`` bytes of the tag.
-  A truncated GCM tag is by definition the leftmost bits of the full tag
+* **seal** (inlined in :class:`meterguard.crypto.aead.GcmKey`, the hot path):
+  ``AESGCM.encrypt`` and keep the first ``tag_len`` bytes of the tag. A
+  truncated GCM tag is by definition the leftmost bits of the full tag
   (NIST SP 800-38D §5.2.1.2), so this is exact.
 * **open**: GCM encryption is CTR mode from ``inc32(J0)``; with a 96-bit IV the
   keystream depends only on (key, IV). ``AESGCM.encrypt(iv, C)`` therefore
@@ -27,15 +28,9 @@ import hmac
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-__all__ = ["gcm_decrypt_only", "gcm_encrypt_only", "gcm_open", "gcm_seal"]
+__all__ = ["gcm_decrypt_only", "gcm_encrypt_only", "gcm_open"]
 
 _FULL_TAG = 16
-
-
-def gcm_seal(aead: AESGCM, iv: bytes, plaintext: bytes, aad: bytes, tag_len: int) -> bytes:
-    """Encrypt and authenticate; return ``ciphertext || tag[:tag_len]``."""
-    out = aead.encrypt(iv, plaintext, aad)
-    return out[: len(plaintext) + tag_len]
 
 
 def gcm_open(aead: AESGCM, iv: bytes, data: bytes, aad: bytes, tag_len: int) -> bytes | None:
