@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import cryptography
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -92,7 +92,12 @@ def main() -> None:
             def fast_unprotect(wire: bytes = wire) -> tuple[int, bytes]:
                 return unprotector.unprotect(wire)
 
-            def fast_unprotect_counted(plain: bytes = plain, kind: CipheringKind = kind) -> None:
+            def fast_unprotect_counted(
+                plain: bytes = plain,
+                kind: CipheringKind = kind,
+                counter: ReceiveCounter = counter,
+                ics: Iterator[int] = ics,
+            ) -> None:
                 # protect with a fresh counter, then check counter + tag + commit (the ingest path)
                 unprotector.unprotect(protector.protect(plain, next(ics), kind), counter)
 
