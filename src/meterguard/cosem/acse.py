@@ -351,6 +351,31 @@ class AARE:
         return cls(**fields)  # type: ignore[arg-type]
 
 
+def _encode_release(tag: int, reason: int | None, info: bytes | None) -> bytes:
+    parts = []
+    if reason is not None:
+        parts.append(_tlv(0x80, bytes((reason,))))
+    if info is not None:
+        parts.append(_tlv(0xBE, _tlv(0x04, info)))
+    return _tlv(tag, b"".join(parts))
+
+
+def _decode_release(data: bytes, tag: int, what: str) -> tuple[int | None, bytes | None]:
+    body = _outer(Reader(data), tag, what)
+    reason: int | None = None
+    info = None
+    for field_tag, value in _read_tlvs(body):
+        if field_tag == 0x80:
+            if len(value) != 1:
+                raise DecodeError(f"{what}: bad reason length")
+            reason = value[0]
+        elif field_tag == 0xBE:
+            info = _user_information(value)
+        else:
+            raise DecodeError(f"{what}: unexpected field tag 0x{field_tag:02X}")
+    return reason, info
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RLRQ:
     """A-RELEASE request (tag 0x62)."""
@@ -362,33 +387,22 @@ class RLRQ:
 
     def to_bytes(self) -> bytes:
         """Encode in BER."""
-        parts = []
-        if self.reason is not None:
-            parts.append(_tlv(0x80, bytes((self.reason,))))
-        if self.user_information is not None:
-            parts.append(_tlv(0xBE, _tlv(0x04, self.user_information)))
-        return _tlv(self.TAG, b"".join(parts))
+        return _encode_release(self.TAG, self.reason, self.user_information)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> RLRQ:
         """Decode from BER.
 
         Raises:
-            DecodeError: malformed BER.
+            DecodeError: malformed BER or unknown reason.
         """
-        body = _outer(Reader(data), cls.TAG, "RLRQ")
-        reason: ReleaseRequestReason | None = None
-        info = None
-        for tag, value in _read_tlvs(body):
-            if tag == 0x80:
-                if len(value) != 1:
-                    raise DecodeError("RLRQ: bad reason length")
-                reason = ReleaseRequestReason(_enum(ReleaseRequestReason, value[0], "RLRQ reason"))
-            elif tag == 0xBE:
-                info = _user_information(value)
-            else:
-                raise DecodeError(f"RLRQ: unexpected field tag 0x{tag:02X}")
-        return cls(reason=reason, user_information=info)
+        reason, info = _decode_release(data, cls.TAG, "RLRQ")
+        value = (
+            None
+            if reason is None
+            else ReleaseRequestReason(_enum(ReleaseRequestReason, reason, "RLRQ reason"))
+        )
+        return cls(reason=value, user_information=info)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -402,32 +416,19 @@ class RLRE:
 
     def to_bytes(self) -> bytes:
         """Encode in BER."""
-        parts = []
-        if self.reason is not None:
-            parts.append(_tlv(0x80, bytes((self.reason,))))
-        if self.user_information is not None:
-            parts.append(_tlv(0xBE, _tlv(0x04, self.user_information)))
-        return _tlv(self.TAG, b"".join(parts))
+        return _encode_release(self.TAG, self.reason, self.user_information)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> RLRE:
         """Decode from BER.
 
         Raises:
-            DecodeError: malformed BER.
+            DecodeError: malformed BER or unknown reason.
         """
-        body = _outer(Reader(data), cls.TAG, "RLRE")
-        reason: ReleaseResponseReason | None = None
-        info = None
-        for tag, value in _read_tlvs(body):
-            if tag == 0x80:
-                if len(value) != 1:
-                    raise DecodeError("RLRE: bad reason length")
-                reason = ReleaseResponseReason(
-                    _enum(ReleaseResponseReason, value[0], "RLRE reason")
-                )
-            elif tag == 0xBE:
-                info = _user_information(value)
-            else:
-                raise DecodeError(f"RLRE: unexpected field tag 0x{tag:02X}")
-        return cls(reason=reason, user_information=info)
+        reason, info = _decode_release(data, cls.TAG, "RLRE")
+        value = (
+            None
+            if reason is None
+            else ReleaseResponseReason(_enum(ReleaseResponseReason, reason, "RLRE reason"))
+        )
+        return cls(reason=value, user_information=info)

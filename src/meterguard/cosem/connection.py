@@ -613,7 +613,25 @@ class _LongWrite:
     expected: int
 
 
-class ServerConnection:
+class _Endpoint:
+    """What both roles share: the state machine and the queue of APDUs to send."""
+
+    def __init__(self, role: Role) -> None:
+        self.machine = AssociationMachine(role)
+        self._out: list[bytes] = []
+
+    @property
+    def state(self) -> AssociationState:
+        """The association state."""
+        return self.machine.state
+
+    def outgoing(self) -> list[bytes]:
+        """Return and forget the APDUs queued for the peer."""
+        out, self._out = self._out, []
+        return out
+
+
+class ServerConnection(_Endpoint):
     """The server (meter) side of one DLMS/COSEM transport connection."""
 
     def __init__(
@@ -625,11 +643,10 @@ class ServerConnection:
     ) -> None:
         if len(settings.system_title) != SYSTEM_TITLE_LENGTH:
             raise ConfigurationError("server system title must be 8 bytes")
+        super().__init__(Role.SERVER)
         self.settings = settings
         self.application = application
-        self.machine = AssociationMachine(Role.SERVER)
         self._rng = rng
-        self._out: list[bytes] = []
         self._policy: AssociationPolicy | None = None
         self._protection: _Protection | None = None
         self._client_sap: int | None = None
@@ -642,19 +659,9 @@ class ServerConnection:
     # -- public API
 
     @property
-    def state(self) -> AssociationState:
-        """The association state."""
-        return self.machine.state
-
-    @property
     def client_system_title(self) -> bytes | None:
         """The client's system title from its AARQ (ciphered contexts)."""
         return None if self._protection is None else self._protection.peer_title
-
-    def outgoing(self) -> list[bytes]:
-        """Return and forget the APDUs queued for the client."""
-        out, self._out = self._out, []
-        return out
 
     def abort(self) -> None:
         """The transport closed: forget the association."""
@@ -1327,7 +1334,7 @@ class _Pending:
     env: _Envelope = _PLAIN
 
 
-class ClientConnection:
+class ClientConnection(_Endpoint):
     """The client (head-end) side of one DLMS/COSEM association."""
 
     def __init__(
@@ -1344,11 +1351,10 @@ class ClientConnection:
             security is None or security.signing_key is None or security.peer_verifying_key is None
         ):
             raise ConfigurationError("HLS-ECDSA needs a signing key and the server's key")
+        super().__init__(Role.CLIENT)
         self.settings = settings
         self.security = security
-        self.machine = AssociationMachine(Role.CLIENT)
         self._rng = rng
-        self._out: list[bytes] = []
         self._protection = None if security is None else _Protection(security)
         self._ciphered = ciphered
         self._ctos = b""
@@ -1361,19 +1367,9 @@ class ClientConnection:
     # -- public API
 
     @property
-    def state(self) -> AssociationState:
-        """The association state."""
-        return self.machine.state
-
-    @property
     def server_system_title(self) -> bytes | None:
         """The meter's system title from its AARE (DH-2)."""
         return None if self._protection is None else self._protection.peer_title
-
-    def outgoing(self) -> list[bytes]:
-        """Return and forget the APDUs queued for the server."""
-        out, self._out = self._out, []
-        return out
 
     def abort(self) -> None:
         """The transport closed: forget the association."""
