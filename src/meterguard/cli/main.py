@@ -5,11 +5,16 @@ happens in the library. Keys given on the command line (or in ``MG_EK``,
 ``MG_AK``, ``MG_KEK`` — prefer the environment: argv is visible to other
 users) are never echoed back.
 
-Commands: ``meterguard cosem decode`` — the trace tool.
+Commands: ``meterguard cosem decode`` (the trace tool), ``meterguard meter serve``
+(one meter over DLMS/TCP) and ``meterguard fleet run`` (many meters, accelerated).
 """
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -131,3 +136,104 @@ def _lines(path: Path | None) -> list[str]:
         if text:
             out.append(text)
     return out
+
+
+@main.group()
+def meter() -> None:
+    """The simulated smart meter."""
+
+
+@meter.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=4059, show_default=True, type=int, help="TCP port (0 picks a free one)."
+)
+@click.option(
+    "--state",
+    "state_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="State directory (keys, counters, log books); created on first start.",
+)
+@click.option("--system-title", help="16 hex digits; first start only (default MGD + serial 1).")
+@click.option(
+    "--ek", envvar="MG_EK", help="Global unicast key (hex), first start only [env MG_EK]."
+)
+@click.option(
+    "--ak", envvar="MG_AK", help="Authentication key (hex), first start only [env MG_AK]."
+)
+@click.option(
+    "--kek", envvar="MG_KEK", help="Master key / KEK (hex), first start only [env MG_KEK]."
+)
+@click.option(
+    "--pdu", default=1024, show_default=True, type=int, help="Server max receive PDU size."
+)
+@click.option("--verbose", "-v", is_flag=True, help="Log connections and security events.")
+def serve(
+    host: str,
+    port: int,
+    state_dir: Path,
+    system_title: str | None,
+    ek: str | None,
+    ak: str | None,
+    kek: str | None,
+    pdu: int,
+    verbose: bool,
+) -> None:
+    """Run one meter serving DLMS/COSEM over TCP (wrapper) until interrupted."""
+    from meterguard.clock import SystemClock
+    from meterguard.meter.device import Meter, MeterIdentity
+    from meterguard.meter.state import STATE_FILE, load_state
+    from meterguard.meter.transport.tcp import DlmsTcpServer
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+    existing = load_state(state_dir / STATE_FILE)
+    if existing is not None:
+        title = bytes.fromhex(existing["system_title"])
+        identity = MeterIdentity(existing["serial"], title, int(existing["seed"]))
+        keys = existing["keys"]
+        ek, ak, kek = keys["ek"], keys["ak"], keys["kek"]
+    else:
+        title = bytes.fromhex(system_title) if system_title else b"MGD" + (1).to_bytes(5, "big")
+        if len(title) != 8:
+            raise click.BadParameter("a system title is 8 bytes", param_hint="--system-title")
+        if not (ek and ak and kek):
+            raise click.UsageError(
+                "first start needs --ek, --ak and --kek (or MG_EK, MG_AK, MG_KEK)"
+            )
+        serial = int.from_bytes(title[3:], "big")
+        identity = MeterIdentity(f"{serial:010d}", title, serial)
+    unicast, auth, master = _key(ek, "--ek"), _key(ak, "--ak"), _key(kek, "--kek")
+    assert unicast is not None and auth is not None and master is not None  # noqa: S101
+    device = Meter(
+        identity,
+        clock=SystemClock(),
+        unicast_key=unicast,
+        authentication_key=auth,
+        master_key=master,
+        state_dir=state_dir,
+    )
+    server = DlmsTcpServer(device, host=host, port=port, max_receive_pdu_size=pdu)
+
+    async def run() -> None:
+        bound_host, bound_port = await server.start()
+        click.echo(
+            f"meter {identity.serial} (system title {title.hex().upper()}) "
+            f"listening on {bound_host}:{bound_port}",
+            err=False,
+        )
+        sys.stdout.flush()
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        task = asyncio.create_task(server.serve_forever())
+        await stop.wait()
+        task.cancel()
+        await server.close()
+
+    asyncio.run(run())
+    stopped = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    click.echo(f"meter {identity.serial} stopped at {stopped}")

@@ -1,0 +1,797 @@
+"""One simulated smart meter: identity, keys, counters, metrology, objects, tamper, persistence.
+
+:class:`Meter` wires the COSEM object model (:mod:`.objects`, :mod:`.model`)
+to the metrology model (:mod:`.metrology`), the log books (:mod:`.logbook`)
+and the security state, and hands out sans-IO
+:class:`~meterguard.cosem.connection.ServerConnection` objects for transports to drive.
+
+What it guarantees:
+
+* **Counters (DM-6)**: its own invocation counter is reserved in blocks and
+  persisted *before* use, so a restarted meter never reuses one; the last
+  client counter accepted is persisted the same way (write-ahead mark), so a
+  replay after a restart is refused too. Object 0.0.43.1.0.255 publishes it
+  for counter bootstrap (DH-1).
+* **Keys (DM-12)**: key_transfer unwraps every key under the master key first
+  and applies them only after the ACTION response is protected and queued, all
+  or nothing; a wrong KEK changes nothing and answers an action error.
+* **Tamper (TAMP-1…3)**: every sensor event is written to the hash-chained
+  fraud log, latched in the alarm register until an authorised role clears
+  it, and pushed as a protected DataNotification; pushes stay pending, and
+  persisted, until the head-end acknowledges them.
+* **Persistence**: everything above survives restarts; the state file is
+  written atomically.
+
+Time comes from an injected :class:`~meterguard.clock.Clock` plus the meter's
+own clock offset (set through the Clock object); the meter never reads the
+system clock itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from meterguard.clock import Clock
+from meterguard.cosem.acse import ApplicationContext, Mechanism
+from meterguard.cosem.axdr import (
+    Data,
+    DoubleLongUnsigned,
+    LongUnsigned,
+    OctetString,
+    Structure,
+    Unsigned,
+)
+from meterguard.cosem.connection import (
+    AssociationPolicy,
+    RequestContext,
+    SecurityMaterial,
+    ServerConnection,
+    ServerSettings,
+)
+from meterguard.cosem.cosemtime import CosemDateTime
+from meterguard.cosem.counters import ReceiveCounter, SendCounter
+from meterguard.cosem.obis import Obis
+from meterguard.cosem.security import ApduProtector, CipheringKind, SecurityControl
+from meterguard.cosem.xdlms import (
+    ActionResult,
+    ActionReturn,
+    CaptureObject,
+    DataAccessResult,
+    DataNotification,
+    MethodDescriptor,
+)
+from meterguard.crypto.aead import GcmKey
+from meterguard.crypto.keys import KeyId, SecretKey
+from meterguard.crypto.keywrap import unwrap_key
+from meterguard.errors import ConfigurationError, KeyUnwrapError, ReplayError, SecurityError
+from meterguard.meter.logbook import EventCode, LogBook
+from meterguard.meter.metrology import MINUTES_PER_DAY, DaySeries, HouseholdModel
+from meterguard.meter.model import CosemModel, Rights
+from meterguard.meter.objects import (
+    AssociationLN,
+    ClockObject,
+    DataObject,
+    DisconnectControl,
+    ImageTransfer,
+    ProfileGeneric,
+    Register,
+    SecuritySetup,
+)
+from meterguard.meter.state import STATE_FILE, load_state, write_atomic
+
+__all__ = ["OBIS", "Meter", "MeterIdentity", "TamperKind"]
+
+log = logging.getLogger(__name__)
+
+PUBLIC, MANAGEMENT = 16, 1
+COUNTER_BLOCK = 64
+LOAD_PROFILE_PERIOD = 900
+LOAD_PROFILE_DAYS = 10
+DAILY_PROFILE_DAYS = 31
+
+
+class OBIS:
+    """The logical names this meter exposes."""
+
+    CLOCK = Obis(0, 0, 1, 0, 0, 255)
+    LOGICAL_DEVICE_NAME = Obis(0, 0, 42, 0, 0, 255)
+    INVOCATION_COUNTER = Obis(0, 0, 43, 1, 0, 255)
+    SECURITY_SETUP = Obis(0, 0, 43, 0, 0, 255)
+    SERIAL = Obis(0, 0, 96, 1, 0, 255)
+    STATUS = Obis(0, 0, 96, 10, 1, 255)
+    ALARM_REGISTER = Obis(0, 0, 97, 98, 0, 255)
+    DISCONNECT = Obis(0, 0, 96, 3, 10, 255)
+    IMAGE_TRANSFER = Obis(0, 0, 44, 0, 0, 255)
+    ACTIVE_IMPORT = Obis(1, 0, 1, 8, 0, 255)
+    ACTIVE_EXPORT = Obis(1, 0, 2, 8, 0, 255)
+    REACTIVE_IMPORT = Obis(1, 0, 3, 8, 0, 255)
+    REACTIVE_EXPORT = Obis(1, 0, 4, 8, 0, 255)
+    POWER_IMPORT = Obis(1, 0, 1, 7, 0, 255)
+    VOLTAGE_L1 = Obis(1, 0, 32, 7, 0, 255)
+    CURRENT_L1 = Obis(1, 0, 31, 7, 0, 255)
+    LOAD_PROFILE = Obis(1, 0, 99, 1, 0, 255)
+    DAILY_PROFILE = Obis(1, 0, 98, 1, 0, 255)
+    STANDARD_EVENT_LOG = Obis(0, 0, 99, 98, 0, 255)
+    FRAUD_LOG = Obis(0, 0, 99, 98, 1, 255)
+    DISCONNECTOR_LOG = Obis(0, 0, 99, 98, 2, 255)
+    FIRMWARE_LOG = Obis(0, 0, 99, 98, 3, 255)
+    COMMUNICATION_LOG = Obis(0, 0, 99, 98, 4, 255)
+    POWER_FAILURE_LOG = Obis(1, 0, 99, 97, 0, 255)
+
+
+# Log book name -> (profile OBIS, event-code object E group)
+LOG_BOOKS = {
+    "standard": (OBIS.STANDARD_EVENT_LOG, 0),
+    "fraud": (OBIS.FRAUD_LOG, 1),
+    "disconnector": (OBIS.DISCONNECTOR_LOG, 2),
+    "firmware": (OBIS.FIRMWARE_LOG, 3),
+    "communication": (OBIS.COMMUNICATION_LOG, 4),
+    "power-failure": (OBIS.POWER_FAILURE_LOG, 5),
+}
+
+
+class TamperKind(enum.Enum):
+    """Tamper sensors (TAMP-1) with their fraud-log code and alarm-register bit."""
+
+    MAIN_COVER_OPEN = ("main-cover-open", EventCode.METER_COVER_REMOVED, 0)
+    TERMINAL_COVER_OPEN = ("terminal-cover-open", EventCode.TERMINAL_COVER_REMOVED, 1)
+    MAGNETIC_FIELD = ("magnetic-field", EventCode.STRONG_DC_FIELD_DETECTED, 2)
+    CURRENT_WITHOUT_VOLTAGE = ("current-without-voltage", EventCode.CURRENT_WITHOUT_VOLTAGE, 3)
+    REVERSE_ENERGY = ("reverse-energy", EventCode.REVERSE_ENERGY, 4)
+    MODULE_REMOVED = ("module-removed", EventCode.COMMUNICATION_MODULE_REMOVED, 5)
+
+    def __init__(self, label: str, code: EventCode, bit: int) -> None:
+        self.label = label
+        self.code = code
+        self.bit = bit
+
+    @classmethod
+    def parse(cls, text: str) -> TamperKind:
+        """Find a sensor by its label (e.g. ``cover-open`` or ``main-cover-open``)."""
+        aliases = {"cover-open": cls.MAIN_COVER_OPEN, "magnet": cls.MAGNETIC_FIELD}
+        for k in cls:
+            if k.label == text:
+                return k
+        if text in aliases:
+            return aliases[text]
+        raise ConfigurationError(
+            f"unknown tamper sensor {text!r}; known: {', '.join(k.label for k in cls)}"
+        )
+
+
+ALARM_DECRYPTION_FAILURE = 8
+ALARM_REPLAY = 9
+ALARM_AUTHENTICATION_FAILURE = 10
+
+
+@dataclass(frozen=True, slots=True)
+class MeterIdentity:
+    """Who the meter is: serial, system title (FLAG id "MGD" + 5 bytes) and seed."""
+
+    serial: str
+    system_title: bytes
+    seed: int
+
+    @classmethod
+    def from_serial(cls, serial: int) -> MeterIdentity:
+        """A meter identity derived from a numeric serial (fleets, tests)."""
+        return cls(f"{serial:010d}", b"MGD" + serial.to_bytes(5, "big"), serial)
+
+
+def _unix(t: dt.datetime) -> int:
+    return int(t.timestamp())
+
+
+class Meter:
+    """A complete simulated meter; one instance per device."""
+
+    def __init__(
+        self,
+        identity: MeterIdentity,
+        *,
+        clock: Clock,
+        unicast_key: SecretKey,
+        authentication_key: SecretKey,
+        master_key: SecretKey,
+        state_dir: Path | None = None,
+        on_push: Callable[[bytes], None] | None = None,
+        household: HouseholdModel | None = None,
+    ) -> None:
+        if len(identity.system_title) != 8:
+            raise ConfigurationError("system title must be 8 bytes")
+        self.identity = identity
+        self.clock = clock
+        self.state_dir = state_dir
+        self.on_push = on_push
+        self.household = household or HouseholdModel.for_meter(identity.seed)
+        self.master_key = master_key
+        self.clock_offset = 0.0
+        self.connected = True
+        self.supply_on = True
+        self.policy = 0x6C  # authenticated + encrypted requests and responses (security setup v1)
+        self.alarm_register = 0
+        self.pending_alarms: list[dict[str, Any]] = []
+        self.push_sequence = 0
+        self.logbooks = {name: LogBook(name) for name in LOG_BOOKS}
+        self._pending_keys: dict[int, SecretKey] | None = None
+        self._day_cache: dict[dt.date, DaySeries] = {}
+        self._send_ceiling = 1
+        self._client_mark = 0
+        now = self.clock.now()
+        self.install_day = now.date() - dt.timedelta(days=40)
+        self.position_day = self.install_day
+        seed_reading = 1_000_000 + (identity.seed * 7919) % 40_000_000  # Wh already on the register
+        self.position_import_wh = float(seed_reading)
+        self.position_export_wh = 0.0
+        self.material = SecurityMaterial(
+            system_title=identity.system_title,
+            unicast_key=unicast_key,
+            authentication_key=authentication_key,
+        )
+        self._load()
+        self.material.send_counter = SendCounter(
+            self._send_ceiling, reserve=self._reserve_send, block=COUNTER_BLOCK
+        )
+        self.material.peer_counter = ReceiveCounter(
+            self._client_mark or None, on_commit=self._client_committed
+        )
+        self.model = self._build_model()
+        self._save()
+
+    # ------------------------------------------------------------------ persistence
+
+    @property
+    def _state_path(self) -> Path | None:
+        return None if self.state_dir is None else self.state_dir / STATE_FILE
+
+    def _load(self) -> None:
+        path = self._state_path
+        state = None if path is None else load_state(path)
+        if state is None:
+            return
+        if state.get("serial") != self.identity.serial:
+            raise ConfigurationError("state directory belongs to another meter")
+        keys = state["keys"]
+        self.material.unicast_key = SecretKey.from_hex(keys["ek"])
+        self.material.authentication_key = SecretKey.from_hex(keys["ak"])
+        self.master_key = SecretKey.from_hex(keys["kek"])
+        self._send_ceiling = int(state["send_ceiling"])
+        self._client_mark = int(state["client_mark"])
+        self.clock_offset = float(state["clock_offset"])
+        self.connected = bool(state["connected"])
+        self.policy = int(state["policy"])
+        self.alarm_register = int(state["alarm_register"])
+        self.pending_alarms = list(state["pending_alarms"])
+        self.push_sequence = int(state["push_sequence"])
+        self.install_day = dt.date.fromisoformat(state["install_day"])
+        self.position_day = dt.date.fromisoformat(state["position"]["day"])
+        self.position_import_wh = float(state["position"]["import_wh"])
+        self.position_export_wh = float(state["position"]["export_wh"])
+        for name, book in state["logbooks"].items():
+            restored = LogBook.from_state(name, book)
+            if not restored.verify():
+                raise ConfigurationError(f"log book {name} fails its hash chain: state was altered")
+            self.logbooks[name] = restored
+
+    def state(self) -> dict[str, Any]:
+        """The persistent state as a JSON-ready dict (includes keys: device NVM only)."""
+        m = self.material
+        assert m.unicast_key is not None and m.authentication_key is not None  # noqa: S101
+        return {
+            "version": 1,
+            "serial": self.identity.serial,
+            "system_title": self.identity.system_title.hex(),
+            "seed": self.identity.seed,
+            "keys": {
+                "ek": m.unicast_key.expose_secret().hex(),
+                "ak": m.authentication_key.expose_secret().hex(),
+                "kek": self.master_key.expose_secret().hex(),
+            },
+            "send_ceiling": self._send_ceiling,
+            "client_mark": self._client_mark,
+            "clock_offset": self.clock_offset,
+            "connected": self.connected,
+            "policy": self.policy,
+            "alarm_register": self.alarm_register,
+            "pending_alarms": self.pending_alarms,
+            "push_sequence": self.push_sequence,
+            "install_day": self.install_day.isoformat(),
+            "position": {
+                "day": self.position_day.isoformat(),
+                "import_wh": self.position_import_wh,
+                "export_wh": self.position_export_wh,
+            },
+            "logbooks": {name: book.to_state() for name, book in self.logbooks.items()},
+        }
+
+    def _save(self) -> None:
+        path = self._state_path
+        if path is not None:
+            write_atomic(path, self.state())
+
+    def _reserve_send(self, ceiling: int) -> None:
+        # DM-6: persisted before any counter below it is used.
+        self._send_ceiling = ceiling
+        self._save()
+
+    def _client_committed(self, value: int) -> None:
+        if value >= self._client_mark:
+            self._client_mark = value + COUNTER_BLOCK
+            self._save()
+
+    def __repr__(self) -> str:
+        return f"Meter({self.identity.serial}, st={self.identity.system_title.hex()})"
+
+    # ------------------------------------------------------------------ time and metrology
+
+    def now(self) -> dt.datetime:
+        """The meter's own clock: the injected clock plus its offset."""
+        return self.clock.now() + dt.timedelta(seconds=self.clock_offset)
+
+    def _series(self, day: dt.date) -> DaySeries:
+        cached = self._day_cache.get(day)
+        if cached is None:
+            cached = self.household.day(day)
+            if len(self._day_cache) > LOAD_PROFILE_DAYS + 2:
+                self._day_cache.clear()
+            self._day_cache[day] = cached
+        return cached
+
+    def _cumulative_at_day_start(self, day: dt.date) -> tuple[float, float]:
+        imp, exp, d = self.position_import_wh, self.position_export_wh, self.position_day
+        while d < day:
+            s = self._series(d)
+            imp, exp, d = imp + s.import_total_wh, exp + s.export_total_wh, d + dt.timedelta(days=1)
+        while d > day:
+            d -= dt.timedelta(days=1)
+            s = self._series(d)
+            imp, exp = imp - s.import_total_wh, exp - s.export_total_wh
+        return imp, exp
+
+    def registers_at(self, t: dt.datetime) -> tuple[float, float]:
+        """Cumulative active import and export energy (Wh) at ``t``."""
+        day = t.date()
+        imp, exp = self._cumulative_at_day_start(day)
+        minute = min(MINUTES_PER_DAY, t.hour * 60 + t.minute)
+        s = self._series(day)
+        return imp + float(s.import_wh[:minute].sum()), exp + float(s.export_wh[:minute].sum())
+
+    def advance(self) -> None:
+        """Roll the persisted metrology position forward to today (registers never go back)."""
+        today = self.now().date()
+        if today > self.position_day:
+            self.position_import_wh, self.position_export_wh = self._cumulative_at_day_start(today)
+            self.position_day = today
+            self._save()
+
+    def _power_w(self) -> float:
+        t = self.now()
+        return (
+            float(self._series(t.date()).import_wh[t.hour * 60 + t.minute] * 60.0)
+            if self.connected
+            else 0.0
+        )
+
+    # ------------------------------------------------------------------ profiles
+
+    def _load_profile_rows(self) -> list[tuple[Data, ...]]:
+        now = self.now()
+        end = now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0)
+        start = max(
+            end - dt.timedelta(days=LOAD_PROFILE_DAYS) + dt.timedelta(seconds=LOAD_PROFILE_PERIOD),
+            dt.datetime.combine(self.install_day, dt.time(), tzinfo=end.tzinfo),
+        )
+        rows: list[tuple[Data, ...]] = []
+        t = start
+        day = None
+        imp = exp = 0.0
+        series = None
+        while t <= end:
+            if t.date() != day:
+                day = t.date()
+                imp, exp = self._cumulative_at_day_start(day)
+                series = self._series(day)
+                cum_i = series.import_wh.cumsum()
+                cum_e = series.export_wh.cumsum()
+            minute = t.hour * 60 + t.minute
+            i = imp + (float(cum_i[minute - 1]) if minute else 0.0)
+            e = exp + (float(cum_e[minute - 1]) if minute else 0.0)
+            rows.append(
+                (
+                    OctetString(CosemDateTime.from_datetime(t).to_bytes()),
+                    Unsigned(0),
+                    DoubleLongUnsigned(int(i) & 0xFFFFFFFF),
+                    DoubleLongUnsigned(int(e) & 0xFFFFFFFF),
+                )
+            )
+            t += dt.timedelta(seconds=LOAD_PROFILE_PERIOD)
+        del series
+        return rows
+
+    def _daily_rows(self) -> list[tuple[Data, ...]]:
+        today = self.now().date()
+        first = max(self.install_day, today - dt.timedelta(days=DAILY_PROFILE_DAYS - 1))
+        rows: list[tuple[Data, ...]] = []
+        d = first
+        while d <= today:
+            imp, exp = self._cumulative_at_day_start(d)
+            stamp = dt.datetime.combine(d, dt.time(), tzinfo=dt.UTC)
+            rows.append(
+                (
+                    OctetString(CosemDateTime.from_datetime(stamp).to_bytes()),
+                    DoubleLongUnsigned(int(imp) & 0xFFFFFFFF),
+                    DoubleLongUnsigned(int(exp) & 0xFFFFFFFF),
+                )
+            )
+            d += dt.timedelta(days=1)
+        return rows
+
+    def _log_rows(self, name: str) -> Callable[[], list[tuple[Data, ...]]]:
+        def rows() -> list[tuple[Data, ...]]:
+            return [
+                (
+                    OctetString(
+                        CosemDateTime.from_datetime(
+                            dt.datetime.fromtimestamp(e.time, dt.UTC)
+                        ).to_bytes()
+                    ),
+                    LongUnsigned(e.code),
+                    OctetString(e.chain_hash),
+                )
+                for e in self.logbooks[name].entries
+            ]
+
+        return rows
+
+    # ------------------------------------------------------------------ events and tamper
+
+    def log_event(self, book: str, code: EventCode) -> None:
+        """Append to a log book and persist."""
+        self.logbooks[book].append(_unix(self.now()), code)
+        self._save()
+
+    def tamper(self, kind: TamperKind) -> dict[str, Any]:
+        """A sensor fired: fraud log, latched alarm, protected push (TAMP-1…3).
+
+        Works with the supply off too (battery-backed sensors): the event is logged
+        and the push stays pending until the supply and the link are back.
+        """
+        self.logbooks["fraud"].append(_unix(self.now()), kind.code)
+        self.alarm_register |= 1 << kind.bit
+        self.push_sequence += 1
+        alarm = {
+            "sequence": self.push_sequence,
+            "kind": kind.label,
+            "code": int(kind.code),
+            "time": _unix(self.now()),
+        }
+        self.pending_alarms.append(alarm)
+        self._save()
+        if self.supply_on:
+            self._push_alarm(alarm)
+        return alarm
+
+    def alarm_notification(self, alarm: dict[str, Any]) -> DataNotification:
+        """The DataNotification for one alarm: serial, sequence, event code, time."""
+        stamp = CosemDateTime.from_datetime(dt.datetime.fromtimestamp(alarm["time"], dt.UTC))
+        body = Structure(
+            (
+                OctetString(self.identity.serial.encode()),
+                DoubleLongUnsigned(alarm["sequence"]),
+                LongUnsigned(alarm["code"]),
+                OctetString(stamp.to_bytes()),
+            )
+        )
+        return DataNotification(alarm["sequence"] & 0x00FFFFFF, stamp, body)
+
+    def protect_push(self, notification: DataNotification) -> bytes:
+        """Protect a push with the meter's keys and a fresh counter (general-glo)."""
+        m = self.material
+        protector = ApduProtector(
+            key=m.unicast_gcm(),
+            authentication_key=m.authentication_key,
+            system_title=m.system_title,
+            security=SecurityControl(),
+        )
+        return protector.protect(
+            notification.to_bytes(), m.send_counter.issue(), CipheringKind.GENERAL_GLO
+        )
+
+    def _push_alarm(self, alarm: dict[str, Any]) -> None:
+        if self.on_push is not None:
+            self.on_push(self.protect_push(self.alarm_notification(alarm)))
+
+    def resend_pending(self) -> int:
+        """Push every unacknowledged alarm again (TAMP-3); returns how many."""
+        if not self.supply_on:
+            return 0
+        for alarm in self.pending_alarms:
+            self._push_alarm(alarm)
+        return len(self.pending_alarms)
+
+    def acknowledge(self, sequence: int) -> bool:
+        """The head-end confirmed an alarm push."""
+        before = len(self.pending_alarms)
+        self.pending_alarms = [a for a in self.pending_alarms if a["sequence"] != sequence]
+        if len(self.pending_alarms) != before:
+            self._save()
+            return True
+        return False
+
+    def power(self, *, on: bool) -> None:
+        """Supply lost or restored: power-failure log; pending alarms re-sent on return."""
+        if on == self.supply_on:
+            return
+        self.supply_on = on
+        self.log_event("power-failure", EventCode.POWER_UP if on else EventCode.POWER_DOWN)
+        if on:
+            self.resend_pending()
+
+    def record_security_event(self, error: SecurityError) -> None:
+        """A DLMS security check failed on a connection: log and raise an alarm bit."""
+        if isinstance(error, ReplayError):
+            code, bit = EventCode.REPLAY_ATTACK, ALARM_REPLAY
+        elif error.event in ("hls_authentication_failed", "insufficient_protection"):
+            code, bit = EventCode.AUTHENTICATION_FAILURE, ALARM_AUTHENTICATION_FAILURE
+        else:
+            code, bit = EventCode.DECRYPTION_OR_AUTHENTICATION_FAILURE, ALARM_DECRYPTION_FAILURE
+        self.alarm_register |= 1 << bit
+        self.log_event("fraud", code)
+
+    def _clear_alarms(self, value: Data) -> DataAccessResult:
+        if not isinstance(value, DoubleLongUnsigned):
+            return DataAccessResult.TYPE_UNMATCHED
+        cleared = self.alarm_register & value.value
+        if cleared:
+            self.alarm_register &= ~value.value
+            self.logbooks["fraud"].append(_unix(self.now()), EventCode.TAMPER_CLEARED)
+            self._save()
+        return DataAccessResult.SUCCESS
+
+    # ------------------------------------------------------------------ commands
+
+    def _adjust_clock(self, stamp: CosemDateTime) -> DataAccessResult:
+        try:
+            target = stamp.to_datetime()
+        except ValueError:
+            return DataAccessResult.TYPE_UNMATCHED
+        self.clock_offset = (target - self.clock.now()).total_seconds()
+        self.log_event("standard", EventCode.CLOCK_ADJUSTED)
+        return DataAccessResult.SUCCESS
+
+    def _switch(self, connect: bool) -> None:
+        self.connected = connect
+        self.log_event(
+            "disconnector",
+            EventCode.REMOTE_RECONNECTION if connect else EventCode.REMOTE_DISCONNECTION,
+        )
+
+    def _activate_policy(self, policy: int) -> ActionResult:
+        # Green Book security_activate: the policy may only be strengthened.
+        if policy & self.policy != self.policy:
+            return ActionResult.READ_WRITE_DENIED
+        self.policy = policy
+        self._save()
+        return ActionResult.SUCCESS
+
+    def _key_transfer(self, items: list[tuple[int, bytes]]) -> ActionResult:
+        # DM-12: unwrap everything under the current master key first: all or nothing.
+        new: dict[int, SecretKey] = {}
+        for key_id, wrapped in items:
+            if key_id not in KeyId._value2member_map_ or key_id == KeyId.GLOBAL_BROADCAST:
+                return ActionResult.OTHER_REASON
+            try:
+                new[key_id] = unwrap_key(self.master_key, wrapped)
+            except KeyUnwrapError:
+                self.log_event("fraud", EventCode.DECRYPTION_OR_AUTHENTICATION_FAILURE)
+                return ActionResult.OTHER_REASON
+            if len(new[key_id]) != 16:
+                return ActionResult.OTHER_REASON
+        self._pending_keys = new
+        return ActionResult.SUCCESS
+
+    def _after_action(
+        self, ctx: RequestContext, method: MethodDescriptor, ret: ActionReturn
+    ) -> None:
+        if (
+            method.class_id == SecuritySetup.CLASS_ID
+            and method.method == 2
+            and ret.result is ActionResult.SUCCESS
+            and self._pending_keys is not None
+        ):
+            # Gurux's pattern: the new keys apply right after the ACTION response is sent.
+            ctx.after_response(self._apply_pending_keys)
+
+    def _apply_pending_keys(self) -> None:
+        keys, self._pending_keys = self._pending_keys or {}, None
+        m = self.material
+        for key_id, key in keys.items():
+            if key_id == KeyId.GLOBAL_UNICAST:
+                m.unicast_key = key
+                # A new key starts a new counter context for the client (DM-6 is per key).
+                self._client_mark = 0
+                m.peer_counter = ReceiveCounter(None, on_commit=self._client_committed)
+            elif key_id == KeyId.AUTHENTICATION:
+                m.authentication_key = key
+            elif key_id == KeyId.MASTER:
+                self.master_key = key
+        self.log_event("standard", EventCode.KEY_CHANGED)
+
+    def _image_verified(self, identifier: bytes, digest: bytes) -> None:
+        del identifier, digest
+        self.log_event("firmware", EventCode.FIRMWARE_READY_FOR_ACTIVATION)
+
+    # ------------------------------------------------------------------ object model
+
+    def _build_model(self) -> CosemModel:
+        model = CosemModel(on_action=self._after_action)
+        read_all = Rights.read_only
+        pub_read = Rights(read=frozenset({1, 2}))
+
+        clock = ClockObject(
+            OBIS.CLOCK, lambda: CosemDateTime.from_datetime(self.now()), self._adjust_clock
+        )
+        model.add(
+            clock,
+            {
+                PUBLIC: pub_read,
+                MANAGEMENT: Rights(read=frozenset(clock.ATTRIBUTES), write=frozenset({2})),
+            },
+        )
+        ldn = DataObject(
+            OBIS.LOGICAL_DEVICE_NAME,
+            lambda: OctetString(f"MGD{self.identity.serial}".encode()[:16]),
+        )
+        model.add(ldn, {PUBLIC: pub_read, MANAGEMENT: read_all(ldn)})
+        ic = DataObject(
+            OBIS.INVOCATION_COUNTER,
+            lambda: DoubleLongUnsigned(self.material.peer_counter.last or 0),
+        )
+        model.add(ic, {PUBLIC: pub_read, MANAGEMENT: read_all(ic)})
+        for obis, value in (
+            (OBIS.SERIAL, lambda: OctetString(self.identity.serial.encode())),
+            (OBIS.STATUS, lambda: Unsigned(0 if self.connected else 1)),
+        ):
+            obj = DataObject(obis, value)
+            model.add(obj, {MANAGEMENT: read_all(obj)})
+        alarm = DataObject(
+            OBIS.ALARM_REGISTER, lambda: DoubleLongUnsigned(self.alarm_register), self._clear_alarms
+        )
+        model.add(alarm, {MANAGEMENT: Rights(read=frozenset({1, 2}), write=frozenset({2}))})
+
+        def reg(obis: Obis, value: Callable[[], Data], scaler: int, unit: int) -> None:
+            r = Register(obis, value, scaler=scaler, unit=unit)
+            model.add(r, {MANAGEMENT: read_all(r)})
+
+        reg(
+            OBIS.ACTIVE_IMPORT,
+            lambda: DoubleLongUnsigned(int(self.registers_at(self.now())[0]) & 0xFFFFFFFF),
+            0,
+            30,
+        )
+        reg(
+            OBIS.ACTIVE_EXPORT,
+            lambda: DoubleLongUnsigned(int(self.registers_at(self.now())[1]) & 0xFFFFFFFF),
+            0,
+            30,
+        )
+        reg(
+            OBIS.REACTIVE_IMPORT,
+            lambda: DoubleLongUnsigned(int(self.registers_at(self.now())[0] * 0.25) & 0xFFFFFFFF),
+            0,
+            32,
+        )
+        reg(OBIS.REACTIVE_EXPORT, lambda: DoubleLongUnsigned(0), 0, 32)
+        reg(OBIS.POWER_IMPORT, lambda: DoubleLongUnsigned(int(self._power_w())), 0, 27)
+        reg(OBIS.VOLTAGE_L1, lambda: LongUnsigned(2300 if self.supply_on else 0), -1, 35)
+        reg(OBIS.CURRENT_L1, lambda: LongUnsigned(int(self._power_w() / 230 * 100)), -2, 33)
+
+        clock_col = CaptureObject(8, OBIS.CLOCK, 2)
+        lp = ProfileGeneric(
+            OBIS.LOAD_PROFILE,
+            [
+                clock_col,
+                CaptureObject(1, OBIS.STATUS, 2),
+                CaptureObject(3, OBIS.ACTIVE_IMPORT, 2),
+                CaptureObject(3, OBIS.ACTIVE_EXPORT, 2),
+            ],
+            self._load_profile_rows,
+            capture_period=LOAD_PROFILE_PERIOD,
+            profile_entries=LOAD_PROFILE_DAYS * 96,
+        )
+        model.add(lp, {MANAGEMENT: Rights(read=frozenset(lp.ATTRIBUTES))})
+        daily = ProfileGeneric(
+            OBIS.DAILY_PROFILE,
+            [
+                clock_col,
+                CaptureObject(3, OBIS.ACTIVE_IMPORT, 2),
+                CaptureObject(3, OBIS.ACTIVE_EXPORT, 2),
+            ],
+            self._daily_rows,
+            capture_period=86400,
+            profile_entries=DAILY_PROFILE_DAYS,
+        )
+        model.add(daily, {MANAGEMENT: Rights(read=frozenset(daily.ATTRIBUTES))})
+        for name, (obis, e) in LOG_BOOKS.items():
+            book = ProfileGeneric(
+                obis,
+                [
+                    clock_col,
+                    CaptureObject(1, Obis(0, 0, 96, 11, e, 255), 2),
+                    CaptureObject(1, Obis(0, 128, 96, 11, e, 255), 2),
+                ],
+                self._log_rows(name),
+                capture_period=0,
+                profile_entries=self.logbooks[name].capacity,
+            )
+            model.add(book, {MANAGEMENT: Rights(read=frozenset(book.ATTRIBUTES))})
+
+        dc = DisconnectControl(OBIS.DISCONNECT, lambda: self.connected, self._switch)
+        model.add(
+            dc, {MANAGEMENT: Rights(read=frozenset(dc.ATTRIBUTES), methods=frozenset({1, 2}))}
+        )
+        setup = SecuritySetup(
+            OBIS.SECURITY_SETUP,
+            policy=lambda: self.policy,
+            activate=self._activate_policy,
+            suite=0,
+            client_title=lambda: b"",
+            server_title=self.identity.system_title,
+            key_transfer=self._key_transfer,
+        )
+        model.add(
+            setup, {MANAGEMENT: Rights(read=frozenset(setup.ATTRIBUTES), methods=frozenset({1, 2}))}
+        )
+        image = ImageTransfer(OBIS.IMAGE_TRANSFER, on_verified=self._image_verified)
+        model.add(
+            image,
+            {MANAGEMENT: Rights(read=frozenset(image.ATTRIBUTES), methods=frozenset({1, 2, 3, 4}))},
+        )
+
+        for sap, ctx, mech in (
+            (PUBLIC, ApplicationContext.LN, Mechanism.LOWEST),
+            (MANAGEMENT, ApplicationContext.LN_CIPHERED, Mechanism.HLS_GMAC),
+        ):
+            assoc = AssociationLN(
+                Obis(0, 0, 40, 0, sap, 255),
+                lambda sap=sap: model.object_list(sap),  # type: ignore[misc]
+                client_sap=sap,
+                context_oid=bytes.fromhex("608574050801") + bytes((ctx,)),
+                mechanism_oid=bytes.fromhex("608574050802") + bytes((mech,)),
+            )
+            model.add(assoc, {sap: pub_read if sap == PUBLIC else read_all(assoc)})
+        return model
+
+    # ------------------------------------------------------------------ connections
+
+    def settings(self, *, max_receive_pdu_size: int = 1024) -> ServerSettings:
+        """The logical device's associations: public (16) and management (1, HLS-GMAC)."""
+        return ServerSettings(
+            system_title=self.identity.system_title,
+            associations={
+                PUBLIC: AssociationPolicy(),
+                MANAGEMENT: AssociationPolicy(
+                    application_context=ApplicationContext.LN_CIPHERED,
+                    mechanism=Mechanism.HLS_GMAC,
+                    security=self.material,
+                ),
+            },
+            max_receive_pdu_size=max_receive_pdu_size,
+        )
+
+    def connection(self, *, max_receive_pdu_size: int = 1024) -> ServerConnection:
+        """A new server connection for one transport connection."""
+        self.advance()
+        return ServerConnection(
+            self.settings(max_receive_pdu_size=max_receive_pdu_size), self.model
+        )
+
+    def unicast_gcm(self) -> GcmKey:
+        """The current unicast key (for pushes)."""
+        return self.material.unicast_gcm()
