@@ -17,6 +17,7 @@ import io
 import json
 import socket
 import sys
+import traceback
 
 from gurux_dlms import GXByteBuffer, GXReplyData
 from gurux_dlms.enums import Authentication, InterfaceType, Security
@@ -155,9 +156,7 @@ def main() -> None:
                 bytes.fromhex(kek),
                 json.loads(ops),
             )
-    except Exception as exc:  # reported to the test as data
-        import traceback
-
+    except Exception as exc:  # noqa: BLE001 - any failure is reported to the test as data
         result = {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()[-1500:]}
     print(json.dumps(result, default=str))
 
