@@ -1,0 +1,1 @@
+"""The utility head-end: DLMS client adapters now; ingest, storage, services and API follow."""

@@ -1,0 +1,1 @@
+"""Head-end transport adapters around the sans-IO DLMS client."""
