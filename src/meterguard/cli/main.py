@@ -237,3 +237,88 @@ def serve(
     asyncio.run(run())
     stopped = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     click.echo(f"meter {identity.serial} stopped at {stopped}")
+
+
+@main.group()
+def fleet() -> None:
+    """Many simulated meters in one process."""
+
+
+@fleet.command("run")
+@click.option(
+    "--meters", "count", default=200, show_default=True, type=click.IntRange(1, 1_000_000)
+)
+@click.option(
+    "--state",
+    "state_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="State directory (fleet.npz: keys, counters, positions).",
+)
+@click.option(
+    "--speed",
+    default=900.0,
+    show_default=True,
+    type=click.FloatRange(min=1.0),
+    help="Simulated seconds per real second.",
+)
+@click.option(
+    "--duration", type=click.FloatRange(min=0.0), help="Stop after this many real seconds."
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Append every protected push as 'serial hex-apdu' lines to this file.",
+)
+def fleet_run(
+    count: int, state_dir: Path, speed: float, duration: float | None, out: Path | None
+) -> None:
+    """Simulate the fleet on accelerated time; every 15-minute reading is a protected push."""
+    import time
+
+    from meterguard.meter.fleet import Fleet
+
+    fleet_obj = Fleet.open(state_dir, count, now=dt.datetime.now(dt.UTC))
+    sink = out.open("a", encoding="ascii") if out is not None else None
+    pushes = 0
+
+    def push(i: int, apdu: bytes) -> None:
+        nonlocal pushes
+        pushes += 1
+        if sink is not None:
+            sink.write(f"{int(fleet_obj.a['serial'][i]):010d} {apdu.hex()}\n")
+
+    started = time.monotonic()
+    sim_start = fleet_obj.now
+    stop = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        del signum, frame
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    click.echo(
+        f"fleet of {len(fleet_obj)} meters "
+        f"({fleet_obj.nbytes / len(fleet_obj):.0f} B each at rest), "
+        f"simulated time {sim_start.isoformat(timespec='minutes')}, speed x{speed:g}"
+    )
+    try:
+        while not stop:
+            elapsed = time.monotonic() - started
+            if duration is not None and elapsed >= duration:
+                break
+            target = sim_start + dt.timedelta(seconds=elapsed * speed)
+            stats = fleet_obj.step(target, push)
+            lag = (target - fleet_obj.now).total_seconds()
+            click.echo(
+                f"sim {fleet_obj.now.isoformat(timespec='minutes')}  readings +{stats.readings}  "
+                f"pushes {pushes}  lag {max(lag, 0):.0f}s"
+            )
+            time.sleep(max(0.0, 1.0 - (time.monotonic() - started - elapsed)))
+    finally:
+        fleet_obj.save()
+        if sink is not None:
+            sink.close()
+    click.echo(f"stopped; {pushes} protected pushes; state in {state_dir}")

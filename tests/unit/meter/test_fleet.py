@@ -1,0 +1,117 @@
+"""The fleet: per-meter keys and titles, protected pushes, counters that survive restarts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from meterguard.cosem.counters import ReceiveCounter
+from meterguard.cosem.security import ApduUnprotector
+from meterguard.cosem.xdlms import DataNotification, decode_xdlms
+from meterguard.crypto.aead import GcmKey
+from meterguard.errors import AuthenticationFailedError, UnexpectedSystemTitleError
+from meterguard.meter.device import TamperKind
+from meterguard.meter.fleet import FLEET_FILE, Fleet
+
+NOW = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.UTC)
+
+
+def unprotector(fleet: Fleet, i: int) -> ApduUnprotector:
+    ek, ak, _ = fleet.keys(i)
+    return ApduUnprotector(
+        key=GcmKey(ek), authentication_key=ak, peer_system_title=fleet.system_title(i)
+    )
+
+
+def test_each_meter_has_its_own_keys_and_title(tmp_path: Path) -> None:
+    fleet = Fleet.create(20, now=NOW, path=tmp_path / FLEET_FILE)
+    assert len({fleet.keys(i)[0].fingerprint() for i in range(20)}) == 20
+    assert len({fleet.system_title(i) for i in range(20)}) == 20
+    assert fleet.nbytes / len(fleet) < 2048
+
+
+def test_pushes_verify_only_with_the_senders_keys(tmp_path: Path) -> None:
+    fleet = Fleet.create(3, now=NOW, path=tmp_path / FLEET_FILE)
+    pushes: list[tuple[int, bytes]] = []
+    stats = fleet.step(NOW + dt.timedelta(hours=2), lambda i, apdu: pushes.append((i, apdu)))
+    assert stats.readings == 3 * 8 and len(pushes) == 24
+    counters = {i: ReceiveCounter() for i in range(3)}
+    previous: dict[int, int] = {}
+    for i, apdu in pushes:
+        _, plain = unprotector(fleet, i).unprotect(apdu, counters[i])
+        note = decode_xdlms(plain)
+        assert isinstance(note, DataNotification)
+        reading = note.body.items[1].value  # type: ignore[union-attr]
+        assert reading >= previous.get(i, 0)  # the import register never goes back
+        previous[i] = reading
+    i, apdu = pushes[0]
+    with pytest.raises(UnexpectedSystemTitleError):
+        unprotector(fleet, (i + 1) % 3).unprotect(apdu)
+    other_key = ApduUnprotector(
+        key=GcmKey(fleet.keys(1)[0]),
+        authentication_key=fleet.keys(1)[1],
+        peer_system_title=fleet.system_title(0),
+    )
+    with pytest.raises(AuthenticationFailedError):
+        other_key.unprotect(pushes[0][1])
+
+
+def test_counters_never_reused_after_reload(tmp_path: Path) -> None:
+    path = tmp_path / FLEET_FILE
+    fleet = Fleet.create(2, now=NOW, path=path)
+    seen: list[int] = []
+
+    def collect(i: int, apdu: bytes) -> None:
+        if i == 0:
+            seen.append(unprotector(fleet, 0).unprotect(apdu)[0])
+
+    fleet.step(NOW + dt.timedelta(hours=1), collect)
+    fleet = Fleet.load(path)  # a restart, possibly after a crash right after the last push
+    fleet.step(NOW + dt.timedelta(hours=2), collect)
+    assert seen == sorted(set(seen)) and len(seen) == 8
+
+
+def test_tamper_push(tmp_path: Path) -> None:
+    fleet = Fleet.create(2, now=NOW, path=tmp_path / FLEET_FILE)
+    pushes: list[bytes] = []
+    seq = fleet.tamper(1, TamperKind.MAGNETIC_FIELD, lambda _i, apdu: pushes.append(apdu))
+    assert seq == 1 and int(fleet.a["alarm"][1]) == 1 << TamperKind.MAGNETIC_FIELD.bit
+    note = decode_xdlms(unprotector(fleet, 1).unprotect(pushes[0])[1])
+    assert isinstance(note, DataNotification)
+    assert note.body.items[2].value == TamperKind.MAGNETIC_FIELD.code  # type: ignore[union-attr]
+
+
+def test_cli_fleet_run(tmp_path: Path) -> None:
+    out = tmp_path / "pushes.txt"
+    res = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [
+            sys.executable,
+            "-m",
+            "meterguard",
+            "fleet",
+            "run",
+            "--meters",
+            "5",
+            "--state",
+            str(tmp_path / "f"),
+            "--duration",
+            "2",
+            "--speed",
+            "3600",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "protected pushes" in res.stdout
+    lines = out.read_text().splitlines()
+    assert lines and all(len(line.split()) == 2 for line in lines)
+    assert (tmp_path / "f" / FLEET_FILE).stat().st_mode & 0o777 == 0o600
