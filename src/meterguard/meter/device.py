@@ -261,6 +261,8 @@ class Meter:
         self.material.unicast_key = SecretKey.from_hex(keys["ek"])
         self.material.authentication_key = SecretKey.from_hex(keys["ak"])
         self.master_key = SecretKey.from_hex(keys["kek"])
+        if keys.get("bk"):
+            self.material.broadcast_key = SecretKey.from_hex(keys["bk"])
         self._send_ceiling = int(state["send_ceiling"])
         self._client_mark = int(state["client_mark"])
         self.clock_offset = float(state["clock_offset"])
@@ -292,6 +294,7 @@ class Meter:
                 "ek": m.unicast_key.expose_secret().hex(),
                 "ak": m.authentication_key.expose_secret().hex(),
                 "kek": self.master_key.expose_secret().hex(),
+                "bk": None if m.broadcast_key is None else m.broadcast_key.expose_secret().hex(),
             },
             "send_ceiling": self._send_ceiling,
             "client_mark": self._client_mark,
@@ -584,7 +587,7 @@ class Meter:
         # DM-12: unwrap everything under the current master key first: all or nothing.
         new: dict[int, SecretKey] = {}
         for key_id, wrapped in items:
-            if key_id not in KeyId._value2member_map_ or key_id == KeyId.GLOBAL_BROADCAST:
+            if key_id not in KeyId._value2member_map_:
                 return ActionResult.OTHER_REASON
             try:
                 new[key_id] = unwrap_key(self.master_key, wrapped)
@@ -617,6 +620,8 @@ class Meter:
                 # A new key starts a new counter context for the client (DM-6 is per key).
                 self._client_mark = 0
                 m.peer_counter = ReceiveCounter(None, on_commit=self._client_committed)
+            elif key_id == KeyId.GLOBAL_BROADCAST:
+                m.broadcast_key = key
             elif key_id == KeyId.AUTHENTICATION:
                 m.authentication_key = key
             elif key_id == KeyId.MASTER:

@@ -161,6 +161,18 @@ def test_key_transfer_applies_after_the_response(bench: Bench) -> None:
     assert bench.restart().material.unicast_key == new_ek
 
 
+def test_key_transfer_of_all_four_keys_at_once(bench: Bench) -> None:
+    # DM-12: unicast, broadcast, authentication and master keys, all wrapped under the current KEK.
+    new = {k: SecretKey(bytes([0x10 * (k + 1)] * 16)) for k in range(4)}
+    s = bench.client().open()
+    param = Array(tuple(Structure((Enum(k), OctetString(wrap_key(KEK, key)))) for k, key in new.items()))
+    ev = s.call(s.client.action, MethodDescriptor(64, OBIS.SECURITY_SETUP, 2), param)
+    assert isinstance(ev, ActionCompleted) and ev.result is ActionResult.SUCCESS
+    m = bench.restart().material
+    assert (m.unicast_key, m.broadcast_key, m.authentication_key) == (new[0], new[1], new[2])
+    assert bench.meter.master_key == new[3]
+
+
 def test_key_transfer_with_wrong_kek_changes_nothing(bench: Bench) -> None:
     s = bench.client().open()
     wrapped = wrap_key(SecretKey(bytes(16)), SecretKey(bytes(range(16))))
