@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import ClassVar, TypeAlias
 
 from meterguard.cosem._codec import Reader, encode_length, pack_u16, pack_u32
 from meterguard.cosem.axdr import (
@@ -646,6 +646,38 @@ class DataBlockSA:
         return cls(r.u8() != 0, r.u32(), r.sized())
 
 
+@dataclass(frozen=True, slots=True)
+class _BlockNumber:
+    """Shape of the APDUs that carry only a block number: invoke ‖ block-number (u32)."""
+
+    TAG: ClassVar[int]
+    CHOICE: ClassVar[int]
+
+    invoke_id_and_priority: int
+    block_number: int
+
+    def to_bytes(self) -> bytes:
+        """Encode in A-XDR."""
+        return bytes((self.TAG, self.CHOICE, self.invoke_id_and_priority)) + pack_u32(
+            self.block_number
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _BlockSA:
+    """Shape of the APDUs that carry one DataBlock-SA: invoke ‖ block."""
+
+    TAG: ClassVar[int]
+    CHOICE: ClassVar[int]
+
+    invoke_id_and_priority: int
+    block: DataBlockSA
+
+    def to_bytes(self) -> bytes:
+        """Encode in A-XDR."""
+        return bytes((self.TAG, self.CHOICE, self.invoke_id_and_priority)) + self.block.to_bytes()
+
+
 GetResult: TypeAlias = Data | DataAccessResult
 """Get-Data-Result: the data, or why there is none."""
 
@@ -696,20 +728,11 @@ class GetRequestNormal:
 
 
 @dataclass(frozen=True, slots=True)
-class GetRequestNext:
+class GetRequestNext(_BlockNumber):
     """get-request-next (C0 02): ask for the block after ``block_number``."""
 
     TAG = 0xC0
     CHOICE = 2
-
-    invoke_id_and_priority: int
-    block_number: int
-
-    def to_bytes(self) -> bytes:
-        """Encode in A-XDR."""
-        return bytes((self.TAG, self.CHOICE, self.invoke_id_and_priority)) + pack_u32(
-            self.block_number
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -830,18 +853,11 @@ class SetRequestWithFirstDataBlock:
 
 
 @dataclass(frozen=True, slots=True)
-class SetRequestWithDataBlock:
+class SetRequestWithDataBlock(_BlockSA):
     """set-request-with-datablock (C1 03)."""
 
     TAG = 0xC1
     CHOICE = 3
-
-    invoke_id_and_priority: int
-    block: DataBlockSA
-
-    def to_bytes(self) -> bytes:
-        """Encode in A-XDR."""
-        return bytes((self.TAG, self.CHOICE, self.invoke_id_and_priority)) + self.block.to_bytes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -923,20 +939,11 @@ class SetResponseNormal:
 
 
 @dataclass(frozen=True, slots=True)
-class SetResponseDataBlock:
+class SetResponseDataBlock(_BlockNumber):
     """set-response-datablock (C5 02): block ``block_number`` received."""
 
     TAG = 0xC5
     CHOICE = 2
-
-    invoke_id_and_priority: int
-    block_number: int
-
-    def to_bytes(self) -> bytes:
-        """Encode in A-XDR."""
-        return bytes((self.TAG, self.CHOICE, self.invoke_id_and_priority)) + pack_u32(
-            self.block_number
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -1033,20 +1040,11 @@ class ActionRequestNormal:
 
 
 @dataclass(frozen=True, slots=True)
-class ActionRequestNextPblock:
+class ActionRequestNextPblock(_BlockNumber):
     """action-request-next-pblock (C3 02)."""
 
     TAG = 0xC3
     CHOICE = 2
-
-    invoke_id_and_priority: int
-    block_number: int
-
-    def to_bytes(self) -> bytes:
-        """Encode in A-XDR."""
-        return bytes((self.TAG, self.CHOICE, self.invoke_id_and_priority)) + pack_u32(
-            self.block_number
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -1113,18 +1111,11 @@ class ActionRequestWithListAndFirstPblock:
 
 
 @dataclass(frozen=True, slots=True)
-class ActionRequestWithPblock:
+class ActionRequestWithPblock(_BlockSA):
     """action-request-with-pblock (C3 06)."""
 
     TAG = 0xC3
     CHOICE = 6
-
-    invoke_id_and_priority: int
-    block: DataBlockSA
-
-    def to_bytes(self) -> bytes:
-        """Encode in A-XDR."""
-        return bytes((self.TAG, self.CHOICE, self.invoke_id_and_priority)) + self.block.to_bytes()
 
 
 ActionRequest: TypeAlias = (
@@ -1177,18 +1168,11 @@ class ActionResponseNormal:
 
 
 @dataclass(frozen=True, slots=True)
-class ActionResponseWithPblock:
+class ActionResponseWithPblock(_BlockSA):
     """action-response-with-pblock (C7 02)."""
 
     TAG = 0xC7
     CHOICE = 2
-
-    invoke_id_and_priority: int
-    block: DataBlockSA
-
-    def to_bytes(self) -> bytes:
-        """Encode in A-XDR."""
-        return bytes((self.TAG, self.CHOICE, self.invoke_id_and_priority)) + self.block.to_bytes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -1211,20 +1195,11 @@ class ActionResponseWithList:
 
 
 @dataclass(frozen=True, slots=True)
-class ActionResponseNextPblock:
+class ActionResponseNextPblock(_BlockNumber):
     """action-response-next-pblock (C7 04)."""
 
     TAG = 0xC7
     CHOICE = 4
-
-    invoke_id_and_priority: int
-    block_number: int
-
-    def to_bytes(self) -> bytes:
-        """Encode in A-XDR."""
-        return bytes((self.TAG, self.CHOICE, self.invoke_id_and_priority)) + pack_u32(
-            self.block_number
-        )
 
 
 ActionResponse: TypeAlias = (
