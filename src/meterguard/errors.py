@@ -22,7 +22,8 @@ from "the network is down" (httpx and h11 draw the same lines)::
     │       ├── HlsFailedError              HLS pass 3/4 response did not verify
     │       ├── SignatureInvalidError       ECDSA signature did not verify
     │       ├── InsufficientProtectionError weaker protection than the policy demands
-    │       └── KeyUnwrapError              RFC 3394 unwrap failed (wrong KEK or tampered)
+    │       ├── KeyUnwrapError              RFC 3394 unwrap failed (wrong KEK or tampered)
+    │       └── EnrolmentError              a CSR or certificate the PKI refuses
     └── TransportError                 the network, the broker or a service is unreachable
 
 Peers only ever see coarse errors (DLMS result codes); the detail in these
@@ -42,6 +43,7 @@ __all__ = [
     "ConfigurationError",
     "CounterExhaustedError",
     "DecodeError",
+    "EnrolmentError",
     "HlsFailedError",
     "InsufficientProtectionError",
     "InvalidValueError",
@@ -166,6 +168,12 @@ class KeyUnwrapError(SecurityError):
     """RFC 3394 key unwrap failed: wrong key-encryption key or tampered wrapped key."""
 
     event: ClassVar[str] = "key_unwrap_failed"
+
+
+class EnrolmentError(SecurityError):
+    """The PKI refuses a CSR or certificate (bad signature, names, serial, revoked, expired)."""
+
+    event: ClassVar[str] = "enrolment_refused"
 
 
 class TransportError(MeterguardError):

@@ -1,0 +1,358 @@
+"""A directory-backed PKI with EST-shaped enrolment (RFC 7030 cacerts, simple(re)enroll).
+
+Layout of the PKI directory::
+
+    root/root.pem, root/root.key   the root (move root.key offline once the CAs exist)
+    device-ca.pem, device-ca.key   signs meters; its CRL is crl.pem
+    service-ca.pem, service-ca.key signs the broker's and web's server certificates
+                                   and head-end client certificates
+    registry.json                  registered meter serials, issued and revoked certificates
+    crl.pem                        the device CA's CRL, re-published on every revocation
+
+Enrolment (PKI-4): a meter holds a long-lived **factory** certificate issued at
+manufacturing for a registered serial; it exchanges it for a short-lived
+**operational** certificate (``simpleenroll``, authenticated by the factory
+certificate) and renews that before expiry (``simplereenroll``, authenticated
+by the current one). Each request is a CSR signed with the meter's own key
+(PKI-2: the key never leaves the meter), whose names must match the
+authenticating certificate's.
+
+Private keys are written with mode 0600. This module does file IO only under
+the PKI directory; it does not talk to the network (the head-end serves EST).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+
+from meterguard.crypto.pki.authority import Authority, meter_serial_from_certificate
+from meterguard.errors import ConfigurationError, EnrolmentError
+
+__all__ = [
+    "FACTORY_VALIDITY",
+    "OPERATIONAL_VALIDITY",
+    "Pki",
+    "load_certificates",
+    "pem",
+    "write_key",
+]
+
+FACTORY_VALIDITY = dt.timedelta(days=365 * 20)
+OPERATIONAL_VALIDITY = dt.timedelta(days=14)
+SERVER_VALIDITY = dt.timedelta(days=90)
+CRL_NEXT_UPDATE = dt.timedelta(days=1)
+
+
+def pem(cert: x509.Certificate) -> bytes:
+    """PEM encoding of a certificate."""
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    """Write a private key (PKCS#8 PEM, unencrypted) readable only by its owner."""
+    data = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def _read_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ConfigurationError(f"{path} is not an EC private key")
+    return key
+
+
+def load_certificates(path: Path) -> list[x509.Certificate]:
+    """All PEM certificates in a file."""
+    return x509.load_pem_x509_certificates(path.read_bytes())
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+@dataclass
+class Registry:
+    """Registered serials and the certificates issued and revoked."""
+
+    serials: set[str] = field(default_factory=set)
+    issued: dict[str, dict[str, Any]] = field(default_factory=dict)
+    revoked: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"serials": sorted(self.serials), "issued": self.issued, "revoked": self.revoked}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Registry:
+        """Parse :meth:`to_json`."""
+        return cls(set(data["serials"]), dict(data["issued"]), dict(data["revoked"]))
+
+
+class Pki:
+    """Root, device CA, service CA and the registry, on disk."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        root: x509.Certificate,
+        device: Authority,
+        service: Authority,
+        registry: Registry,
+    ) -> None:
+        self.directory = directory
+        self.root = root
+        self.device = device
+        self.service = service
+        self.registry = registry
+
+    def __repr__(self) -> str:
+        return f"Pki({self.directory})"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def init(cls, directory: Path, *, now: dt.datetime) -> Pki:
+        """Create a new PKI in an empty or new directory."""
+        if (directory / "device-ca.pem").exists():
+            raise ConfigurationError(f"{directory} already holds a PKI")
+        root = Authority.create_root("meterguard root CA", now=now)
+        device = root.create_intermediate("meterguard device CA", now=now)
+        service = root.create_intermediate("meterguard service CA", now=now)
+        _write(directory / "root" / "root.pem", pem(root.certificate))
+        write_key(directory / "root" / "root.key", root.key)
+        for name, auth in (("device-ca", device), ("service-ca", service)):
+            _write(directory / f"{name}.pem", pem(auth.certificate))
+            write_key(directory / f"{name}.key", auth.key)
+        pki = cls(
+            directory, root=root.certificate, device=device, service=service, registry=Registry()
+        )
+        pki._save_registry()
+        pki.publish_crl(now=now)
+        return pki
+
+    @classmethod
+    def open(cls, directory: Path) -> Pki:
+        """Open an existing PKI (the root key is not needed and may be offline)."""
+        if not (directory / "device-ca.pem").exists():
+            raise ConfigurationError(
+                f"{directory} holds no PKI; run `meterguard pki init {directory}`"
+            )
+        device = Authority(
+            load_certificates(directory / "device-ca.pem")[0],
+            _read_key(directory / "device-ca.key"),
+        )
+        service = Authority(
+            load_certificates(directory / "service-ca.pem")[0],
+            _read_key(directory / "service-ca.key"),
+        )
+        registry = Registry.from_json(json.loads((directory / "registry.json").read_text()))
+        root = load_certificates(directory / "root" / "root.pem")[0]
+        return cls(directory, root=root, device=device, service=service, registry=registry)
+
+    def _save_registry(self) -> None:
+        _write(
+            self.directory / "registry.json", json.dumps(self.registry.to_json(), indent=1).encode()
+        )
+
+    @property
+    def crl_path(self) -> Path:
+        """Where the device CA's CRL is published."""
+        return self.directory / "crl.pem"
+
+    # ------------------------------------------------------------------ meters
+
+    def register(self, serial: str) -> None:
+        """Register a meter serial (manufacturing record) so the CA will certify it."""
+        if not (serial.isdigit() and len(serial) == 10):
+            raise ConfigurationError("a meter serial is 10 digits")
+        self.registry.serials.add(serial)
+        self._save_registry()
+
+    def _record(self, cert: x509.Certificate, kind: str, serial: str) -> None:
+        self.registry.issued[format(cert.serial_number, "x")] = {
+            "meter": serial,
+            "kind": kind,
+            "not_after": cert.not_valid_after_utc.isoformat(),
+        }
+        self._save_registry()
+
+    def issue_factory(
+        self, csr: x509.CertificateSigningRequest, *, now: dt.datetime
+    ) -> x509.Certificate:
+        """Manufacturing: a long-lived factory certificate for a registered serial.
+
+        Raises:
+            EnrolmentError: bad CSR, disagreeing names or unregistered serial (PKI-3).
+        """
+        serial = meter_serial_from_certificate(csr)
+        if serial not in self.registry.serials:
+            raise EnrolmentError(f"serial {serial} is not registered")
+        cert = self.device.issue_meter(csr, now=now, validity=FACTORY_VALIDITY)
+        self._record(cert, "factory", serial)
+        return cert
+
+    def cacerts(self) -> list[x509.Certificate]:
+        """EST /cacerts: the device CA and the root a meter pins (PKI-7)."""
+        return [self.device.certificate, self.root]
+
+    def simpleenroll(
+        self, csr: x509.CertificateSigningRequest, *, factory: x509.Certificate, now: dt.datetime
+    ) -> x509.Certificate:
+        """EST /simpleenroll: exchange a valid factory certificate for an operational one."""
+        return self._enroll(csr, factory, "factory", now)
+
+    def simplereenroll(
+        self, csr: x509.CertificateSigningRequest, *, current: x509.Certificate, now: dt.datetime
+    ) -> x509.Certificate:
+        """EST /simplereenroll: renew an operational certificate before it expires."""
+        return self._enroll(csr, current, "operational", now)
+
+    def _enroll(
+        self,
+        csr: x509.CertificateSigningRequest,
+        auth: x509.Certificate,
+        kind: str,
+        now: dt.datetime,
+    ) -> x509.Certificate:
+        serial = self.verify_meter(auth, now=now)
+        record = self.registry.issued.get(format(auth.serial_number, "x"))
+        if record is None or record["kind"] != kind:
+            raise EnrolmentError(
+                f"the authenticating certificate is not a {kind} certificate of this PKI"
+            )
+        if meter_serial_from_certificate(csr) != serial:
+            raise EnrolmentError("the CSR names another meter than the authenticating certificate")
+        cert = self.device.issue_meter(csr, now=now, validity=OPERATIONAL_VALIDITY)
+        self._record(cert, "operational", serial)
+        return cert
+
+    @staticmethod
+    def needs_renewal(cert: x509.Certificate, *, now: dt.datetime) -> bool:
+        """True once a third or less of the validity remains."""
+        total = cert.not_valid_after_utc - cert.not_valid_before_utc
+        return cert.not_valid_after_utc - now <= total / 3
+
+    def verify_meter(self, cert: x509.Certificate, *, now: dt.datetime) -> str:
+        """Verify a meter certificate: chain to our root via the device CA, clientAuth, not revoked.
+
+        Returns the meter serial.
+
+        Raises:
+            EnrolmentError: anything wrong, with the reason.
+        """
+        verifier = PolicyBuilder().store(Store([self.root])).time(now).build_client_verifier()
+        try:
+            verifier.verify(cert, [self.device.certificate])
+        except VerificationError as exc:
+            raise EnrolmentError(f"certificate does not verify: {exc}") from None
+        if cert.issuer != self.device.name:
+            raise EnrolmentError("not issued by the device CA")
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        if ExtendedKeyUsageOID.CLIENT_AUTH not in eku:
+            raise EnrolmentError("not a client certificate")
+        if format(cert.serial_number, "x") in self.registry.revoked:
+            raise EnrolmentError("certificate is revoked")
+        return meter_serial_from_certificate(cert)
+
+    # ------------------------------------------------------------------ revocation
+
+    def revoke_meter(self, serial: str, *, now: dt.datetime) -> int:
+        """Revoke every unexpired certificate of a meter and re-publish the CRL (PKI-5)."""
+        count = 0
+        for number, rec in self.registry.issued.items():
+            live = dt.datetime.fromisoformat(rec["not_after"]) > now
+            if rec["meter"] == serial and number not in self.registry.revoked and live:
+                self.registry.revoked[number] = now.isoformat()
+                count += 1
+        self._save_registry()
+        self.publish_crl(now=now)
+        return count
+
+    def publish_crl(self, *, now: dt.datetime) -> Path:
+        """Write the device CA's CRL (PEM) and return its path."""
+        revoked = [
+            (int(n, 16), dt.datetime.fromisoformat(t)) for n, t in self.registry.revoked.items()
+        ]
+        crl = self.device.crl(revoked, now=now, next_update=CRL_NEXT_UPDATE)
+        _write(self.crl_path, crl.public_bytes(serialization.Encoding.PEM))
+        return self.crl_path
+
+    # ------------------------------------------------------------------ services
+
+    def issue_server(
+        self, name: str, *, hosts: list[str], now: dt.datetime, out: Path
+    ) -> tuple[Path, Path]:
+        """Server certificate (serverAuth, service CA) for the broker or the web.
+
+        Writes ``<name>.pem`` (the certificate followed by the service CA: the chain
+        without the root, MQ-1) and ``<name>.key`` into ``out``; returns their paths.
+        """
+        key = ec.generate_private_key(ec.SECP256R1())
+        sans: list[x509.GeneralName] = []
+        for h in hosts:
+            try:
+                sans.append(x509.IPAddress(ipaddress.ip_address(h)))
+            except ValueError:
+                sans.append(x509.DNSName(h))
+        subject = x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "meterguard"),
+                x509.NameAttribute(NameOID.COMMON_NAME, name),
+            ]
+        )
+        cert = self.service.issue_leaf(
+            subject,
+            key.public_key(),
+            now=now,
+            validity=SERVER_VALIDITY,
+            usage=ExtendedKeyUsageOID.SERVER_AUTH,
+            san=sans,
+        )
+        return self._write_pair(out, name, cert, key)
+
+    def issue_service_client(self, name: str, *, now: dt.datetime, out: Path) -> tuple[Path, Path]:
+        """Client certificate (clientAuth, service CA) for a head-end worker named ``name``."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "meterguard"),
+                x509.NameAttribute(NameOID.COMMON_NAME, name),
+            ]
+        )
+        cert = self.service.issue_leaf(
+            subject,
+            key.public_key(),
+            now=now,
+            validity=SERVER_VALIDITY,
+            usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+        )
+        return self._write_pair(out, name, cert, key)
+
+    def _write_pair(
+        self, out: Path, name: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey
+    ) -> tuple[Path, Path]:
+        cert_path, key_path = out / f"{name}.pem", out / f"{name}.key"
+        _write(cert_path, pem(cert) + pem(self.service.certificate))
+        write_key(key_path, key)
+        return cert_path, key_path
