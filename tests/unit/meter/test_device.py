@@ -165,7 +165,9 @@ def test_key_transfer_of_all_four_keys_at_once(bench: Bench) -> None:
     # DM-12: unicast, broadcast, authentication and master keys, all wrapped under the current KEK.
     new = {k: SecretKey(bytes([0x10 * (k + 1)] * 16)) for k in range(4)}
     s = bench.client().open()
-    param = Array(tuple(Structure((Enum(k), OctetString(wrap_key(KEK, key)))) for k, key in new.items()))
+    param = Array(
+        tuple(Structure((Enum(k), OctetString(wrap_key(KEK, key)))) for k, key in new.items())
+    )
     ev = s.call(s.client.action, MethodDescriptor(64, OBIS.SECURITY_SETUP, 2), param)
     assert isinstance(ev, ActionCompleted) and ev.result is ActionResult.SUCCESS
     m = bench.restart().material

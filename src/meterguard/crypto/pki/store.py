@@ -97,15 +97,26 @@ class Registry:
     serials: set[str] = field(default_factory=set)
     issued: dict[str, dict[str, Any]] = field(default_factory=dict)
     revoked: dict[str, str] = field(default_factory=dict)
+    services: set[str] = field(default_factory=set)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {"serials": sorted(self.serials), "issued": self.issued, "revoked": self.revoked}
+        return {
+            "serials": sorted(self.serials),
+            "issued": self.issued,
+            "revoked": self.revoked,
+            "services": sorted(self.services),
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Registry:
         """Parse :meth:`to_json`."""
-        return cls(set(data["serials"]), dict(data["issued"]), dict(data["revoked"]))
+        return cls(
+            set(data["serials"]),
+            dict(data["issued"]),
+            dict(data["revoked"]),
+            set(data.get("services", [])),
+        )
 
 
 class Pki:
@@ -332,7 +343,17 @@ class Pki:
         return self._write_pair(out, name, cert, key)
 
     def issue_service_client(self, name: str, *, now: dt.datetime, out: Path) -> tuple[Path, Path]:
-        """Client certificate (clientAuth, service CA) for a head-end worker named ``name``."""
+        """Client certificate (clientAuth, service CA) for a head-end worker named ``name``.
+
+        Service names live in their own namespace: nothing that looks like a meter id
+        (``MGD`` + digits) is accepted, so a name can never grant meter rights or the reverse.
+        """
+        if (
+            not name
+            or name.upper().startswith("MGD")
+            or not all(c.isalnum() or c in "-_." for c in name)
+        ):
+            raise ConfigurationError(f"invalid service client name {name!r}")
         key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name(
             [
@@ -347,6 +368,8 @@ class Pki:
             validity=SERVER_VALIDITY,
             usage=ExtendedKeyUsageOID.CLIENT_AUTH,
         )
+        self.registry.services.add(name)
+        self._save_registry()
         return self._write_pair(out, name, cert, key)
 
     def _write_pair(

@@ -1,0 +1,301 @@
+"""Broker access-matrix scenarios (MQ-1…4, PKI-5, PKI-7): who may connect, publish, subscribe.
+
+Each :class:`AccessScenario` is data — an attacker's credential, what they
+try, and what must happen — and :func:`run` executes it against a running
+broker and PKI. The test suite drives every scenario; a failed expectation is
+a security regression.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from meterguard.attacks.probe import Probe, connect
+from meterguard.broker.process import ManagedBroker
+from meterguard.crypto.pki.authority import Authority, build_csr
+from meterguard.crypto.pki.store import Pki, pem, write_key
+
+__all__ = ["SCENARIOS", "AccessScenario", "Outcome", "Setting", "run"]
+
+
+@dataclass(frozen=True)
+class AccessScenario:
+    """One attempt and its required result."""
+
+    id: str
+    threat: str
+    requirement: str
+    description: str
+    credential: str
+    """none | valid | expired | revoked | foreign-ca | server-cert | service-client"""
+    action: str
+    """connect | publish-other | subscribe-all | read-other-commands | takeover"""
+    expect: str
+    """refused | denied | victim-disconnected"""
+
+
+SCENARIOS: tuple[AccessScenario, ...] = (
+    AccessScenario(
+        "no-certificate",
+        "unauthorized access",
+        "MQ-2",
+        "TLS without a client certificate",
+        "none",
+        "connect",
+        "refused",
+    ),
+    AccessScenario(
+        "expired-certificate",
+        "unauthorized access",
+        "MQ-2",
+        "a meter certificate past its validity",
+        "expired",
+        "connect",
+        "refused",
+    ),
+    AccessScenario(
+        "revoked-certificate",
+        "unauthorized access",
+        "PKI-5",
+        "a meter certificate on the CRL",
+        "revoked",
+        "connect",
+        "refused",
+    ),
+    AccessScenario(
+        "wrong-ca",
+        "man-in-the-middle",
+        "PKI-7",
+        "a certificate from another CA with the same names",
+        "foreign-ca",
+        "connect",
+        "refused",
+    ),
+    AccessScenario(
+        "server-cert-as-client",
+        "unauthorized access",
+        "PKI-1",
+        "the broker's own serverAuth certificate presented as a client",
+        "server-cert",
+        "connect",
+        "refused",
+    ),
+    AccessScenario(
+        "other-meters-topic",
+        "data theft / injection",
+        "MQ-3",
+        "a valid meter publishes on another meter's data topic",
+        "valid",
+        "publish-other",
+        "denied",
+    ),
+    AccessScenario(
+        "subscribe-everything",
+        "data theft",
+        "MQ-3",
+        "a valid meter subscribes to '#'",
+        "valid",
+        "subscribe-all",
+        "denied",
+    ),
+    AccessScenario(
+        "read-other-commands",
+        "data theft",
+        "MQ-3",
+        "a valid meter subscribes to another meter's command topic",
+        "valid",
+        "read-other-commands",
+        "denied",
+    ),
+    AccessScenario(
+        "client-id-takeover",
+        "denial of service / spoofing",
+        "MQ-4",
+        "a valid meter connects with the victim's client id",
+        "valid",
+        "takeover",
+        "victim-disconnected",
+    ),
+)
+
+
+@dataclass
+class Setting:
+    """The deployment a scenario runs against."""
+
+    pki: Pki
+    broker: ManagedBroker
+    workdir: Path
+    victim: tuple[Path, Path]
+    victim_id: str
+    attacker_serial: str
+
+    @property
+    def root(self) -> Path:
+        """The pinned root."""
+        return self.pki.directory / "root" / "root.pem"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened, and whether it is what the scenario requires."""
+
+    passed: bool
+    detail: str
+
+
+def _meter_files(
+    setting: Setting, name: str, issue: Callable[[ec.EllipticCurvePrivateKey], bytes]
+) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    d = setting.workdir / name
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "cert.pem").write_bytes(issue(key))
+    write_key(d / "key.pem", key)
+    return d / "cert.pem", d / "key.pem"
+
+
+def _credential(s: AccessScenario, setting: Setting) -> tuple[Path | None, Path | None]:
+    pki, now, serial = setting.pki, dt.datetime.now(dt.UTC), setting.attacker_serial
+    if s.credential == "none":
+        return None, None
+    if s.credential == "valid":
+        pki.register(serial)
+
+        def valid(key: ec.EllipticCurvePrivateKey) -> bytes:
+            factory = pki.issue_factory(build_csr(key, serial), now=now)
+            return pem(pki.simpleenroll(build_csr(key, serial), factory=factory, now=now)) + pem(
+                pki.device.certificate
+            )
+
+        return _meter_files(setting, f"{s.id}-valid", valid)
+    if s.credential == "expired":
+
+        def expired(key: ec.EllipticCurvePrivateKey) -> bytes:
+            then = now - dt.timedelta(days=30)
+            cert = pki.device.issue_meter(
+                build_csr(key, serial), now=then, validity=dt.timedelta(days=1)
+            )
+            return pem(cert) + pem(pki.device.certificate)
+
+        return _meter_files(setting, s.id, expired)
+    if s.credential == "revoked":
+        pki.register(serial)
+
+        def revoked(key: ec.EllipticCurvePrivateKey) -> bytes:
+            factory = pki.issue_factory(build_csr(key, serial), now=now)
+            return pem(pki.simpleenroll(build_csr(key, serial), factory=factory, now=now)) + pem(
+                pki.device.certificate
+            )
+
+        files = _meter_files(setting, s.id, revoked)
+        pki.revoke_meter(serial, now=now)
+        setting.broker.sync(pki)  # CRL changes reload the broker
+        time.sleep(0.5)
+        return files
+    if s.credential == "foreign-ca":
+        rogue_root = Authority.create_root("meterguard root CA", now=now)
+        rogue = rogue_root.create_intermediate("meterguard device CA", now=now)
+
+        def foreign(key: ec.EllipticCurvePrivateKey) -> bytes:
+            cert = rogue.issue_meter(
+                build_csr(key, serial), now=now, validity=dt.timedelta(days=14)
+            )
+            return pem(cert) + pem(rogue.certificate)
+
+        return _meter_files(setting, s.id, foreign)
+    if s.credential == "server-cert":
+        return setting.broker.layout.server_cert, setting.broker.layout.server_key
+    raise ValueError(f"unknown credential {s.credential}")
+
+
+def run(s: AccessScenario, setting: Setting) -> Outcome:
+    """Execute one scenario against a running broker; report whether it was stopped."""
+    cert, key = _credential(s, setting)
+    port = setting.broker.layout.device_port
+    if s.action == "connect":
+        probe = connect(port, setting.root, cert, key)
+        try:
+            ok = not probe.connected
+            return Outcome(
+                ok, f"connected={probe.connected} rc={probe.connect_rc} error={probe.error}"
+            )
+        finally:
+            probe.close()
+    attacker = connect(port, setting.root, cert, key, client_id=f"attacker-{s.id}")
+    if not attacker.connected:
+        return Outcome(
+            False, f"a valid meter could not connect: {attacker.error} {attacker.connect_rc}"
+        )
+    try:
+        return _act(s, setting, attacker)
+    finally:
+        attacker.close()
+
+
+def _act(s: AccessScenario, setting: Setting, attacker: Probe) -> Outcome:
+    port, victim_id = setting.broker.layout.device_port, setting.victim_id
+    if s.action == "publish-other":
+        rc = attacker.publish(f"meters/{victim_id}/data", b"forged reading")
+        return Outcome(rc is not None and rc.is_failure, f"PUBACK {rc}")
+    if s.action in ("subscribe-all", "read-other-commands"):
+        topic = "#" if s.action == "subscribe-all" else f"meters/{victim_id}/commands"
+        granted = attacker.subscribe(topic)
+        # Mosquitto may grant a wildcard and filter each message by the read ACL instead:
+        # what matters is that nothing of the victim's ever reaches the attacker.
+        leaked = _victim_traffic(setting, attacker)
+        refused = bool(granted) and all(g.is_failure for g in granted)
+        return Outcome(refused or not leaked, f"SUBACK {granted}; received {leaked}")
+    if s.action == "takeover":
+        victim = connect(port, setting.root, *setting.victim, client_id=victim_id)
+        try:
+            # The attacker (a different valid meter) reconnects with the victim's client id.
+            attacker.client.disconnect()
+            attacker.client.loop_stop()
+            impostor = connect(
+                port, setting.root, *_credential_files(setting, s), client_id=victim_id
+            )
+            deadline = time.monotonic() + 3
+            while victim.connected and time.monotonic() < deadline:
+                time.sleep(0.05)
+            # MQ-4: it knocks the victim off (Mosquitto 2.0), but cannot write as the victim.
+            rc = impostor.publish(f"meters/{victim_id}/data", b"forged reading")
+            impostor.close()
+            ok = (not victim.connected) and rc is not None and rc.is_failure
+            return Outcome(ok, f"victim disconnect rc={victim.disconnect_rc}; impostor PUBACK {rc}")
+        finally:
+            victim.close()
+    return Outcome(False, f"unknown action {s.action}")
+
+
+def _victim_traffic(setting: Setting, attacker: Probe) -> list[tuple[str, bytes]]:
+    """Make the victim publish a reading and the head-end send it a command; return what leaked."""
+    layout = setting.broker.layout
+    victim = connect(
+        layout.device_port, setting.root, *setting.victim, client_id=f"{setting.victim_id}-probe"
+    )
+    cert, key = setting.pki.issue_service_client(
+        "headend-probe", now=dt.datetime.now(dt.UTC), out=setting.workdir / "svc"
+    )
+    setting.broker.sync(setting.pki)
+    time.sleep(0.3)
+    headend = connect(layout.service_port, setting.root, cert, key, client_id="headend-probe")
+    try:
+        victim.publish(f"meters/{setting.victim_id}/data", b"victim reading")
+        headend.publish(f"meters/{setting.victim_id}/commands", b"victim command")
+        time.sleep(1.0)
+        return [m for m in attacker.messages if setting.victim_id in m[0]]
+    finally:
+        victim.close()
+        headend.close()
+
+
+def _credential_files(setting: Setting, s: AccessScenario) -> tuple[Path, Path]:
+    d = setting.workdir / f"{s.id}-valid"
+    return d / "cert.pem", d / "key.pem"

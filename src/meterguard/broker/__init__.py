@@ -1,0 +1,1 @@
+"""The managed Mosquitto broker: generated TLS configuration, ACLs and the broker process."""

@@ -1,0 +1,59 @@
+"""Integration fixtures: a real PKI and a real Mosquitto (started per test module on free ports)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from meterguard.broker.process import ManagedBroker
+from meterguard.crypto.pki.authority import build_csr
+from meterguard.crypto.pki.store import Pki, pem, write_key
+
+
+@dataclass
+class World:
+    pki: Pki
+    broker: ManagedBroker
+    base: Path
+
+    @property
+    def root(self) -> Path:
+        return self.pki.directory / "root" / "root.pem"
+
+    def meter(self, serial: str, *, now: dt.datetime | None = None) -> tuple[Path, Path]:
+        """Register and enrol a meter; return its certificate chain and key files."""
+        now = now or dt.datetime.now(dt.UTC)
+        self.pki.register(serial)
+        key = ec.generate_private_key(ec.SECP256R1())  # PKI-2: generated on the meter
+        factory = self.pki.issue_factory(build_csr(key, serial), now=now)
+        op = self.pki.simpleenroll(build_csr(key, serial), factory=factory, now=now)
+        d = self.base / serial
+        d.mkdir(exist_ok=True)
+        (d / "cert.pem").write_bytes(pem(op) + pem(self.pki.device.certificate))
+        write_key(d / "key.pem", key)
+        return d / "cert.pem", d / "key.pem"
+
+    def service_client(self, name: str) -> tuple[Path, Path]:
+        files = self.pki.issue_service_client(
+            name, now=dt.datetime.now(dt.UTC), out=self.base / "svc"
+        )
+        self.broker.sync(self.pki)
+        time.sleep(0.3)  # SIGHUP is asynchronous
+        return files
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    base = tmp_path_factory.mktemp("world")
+    now = dt.datetime.now(dt.UTC)
+    pki = Pki.init(base / "pki", now=now)
+    broker = ManagedBroker.prepare(base / "broker", pki, now=now)
+    broker.start()
+    yield World(pki, broker, base)
+    broker.stop()

@@ -1,0 +1,101 @@
+"""The access matrix on a real Mosquitto: every attack scenario is stopped (MQ-1…4, PKI-5/7)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import socket
+
+import pytest
+
+from meterguard.attacks.mqtt_access import SCENARIOS, AccessScenario, Setting, run
+from meterguard.attacks.probe import connect
+from meterguard.crypto.pki.authority import Authority
+from meterguard.crypto.pki.store import pem
+from tests.integration.conftest import World
+
+pytestmark = pytest.mark.integration
+_serials = itertools.count(2000)
+
+
+@pytest.fixture(scope="module")
+def setting(world: World) -> Setting:
+    victim = world.meter("0000000001")
+    return Setting(world.pki, world.broker, world.base / "attacks", victim, "MGD0000000001", "")
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.id)
+def test_scenario_is_stopped(scenario: AccessScenario, setting: Setting) -> None:
+    setting.attacker_serial = f"{next(_serials):010d}"
+    outcome = run(scenario, setting)
+    assert outcome.passed, (
+        f"{scenario.id} ({scenario.requirement}) was not stopped: {outcome.detail}"
+    )
+
+
+def test_valid_meter_publishes_and_the_headend_receives(world: World) -> None:
+    """The positive case: a meter writes its own topic; a head-end worker on the service listener,
+    subscribed through an MQTT v5 shared subscription (MQ-6), receives it."""
+    cert, key = world.meter("0000000042")
+    svc_cert, svc_key = world.service_client("headend-ingest-1")
+    worker = connect(
+        world.broker.layout.service_port, world.root, svc_cert, svc_key, client_id="ingest-1"
+    )
+    assert worker.connected, worker.error
+    granted = worker.subscribe("$share/ingest/meters/+/data")
+    assert granted and not granted[0].is_failure
+    meter = connect(
+        world.broker.layout.device_port, world.root, cert, key, client_id="MGD0000000042"
+    )
+    assert meter.connected, meter.error
+    rc = meter.publish("meters/MGD0000000042/data", b"\xdb\x08protected")
+    assert rc is not None and not rc.is_failure
+    [(topic, payload)] = worker.wait_messages(1)
+    assert topic == "meters/MGD0000000042/data" and payload == b"\xdb\x08protected"
+    # ...and the head-end can command it, which the meter (only) reads.
+    assert not meter.subscribe("meters/MGD0000000042/commands")[0].is_failure
+    assert not worker.publish("meters/MGD0000000042/commands", b"cmd").is_failure
+    assert meter.wait_messages(1)[-1] == ("meters/MGD0000000042/commands", b"cmd")
+    meter.close()
+    worker.close()
+
+
+def test_device_listener_refuses_plain_mqtt(world: World) -> None:
+    with socket.create_connection(("127.0.0.1", world.broker.layout.device_port), timeout=3) as s:
+        s.sendall(bytes.fromhex("101000044d5154540502003c00000000"))  # a plaintext MQTT CONNECT
+        s.settimeout(3)
+        try:
+            data = s.recv(100)
+        except (ConnectionResetError, TimeoutError):
+            data = b""
+    assert not data.startswith(b"\x20")  # never a CONNACK
+
+
+def test_service_listener_grants_meters_nothing(world: World) -> None:
+    # A meter certificate chains to the shared root, so TLS lets it in; the service ACL,
+    # by user name, gives an unknown name nothing: no reading of others, no commands.
+    cert, key = world.meter("0000000043")
+    probe = connect(world.broker.layout.service_port, world.root, cert, key, client_id="m43")
+    if probe.connected:
+        granted = probe.subscribe("meters/+/data")
+        other_cert, other_key = world.meter("0000000045")
+        other = connect(
+            world.broker.layout.device_port, world.root, other_cert, other_key, client_id="m45"
+        )
+        other.publish("meters/MGD0000000045/data", b"private")
+        rc = probe.publish("meters/MGD0000000045/commands", b"disconnect!")
+        leaked = probe.wait_messages(1, timeout=1.0)
+        other.close()
+        assert rc is not None and rc.is_failure
+        assert leaked == [] or all(g.is_failure for g in granted)
+    probe.close()
+
+
+def test_broker_pins_only_our_root(world: World) -> None:
+    # PKI-7: a client that trusts only a foreign root refuses the broker.
+    other = Authority.create_root("someone else", now=dt.datetime.now(dt.UTC))
+    path = world.base / "other-root.pem"
+    path.write_bytes(pem(other.certificate))
+    cert, key = world.meter("0000000044")
+    probe = connect(world.broker.layout.device_port, path, cert, key)
+    assert not probe.connected and probe.error and "CERTIFICATE_VERIFY_FAILED" in probe.error
