@@ -122,7 +122,7 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
     env = {**os.environ, "SOFTHSM2_CONF": str(conf)}
     util = shutil.which("softhsm2-util")
     assert util, "softhsm2 must be installed (scripts/bootstrap installs it)"
-    subprocess.run(
+    subprocess.run(  # noqa: S603 - the softhsm2-util binary with fixed arguments
         [
             util,
             "--init-token",
@@ -138,8 +138,13 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
         check=True,
         capture_output=True,
     )
-    os.environ["SOFTHSM2_CONF"] = str(conf)
+    previous = os.environ.get("SOFTHSM2_CONF")
+    os.environ["SOFTHSM2_CONF"] = str(conf)  # read by the library when first loaded
     yield {"library": SOFTHSM, "token_label": "meterguard", "pin": "1234"}
+    if previous is None:
+        os.environ.pop("SOFTHSM2_CONF", None)
+    else:
+        os.environ["SOFTHSM2_CONF"] = previous
 
 
 def test_pkcs11_kek_on_softhsm(tmp_path: Path, softhsm: dict[str, str]) -> None:
