@@ -1,0 +1,67 @@
+"""MQ-1: an sslyze scan of the device listener finds TLS 1.2/1.3 with AEAD ECDHE suites only."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import World
+
+pytestmark = pytest.mark.integration
+SSLYZE = Path(__file__).resolve().parents[2] / ".venv-tools" / "bin" / "sslyze"
+ALLOWED_TLS12 = {
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+}
+ALLOWED_TLS13 = {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"}
+
+
+def test_device_listener_offers_only_modern_aead_suites(world: World) -> None:
+    assert SSLYZE.exists(), "scripts/bootstrap installs sslyze into .venv-tools"
+    cert, key = world.meter("0000000077")
+    res = subprocess.run(  # noqa: S603 - the pinned sslyze with fixed arguments
+        [
+            str(SSLYZE),
+            "--cert",
+            str(cert),
+            "--key",
+            str(key),
+            "--sslv2",
+            "--sslv3",
+            "--tlsv1",
+            "--tlsv1_1",
+            "--tlsv1_2",
+            "--tlsv1_3",
+            "--json_out=-",
+            f"127.0.0.1:{world.broker.layout.device_port}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout[res.stdout.index("{") :])
+    [server] = report["server_scan_results"]
+    assert server["scan_status"] == "COMPLETED", server.get("connectivity_error_trace")
+    scans = server["scan_result"]
+
+    def accepted(name: str) -> set[str]:
+        scan = scans[name]
+        result = scan.get("result") or {}
+        return {c["cipher_suite"]["name"] for c in result.get("accepted_cipher_suites", [])}
+
+    for legacy in (
+        "ssl_2_0_cipher_suites",
+        "ssl_3_0_cipher_suites",
+        "tls_1_0_cipher_suites",
+        "tls_1_1_cipher_suites",
+    ):
+        assert accepted(legacy) == set(), legacy
+    tls12, tls13 = accepted("tls_1_2_cipher_suites"), accepted("tls_1_3_cipher_suites")
+    assert tls12 and tls12 <= ALLOWED_TLS12, tls12
+    assert tls13 and tls13 <= ALLOWED_TLS13, tls13
