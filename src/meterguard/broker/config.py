@@ -67,6 +67,11 @@ class BrokerLayout:
         return self.directory / "mosquitto.conf"
 
     @property
+    def log(self) -> Path:
+        """The broker's log (flushed per line, read by the takeover monitor)."""
+        return self.directory / "mosquitto.log"
+
+    @property
     def device_acl(self) -> Path:
         """ACL of the device listener."""
         return self.directory / "acl-devices"
@@ -119,7 +124,7 @@ def render(
             # 'mosquitto' user, which cannot read the broker's own 0600 key in our directory.
             f"user {layout.run_as}",
             "persistence false",
-            "log_dest stdout",
+            f"log_dest file {layout.log}",
             "log_type error",
             "log_type warning",
             "log_type notice",

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from meterguard.broker.config import BrokerLayout, BrokerLimits, render
+from meterguard.broker.monitor import LogMonitor
 from meterguard.crypto.pki.store import Pki, pem
 from meterguard.errors import ConfigurationError, TransportError
 
@@ -57,7 +58,8 @@ class ManagedBroker:
         self.limits = limits
         self.service_users = list(service_users or [])
         self.proc: subprocess.Popen[bytes] | None = None
-        self._log = layout.directory / "mosquitto.log"
+        self._log = layout.log
+        self._out = layout.directory / "mosquitto.out"
 
     @classmethod
     def prepare(
@@ -107,7 +109,7 @@ class ManagedBroker:
     def start(self, timeout: float = 15.0) -> None:
         """Start Mosquitto and wait until both listeners accept TCP connections."""
         binary = _mosquitto()
-        log = self._log.open("ab")
+        log = self._out.open("ab")  # start-up errors before the log file is open
         self.proc = subprocess.Popen(  # noqa: S603 - fixed binary and our own config
             [binary, "-c", str(self.layout.config)], stdout=log, stderr=subprocess.STDOUT
         )
@@ -147,12 +149,19 @@ class ManagedBroker:
                 self.proc.wait()
         self.proc = None
 
+    def monitor(self) -> LogMonitor:
+        """A security-event monitor over this broker's log (client-id takeover, MQ-4)."""
+        return LogMonitor(self._log)
+
     def log_tail(self, lines: int = 20) -> str:
-        """The last lines of the broker's log."""
-        try:
-            return "\n".join(self._log.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no log)"
+        """The last lines of the broker's output and log."""
+        text = []
+        for path in (self._out, self._log):
+            try:
+                text += path.read_text(errors="replace").splitlines()[-lines:]
+            except FileNotFoundError:
+                continue
+        return "\n".join(text) or "(no log)"
 
     def __enter__(self) -> ManagedBroker:
         self.start()

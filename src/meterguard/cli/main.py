@@ -322,3 +322,151 @@ def fleet_run(
         if sink is not None:
             sink.close()
     click.echo(f"stopped; {pushes} protected pushes; state in {state_dir}")
+
+
+@main.group()
+def pki() -> None:
+    """The PKI: root, device and service CAs, meter enrolment, revocation."""
+
+
+@pki.command("init")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def pki_init(directory: Path) -> None:
+    """Create a root CA, a device CA and a service CA in DIRECTORY."""
+    from meterguard.crypto.pki.store import Pki
+
+    Pki.init(directory, now=dt.datetime.now(dt.UTC))
+    click.echo(
+        f"PKI created in {directory}; keep {directory / 'root' / 'root.key'} offline from now on"
+    )
+
+
+@pki.command("enroll")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--serial", required=True, help="10-digit meter serial.")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The meter's directory: its key is generated there and never leaves it.",
+)
+def pki_enroll(directory: Path, serial: str, out: Path) -> None:
+    """Register SERIAL and enrol a meter: a factory certificate, then an operational one (EST)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from meterguard.crypto.pki.authority import build_csr, meter_id
+    from meterguard.crypto.pki.store import Pki, pem, write_key
+
+    now = dt.datetime.now(dt.UTC)
+    store = Pki.open(directory)
+    store.register(serial)
+    key = ec.generate_private_key(ec.SECP256R1())  # on the meter (PKI-2)
+    write_key(out / "tls.key", key)
+    factory = store.issue_factory(build_csr(key, serial), now=now)
+    (out / "factory.pem").write_bytes(pem(factory))
+    operational = store.simpleenroll(build_csr(key, serial), factory=factory, now=now)
+    (out / "tls.pem").write_bytes(pem(operational) + pem(store.device.certificate))
+    (out / "root.pem").write_bytes(pem(store.root))
+    click.echo(
+        f"meter {meter_id(serial)} enrolled: {out / 'tls.pem'} valid until "
+        f"{operational.not_valid_after_utc.isoformat(timespec='minutes')}"
+    )
+
+
+@pki.command("service")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", required=True, help="Head-end worker name (its MQTT user name).")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path))
+def pki_service(directory: Path, name: str, out: Path) -> None:
+    """Issue a head-end worker's client certificate (service CA)."""
+    from meterguard.crypto.pki.store import Pki, pem
+
+    store = Pki.open(directory)
+    cert, key = store.issue_service_client(name, now=dt.datetime.now(dt.UTC), out=out)
+    (out / "root.pem").write_bytes(pem(store.root))
+    click.echo(f"service client {name}: {cert}, {key}")
+
+
+@pki.command("revoke")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--serial", required=True, help="10-digit meter serial.")
+def pki_revoke(directory: Path, serial: str) -> None:
+    """Revoke every certificate of a meter and re-publish the CRL (a running broker reloads it)."""
+    from meterguard.crypto.pki.store import Pki
+
+    store = Pki.open(directory)
+    count = store.revoke_meter(serial, now=dt.datetime.now(dt.UTC))
+    click.echo(f"revoked {count} certificate(s) of meter {serial}; CRL at {store.crl_path}")
+
+
+@main.group()
+def broker() -> None:
+    """The managed Mosquitto broker."""
+
+
+@broker.command("run")
+@click.option(
+    "--dir",
+    "directory",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Broker directory (configuration, server certificate, log).",
+)
+@click.option("--pki", "pki_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--device-port", default=8883, show_default=True, type=int)
+@click.option("--service-port", default=8884, show_default=True, type=int)
+@click.option("--duration", type=click.FloatRange(min=0.0), help="Stop after this many seconds.")
+def broker_run(
+    directory: Path,
+    pki_dir: Path,
+    host: str,
+    device_port: int,
+    service_port: int,
+    duration: float | None,
+) -> None:
+    """Run Mosquitto with the generated TLS configuration; reload it when the CRL or ACLs change."""
+    import time
+
+    from meterguard.broker.process import ManagedBroker
+    from meterguard.crypto.pki.store import Pki
+
+    store = Pki.open(pki_dir)
+    managed = ManagedBroker.prepare(
+        directory,
+        store,
+        host=host,
+        device_port=device_port,
+        service_port=service_port,
+        now=dt.datetime.now(dt.UTC),
+    )
+    managed.start()
+    click.echo(
+        f"broker up: devices on {host}:{managed.layout.device_port}, "
+        f"head-end on {host}:{managed.layout.service_port}; log {directory / 'mosquitto.log'}"
+    )
+    stop = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        del signum, frame
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    watched = store.directory / "registry.json"
+    seen = watched.stat().st_mtime_ns
+    started = time.monotonic()
+    try:
+        while not stop and (duration is None or time.monotonic() - started < duration):
+            time.sleep(0.5)
+            if managed.proc is None or managed.proc.poll() is not None:
+                raise click.ClickException(f"mosquitto stopped: {managed.log_tail()}")
+            mtime = watched.stat().st_mtime_ns
+            if mtime != seen:  # a revocation or a new service client: new CRL/ACL, reload
+                seen = mtime
+                managed.sync(Pki.open(pki_dir))
+                click.echo("registry changed: CRL and ACLs reloaded")
+    finally:
+        managed.stop()

@@ -1,0 +1,77 @@
+"""Security events read from Mosquitto's connection log (MQ-4).
+
+Mosquitto 2.0 disconnects a client when another connects with the same
+client id, without telling the victim why. Our meters always use their meter
+id as client id *and* certificate CN (the MQTT user name), so two log facts
+expose a takeover: a connection whose client id differs from its user name
+(someone impersonating a client id) and "already connected, closing old
+connection". :class:`LogMonitor` turns the broker's log into these events; the
+head-end raises them as alarms. It parses text only and keeps its position.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["ClientIdMismatch", "LogMonitor", "SessionTakeover", "parse_line"]
+
+_CONNECTED = re.compile(r"New client connected from (\S+) as (\S+) \(.*?u'([^']*)'\)")
+_TAKEOVER = re.compile(r"Client (\S+) already connected, closing old connection")
+
+
+@dataclass(frozen=True, slots=True)
+class ClientIdMismatch:
+    """A client connected with a client id other than its certificate identity."""
+
+    client_id: str
+    username: str
+    peer: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTakeover:
+    """The broker closed an existing connection because the same client id connected again."""
+
+    client_id: str
+
+
+BrokerEvent = ClientIdMismatch | SessionTakeover
+
+
+def parse_line(line: str) -> BrokerEvent | None:
+    """Return the security event in one log line, if any."""
+    m = _CONNECTED.search(line)
+    if m:
+        peer, client_id, username = m.groups()
+        return ClientIdMismatch(client_id, username, peer) if client_id != username else None
+    m = _TAKEOVER.search(line)
+    if m:
+        return SessionTakeover(m.group(1))
+    return None
+
+
+class LogMonitor:
+    """Follows a broker log file and returns new security events on each poll."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+
+    def poll(self) -> list[BrokerEvent]:
+        """Events logged since the last poll."""
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        complete = data.rfind(b"\n") + 1
+        self._offset += complete
+        events = []
+        for raw in data[:complete].decode(errors="replace").splitlines():
+            event = parse_line(raw)
+            if event is not None:
+                events.append(event)
+        return events

@@ -1,0 +1,283 @@
+"""A meter enrolled with the CLI publishes protected data over MQTT/TLS; the head-end receives it.
+
+Also: nothing is lost while offline (persistent outbox), client-id takeover is detected (MQ-4),
+and a man-in-the-middle presenting a forged broker certificate is refused by the meter (PKI-7).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from meterguard.attacks.probe import Probe, connect
+from meterguard.broker.monitor import ClientIdMismatch, SessionTakeover
+from meterguard.broker.process import ManagedBroker, free_port
+from meterguard.clock import FixedClock
+from meterguard.cosem.axdr import DoubleLongUnsigned, Structure
+from meterguard.cosem.counters import ReceiveCounter
+from meterguard.cosem.security import ApduUnprotector
+from meterguard.cosem.xdlms import DataNotification, decode_xdlms
+from meterguard.crypto.aead import GcmKey
+from meterguard.crypto.keys import SecretKey
+from meterguard.crypto.pki.authority import Authority
+from meterguard.crypto.pki.store import Pki, pem, write_key
+from meterguard.meter.device import Meter, MeterIdentity, TamperKind
+from meterguard.meter.transport.mqtt import MeterMqttClient, MqttSettings, Outbox
+from tests.conftest import AK_HEX, EK_HEX
+
+pytestmark = pytest.mark.integration
+SERIAL = "0000000101"
+METER_ID = f"MGD{SERIAL}"
+
+
+def cli(*args: str) -> str:
+    res = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "meterguard", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
+@dataclass
+class Site:
+    base: Path
+    pki: Pki
+    broker: ManagedBroker
+
+    def headend(self) -> Probe:
+        svc = self.base / "svc"
+        probe = connect(
+            self.broker.layout.service_port,
+            self.base / "pki" / "root" / "root.pem",
+            svc / "headend-ingest.pem",
+            svc / "headend-ingest.key",
+            client_id="ingest-1",
+        )
+        assert probe.connected, probe.error
+        for topic in ("$share/ingest/meters/+/data", "$share/ingest/meters/+/alarms"):
+            assert not probe.subscribe(topic)[0].is_failure
+        return probe
+
+    def settings(
+        self, meter_dir: Path, meter_id: str = METER_ID, port: int | None = None
+    ) -> MqttSettings:
+        return MqttSettings(
+            host="127.0.0.1",
+            port=port or self.broker.layout.device_port,
+            root=meter_dir / "root.pem",
+            cert=meter_dir / "tls.pem",
+            key=meter_dir / "tls.key",
+            meter_id=meter_id,
+            backoff_base=0.2,
+            backoff_max=2.0,
+        )
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    base = tmp_path_factory.mktemp("site")
+    cli("pki", "init", str(base / "pki"))
+    cli("pki", "enroll", str(base / "pki"), "--serial", SERIAL, "--out", str(base / "m1"))
+    cli("pki", "service", str(base / "pki"), "--name", "headend-ingest", "--out", str(base / "svc"))
+    pki = Pki.open(base / "pki")
+    broker = ManagedBroker.prepare(base / "broker", pki, now=dt.datetime.now(dt.UTC))
+    broker.start()
+    yield Site(base, pki, broker)
+    broker.stop()
+
+
+def make_meter(pushes: list[bytes]) -> Meter:
+    return Meter(
+        MeterIdentity(SERIAL, b"MGD" + int(SERIAL).to_bytes(5, "big"), 101),
+        clock=FixedClock(dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)),
+        unicast_key=SecretKey.from_hex(EK_HEX),
+        authentication_key=SecretKey.from_hex(AK_HEX),
+        master_key=SecretKey(bytes(16)),
+        on_push=pushes.append,
+    )
+
+
+def reading(meter: Meter, value: int) -> bytes:
+    return meter.protect_push(DataNotification(1, None, Structure((DoubleLongUnsigned(value),))))
+
+
+def unprotector(meter: Meter) -> ApduUnprotector:
+    return ApduUnprotector(
+        key=GcmKey(SecretKey.from_hex(EK_HEX)),
+        authentication_key=SecretKey.from_hex(AK_HEX),
+        peer_system_title=meter.identity.system_title,
+    )
+
+
+def test_enrolled_meter_publishes_protected_data(site: Site, tmp_path: Path) -> None:
+    headend = site.headend()
+    pushes: list[bytes] = []
+    meter = make_meter(pushes)
+    client = MeterMqttClient(site.settings(site.base / "m1"), Outbox(tmp_path / "outbox.db"))
+    client.start()
+    try:
+        assert client.wait_connected(10), client.last_error
+        client.publish("data", reading(meter, 1234))
+        meter.tamper(TamperKind.MAIN_COVER_OPEN)  # the alarm takes its own topic
+        client.publish("alarms", pushes[-1])
+        got = headend.wait_messages(2, timeout=5)
+        assert sorted(t for t, _ in got) == [f"meters/{METER_ID}/alarms", f"meters/{METER_ID}/data"]
+        counter = ReceiveCounter()
+        for topic, payload in sorted(
+            got, key=lambda m: m[0], reverse=True
+        ):  # data first (lower IC)
+            assert b"1234" not in payload  # ciphered on the wire and at the broker
+            _, plain = unprotector(meter).unprotect(payload, counter)
+            assert isinstance(decode_xdlms(plain), DataNotification), topic
+        deadline = time.monotonic() + 5
+        while len(client.outbox) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(client.outbox) == 0  # acknowledged, so removed
+    finally:
+        client.stop()
+        headend.close()
+
+
+def test_nothing_is_lost_while_offline(site: Site, tmp_path: Path) -> None:
+    meter = make_meter([])
+    outbox_path = tmp_path / "outbox.db"
+    site.broker.stop()  # the broker is down
+    offline = MeterMqttClient(site.settings(site.base / "m1"), Outbox(outbox_path))
+    offline.start()
+    sent = [reading(meter, v) for v in range(5)]
+    for apdu in sent:
+        offline.publish("data", apdu)
+    assert not offline.wait_connected(1.0)
+    offline.stop()  # ...and the meter even restarts before the link comes back
+    assert len(Outbox(outbox_path)) == 5
+    site.broker.start()
+    headend = site.headend()
+    client = MeterMqttClient(site.settings(site.base / "m1"), Outbox(outbox_path))
+    client.start()
+    try:
+        assert client.wait_connected(10), client.last_error
+        got = headend.wait_messages(5, timeout=10)
+        assert [p for _, p in got] == sent  # all of them, in order
+    finally:
+        client.stop()
+        headend.close()
+
+
+def test_client_id_takeover_is_detected(site: Site, tmp_path: Path) -> None:
+    other_dir = tmp_path / "m2"
+    cli("pki", "enroll", str(site.base / "pki"), "--serial", "0000000102", "--out", str(other_dir))
+    monitor = site.broker.monitor()
+    monitor.poll()  # skip what happened before
+    victim = MeterMqttClient(site.settings(site.base / "m1"), Outbox(tmp_path / "v.db"))
+    victim.start()
+    try:
+        assert victim.wait_connected(10)
+        # Another valid meter connects with the victim's client id (MQ-4): the victim drops...
+        thief = connect(
+            site.broker.layout.device_port,
+            site.base / "m1" / "root.pem",
+            other_dir / "tls.pem",
+            other_dir / "tls.key",
+            client_id=METER_ID,
+        )
+        assert thief.connected
+        # ...which the broker monitor detects: client id and certificate identity disagree.
+        deadline = time.monotonic() + 5
+        events: list[object] = []
+        while time.monotonic() < deadline and not any(
+            isinstance(e, ClientIdMismatch) for e in events
+        ):
+            events += monitor.poll()
+            time.sleep(0.1)
+        mismatches = [e for e in events if isinstance(e, ClientIdMismatch)]
+        assert [(e.client_id, e.username) for e in mismatches] == [(METER_ID, "MGD0000000102")]
+        assert SessionTakeover(METER_ID) in events
+        # ...and it cannot write as the victim: the ACL is by user name, never by client id.
+        rc = thief.publish(f"meters/{METER_ID}/data", b"forged")
+        assert rc is not None and rc.is_failure
+        thief.close()
+    finally:
+        victim.stop()
+
+
+class RogueBroker:
+    """A man in the middle: a TLS listener presenting a forged certificate for 127.0.0.1."""
+
+    def __init__(self, workdir: Path) -> None:
+        now = dt.datetime.now(dt.UTC)
+        rogue = Authority.create_root("meterguard root CA", now=now).create_intermediate(
+            "meterguard service CA", now=now
+        )
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = rogue.issue_leaf(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "broker")]),
+            key.public_key(),
+            now=now,
+            validity=dt.timedelta(days=1),
+            usage=ExtendedKeyUsageOID.SERVER_AUTH,
+            san=[x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+        )
+        (workdir / "rogue.pem").write_bytes(pem(cert) + pem(rogue.certificate))
+        write_key(workdir / "rogue.key", key)
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(str(workdir / "rogue.pem"), str(workdir / "rogue.key"))
+        self.sock = socket.create_server(("127.0.0.1", free_port()))
+        self.port = self.sock.getsockname()[1]
+        self.handshakes_ok = 0
+        self.plaintext: list[bytes] = []
+        self.failures: list[str] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                with self.ctx.wrap_socket(conn, server_side=True) as tls:
+                    self.handshakes_ok += 1
+                    tls.settimeout(1)
+                    self.plaintext.append(tls.recv(4096))
+            except (ssl.SSLError, OSError) as exc:
+                self.failures.append(str(exc))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_man_in_the_middle_with_a_forged_certificate_is_refused(site: Site, tmp_path: Path) -> None:
+    rogue = RogueBroker(tmp_path)
+    client = MeterMqttClient(
+        site.settings(site.base / "m1", port=rogue.port), Outbox(tmp_path / "o.db")
+    )
+    client.start()
+    try:
+        client.publish("data", b"\xdb\x08would-be-reading")
+        assert not client.wait_connected(3)
+        assert rogue.failures, "the rogue saw no failed handshake"
+        assert (
+            rogue.handshakes_ok == 0 and rogue.plaintext == []
+        )  # nothing ever reached it in clear
+        assert len(client.outbox) == 1  # and nothing was lost: it waits for the real broker
+    finally:
+        client.stop()
+        rogue.close()
