@@ -30,7 +30,15 @@ from meterguard.crypto.keys import KeyId, SecretKey
 from meterguard.crypto.keywrap import unwrap_key, wrap_key
 from meterguard.errors import AuthenticationFailedError, ConfigurationError, KeyUnwrapError
 
-__all__ = ["KeyEncryptionKey", "KeyState", "KeyStore", "LocalKek", "Pkcs11Kek", "StoredKey"]
+__all__ = [
+    "KeyEncryptionKey",
+    "KeyState",
+    "KeyStore",
+    "LocalKek",
+    "Pkcs11Kek",
+    "RotationPolicy",
+    "StoredKey",
+]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meter_keys (
@@ -231,6 +239,30 @@ class StoredKey:
     version: int
     state: KeyState
     key: SecretKey
+
+
+@dataclass(frozen=True)
+class RotationPolicy:
+    """When a meter key must be rotated (KEY-3): on schedule, on demand, or by counter.
+
+    The counter threshold sits far below 2**32 so that a rotation, even one that
+    has to be retried for days, completes before any (ST, IC) pair could repeat.
+    """
+
+    max_age_days: int = 365
+    counter_threshold: int = 1 << 31
+
+    def reason(
+        self, *, age_days: float, invocation_counter: int, requested: bool = False
+    ) -> str | None:
+        """Why to rotate now, or None."""
+        if requested:
+            return "on demand"
+        if invocation_counter >= self.counter_threshold:
+            return f"invocation counter {invocation_counter} crossed {self.counter_threshold}"
+        if age_days >= self.max_age_days:
+            return f"key is {age_days:.0f} days old (schedule: {self.max_age_days})"
+        return None
 
 
 def _aad(meter: str, kind: int, version: int) -> bytes:

@@ -13,7 +13,7 @@ import pytest
 from pkcs11 import Attribute, ObjectClass
 
 from meterguard.crypto.keys import KeyId, SecretKey
-from meterguard.crypto.keystore import KeyState, KeyStore, LocalKek, Pkcs11Kek
+from meterguard.crypto.keystore import KeyState, KeyStore, LocalKek, Pkcs11Kek, RotationPolicy
 from meterguard.errors import ConfigurationError, KeyUnwrapError
 
 SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
@@ -169,3 +169,12 @@ def test_pkcs11_kek_on_softhsm(tmp_path: Path, softhsm: dict[str, str]) -> None:
         == keys[KeyId.MASTER]
     )
     again.close()
+
+
+def test_rotation_policy() -> None:
+    policy = RotationPolicy(max_age_days=90, counter_threshold=1 << 31)
+    assert policy.reason(age_days=10, invocation_counter=5) is None
+    assert policy.reason(age_days=10, invocation_counter=5, requested=True) == "on demand"
+    assert "crossed" in (policy.reason(age_days=1, invocation_counter=(1 << 31) + 1) or "")
+    assert "days old" in (policy.reason(age_days=91, invocation_counter=0) or "")
+    assert RotationPolicy().counter_threshold <= 0xFFFFFFFF // 2 + 1  # half the space left
