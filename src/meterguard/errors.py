@@ -23,7 +23,8 @@ from "the network is down" (httpx and h11 draw the same lines)::
     │       ├── SignatureInvalidError       ECDSA signature did not verify
     │       ├── InsufficientProtectionError weaker protection than the policy demands
     │       ├── KeyUnwrapError              RFC 3394 unwrap failed (wrong KEK or tampered)
-    │       └── EnrolmentError              a CSR or certificate the PKI refuses
+    │       ├── EnrolmentError              a CSR or certificate the PKI refuses
+    │       └── AccessDeniedError           a revoked, disabled or unknown identity
     └── TransportError                 the network, the broker or a service is unreachable
 
 Peers only ever see coarse errors (DLMS result codes); the detail in these
@@ -38,6 +39,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "AccessDeniedError",
     "AssociationRejectedError",
     "AuthenticationFailedError",
     "ConfigurationError",
@@ -174,6 +176,12 @@ class EnrolmentError(SecurityError):
     """The PKI refuses a CSR or certificate (bad signature, names, serial, revoked, expired)."""
 
     event: ClassVar[str] = "enrolment_refused"
+
+
+class AccessDeniedError(SecurityError):
+    """A message or request from an identity that is revoked, disabled or unknown (PKI-5)."""
+
+    event: ClassVar[str] = "access_denied"
 
 
 class TransportError(MeterguardError):

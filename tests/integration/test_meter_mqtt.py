@@ -28,6 +28,8 @@ from meterguard.cosem.xdlms import DataNotification, decode_xdlms
 from meterguard.crypto.aead import GcmKey
 from meterguard.crypto.keys import SecretKey
 from meterguard.crypto.pki.store import Pki
+from meterguard.errors import AccessDeniedError
+from meterguard.headend.ingest.admission import Admission
 from meterguard.meter.device import Meter, MeterIdentity, TamperKind
 from meterguard.meter.transport.mqtt import MeterMqttClient, MqttSettings, Outbox
 from tests.conftest import AK_HEX, EK_HEX
@@ -214,3 +216,47 @@ def test_client_id_takeover_is_detected(site: Site, tmp_path: Path) -> None:
 def test_man_in_the_middle_with_a_forged_certificate_is_refused(site: Site) -> None:
     outcome = mitm.run(site.settings(site.base / "m1"))
     assert outcome.passed, outcome.detail
+
+
+def test_revoked_meter_with_a_live_session_is_refused_by_the_headend(
+    site: Site, tmp_path: Path
+) -> None:
+    """PKI-5: a CRL reload leaves a connected meter up; the head-end refuses its later messages."""
+    cli(
+        "pki",
+        "enroll",
+        str(site.base / "pki"),
+        "--serial",
+        "0000000103",
+        "--out",
+        str(tmp_path / "m3"),
+    )
+    headend = site.headend()
+    meter_id = "MGD0000000103"
+    client = MeterMqttClient(
+        site.settings(tmp_path / "m3", meter_id=meter_id), Outbox(tmp_path / "o.db")
+    )
+    client.start()
+    try:
+        assert client.wait_connected(10)
+        cli("pki", "revoke", str(site.base / "pki"), "--serial", "0000000103")
+        pki = Pki.open(site.base / "pki")
+        site.broker.sync(pki)  # the broker reloads the CRL...
+        time.sleep(0.5)
+        client.publish("data", b"\xdb\x08after revocation")
+        got = headend.wait_messages(1, timeout=5)
+        assert got, "a reload alone does not drop the live session (that is the point)"
+        admission = Admission(known={meter_id}, revoked={f"MGD{s}" for s in pki.revoked_meters()})
+        with pytest.raises(AccessDeniedError, match="revoked"):
+            admission.check(got[-1][0])
+        # ...and a new connection with the revoked certificate is refused by the broker itself.
+        client.stop()
+        again = MeterMqttClient(
+            site.settings(tmp_path / "m3", meter_id=meter_id), Outbox(tmp_path / "o2.db")
+        )
+        again.start()
+        assert not again.wait_connected(3)
+        again.stop()
+    finally:
+        client.stop()
+        headend.close()

@@ -300,6 +300,14 @@ class Pki:
         self.publish_crl(now=now)
         return count
 
+    def revoked_meters(self) -> set[str]:
+        """Meter serials with a revoked certificate (revoking a meter revokes all its certificates)."""
+        return {
+            rec["meter"]
+            for number, rec in self.registry.issued.items()
+            if number in self.registry.revoked
+        }
+
     def publish_crl(self, *, now: dt.datetime) -> Path:
         """Write the device CA's CRL (PEM) and return its path."""
         revoked = [

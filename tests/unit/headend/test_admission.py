@@ -1,0 +1,38 @@
+"""PKI-5 / DOS-1: messages are admitted by meter identity before any cryptography."""
+
+from __future__ import annotations
+
+import pytest
+
+from meterguard.errors import AccessDeniedError, DecodeError
+from meterguard.headend.ingest.admission import Admission, meter_id_from_topic
+
+
+def test_topics() -> None:
+    assert meter_id_from_topic("meters/MGD0000000001/data") == ("MGD0000000001", "data")
+    for bad in (
+        "meters/MGD0000000001/commands",
+        "meters/x/data",
+        "meters/MGD0000000001/data/extra",
+        "#",
+    ):
+        with pytest.raises(DecodeError):
+            meter_id_from_topic(bad)
+
+
+def test_admission() -> None:
+    a = Admission(
+        known={"MGD0000000001", "MGD0000000002", "MGD0000000003"},
+        revoked={"MGD0000000002"},
+        disabled={"MGD0000000003"},
+    )
+    assert a.check("meters/MGD0000000001/alarms") == "MGD0000000001"
+    for topic, reason in (
+        ("meters/MGD0000000002/data", "revoked"),
+        ("meters/MGD0000000003/data", "disabled"),
+        ("meters/MGD0000000009/data", "not registered"),
+    ):
+        with pytest.raises(AccessDeniedError, match=reason):
+            a.check(topic)
+    assert a.refused == 3
+    assert AccessDeniedError.event == "access_denied"
