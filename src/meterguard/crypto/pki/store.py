@@ -301,7 +301,7 @@ class Pki:
         return count
 
     def revoked_meters(self) -> set[str]:
-        """Meter serials with a revoked certificate (revoking a meter revokes all its certificates)."""
+        """Serials of the meters that have a revoked certificate."""
         return {
             rec["meter"]
             for number, rec in self.registry.issued.items()
