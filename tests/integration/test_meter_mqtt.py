@@ -21,10 +21,16 @@ from meterguard.attacks.probe import Probe, connect
 from meterguard.broker.monitor import ClientIdMismatch, SessionTakeover
 from meterguard.broker.process import ManagedBroker
 from meterguard.clock import FixedClock
-from meterguard.cosem.axdr import DoubleLongUnsigned, Structure
+from meterguard.cosem.axdr import DoubleLongUnsigned, Integer, Structure
 from meterguard.cosem.counters import ReceiveCounter
-from meterguard.cosem.security import ApduUnprotector
-from meterguard.cosem.xdlms import DataNotification, decode_xdlms
+from meterguard.cosem.obis import Obis
+from meterguard.cosem.security import ApduProtector, ApduUnprotector, SecurityControl
+from meterguard.cosem.xdlms import (
+    ActionRequestNormal,
+    DataNotification,
+    MethodDescriptor,
+    decode_xdlms,
+)
 from meterguard.crypto.aead import GcmKey
 from meterguard.crypto.keys import SecretKey
 from meterguard.crypto.pki.store import Pki
@@ -126,7 +132,10 @@ def test_enrolled_meter_publishes_protected_data(site: Site, tmp_path: Path) -> 
     headend = site.headend()
     pushes: list[bytes] = []
     meter = make_meter(pushes)
-    client = MeterMqttClient(site.settings(site.base / "m1"), Outbox(tmp_path / "outbox.db"))
+    commands: list[bytes] = []
+    client = MeterMqttClient(
+        site.settings(site.base / "m1"), Outbox(tmp_path / "outbox.db"), on_command=commands.append
+    )
     client.start()
     try:
         assert client.wait_connected(10), client.last_error
@@ -146,6 +155,30 @@ def test_enrolled_meter_publishes_protected_data(site: Site, tmp_path: Path) -> 
         while len(client.outbox) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert len(client.outbox) == 0  # acknowledged, so removed
+        # A ciphered command from the head-end reaches the meter on its command topic.
+        headend_title = b"HED\x00\x00\x00\x00\x01"
+        command = ApduProtector(
+            key=GcmKey(SecretKey.from_hex(EK_HEX)),
+            authentication_key=SecretKey.from_hex(AK_HEX),
+            system_title=headend_title,
+            security=SecurityControl(),
+        ).protect(
+            ActionRequestNormal(
+                0xC1, MethodDescriptor(70, Obis(0, 0, 96, 3, 10, 255), 1), Integer(0)
+            ).to_bytes(),
+            1,
+        )
+        assert not headend.publish(f"meters/{METER_ID}/commands", command).is_failure
+        deadline = time.monotonic() + 5
+        while not commands and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert commands == [command]
+        check = ApduUnprotector(
+            key=GcmKey(SecretKey.from_hex(EK_HEX)),
+            authentication_key=SecretKey.from_hex(AK_HEX),
+            peer_system_title=headend_title,
+        )
+        assert isinstance(decode_xdlms(check.unprotect(commands[0])[1]), ActionRequestNormal)
     finally:
         client.stop()
         headend.close()
