@@ -557,6 +557,8 @@ _SERVICE_HEADS: dict[CipheringKind, dict[int, bytes]] = {
     CipheringKind.GENERAL_DED: {},
 }
 _GENERAL_GLO_PREFIX = b"\xdb\x08"
+_GENERAL_GLO = CipheringKind.GENERAL_GLO
+_SHORT_LENGTHS = tuple(bytes((i,)) for i in range(0x80))
 _GENERAL_DED_PREFIX = b"\xdc\x08"
 
 
@@ -569,7 +571,17 @@ class ApduProtector:
     is byte-identical to :func:`protect` (a test holds them together).
     """
 
-    __slots__ = ("_aad", "_encrypt", "_heads", "_key", "_mode", "_sc_byte", "_title")
+    __slots__ = (
+        "_aad",
+        "_encrypt",
+        "_fast_heads",
+        "_general_head",
+        "_heads",
+        "_key",
+        "_mode",
+        "_sc_byte",
+        "_title",
+    )
 
     def __init__(
         self,
@@ -592,6 +604,13 @@ class ApduProtector:
         self._sc_byte = bytes((security.to_byte(),))
         self._mode = (2 if security.authenticated else 0) | (1 if security.encrypted else 0)
         self._aad = _aad(security, authentication_key, b"") if security.authenticated else b""
+        self._general_head = _GENERAL_GLO_PREFIX + system_title
+        self._fast_heads = {
+            **_SERVICE_HEADS,
+            CipheringKind.GENERAL_DED: dict.fromkeys(
+                range(256), _GENERAL_DED_PREFIX + system_title
+            ),
+        }
         self._heads = {
             CipheringKind.GENERAL_GLO: _GENERAL_GLO_PREFIX + system_title,
             CipheringKind.GENERAL_DED: _GENERAL_DED_PREFIX + system_title,
@@ -610,6 +629,19 @@ class ApduProtector:
             icb = invocation_counter.to_bytes(4, "big")
         except OverflowError:
             raise ConfigurationError("invocation counter out of range") from None
+        if self._mode == 3 and plain:
+            # The hot path (pushes, ingest, associations): one AES-GCM call, a few concatenations.
+            head = (
+                self._general_head if kind is _GENERAL_GLO else self._fast_heads[kind].get(plain[0])
+            )
+            if head is not None:
+                ct = self._encrypt(self._title + icb, plain, self._aad)
+                n = len(ct) + 1  # SC + IC + ciphertext + 12-byte tag = len(ct) - 4 + 5
+                length = _SHORT_LENGTHS[n] if n < 0x80 else encode_length(n)
+                return head + length + self._sc_byte + icb + ct[:-4]
+        return self._protect_any(plain, icb, kind)
+
+    def _protect_any(self, plain: bytes, icb: bytes, kind: CipheringKind) -> bytes:
         if not plain:
             raise ConfigurationError("cannot protect an empty APDU")
         mode = self._mode
@@ -637,7 +669,7 @@ class ApduUnprotector:
     cryptography), then the tag; only then is the counter committed.
     """
 
-    __slots__ = ("_ak", "_broadcast", "_key", "_require_encryption", "_suite", "_title")
+    __slots__ = ("_ak", "_broadcast", "_key", "_open", "_require_encryption", "_suite", "_title")
 
     def __init__(
         self,
@@ -652,6 +684,7 @@ class ApduUnprotector:
         _check_st(peer_system_title)
         self._broadcast = broadcast
         self._key = key
+        self._open = key.open_function()
         self._ak = authentication_key
         self._title = peer_system_title
         self._suite = suite
@@ -723,7 +756,12 @@ class ApduUnprotector:
         aad = bytes((sc,)) + self._ak.expose_secret()
         payload = raw[start + 5 :]
         if sc & 0x20:
-            plain = self._key.open(iv, payload, aad)
+            if len(payload) < 12:
+                raise AuthenticationFailedError("authentication failed: payload shorter than tag")
+            opened = self._open(iv, payload, aad)
+            if opened is None:
+                raise AuthenticationFailedError("authentication failed: GCM tag mismatch")
+            plain = opened
         else:
             if len(payload) < 12:
                 raise AuthenticationFailedError("authentication failed: payload shorter than tag")

@@ -13,6 +13,7 @@ This module knows nothing about DLMS headers or AAD layout; see
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -70,6 +71,26 @@ class GcmKey:
         if plaintext is None:
             raise AuthenticationFailedError("authentication failed: GCM tag mismatch")
         return plaintext
+
+    def open_function(self) -> Callable[[bytes, bytes, bytes], bytes | None]:
+        """Return a bound verify-and-decrypt for 12-byte tags, for hot loops.
+
+        Same construction as :func:`~meterguard.crypto.hazmat.gcm.gcm_open` (keystream call,
+        then re-seal and constant-time tag comparison), with the lookups hoisted out. It
+        returns None when the tag does not verify; callers must treat None as a forgery.
+        The caller guarantees a 12-byte IV and at least 12 bytes of data.
+        """
+        encrypt = self._aead.encrypt
+        compare = hmac.compare_digest
+
+        def open_(iv: bytes, data: bytes, aad: bytes) -> bytes | None:
+            cut = len(data) - DLMS_TAG_LENGTH
+            plaintext = encrypt(iv, data[:cut], None)[:cut] if cut else b""
+            if compare(encrypt(iv, plaintext, aad)[cut : cut + DLMS_TAG_LENGTH], data[cut:]):
+                return plaintext
+            return None
+
+        return open_
 
     def seal_function(self) -> Callable[[bytes, bytes, bytes | None], bytes]:
         """Return the bound one-shot AES-GCM encrypt for hot loops.
