@@ -1,0 +1,1 @@
+"""Head-end storage: SQLAlchemy 2 models, Alembic migrations, repositories."""

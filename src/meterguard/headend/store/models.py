@@ -1,0 +1,101 @@
+"""SQLAlchemy 2 typed models of the head-end database.
+
+Readings are keyed by (meter, interval start) with integer Unix timestamps, so
+storing the same reading twice is a no-op (idempotent ingest, REL-1). Keys are
+never stored here: the meter registry refers to them by the key store's meter
+id. On PostgreSQL the readings table is range-partitioned by time (see the
+migration). This module declares tables only.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["Alarm", "Base", "Counter", "Meter", "Quarantined", "Reading", "SecurityEvent"]
+
+
+class Base(DeclarativeBase):
+    """Declarative base."""
+
+
+class Meter(Base):
+    """A registered meter."""
+
+    __tablename__ = "meters"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    serial: Mapped[str] = mapped_column(String(16), unique=True)
+    system_title: Mapped[bytes] = mapped_column(LargeBinary(8), unique=True)
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Reading(Base):
+    """A verified interval reading (cumulative registers at the end of the interval)."""
+
+    __tablename__ = "readings"
+
+    meter_id: Mapped[str] = mapped_column(String(32), ForeignKey("meters.id"), primary_key=True)
+    interval_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    import_wh: Mapped[int] = mapped_column(BigInteger)
+    export_wh: Mapped[int] = mapped_column(BigInteger)
+    received_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Counter(Base):
+    """The highest invocation counter accepted from a meter under one key (DH-4)."""
+
+    __tablename__ = "counters"
+
+    meter_id: Mapped[str] = mapped_column(String(32), ForeignKey("meters.id"), primary_key=True)
+    key_kind: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_ic: Mapped[int] = mapped_column(BigInteger)
+
+
+class Alarm(Base):
+    """A meter alarm (tamper etc.), latched until cleared by an authorised role."""
+
+    __tablename__ = "alarms"
+    __table_args__ = (UniqueConstraint("meter_id", "sequence"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    meter_id: Mapped[str] = mapped_column(String(32), ForeignKey("meters.id"))
+    sequence: Mapped[int] = mapped_column(BigInteger)
+    code: Mapped[int] = mapped_column(Integer)
+    raised_at: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16), default="open")
+
+
+class SecurityEvent(Base):
+    """A security-relevant event: bad tag, replay, unknown or revoked meter, takeover."""
+
+    __tablename__ = "security_events"
+    __table_args__ = (Index("security_events_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[int] = mapped_column(BigInteger)
+    meter_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    event: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[str] = mapped_column(Text)
+
+
+class Quarantined(Base):
+    """A message refused by ingest, kept (bounded) with its reason for analysis."""
+
+    __tablename__ = "quarantine"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[int] = mapped_column(BigInteger)
+    topic: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
