@@ -1,4 +1,4 @@
-"""The head-end store on SQLite and on a real PostgreSQL: idempotent readings, monotonic counters."""
+"""The head-end store on SQLite and a real PostgreSQL: idempotent readings, monotonic counters."""
 
 from __future__ import annotations
 
