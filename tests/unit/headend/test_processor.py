@@ -1,0 +1,76 @@
+"""The ingest processor without a broker: order of checks, throttling before crypto, decoding."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from meterguard.crypto.keys import SecretKey
+from meterguard.headend.ingest.admission import Admission
+from meterguard.headend.ingest.processor import Accepted, IngestProcessor, Refused, TokenBucket
+from meterguard.meter.device import TamperKind
+from meterguard.meter.fleet import Fleet
+
+NOW = dt.datetime(2026, 11, 25, 0, 0, tzinfo=dt.UTC)
+
+
+def setup() -> tuple[Fleet, IngestProcessor, list[bytes]]:
+    fleet = Fleet.create(1, now=NOW, first_serial=7)
+    pushes: list[bytes] = []
+    fleet.step(NOW + dt.timedelta(hours=1), lambda _i, apdu: pushes.append(apdu))
+
+    def keys(_meter: str) -> tuple[bytes, SecretKey, SecretKey]:
+        ek, ak, _ = fleet.keys(0)
+        return fleet.system_title(0), ek, ak
+
+    proc = IngestProcessor(
+        Admission(known={"MGD0000000007"}),
+        keys,
+        lambda _m: None,
+        rate=1.0,
+        burst=3.0,
+        chatty_after=2,
+    )
+    return fleet, proc, pushes
+
+
+def test_token_bucket() -> None:
+    b = TokenBucket(rate=2, burst=2)
+    assert [b.allow(0.0) for _ in range(3)] == [True, True, False]
+    assert b.allow(0.5)  # one token back after half a second
+
+
+def test_accepts_decodes_and_refuses_replays() -> None:
+    _, proc, pushes = setup()
+    first = proc.handle("meters/MGD0000000007/data", pushes[0], now=0)
+    assert isinstance(first, Accepted) and len(first.readings) == 1
+    assert first.readings[0].interval_start == int(NOW.timestamp())
+    again = proc.handle("meters/MGD0000000007/data", pushes[0], now=10)
+    assert isinstance(again, Refused) and again.event == "attempt_to_lower_invocation_counter"
+
+
+def test_throttled_before_any_crypto_and_reported_as_chatty() -> None:
+    _, proc, pushes = setup()
+    garbage = b"\xdb\x08" + b"\x00" * 40  # would fail verification, but must not even get there
+    results = [proc.handle("meters/MGD0000000007/data", garbage, now=0) for _ in range(6)]
+    throttled = [
+        r for r in results if isinstance(r, Refused) and r.reason == "over its contract rate"
+    ]
+    assert len(throttled) == 3 and proc.stats["throttled"] == 3
+    assert [r.event for r in throttled] == ["chatty_or_compromised", None, "chatty_or_compromised"]
+    del pushes
+
+
+def test_bad_input_never_raises() -> None:
+    fleet, proc, _ = setup()
+    for topic, payload in (
+        ("nonsense", b""),
+        ("meters/MGD0000000007/data", b""),
+        ("meters/MGD0000000007/data", b"\x00" * 5000),
+        ("meters/MGD0000000008/data", b"x"),
+    ):
+        assert isinstance(proc.handle(topic, payload, now=0), Refused)
+    alarms: list[bytes] = []
+    fleet.tamper(0, TamperKind.REVERSE_ENERGY, lambda _i, apdu: alarms.append(apdu))
+    result = proc.handle("meters/MGD0000000007/alarms", alarms[0], now=0)
+    assert isinstance(result, Accepted) and result.alarm is not None
+    assert result.alarm[1] == TamperKind.REVERSE_ENERGY.code
