@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 import signal
 import sys
@@ -470,3 +471,156 @@ def broker_run(
                 click.echo("registry changed: CRL and ACLs reloaded")
     finally:
         managed.stop()
+
+
+@main.command("demo")
+@click.option(
+    "--data",
+    "data",
+    default="./meterguard-demo",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where everything is kept.",
+)
+@click.option("--meters", default=200, show_default=True, type=click.IntRange(1, 5000))
+@click.option(
+    "--speed",
+    default=900.0,
+    show_default=True,
+    type=click.FloatRange(min=1.0),
+    help="Simulated seconds per real second.",
+)
+@click.option(
+    "--duration", type=click.FloatRange(min=0.0), help="Run this many seconds, then exit 0."
+)
+@click.option(
+    "--db", help="Database URL (default: SQLite in the data directory), e.g. postgresql://…"
+)
+def demo(data: Path, meters: int, speed: float, duration: float | None, db: str | None) -> None:
+    """Bring up CA, broker, head-end and a meter fleet on this machine; Ctrl-C stops it."""
+    import time
+
+    from rich.console import Console
+    from rich.live import Live
+    from rich.table import Table
+
+    from meterguard.demo import DemoConfig, DemoSystem
+
+    console = Console()
+    system = DemoSystem(DemoConfig(data=data, meters=meters, speed=speed, db=db))
+    stop = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        del signum, frame
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    with console.status(f"starting PKI, broker, head-end and {meters} meters in {data} ..."):
+        system.start(now=dt.datetime.now(dt.UTC))
+    assert system.fleet is not None and system.broker is not None  # noqa: S101
+    layout = system.broker.layout
+    console.print(
+        f"[bold]meterguard demo[/] data in {data}; "
+        f"broker devices {layout.host}:{layout.device_port}, "
+        f"head-end {layout.host}:{layout.service_port}; database {system.config.db_url}"
+    )
+    console.print(
+        f"tamper from another shell: meterguard meter tamper MGD0000000001 cover-open --data {data}"
+    )
+    started = time.monotonic()
+    sim_start = system.fleet.now
+    last_readings, last_t = 0, started
+
+    def table() -> Table:
+        nonlocal last_readings, last_t
+        s = system.status()
+        now = time.monotonic()
+        rate = (s.get("readings", 0) - last_readings) / max(now - last_t, 1e-6)
+        last_readings, last_t = s.get("readings", 0), now
+        sim = system.fleet.now.isoformat(timespec="minutes") if system.fleet else ""
+        t = Table(title=f"simulated {sim}")
+        for col in (
+            "meters online",
+            "readings",
+            "readings/s",
+            "alarms",
+            "security events",
+            "rejected",
+        ):
+            t.add_column(col, justify="right")
+        t.add_row(
+            f"{s.get('meters_online', 0)}/{meters}",
+            str(s.get("readings", 0)),
+            f"{rate:.0f}",
+            str(s.get("alarms", 0)),
+            str(s.get("security_events", 0)),
+            str(s.get("rejected_messages", 0)),
+        )
+        return t
+
+    try:
+        with Live(
+            table(), console=console, refresh_per_second=2, transient=not console.is_terminal
+        ) as live:
+            while not stop:
+                elapsed = time.monotonic() - started
+                if duration is not None and elapsed >= duration:
+                    break
+                system.tick(sim_start + dt.timedelta(seconds=elapsed * speed))
+                for line in system.log:
+                    console.print(line)
+                system.log.clear()
+                live.update(table())
+                time.sleep(0.5)
+    finally:
+        system.stop()
+    console.print(f"stopped; status: {json.dumps(system.status())}")
+
+
+@main.command("status")
+@click.option(
+    "--data",
+    "data",
+    default="./meterguard-demo",
+    show_default=True,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(data: Path, as_json: bool) -> None:
+    """Counts of a demo's data: meters, readings, alarms, security events, rejected messages."""
+    from meterguard.headend.store.db import open_database
+    from meterguard.headend.store.repository import Store
+
+    config = json.loads((data / "demo.json").read_text())
+    counts = Store(open_database(config["db"])).counts()
+    if as_json:
+        click.echo(json.dumps(counts))
+    else:
+        for k, v in counts.items():
+            click.echo(f"{k:18} {v}")
+
+
+@meter.command("tamper")
+@click.argument("meter_id")
+@click.argument("kind")
+@click.option(
+    "--data",
+    "data",
+    default="./meterguard-demo",
+    show_default=True,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+)
+def meter_tamper(meter_id: str, kind: str, data: Path) -> None:
+    """Fire a tamper sensor (e.g. cover-open, magnetic-field) on a meter of a running demo."""
+    from meterguard.demo import request_tamper
+    from meterguard.errors import ConfigurationError
+    from meterguard.meter.device import TamperKind
+
+    try:
+        sensor = TamperKind.parse(kind)
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc), param_hint="KIND") from None
+    request_tamper(data, meter_id, sensor)
+    click.echo(f"tamper {sensor.label} requested on {meter_id}")

@@ -275,7 +275,9 @@ class KeyStore:
     def __init__(self, path: Path, kek: KeyEncryptionKey) -> None:
         self.path = path
         self.kek = kek
-        self._db = sqlite3.connect(path, isolation_level=None)
+        # One connection; sqlite3 serialises calls, and the head-end uses a store from one
+        # thread at a time (setup, then the ingest worker).
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.executescript(_SCHEMA)
         os.chmod(path, 0o600)
 

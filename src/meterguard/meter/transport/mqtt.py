@@ -62,13 +62,15 @@ class MqttSettings:
 class Outbox:
     """A persistent FIFO of messages not yet acknowledged by the broker."""
 
-    def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    def __init__(self, path: Path, owner: str = "") -> None:
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS outbox "
-            "(seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT, payload BLOB)"
+            "(seq INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL DEFAULT '', "
+            "topic TEXT, payload BLOB)"
         )
+        self.owner = owner  # several meters of one fleet process may share one outbox file
         self._lock = threading.Lock()
 
     def add(self, topic: str, payload: bytes) -> int:
@@ -102,7 +104,10 @@ class Outbox:
 
     def __len__(self) -> int:
         with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM outbox WHERE owner = ?", (self.owner,)
+            ).fetchone()
+            return int(row[0])
 
     def close(self) -> None:
         """Close the database."""

@@ -1,0 +1,259 @@
+"""`meterguard demo`: the whole system on one machine — PKI, broker, head-end and a meter fleet.
+
+:class:`DemoSystem` builds (or reopens) everything under one data directory:
+
+* a PKI, one certificate per meter (each meter's key generated in its own
+  directory), a head-end ingest certificate;
+* the managed Mosquitto broker (TLS listeners, CRL, ACLs by name);
+* a fleet of meters with their own DLMS keys, publishing every 15-minute
+  reading as a DLMS-protected DataNotification over MQTT/TLS with their own
+  identity (a persistent outbox each);
+* the head-end: key store (envelope-encrypted, KEK file in the data
+  directory), database (SQLite by default, or a PostgreSQL URL), and an
+  ingest worker that verifies and stores.
+
+Tamper events can be injected from another shell: ``meterguard meter tamper
+METER KIND --data DIR`` drops a request into ``DIR/control/``, which the demo
+picks up and turns into a protected alarm from that meter.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from meterguard.broker.process import ManagedBroker
+from meterguard.crypto.keys import KeyId, SecretKey
+from meterguard.crypto.keystore import KeyStore, LocalKek
+from meterguard.crypto.pki.authority import build_csr
+from meterguard.crypto.pki.store import Pki, pem, write_key
+from meterguard.headend.ingest.admission import Admission
+from meterguard.headend.ingest.processor import IngestProcessor
+from meterguard.headend.ingest.worker import IngestWorker, WorkerSettings
+from meterguard.headend.store.db import open_database
+from meterguard.headend.store.repository import Store
+from meterguard.meter.device import TamperKind
+from meterguard.meter.fleet import Fleet
+from meterguard.meter.transport.mqtt import MeterMqttClient, MqttSettings, Outbox
+
+__all__ = ["DemoConfig", "DemoSystem", "request_tamper"]
+
+FIRST_SERIAL = 1
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """What to run and where."""
+
+    data: Path
+    meters: int = 200
+    speed: float = 900.0
+    db: str | None = None
+    host: str = "127.0.0.1"
+
+    @property
+    def db_url(self) -> str:
+        """The database URL (SQLite in the data directory by default)."""
+        return self.db or f"sqlite:///{self.data / 'headend.db'}"
+
+
+def meter_id(serial: int) -> str:
+    """``MGD`` + 10-digit serial."""
+    return f"MGD{serial:010d}"
+
+
+def request_tamper(data: Path, meter: str, kind: TamperKind) -> Path:
+    """Ask a running demo to fire a tamper sensor on ``meter``."""
+    control = data / "control"
+    control.mkdir(parents=True, exist_ok=True)
+    path = control / f"{time.time_ns()}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"meter": meter, "tamper": kind.label}))
+    tmp.replace(path)
+    return path
+
+
+@dataclass
+class DemoSystem:
+    """Everything the demo runs."""
+
+    config: DemoConfig
+    pki: Pki | None = None
+    broker: ManagedBroker | None = None
+    fleet: Fleet | None = None
+    store: Store | None = None
+    keystore: KeyStore | None = None
+    links: list[MeterMqttClient] = field(default_factory=list)
+    worker: IngestWorker | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    log: list[str] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ start
+
+    def start(self, *, now: dt.datetime) -> None:
+        """Create or reopen everything and start it."""
+        cfg = self.config
+        cfg.data.mkdir(parents=True, exist_ok=True)
+        (cfg.data / "demo.json").write_text(json.dumps({"db": cfg.db_url, "meters": cfg.meters}))
+        pki_dir = cfg.data / "pki"
+        self.pki = (
+            Pki.open(pki_dir)
+            if (pki_dir / "device-ca.pem").exists()
+            else Pki.init(pki_dir, now=now)
+        )
+        self.fleet = Fleet.open(cfg.data / "fleet", cfg.meters, now=now)
+        ids = [meter_id(int(s)) for s in self.fleet.a["serial"]]
+        for mid in ids:
+            self._enrol(mid, now)
+        svc = cfg.data / "headend"
+        if not (svc / "headend-ingest-1.pem").exists():
+            self.pki.issue_service_client("headend-ingest-1", now=now, out=svc)
+        self.broker = ManagedBroker.prepare(cfg.data / "broker", self.pki, host=cfg.host, now=now)
+        self.broker.start()
+        self.keystore = KeyStore(
+            cfg.data / "keys.db", LocalKek.from_file(cfg.data / "kek.bin", create=True)
+        )
+        self.store = Store(open_database(cfg.db_url))
+        for i, mid in enumerate(ids):
+            self.store.add_meter(
+                mid,
+                serial=mid[3:],
+                system_title=self.fleet.system_title(i),
+                now=int(now.timestamp()),
+            )
+            try:
+                self.keystore.active(mid, KeyId.GLOBAL_UNICAST)
+            except Exception:  # noqa: BLE001 - not provisioned yet: import the meter's factory keys
+                ek, ak, kek = self.fleet.keys(i)
+                for kind, key in (
+                    (KeyId.GLOBAL_UNICAST, ek),
+                    (KeyId.AUTHENTICATION, ak),
+                    (KeyId.MASTER, kek),
+                ):
+                    self.keystore.import_active(mid, kind, key)
+        titles = {mid: self.fleet.system_title(i) for i, mid in enumerate(ids)}
+        keystore = self.keystore
+
+        def keys(mid: str) -> tuple[bytes, SecretKey, SecretKey]:
+            return (
+                titles[mid],
+                keystore.active(mid, KeyId.GLOBAL_UNICAST),
+                keystore.active(mid, KeyId.AUTHENTICATION),
+            )
+
+        store = self.store
+        processor = IngestProcessor(
+            Admission(known=set(ids), revoked={f"MGD{s}" for s in self.pki.revoked_meters()}),
+            keys,
+            store.last_counter,
+            rate=50,
+            burst=500,
+        )
+        root = pki_dir / "root" / "root.pem"
+        self.worker = IngestWorker(
+            WorkerSettings(
+                cfg.host,
+                self.broker.layout.service_port,
+                root,
+                svc / "headend-ingest-1.pem",
+                svc / "headend-ingest-1.key",
+                client_id="headend-ingest-1",
+            ),
+            processor,
+            store,
+        )
+        self._thread = threading.Thread(target=self.worker.run, args=(self._stop,), daemon=True)
+        self._thread.start()
+        self.worker.connected.wait(10)
+        outbox = cfg.data / "outbox.db"
+        for mid in ids:
+            d = cfg.data / "meters" / mid
+            link = MeterMqttClient(
+                MqttSettings(
+                    host=cfg.host,
+                    port=self.broker.layout.device_port,
+                    root=root,
+                    cert=d / "tls.pem",
+                    key=d / "tls.key",
+                    meter_id=mid,
+                ),
+                Outbox(outbox, owner=mid),
+            )
+            link.start()
+            self.links.append(link)
+
+    def _enrol(self, mid: str, now: dt.datetime) -> None:
+        assert self.pki is not None  # noqa: S101
+        d = self.config.data / "meters" / mid
+        if (d / "tls.pem").exists():
+            return
+        serial = mid[3:]
+        self.pki.register(serial)
+        key = ec.generate_private_key(ec.SECP256R1())
+        write_key(d / "tls.key", key)
+        factory = self.pki.issue_factory(build_csr(key, serial), now=now)
+        op = self.pki.simpleenroll(build_csr(key, serial), factory=factory, now=now)
+        (d / "tls.pem").write_bytes(pem(op) + pem(self.pki.device.certificate))
+
+    # ------------------------------------------------------------------ run
+
+    def tick(self, sim_now: dt.datetime) -> int:
+        """Advance the fleet to ``sim_now`` (publishing readings) and serve tamper requests."""
+        assert self.fleet is not None  # noqa: S101
+        stats = self.fleet.step(sim_now, self._publisher("data"))
+        self._control()
+        return stats.readings
+
+    def _publisher(self, topic: str) -> Callable[[int, bytes], None]:
+        def publish(i: int, apdu: bytes) -> None:
+            self.links[i].publish(topic, apdu)
+
+        return publish
+
+    def _control(self) -> None:
+        assert self.fleet is not None  # noqa: S101
+        control = self.config.data / "control"
+        if not control.exists():
+            return
+        for path in sorted(control.glob("*.json")):
+            try:
+                req = json.loads(path.read_text())
+                kind = TamperKind.parse(str(req["tamper"]))
+                index = int(str(req["meter"])[3:]) - int(self.fleet.a["serial"][0])
+                if not 0 <= index < len(self.fleet):
+                    raise ValueError(f"no meter {req['meter']} in this fleet")
+                self.fleet.tamper(index, kind, self._publisher("alarms"))
+                self.log.append(f"tamper {kind.label} on {req['meter']}")
+            except (ValueError, KeyError, json.JSONDecodeError) as exc:
+                self.log.append(f"ignored control request {path.name}: {exc}")
+            path.unlink(missing_ok=True)
+
+    def status(self) -> dict[str, Any]:
+        """Counts and liveness."""
+        counts = self.store.counts() if self.store is not None else {}
+        counts["meters_online"] = sum(1 for link in self.links if link.connected.is_set())
+        return counts
+
+    def stop(self) -> None:
+        """Stop everything, saving the fleet state."""
+        for link in self.links:
+            link.stop()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        if self.fleet is not None:
+            self.fleet.save()
+        if self.broker is not None:
+            self.broker.stop()
+        (self.config.data / "demo.json").write_text(
+            json.dumps({"db": self.config.db_url, "meters": self.config.meters})
+        )
