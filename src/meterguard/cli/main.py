@@ -17,6 +17,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -127,6 +128,19 @@ def decode(
         click.echo("\n".join(lines))
     if failures:
         sys.exit(1)
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM, for long-running commands to stop cleanly."""
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        del signum, frame
+        stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    return stopping
 
 
 def _lines(path: Path | None) -> list[str]:
@@ -291,22 +305,14 @@ def fleet_run(
 
     started = time.monotonic()
     sim_start = fleet_obj.now
-    stop = False
-
-    def on_signal(signum: int, frame: object) -> None:
-        del signum, frame
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    stopping = _stop_on_signals()
     click.echo(
         f"fleet of {len(fleet_obj)} meters "
         f"({fleet_obj.nbytes / len(fleet_obj):.0f} B each at rest), "
         f"simulated time {sim_start.isoformat(timespec='minutes')}, speed x{speed:g}"
     )
     try:
-        while not stop:
+        while not stopping.is_set():
             elapsed = time.monotonic() - started
             if duration is not None and elapsed >= duration:
                 break
@@ -447,20 +453,12 @@ def broker_run(
         f"broker up: devices on {host}:{managed.layout.device_port}, "
         f"head-end on {host}:{managed.layout.service_port}; log {directory / 'mosquitto.log'}"
     )
-    stop = False
-
-    def on_signal(signum: int, frame: object) -> None:
-        del signum, frame
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    stopping = _stop_on_signals()
     watched = store.directory / "registry.json"
     seen = watched.stat().st_mtime_ns
     started = time.monotonic()
     try:
-        while not stop and (duration is None or time.monotonic() - started < duration):
+        while not stopping.is_set() and (duration is None or time.monotonic() - started < duration):
             time.sleep(0.5)
             if managed.proc is None or managed.proc.poll() is not None:
                 raise click.ClickException(f"mosquitto stopped: {managed.log_tail()}")
@@ -508,15 +506,7 @@ def demo(data: Path, meters: int, speed: float, duration: float | None, db: str 
 
     console = Console()
     system = DemoSystem(DemoConfig(data=data, meters=meters, speed=speed, db=db))
-    stop = False
-
-    def on_signal(signum: int, frame: object) -> None:
-        del signum, frame
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    stopping = _stop_on_signals()
     with console.status(f"starting PKI, broker, head-end and {meters} meters in {data} ..."):
         system.start(now=dt.datetime.now(dt.UTC))
     assert system.fleet is not None and system.broker is not None  # noqa: S101
@@ -564,7 +554,7 @@ def demo(data: Path, meters: int, speed: float, duration: float | None, db: str 
         with Live(
             table(), console=console, refresh_per_second=2, transient=not console.is_terminal
         ) as live:
-            while not stop:
+            while not stopping.is_set():
                 elapsed = time.monotonic() - started
                 if duration is not None and elapsed >= duration:
                     break

@@ -39,6 +39,7 @@ __all__ = [
     "build_csr",
     "meter_id",
     "meter_serial_from_certificate",
+    "subject_name",
 ]
 
 METER_URN_PREFIX = "urn:meterguard:meter:"
@@ -50,7 +51,8 @@ def meter_id(serial: str) -> str:
     return f"MGD{serial}"
 
 
-def _name(common_name: str, org: str = "meterguard") -> x509.Name:
+def subject_name(common_name: str, org: str = "meterguard") -> x509.Name:
+    """``O=meterguard, CN=<common_name>``."""
     return x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
@@ -71,7 +73,7 @@ def build_csr(key: ec.EllipticCurvePrivateKey, serial: str) -> x509.CertificateS
     """The CSR a meter sends: CN = meter id, SAN = its serial URN, signed with its own key."""
     return (
         x509.CertificateSigningRequestBuilder()
-        .subject_name(_name(meter_id(serial)))
+        .subject_name(subject_name(meter_id(serial)))
         .add_extension(
             x509.SubjectAlternativeName(
                 [x509.UniformResourceIdentifier(METER_URN_PREFIX + serial)]
@@ -126,7 +128,7 @@ class Authority:
     def create_root(cls, common_name: str, *, now: dt.datetime, years: int = 20) -> Authority:
         """A self-signed root CA, path length 1."""
         key = ec.generate_private_key(ec.SECP256R1())
-        subject = _name(common_name)
+        subject = subject_name(common_name)
         cert = (
             _base(subject, subject, key.public_key(), now, dt.timedelta(days=365 * years))
             .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
@@ -145,7 +147,11 @@ class Authority:
         key = ec.generate_private_key(ec.SECP256R1())
         cert = (
             _base(
-                _name(common_name), self.name, key.public_key(), now, dt.timedelta(days=365 * years)
+                subject_name(common_name),
+                self.name,
+                key.public_key(),
+                now,
+                dt.timedelta(days=365 * years),
             )
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(_ca_usage(), critical=True)
@@ -210,7 +216,7 @@ class Authority:
             raise EnrolmentError("meter keys must be ECDSA P-256")
         serial = meter_serial_from_certificate(csr)
         return self.issue_leaf(
-            _name(meter_id(serial)),
+            subject_name(meter_id(serial)),
             key,
             now=now,
             validity=validity,

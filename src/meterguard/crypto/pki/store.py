@@ -34,10 +34,10 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from meterguard.crypto.pki.authority import Authority, meter_serial_from_certificate
+from meterguard.crypto.pki.authority import Authority, meter_serial_from_certificate, subject_name
 from meterguard.errors import ConfigurationError, EnrolmentError
 
 __all__ = [
@@ -334,12 +334,7 @@ class Pki:
                 sans.append(x509.IPAddress(ipaddress.ip_address(h)))
             except ValueError:
                 sans.append(x509.DNSName(h))
-        subject = x509.Name(
-            [
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "meterguard"),
-                x509.NameAttribute(NameOID.COMMON_NAME, name),
-            ]
-        )
+        subject = subject_name(name)
         cert = self.service.issue_leaf(
             subject,
             key.public_key(),
@@ -363,12 +358,7 @@ class Pki:
         ):
             raise ConfigurationError(f"invalid service client name {name!r}")
         key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name(
-            [
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "meterguard"),
-                x509.NameAttribute(NameOID.COMMON_NAME, name),
-            ]
-        )
+        subject = subject_name(name)
         cert = self.service.issue_leaf(
             subject,
             key.public_key(),
