@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
-from meterguard.cosem.axdr import Array, DoubleLongUnsigned, Enum, Integer, Structure
+from meterguard.cosem.axdr import Array, DoubleLongUnsigned, Enum, Integer, OctetString, Structure
 from meterguard.cosem.connection import (
     AssociationEstablished,
     AssociationReleased,
@@ -13,11 +17,12 @@ from meterguard.cosem.connection import (
     GetCompleted,
     SecurityMaterial,
 )
-from meterguard.cosem.counters import SendCounter
+from meterguard.cosem.counters import ReceiveCounter, SendCounter
 from meterguard.cosem.obis import Obis
 from meterguard.cosem.xdlms import AttributeDescriptor, EntryDescriptor
 from meterguard.crypto.keys import SecretKey
-from meterguard.errors import AssociationRejectedError
+from meterguard.errors import AssociationRejectedError, UnexpectedSystemTitleError
+from meterguard.headend.reader import read_meter
 from meterguard.headend.transport.tcp import BlockingDlmsClient
 from tests.conftest import AK_HEX, EK_HEX
 from tests.interop.conftest import MeterProcess
@@ -83,3 +88,43 @@ def test_own_client_with_wrong_key_is_rejected(meter: MeterProcess) -> None:
         pytest.raises(AssociationRejectedError),
     ):
         c.run(conn.associate)
+
+
+def test_on_demand_read_with_counter_bootstrap(meter: MeterProcess) -> None:
+    keys = {
+        "unicast_key": SecretKey.from_hex(EK_HEX),
+        "authentication_key": SecretKey.from_hex(AK_HEX),
+    }
+    first = read_meter("127.0.0.1", meter.port, expected_title=METER_TITLE, **keys)
+    assert isinstance(first["clock"], OctetString)
+    assert first["active_import_scaler_unit"] == Structure((Integer(0), Enum(30)))
+    # A second read bootstraps its counter again (DH-1) and is accepted; the meter's counter grows.
+    meter_counter = ReceiveCounter()
+    second = read_meter("127.0.0.1", meter.port, meter_counter=meter_counter, **keys)
+    assert isinstance(second["active_import_wh"], DoubleLongUnsigned)
+    assert meter_counter.last is not None
+    with pytest.raises(UnexpectedSystemTitleError):
+        read_meter("127.0.0.1", meter.port, expected_title=b"MGD\x00\x00\x00\x00\x99", **keys)
+
+
+def test_read_cli(meter: MeterProcess) -> None:
+    env = {**os.environ, "MG_EK": EK_HEX, "MG_AK": AK_HEX}
+    res = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [
+            sys.executable,
+            "-m",
+            "meterguard",
+            "read",
+            f"127.0.0.1:{meter.port}",
+            "--system-title",
+            METER_TITLE.hex(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "active_import_scaler_unit: structure[2] Integer 0 Enum 30" in res.stdout
+    assert EK_HEX not in res.stdout.upper() + res.stderr.upper()

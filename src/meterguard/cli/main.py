@@ -614,3 +614,36 @@ def meter_tamper(meter_id: str, kind: str, data: Path) -> None:
         raise click.BadParameter(str(exc), param_hint="KIND") from None
     request_tamper(data, meter_id, sensor)
     click.echo(f"tamper {sensor.label} requested on {meter_id}")
+
+
+@main.command("read")
+@click.argument("address")
+@click.option("--ek", envvar="MG_EK", required=True, help="Meter's unicast key (hex) [env MG_EK].")
+@click.option(
+    "--ak", envvar="MG_AK", required=True, help="Meter's authentication key (hex) [env MG_AK]."
+)
+@click.option("--system-title", help="The meter's expected system title (16 hex digits).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def read(address: str, ek: str, ak: str, system_title: str | None, as_json: bool) -> None:
+    """Read a meter on demand over DLMS/TCP at HOST:PORT (HLS-GMAC, counter bootstrap)."""
+    from meterguard.cosem.trace import render
+    from meterguard.headend.reader import read_meter
+
+    host, _, port = address.rpartition(":")
+    unicast, auth = _key(ek, "--ek"), _key(ak, "--ak")
+    assert unicast is not None and auth is not None  # noqa: S101 - required options
+    try:
+        values = read_meter(
+            host or "127.0.0.1",
+            int(port),
+            unicast_key=unicast,
+            authentication_key=auth,
+            expected_title=bytes.fromhex(system_title) if system_title else None,
+        )
+    except (MeterguardError, ValueError) as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+    if as_json:
+        click.echo(json.dumps({k: "\n".join(render(v)) for k, v in values.items()}))
+        return
+    for name, value in values.items():
+        click.echo(f"{name}: " + " ".join(line.strip() for line in render(value)))
