@@ -44,7 +44,7 @@ from meterguard.meter.device import TamperKind
 from meterguard.meter.fleet import Fleet
 from meterguard.meter.transport.mqtt import MeterMqttClient, MqttSettings, Outbox
 
-__all__ = ["DemoConfig", "DemoSystem", "request_tamper"]
+__all__ = ["DemoConfig", "DemoSystem", "make_worker", "request_tamper"]
 
 FIRST_SERIAL = 1
 
@@ -58,6 +58,8 @@ class DemoConfig:
     speed: float = 900.0
     db: str | None = None
     host: str = "127.0.0.1"
+    workers: int = 1
+    """In-process ingest workers (0: run `meterguard ingest run` separately)."""
 
     @property
     def db_url(self) -> str:
@@ -68,6 +70,39 @@ class DemoConfig:
 def meter_id(serial: int) -> str:
     """``MGD`` + 10-digit serial."""
     return f"MGD{serial:010d}"
+
+
+def make_worker(
+    data: Path, client_id: str, *, store: Store | None = None, keystore: KeyStore | None = None
+) -> IngestWorker:
+    """An ingest worker for a demo's data directory (in-process or `meterguard ingest run`)."""
+    info = json.loads((data / "demo.json").read_text())
+    store = store or Store(open_database(info["db"]))
+    keystore = keystore or KeyStore(data / "keys.db", LocalKek.from_file(data / "kek.bin"))
+    titles = {mid: bytes.fromhex(t) for mid, t in info["titles"].items()}
+    ks = keystore
+
+    def keys(mid: str) -> tuple[bytes, SecretKey, SecretKey]:
+        return (
+            titles[mid],
+            ks.active(mid, KeyId.GLOBAL_UNICAST),
+            ks.active(mid, KeyId.AUTHENTICATION),
+        )
+
+    revoked = {f"MGD{s}" for s in Pki.open(data / "pki").revoked_meters()}
+    processor = IngestProcessor(
+        Admission(known=set(titles), revoked=revoked), keys, store.last_counter, rate=50, burst=500
+    )
+    svc = data / "headend"
+    settings = WorkerSettings(
+        info["host"],
+        int(info["service_port"]),
+        data / "pki" / "root" / "root.pem",
+        svc / "headend-ingest-1.pem",
+        svc / "headend-ingest-1.key",
+        client_id=client_id,
+    )
+    return IngestWorker(settings, processor, store)
 
 
 def request_tamper(data: Path, meter: str, kind: TamperKind) -> Path:
@@ -103,7 +138,6 @@ class DemoSystem:
         """Create or reopen everything and start it."""
         cfg = self.config
         cfg.data.mkdir(parents=True, exist_ok=True)
-        (cfg.data / "demo.json").write_text(json.dumps({"db": cfg.db_url, "meters": cfg.meters}))
         pki_dir = cfg.data / "pki"
         self.pki = (
             Pki.open(pki_dir)
@@ -140,40 +174,26 @@ class DemoSystem:
                     (KeyId.MASTER, kek),
                 ):
                     self.keystore.import_active(mid, kind, key)
-        titles = {mid: self.fleet.system_title(i) for i, mid in enumerate(ids)}
-        keystore = self.keystore
-
-        def keys(mid: str) -> tuple[bytes, SecretKey, SecretKey]:
-            return (
-                titles[mid],
-                keystore.active(mid, KeyId.GLOBAL_UNICAST),
-                keystore.active(mid, KeyId.AUTHENTICATION),
-            )
-
-        store = self.store
-        processor = IngestProcessor(
-            Admission(known=set(ids), revoked={f"MGD{s}" for s in self.pki.revoked_meters()}),
-            keys,
-            store.last_counter,
-            rate=50,
-            burst=500,
-        )
         root = pki_dir / "root" / "root.pem"
-        self.worker = IngestWorker(
-            WorkerSettings(
-                cfg.host,
-                self.broker.layout.service_port,
-                root,
-                svc / "headend-ingest-1.pem",
-                svc / "headend-ingest-1.key",
-                client_id="headend-ingest-1",
-            ),
-            processor,
-            store,
+        (cfg.data / "demo.json").write_text(
+            json.dumps(
+                {
+                    "db": cfg.db_url,
+                    "meters": cfg.meters,
+                    "host": cfg.host,
+                    "service_port": self.broker.layout.service_port,
+                    "device_port": self.broker.layout.device_port,
+                    "titles": {mid: self.fleet.system_title(i).hex() for i, mid in enumerate(ids)},
+                }
+            )
         )
-        self._thread = threading.Thread(target=self.worker.run, args=(self._stop,), daemon=True)
-        self._thread.start()
-        self.worker.connected.wait(10)
+        if cfg.workers:
+            self.worker = make_worker(
+                cfg.data, "headend-ingest-1", store=self.store, keystore=self.keystore
+            )
+            self._thread = threading.Thread(target=self.worker.run, args=(self._stop,), daemon=True)
+            self._thread.start()
+            self.worker.connected.wait(10)
         outbox = cfg.data / "outbox.db"
         for mid in ids:
             d = cfg.data / "meters" / mid
@@ -254,6 +274,3 @@ class DemoSystem:
             self.fleet.save()
         if self.broker is not None:
             self.broker.stop()
-        (self.config.data / "demo.json").write_text(
-            json.dumps({"db": self.config.db_url, "meters": self.config.meters})
-        )

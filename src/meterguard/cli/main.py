@@ -494,7 +494,16 @@ def broker_run(
 @click.option(
     "--db", help="Database URL (default: SQLite in the data directory), e.g. postgresql://…"
 )
-def demo(data: Path, meters: int, speed: float, duration: float | None, db: str | None) -> None:
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(0, 1),
+    help="In-process ingest workers; 0 to run `meterguard ingest run` separately.",
+)
+def demo(
+    data: Path, meters: int, speed: float, duration: float | None, db: str | None, workers: int
+) -> None:
     """Bring up CA, broker, head-end and a meter fleet on this machine; Ctrl-C stops it."""
     import time
 
@@ -505,7 +514,7 @@ def demo(data: Path, meters: int, speed: float, duration: float | None, db: str 
     from meterguard.demo import DemoConfig, DemoSystem
 
     console = Console()
-    system = DemoSystem(DemoConfig(data=data, meters=meters, speed=speed, db=db))
+    system = DemoSystem(DemoConfig(data=data, meters=meters, speed=speed, db=db, workers=workers))
     stopping = _stop_on_signals()
     with console.status(f"starting PKI, broker, head-end and {meters} meters in {data} ..."):
         system.start(now=dt.datetime.now(dt.UTC))
@@ -647,3 +656,43 @@ def read(address: str, ek: str, ak: str, system_title: str | None, as_json: bool
         return
     for name, value in values.items():
         click.echo(f"{name}: " + " ".join(line.strip() for line in render(value)))
+
+
+@main.group()
+def ingest() -> None:
+    """Head-end ingest workers."""
+
+
+@ingest.command("run")
+@click.option(
+    "--data",
+    "data",
+    default="./meterguard-demo",
+    show_default=True,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+)
+@click.option(
+    "--client-id",
+    default="headend-ingest-2",
+    show_default=True,
+    help="Distinct per worker; the same id resumes that worker's session.",
+)
+@click.option("--duration", type=click.FloatRange(min=0.0), help="Stop after this many seconds.")
+def ingest_run(data: Path, client_id: str, duration: float | None) -> None:
+    """Run an ingest worker for a demo's data directory (scale-out: several side by side)."""
+    import time
+
+    from meterguard.demo import make_worker
+
+    worker = make_worker(data, client_id)
+    stopping = _stop_on_signals()
+    if duration is not None:
+        threading.Timer(duration, stopping.set).start()
+    click.echo(f"ingest worker {client_id} running")
+    sys.stdout.flush()
+    started = time.monotonic()
+    worker.run(stopping)
+    click.echo(
+        f"ingest worker {client_id}: {worker.committed} messages committed in "
+        f"{time.monotonic() - started:.1f} s; {worker.processor.stats}"
+    )

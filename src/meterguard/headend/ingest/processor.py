@@ -32,7 +32,7 @@ from meterguard.cosem.security import ApduUnprotector
 from meterguard.cosem.xdlms import DataNotification, decode_xdlms
 from meterguard.crypto.aead import GcmKey
 from meterguard.crypto.keys import SecretKey
-from meterguard.errors import DecodeError, MeterguardError, SecurityError
+from meterguard.errors import DecodeError, MeterguardError, ReplayError, SecurityError
 from meterguard.headend.ingest.admission import Admission
 from meterguard.headend.store.repository import ReadingRow
 
@@ -125,8 +125,15 @@ class IngestProcessor:
         """Drop cached keys and counters (after a key rotation or a state change)."""
         self._meters.pop(meter_id, None)
 
-    def handle(self, topic: str, payload: bytes, *, now: float) -> Accepted | Refused:
-        """Process one message; never raises for bad input."""
+    def handle(
+        self, topic: str, payload: bytes, *, now: float, redelivered: bool = False
+    ) -> Accepted | Refused:
+        """Process one message; never raises for bad input.
+
+        ``redelivered`` is the broker's DUP flag: the broker delivers again what a worker
+        received but did not acknowledge (it died between commit and ack). Such a message
+        with an already-accepted counter is a duplicate delivery, not a replay attack.
+        """
         try:
             meter_id = self.admission.check(topic)
         except SecurityError as exc:
@@ -148,6 +155,11 @@ class IngestProcessor:
             if not isinstance(note, DataNotification):
                 raise DecodeError(f"{type(note).__name__} is not a data-notification")
             accepted = self._decode(meter_id, ic, note, now)
+        except ReplayError as exc:
+            if redelivered:
+                self.stats["duplicates"] = self.stats.get("duplicates", 0) + 1
+                return Refused(meter_id, "duplicate delivery of a stored message", None)
+            return self._refuse(meter_id, str(exc), exc.event)
         except SecurityError as exc:
             return self._refuse(meter_id, str(exc), exc.event)
         except MeterguardError as exc:

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from meterguard.headend.ingest.processor import Accepted, IngestProcessor, Refused
@@ -48,6 +50,7 @@ class WorkerSettings:
     group: str = "ingest"
     batch: int = 500
     max_delay: float = 0.05
+    session_expiry: int = 3600
 
 
 @dataclass
@@ -100,7 +103,9 @@ class IngestWorker:
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         now = time.time()
-        result = self.processor.handle(msg.topic, bytes(msg.payload), now=now)
+        result = self.processor.handle(
+            msg.topic, bytes(msg.payload), now=now, redelivered=bool(msg.dup)
+        )
         b = self._batch
         if not b.acks:
             b.opened = time.monotonic()
@@ -112,6 +117,8 @@ class IngestWorker:
             )
             if result.alarm is not None:
                 b.alarms.append((result.meter_id, *result.alarm))
+        elif result.reason.startswith("duplicate delivery"):
+            pass  # already stored before a crash: acknowledge and move on
         else:
             b.refusals.append((msg.topic, result, bytes(msg.payload)))
         if len(b) >= self.settings.batch:
@@ -149,7 +156,17 @@ class IngestWorker:
 
     def run(self, stop: threading.Event) -> None:
         """Connect and consume until ``stop`` is set."""
-        self._client.connect(self.settings.host, self.settings.port, keepalive=30)
+        # A persistent session: messages delivered but not yet acknowledged (not committed)
+        # when a worker dies are redelivered when it comes back with the same client id (REL-1).
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = self.settings.session_expiry
+        self._client.connect(
+            self.settings.host,
+            self.settings.port,
+            keepalive=30,
+            clean_start=False,
+            properties=props,
+        )
         while not stop.is_set():
             self._client.loop(timeout=self.settings.max_delay)
             if (
