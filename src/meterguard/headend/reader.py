@@ -1,4 +1,4 @@
-"""On-demand reads of one meter over DLMS/TCP (DH-1…DH-3): counter bootstrap, HLS, GETs.
+"""On-demand DLMS/TCP operations on one meter: reads (DH-1…3) and key rotation (DH-6, KEY-2).
 
 :func:`read_meter` does what a head-end engineer's reader does: it opens the
 public association to read the invocation counter 0.0.43.1.0.255 and uses
@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from meterguard.cosem.axdr import Data, DoubleLongUnsigned
+from meterguard.cosem.axdr import Array, Data, DoubleLongUnsigned, Enum, OctetString, Structure
 from meterguard.cosem.connection import (
+    ActionCompleted,
     ClientConnection,
     ClientSettings,
     GetCompleted,
@@ -23,12 +24,20 @@ from meterguard.cosem.connection import (
 )
 from meterguard.cosem.counters import ReceiveCounter, SendCounter
 from meterguard.cosem.obis import Obis
-from meterguard.cosem.xdlms import AttributeDescriptor, DataAccessResult, SelectiveAccess
-from meterguard.crypto.keys import SecretKey
-from meterguard.errors import RemoteProtocolError
+from meterguard.cosem.xdlms import (
+    ActionResult,
+    AttributeDescriptor,
+    DataAccessResult,
+    MethodDescriptor,
+    SelectiveAccess,
+)
+from meterguard.crypto.keys import KeyId, SecretKey
+from meterguard.crypto.keystore import KeyStore
+from meterguard.crypto.keywrap import wrap_key
+from meterguard.errors import AssociationRejectedError, MeterguardError, RemoteProtocolError
 from meterguard.headend.transport.tcp import BlockingDlmsClient
 
-__all__ = ["READINGS", "ReadRequest", "read_meter"]
+__all__ = ["READINGS", "ReadRequest", "bootstrap_counter", "read_meter", "rotate_unicast_key"]
 
 INVOCATION_COUNTER = AttributeDescriptor(1, Obis(0, 0, 43, 1, 0, 255), 2)
 
@@ -101,3 +110,91 @@ def read_meter(
             out[req.name] = ev.result
         c.run(conn.release)
     return out
+
+
+def rotate_unicast_key(
+    host: str,
+    port: int,
+    keystore: KeyStore,
+    meter_id: str,
+    *,
+    expected_title: bytes | None = None,
+    client_title: bytes = b"MGH\x00\x00\x00\x00\x01",
+    timeout: float = 10.0,
+) -> int:
+    """DH-6 / KEY-2: rotate a meter's unicast key with key_transfer, recoverably.
+
+    1. The new key is stored as ``new`` next to the ``active`` one (a crash now loses nothing).
+    2. Associate with the active key; key_transfer the new key wrapped (RFC 3394) under the
+       master key; the meter answers with the old key and switches right after.
+    3. Drop the transport, re-associate with the new key and check the old one is refused.
+    4. Only then confirm: new → active, old → retired. On failure the rotation is abandoned if
+       the meter still takes the old key; if neither key works both stay recorded for recovery.
+
+    Returns the new key's version.
+
+    Raises:
+        MeterguardError: the rotation could not be confirmed (see the message).
+    """
+    active = keystore.active(meter_id, KeyId.GLOBAL_UNICAST)
+    ak = keystore.active(meter_id, KeyId.AUTHENTICATION)
+    kek = keystore.active(meter_id, KeyId.MASTER)
+    new = keystore.begin_rotation(meter_id, KeyId.GLOBAL_UNICAST)
+    param = Array(
+        (Structure((Enum(int(KeyId.GLOBAL_UNICAST)), OctetString(wrap_key(kek, new.key)))),)
+    )
+    method = MethodDescriptor(64, Obis(0, 0, 43, 0, 0, 255), 2)
+    start = bootstrap_counter(host, port, timeout=timeout) + 1
+    material = SecurityMaterial(
+        system_title=client_title,
+        unicast_key=active,
+        authentication_key=ak,
+        send_counter=SendCounter(start),
+    )
+    conn = ClientConnection(ClientSettings(expected_server_system_title=expected_title), material)
+    with BlockingDlmsClient(host, port, conn, timeout=timeout) as c:
+        c.run(conn.associate)
+        events = c.run(lambda: conn.action(method, param))
+    done = events[0] if events else None
+    if not (isinstance(done, ActionCompleted) and done.result is ActionResult.SUCCESS):
+        keystore.abandon(meter_id, KeyId.GLOBAL_UNICAST)
+        raise RemoteProtocolError(f"key_transfer refused by the meter: {done!r}")
+    # The transport is dropped (the meter already switched keys; a ciphered RLRQ would fail).
+    try:
+        read_meter(
+            host,
+            port,
+            unicast_key=new.key,
+            authentication_key=ak,
+            expected_title=expected_title,
+            requests=READINGS[:1],
+            timeout=timeout,
+        )
+    except MeterguardError:
+        # Does the meter still take the old key? Then the rotation did not happen: abandon it.
+        # If neither key works, both stay recorded (new and active) for recovery, and this raises.
+        read_meter(
+            host,
+            port,
+            unicast_key=active,
+            authentication_key=ak,
+            requests=READINGS[:1],
+            timeout=timeout,
+        )
+        keystore.abandon(meter_id, KeyId.GLOBAL_UNICAST)
+        raise
+    try:
+        read_meter(
+            host,
+            port,
+            unicast_key=active,
+            authentication_key=ak,
+            requests=READINGS[:1],
+            timeout=timeout,
+        )
+    except AssociationRejectedError:
+        pass  # the old key is refused, as it must be
+    else:
+        raise RemoteProtocolError("the meter still accepts the old key after key_transfer")
+    keystore.confirm(meter_id, KeyId.GLOBAL_UNICAST, new.version)
+    return new.version
