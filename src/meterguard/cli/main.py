@@ -35,6 +35,15 @@ from meterguard.errors import (
 __all__ = ["main"]
 
 
+SPEED_OPTION = click.option(
+    "--speed",
+    default=900.0,
+    show_default=True,
+    type=click.FloatRange(min=1.0),
+    help="Simulated seconds per real second.",
+)
+
+
 def _key(value: str | None, name: str) -> SecretKey | None:
     if value is None:
         return None
@@ -270,13 +279,7 @@ def fleet() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="State directory (fleet.npz: keys, counters, positions).",
 )
-@click.option(
-    "--speed",
-    default=900.0,
-    show_default=True,
-    type=click.FloatRange(min=1.0),
-    help="Simulated seconds per real second.",
-)
+@SPEED_OPTION
 @click.option(
     "--duration", type=click.FloatRange(min=0.0), help="Stop after this many real seconds."
 )
@@ -481,13 +484,7 @@ def broker_run(
     help="Where everything is kept.",
 )
 @click.option("--meters", default=200, show_default=True, type=click.IntRange(1, 5000))
-@click.option(
-    "--speed",
-    default=900.0,
-    show_default=True,
-    type=click.FloatRange(min=1.0),
-    help="Simulated seconds per real second.",
-)
+@SPEED_OPTION
 @click.option(
     "--duration", type=click.FloatRange(min=0.0), help="Run this many seconds, then exit 0."
 )
