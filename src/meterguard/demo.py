@@ -72,27 +72,38 @@ def meter_id(serial: int) -> str:
     return f"MGD{serial:010d}"
 
 
+def make_processor(data: Path, store: Store, keystore: KeyStore) -> IngestProcessor:
+    """The ingest processor for a demo's data directory (keys from its key store)."""
+    info = json.loads((data / "demo.json").read_text())
+    titles = {mid: bytes.fromhex(t) for mid, t in info["titles"].items()}
+
+    def keys(mid: str) -> tuple[bytes, SecretKey, SecretKey]:
+        return (
+            titles[mid],
+            keystore.active(mid, KeyId.GLOBAL_UNICAST),
+            keystore.active(mid, KeyId.AUTHENTICATION),
+        )
+
+    revoked = {f"MGD{s}" for s in Pki.open(data / "pki").revoked_meters()}
+    return IngestProcessor(
+        Admission(known=set(titles), revoked=revoked), keys, store.last_counter, rate=50, burst=500
+    )
+
+
 def make_worker(
-    data: Path, client_id: str, *, store: Store | None = None, keystore: KeyStore | None = None
+    data: Path,
+    client_id: str,
+    *,
+    store: Store | None = None,
+    keystore: KeyStore | None = None,
+    processor: IngestProcessor | None = None,
+    topics: tuple[str, ...] = ("data", "alarms", "events", "status"),
 ) -> IngestWorker:
     """An ingest worker for a demo's data directory (in-process or `meterguard ingest run`)."""
     info = json.loads((data / "demo.json").read_text())
     store = store or Store(open_database(info["db"]))
     keystore = keystore or KeyStore(data / "keys.db", LocalKek.from_file(data / "kek.bin"))
-    titles = {mid: bytes.fromhex(t) for mid, t in info["titles"].items()}
-    ks = keystore
-
-    def keys(mid: str) -> tuple[bytes, SecretKey, SecretKey]:
-        return (
-            titles[mid],
-            ks.active(mid, KeyId.GLOBAL_UNICAST),
-            ks.active(mid, KeyId.AUTHENTICATION),
-        )
-
-    revoked = {f"MGD{s}" for s in Pki.open(data / "pki").revoked_meters()}
-    processor = IngestProcessor(
-        Admission(known=set(titles), revoked=revoked), keys, store.last_counter, rate=50, burst=500
-    )
+    processor = processor or make_processor(data, store, keystore)
     svc = data / "headend"
     settings = WorkerSettings(
         info["host"],
@@ -101,6 +112,7 @@ def make_worker(
         svc / "headend-ingest-1.pem",
         svc / "headend-ingest-1.key",
         client_id=client_id,
+        topics=topics,
     )
     return IngestWorker(settings, processor, store)
 
@@ -129,7 +141,7 @@ class DemoSystem:
     links: list[MeterMqttClient] = field(default_factory=list)
     worker: IngestWorker | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _threads: list[threading.Thread] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
 
     # ------------------------------------------------------------------ start
@@ -188,12 +200,28 @@ class DemoSystem:
             )
         )
         if cfg.workers:
+            # Two lanes sharing one processor: bulk readings, and alarms on a worker of their
+            # own so that a backlog of readings never delays a tamper alarm (DOS-3).
+            processor = make_processor(cfg.data, self.store, self.keystore)
             self.worker = make_worker(
-                cfg.data, "headend-ingest-1", store=self.store, keystore=self.keystore
+                cfg.data,
+                "headend-ingest-1",
+                store=self.store,
+                processor=processor,
+                topics=("data", "events", "status"),
             )
-            self._thread = threading.Thread(target=self.worker.run, args=(self._stop,), daemon=True)
-            self._thread.start()
-            self.worker.connected.wait(10)
+            alarm_worker = make_worker(
+                cfg.data,
+                "headend-alarms-1",
+                store=self.store,
+                processor=processor,
+                topics=("alarms",),
+            )
+            for w in (self.worker, alarm_worker):
+                thread = threading.Thread(target=w.run, args=(self._stop,), daemon=True)
+                thread.start()
+                self._threads.append(thread)
+                w.connected.wait(10)
         outbox = cfg.data / "outbox.db"
         for mid in ids:
             d = cfg.data / "meters" / mid
@@ -268,8 +296,8 @@ class DemoSystem:
         for link in self.links:
             link.stop()
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
+        for thread in self._threads:
+            thread.join(10)
         if self.fleet is not None:
             self.fleet.save()
         if self.broker is not None:

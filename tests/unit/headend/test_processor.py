@@ -74,3 +74,15 @@ def test_bad_input_never_raises() -> None:
     result = proc.handle("meters/MGD0000000007/alarms", alarms[0], now=0)
     assert isinstance(result, Accepted) and result.alarm is not None
     assert result.alarm[1] == TamperKind.REVERSE_ENERGY.code
+
+
+def test_out_of_order_pushes_are_accepted_once() -> None:
+    # The bulk and the alarm lane may verify one meter's pushes in any order.
+    _, proc, pushes = setup()
+    proc.burst = proc.rate = 100.0
+    proc.forget("MGD0000000007")
+    order = [2, 0, 3, 1]
+    results = [proc.handle("meters/MGD0000000007/data", pushes[i], now=0) for i in order]
+    assert all(isinstance(r, Accepted) for r in results)
+    again = proc.handle("meters/MGD0000000007/data", pushes[1], now=0)
+    assert isinstance(again, Refused) and again.event == "attempt_to_lower_invocation_counter"

@@ -9,8 +9,9 @@ reading rows or an alarm, or a typed refusal, without doing any network IO:
    meter that keeps exceeding its contract is reported once per window as
    ``chatty_or_compromised`` (DOS-2);
 3. **verification** with the meter's own keys: originator system title,
-   authenticated encryption, counter above the last accepted (persisted per
-   meter, DH-4), GCM tag;
+   authenticated encryption, counter never accepted before (an anti-replay window
+   over the meter's push counter, persisted as its highest value, so the bulk and
+   the alarm lanes may see one meter's pushes out of order), GCM tag;
 4. **decoding** of the DataNotification into a reading (load-profile entry) or
    an alarm.
 
@@ -22,12 +23,13 @@ batches and acknowledges messages to the broker only after the commit.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from meterguard.cosem.axdr import DoubleLongUnsigned, LongUnsigned, OctetString, Structure
 from meterguard.cosem.cosemtime import CosemDateTime
-from meterguard.cosem.counters import ReceiveCounter
+from meterguard.cosem.counters import ReplayWindow
 from meterguard.cosem.security import ApduUnprotector
 from meterguard.cosem.xdlms import DataNotification, decode_xdlms
 from meterguard.crypto.aead import GcmKey
@@ -85,7 +87,7 @@ class Refused:
 @dataclass
 class _Meter:
     unprotector: ApduUnprotector
-    counter: ReceiveCounter
+    counter: ReplayWindow
     bucket: TokenBucket
     throttled: int = 0
 
@@ -105,6 +107,7 @@ class IngestProcessor:
     burst: float = 50.0
     chatty_after: int = 20
     _meters: dict[str, _Meter] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
     stats: dict[str, int] = field(
         default_factory=lambda: {"accepted": 0, "refused": 0, "throttled": 0}
     )
@@ -115,7 +118,7 @@ class IngestProcessor:
             title, ek, ak = self.keys(meter_id)
             m = _Meter(
                 ApduUnprotector(key=GcmKey(ek), authentication_key=ak, peer_system_title=title),
-                ReceiveCounter(self.last_counter(meter_id)),
+                ReplayWindow(self.last_counter(meter_id)),
                 TokenBucket(self.rate, self.burst),
             )
             self._meters[meter_id] = m
@@ -127,6 +130,13 @@ class IngestProcessor:
 
     def handle(
         self, topic: str, payload: bytes, *, now: float, redelivered: bool = False
+    ) -> Accepted | Refused:
+        """Process one message (thread-safe: the bulk and the alarm lane share one processor)."""
+        with self._lock:
+            return self._handle(topic, payload, now=now, redelivered=redelivered)
+
+    def _handle(
+        self, topic: str, payload: bytes, *, now: float, redelivered: bool
     ) -> Accepted | Refused:
         """Process one message; never raises for bad input.
 

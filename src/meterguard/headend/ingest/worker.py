@@ -6,7 +6,8 @@ QoS 1 acks) only after their rows are committed (REL-1); a failed commit
 acknowledges nothing, and the worker forgets the cached counters of the meters
 involved so that a redelivery is judged against what the database holds.
 Several workers may run side by side with distinct client ids in the same
-share group (MQ-6).
+share group (MQ-6). A worker may take one lane only: the demo runs an alarm
+worker of its own so that bulk readings can never delay a tamper alarm (DOS-3).
 
 Refused messages are not retried: they are acknowledged, counted, kept in the
 quarantine table with their reason, and security-relevant ones are recorded as
@@ -34,7 +35,6 @@ from meterguard.headend.store.repository import ReadingRow, Store
 __all__ = ["IngestWorker", "WorkerSettings"]
 
 log = logging.getLogger(__name__)
-TOPICS = ("data", "alarms", "events", "status")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +51,8 @@ class WorkerSettings:
     batch: int = 500
     max_delay: float = 0.05
     session_expiry: int = 3600
+    topics: tuple[str, ...] = ("data", "alarms", "events", "status")
+    """Which upstream topics this worker takes: all, or one lane (e.g. alarms only, DOS-3)."""
 
 
 @dataclass
@@ -97,8 +99,8 @@ class IngestWorker:
         if rc.is_failure:
             log.error("broker refused the ingest worker: %s", rc)
             return
-        for topic in TOPICS:
-            c.subscribe(f"$share/{self.settings.group}/meters/+/{topic}", qos=1)
+        for topic in self.settings.topics:
+            c.subscribe(f"$share/{self.settings.group}-{topic}/meters/+/{topic}", qos=1)
         self.connected.set()
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
