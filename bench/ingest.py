@@ -24,13 +24,10 @@ import threading
 import time
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric import ec
-
 from meterguard.attacks.probe import connect
 from meterguard.broker.process import ManagedBroker
 from meterguard.crypto.keys import SecretKey
-from meterguard.crypto.pki.authority import build_csr
-from meterguard.crypto.pki.store import Pki, pem, write_key
+from meterguard.crypto.pki.store import Pki
 from meterguard.headend.ingest.admission import Admission
 from meterguard.headend.ingest.processor import IngestProcessor
 from meterguard.headend.ingest.worker import IngestWorker, WorkerSettings
@@ -39,16 +36,6 @@ from meterguard.headend.store.repository import ReadingRow, Store
 from meterguard.meter.fleet import Fleet
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-
-
-def enrol(pki: Pki, serial: str, out: Path) -> tuple[Path, Path]:
-    pki.register(serial)
-    key = ec.generate_private_key(ec.SECP256R1())
-    write_key(out / "key.pem", key)
-    factory = pki.issue_factory(build_csr(key, serial), now=dt.datetime.now(dt.UTC))
-    op = pki.simpleenroll(build_csr(key, serial), factory=factory, now=dt.datetime.now(dt.UTC))
-    (out / "cert.pem").write_bytes(pem(op) + pem(pki.device.certificate))
-    return out / "cert.pem", out / "key.pem"
 
 
 def publish_all(world: dict[str, object], messages: list[tuple[int, bytes]]) -> float:
@@ -83,7 +70,7 @@ def main() -> None:
         for mid in ids:
             d = base / mid
             d.mkdir()
-            cert, key = enrol(pki, mid[3:], d)
+            cert, key = pki.enrol_meter(mid[3:], d, now=dt.datetime.now(dt.UTC))
             p = connect(broker.layout.device_port, root, cert, key, client_id=mid)
             assert p.connected, p.error
             probes.append(p)

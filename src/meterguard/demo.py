@@ -28,13 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric import ec
-
 from meterguard.broker.process import ManagedBroker
 from meterguard.crypto.keys import KeyId, SecretKey
 from meterguard.crypto.keystore import KeyStore, LocalKek
-from meterguard.crypto.pki.authority import build_csr
-from meterguard.crypto.pki.store import Pki, pem, write_key
+from meterguard.crypto.pki.store import Pki
+from meterguard.errors import ConfigurationError
 from meterguard.headend.ingest.admission import Admission
 from meterguard.headend.ingest.processor import IngestProcessor
 from meterguard.headend.ingest.worker import IngestWorker, WorkerSettings
@@ -178,7 +176,7 @@ class DemoSystem:
             )
             try:
                 self.keystore.active(mid, KeyId.GLOBAL_UNICAST)
-            except Exception:  # noqa: BLE001 - not provisioned yet: import the meter's factory keys
+            except ConfigurationError:  # no active key yet: import the meter's factory keys
                 ek, ak, kek = self.fleet.keys(i)
                 for kind, key in (
                     (KeyId.GLOBAL_UNICAST, ek),
@@ -242,15 +240,8 @@ class DemoSystem:
     def _enrol(self, mid: str, now: dt.datetime) -> None:
         assert self.pki is not None  # noqa: S101
         d = self.config.data / "meters" / mid
-        if (d / "tls.pem").exists():
-            return
-        serial = mid[3:]
-        self.pki.register(serial)
-        key = ec.generate_private_key(ec.SECP256R1())
-        write_key(d / "tls.key", key)
-        factory = self.pki.issue_factory(build_csr(key, serial), now=now)
-        op = self.pki.simpleenroll(build_csr(key, serial), factory=factory, now=now)
-        (d / "tls.pem").write_bytes(pem(op) + pem(self.pki.device.certificate))
+        if not (d / "tls.pem").exists():
+            self.pki.enrol_meter(mid[3:], d, now=now)
 
     # ------------------------------------------------------------------ run
 

@@ -9,11 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from meterguard.broker.process import ManagedBroker
-from meterguard.crypto.pki.authority import build_csr
-from meterguard.crypto.pki.store import Pki, pem, write_key
+from meterguard.crypto.pki.store import Pki
 
 
 @dataclass
@@ -28,16 +26,7 @@ class World:
 
     def meter(self, serial: str, *, now: dt.datetime | None = None) -> tuple[Path, Path]:
         """Register and enrol a meter; return its certificate chain and key files."""
-        now = now or dt.datetime.now(dt.UTC)
-        self.pki.register(serial)
-        key = ec.generate_private_key(ec.SECP256R1())  # PKI-2: generated on the meter
-        factory = self.pki.issue_factory(build_csr(key, serial), now=now)
-        op = self.pki.simpleenroll(build_csr(key, serial), factory=factory, now=now)
-        d = self.base / serial
-        d.mkdir(exist_ok=True)
-        (d / "cert.pem").write_bytes(pem(op) + pem(self.pki.device.certificate))
-        write_key(d / "key.pem", key)
-        return d / "cert.pem", d / "key.pem"
+        return self.pki.enrol_meter(serial, self.base / serial, now=now or dt.datetime.now(dt.UTC))
 
     def service_client(self, name: str) -> tuple[Path, Path]:
         files = self.pki.issue_service_client(

@@ -166,15 +166,7 @@ def _credential(s: AccessScenario, setting: Setting) -> tuple[Path | None, Path 
     if s.credential == "none":
         return None, None
     if s.credential == "valid":
-        pki.register(serial)
-
-        def valid(key: ec.EllipticCurvePrivateKey) -> bytes:
-            factory = pki.issue_factory(build_csr(key, serial), now=now)
-            return pem(pki.simpleenroll(build_csr(key, serial), factory=factory, now=now)) + pem(
-                pki.device.certificate
-            )
-
-        return _meter_files(setting, f"{s.id}-valid", valid)
+        return pki.enrol_meter(serial, setting.workdir / f"{s.id}-valid", now=now)
     if s.credential == "expired":
 
         def expired(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -186,15 +178,7 @@ def _credential(s: AccessScenario, setting: Setting) -> tuple[Path | None, Path 
 
         return _meter_files(setting, s.id, expired)
     if s.credential == "revoked":
-        pki.register(serial)
-
-        def revoked(key: ec.EllipticCurvePrivateKey) -> bytes:
-            factory = pki.issue_factory(build_csr(key, serial), now=now)
-            return pem(pki.simpleenroll(build_csr(key, serial), factory=factory, now=now)) + pem(
-                pki.device.certificate
-            )
-
-        files = _meter_files(setting, s.id, revoked)
+        files = pki.enrol_meter(serial, setting.workdir / s.id, now=now)
         pki.revoke_meter(serial, now=now)
         setting.broker.sync(pki)  # CRL changes reload the broker
         time.sleep(0.5)
@@ -298,4 +282,4 @@ def _victim_traffic(setting: Setting, attacker: Probe) -> list[tuple[str, bytes]
 
 def _credential_files(setting: Setting, s: AccessScenario) -> tuple[Path, Path]:
     d = setting.workdir / f"{s.id}-valid"
-    return d / "cert.pem", d / "key.pem"
+    return d / "tls.pem", d / "tls.key"

@@ -35,6 +35,14 @@ from meterguard.errors import (
 __all__ = ["main"]
 
 
+EXISTING_DATA_OPTION = click.option(
+    "--data",
+    "data",
+    default="./meterguard-demo",
+    show_default=True,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="The data directory of a demo.",
+)
 SPEED_OPTION = click.option(
     "--speed",
     default=900.0,
@@ -363,23 +371,15 @@ def pki_init(directory: Path) -> None:
 )
 def pki_enroll(directory: Path, serial: str, out: Path) -> None:
     """Register SERIAL and enrol a meter: a factory certificate, then an operational one (EST)."""
-    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography import x509
 
-    from meterguard.crypto.pki.authority import build_csr, meter_id
-    from meterguard.crypto.pki.store import Pki, pem, write_key
+    from meterguard.crypto.pki.authority import meter_id
+    from meterguard.crypto.pki.store import Pki
 
-    now = dt.datetime.now(dt.UTC)
-    store = Pki.open(directory)
-    store.register(serial)
-    key = ec.generate_private_key(ec.SECP256R1())  # on the meter (PKI-2)
-    write_key(out / "tls.key", key)
-    factory = store.issue_factory(build_csr(key, serial), now=now)
-    (out / "factory.pem").write_bytes(pem(factory))
-    operational = store.simpleenroll(build_csr(key, serial), factory=factory, now=now)
-    (out / "tls.pem").write_bytes(pem(operational) + pem(store.device.certificate))
-    (out / "root.pem").write_bytes(pem(store.root))
+    cert, _ = Pki.open(directory).enrol_meter(serial, out, now=dt.datetime.now(dt.UTC))
+    operational = x509.load_pem_x509_certificates(cert.read_bytes())[0]
     click.echo(
-        f"meter {meter_id(serial)} enrolled: {out / 'tls.pem'} valid until "
+        f"meter {meter_id(serial)} enrolled: {cert} valid until "
         f"{operational.not_valid_after_utc.isoformat(timespec='minutes')}"
     )
 
@@ -576,13 +576,7 @@ def demo(
 
 
 @main.command("status")
-@click.option(
-    "--data",
-    "data",
-    default="./meterguard-demo",
-    show_default=True,
-    type=click.Path(file_okay=False, exists=True, path_type=Path),
-)
+@EXISTING_DATA_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(data: Path, as_json: bool) -> None:
     """Counts of a demo's data: meters, readings, alarms, security events, rejected messages."""
@@ -601,13 +595,7 @@ def status(data: Path, as_json: bool) -> None:
 @meter.command("tamper")
 @click.argument("meter_id")
 @click.argument("kind")
-@click.option(
-    "--data",
-    "data",
-    default="./meterguard-demo",
-    show_default=True,
-    type=click.Path(file_okay=False, exists=True, path_type=Path),
-)
+@EXISTING_DATA_OPTION
 def meter_tamper(meter_id: str, kind: str, data: Path) -> None:
     """Fire a tamper sensor (e.g. cover-open, magnetic-field) on a meter of a running demo."""
     from meterguard.demo import request_tamper
@@ -661,13 +649,7 @@ def ingest() -> None:
 
 
 @ingest.command("run")
-@click.option(
-    "--data",
-    "data",
-    default="./meterguard-demo",
-    show_default=True,
-    type=click.Path(file_okay=False, exists=True, path_type=Path),
-)
+@EXISTING_DATA_OPTION
 @click.option(
     "--client-id",
     default="headend-ingest-2",

@@ -374,8 +374,6 @@ class GeneralSigning:
         return cls(*fields)
 
 
-CipheredApdu = ServiceCiphered | GeneralGloCiphering | GeneralCiphering
-
 # ------------------------------------------------------------------ recipes
 
 

@@ -13,12 +13,11 @@ This module knows nothing about DLMS headers or AAD layout; see
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from meterguard.crypto.hazmat.gcm import gcm_decrypt_only, gcm_encrypt_only, gcm_open
+from meterguard.crypto.hazmat.gcm import gcm_decrypt_only, gcm_encrypt_only, gcm_opener
 from meterguard.crypto.keys import SecretKey
 from meterguard.errors import AuthenticationFailedError, ConfigurationError
 
@@ -34,11 +33,12 @@ IV_LENGTH = 12
 class GcmKey:
     """An AES-GCM key ready for repeated DLMS operations."""
 
-    __slots__ = ("_aead", "key")
+    __slots__ = ("_aead", "_open12", "key")
 
     def __init__(self, key: SecretKey) -> None:
         self.key = key
         self._aead = AESGCM(key.expose_secret())
+        self._open12 = gcm_opener(self._aead, DLMS_TAG_LENGTH)
 
     def __repr__(self) -> str:
         return f"GcmKey({self.key!r})"
@@ -67,30 +67,21 @@ class GcmKey:
             raise ConfigurationError(f"GCM IV must be {IV_LENGTH} bytes, got {len(iv)}")
         if len(data) < tag_length:
             raise AuthenticationFailedError("authentication failed: ciphertext shorter than tag")
-        plaintext = gcm_open(self._aead, iv, data, aad, tag_length)
+        opener = self._open12
+        if tag_length != DLMS_TAG_LENGTH:
+            opener = gcm_opener(self._aead, tag_length)
+        plaintext = opener(iv, data, aad)
         if plaintext is None:
             raise AuthenticationFailedError("authentication failed: GCM tag mismatch")
         return plaintext
 
     def open_function(self) -> Callable[[bytes, bytes, bytes], bytes | None]:
-        """Return a bound verify-and-decrypt for 12-byte tags, for hot loops.
+        """Return the bound verify-and-decrypt for 12-byte tags, for hot loops.
 
-        Same construction as :func:`~meterguard.crypto.hazmat.gcm.gcm_open` (keystream call,
-        then re-seal and constant-time tag comparison), with the lookups hoisted out. It
-        returns None when the tag does not verify; callers must treat None as a forgery.
-        The caller guarantees a 12-byte IV and at least 12 bytes of data.
+        It returns None when the tag does not verify; callers must treat None as a
+        forgery. The caller guarantees a 12-byte IV and at least 12 bytes of data.
         """
-        encrypt = self._aead.encrypt
-        compare = hmac.compare_digest
-
-        def open_(iv: bytes, data: bytes, aad: bytes) -> bytes | None:
-            cut = len(data) - DLMS_TAG_LENGTH
-            plaintext = encrypt(iv, data[:cut], None)[:cut] if cut else b""
-            if compare(encrypt(iv, plaintext, aad)[cut : cut + DLMS_TAG_LENGTH], data[cut:]):
-                return plaintext
-            return None
-
-        return open_
+        return self._open12
 
     def seal_function(self) -> Callable[[bytes, bytes, bytes | None], bytes]:
         """Return the bound one-shot AES-GCM encrypt for hot loops.

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 from meterguard.crypto.keys import SecretKey
 from meterguard.errors import ConfigurationError, SignatureInvalidError
 
-__all__ = ["Curve", "SigningKey", "VerifyingKey", "dlms_kdf", "ecdh_shared_secret"]
+__all__ = ["Curve", "SigningKey", "VerifyingKey", "dlms_kdf"]
 
 
 class Curve(enum.Enum):
@@ -165,11 +165,6 @@ class SigningKey:
 
     def __repr__(self) -> str:
         return f"SigningKey(<redacted {self.curve.value}>)"
-
-
-def ecdh_shared_secret(own: SigningKey, peer: VerifyingKey) -> bytes:
-    """Return the ECDH shared secret Z between ``own`` and ``peer``."""
-    return own.exchange(peer)
 
 
 _ALGORITHM_IDS = {

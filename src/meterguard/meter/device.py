@@ -66,7 +66,6 @@ from meterguard.cosem.xdlms import (
     DataNotification,
     MethodDescriptor,
 )
-from meterguard.crypto.aead import GcmKey
 from meterguard.crypto.keys import KeyId, SecretKey
 from meterguard.crypto.keywrap import unwrap_key
 from meterguard.errors import ConfigurationError, KeyUnwrapError, ReplayError, SecurityError
@@ -796,7 +795,3 @@ class Meter:
         return ServerConnection(
             self.settings(max_receive_pdu_size=max_receive_pdu_size), self.model
         )
-
-    def unicast_gcm(self) -> GcmKey:
-        """The current unicast key (for pushes)."""
-        return self.material.unicast_gcm()

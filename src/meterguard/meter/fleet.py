@@ -144,10 +144,13 @@ class Fleet:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    def _reserve(self, idx: npt.NDArray[np.int64]) -> None:
-        self.a["ceiling"][idx] = np.minimum(
-            self.a["next_ic"][idx].astype(np.uint64) + COUNTER_BLOCK, 0xFFFFFFFF
-        )
+    def _reserve(self, idx: npt.NDArray[np.int64], needed: npt.NDArray[np.int64] | int = 0) -> None:
+        """Raise ceilings to cover ``needed`` more counters plus a block, and persist (DM-6).
+
+        One save covers all meters in ``idx``; it happens before any new counter is used.
+        """
+        start = self.a["next_ic"][idx].astype(np.uint64) + np.asarray(needed, dtype=np.uint64)
+        self.a["ceiling"][idx] = np.minimum(start + COUNTER_BLOCK, 0xFFFFFFFF)
         self.save()
 
     def __len__(self) -> int:
@@ -196,6 +199,15 @@ class Fleet:
     def step(self, until: dt.datetime, push: Push | None = None) -> FleetStats:
         """Advance every meter to ``until``, emitting one protected push per 15-minute interval."""
         stats = FleetStats(meters=len(self))
+        # Reserve every counter this step will use in one save, instead of one whole-fleet
+        # save per meter that crosses its ceiling while stepping.
+        period = int(PERIOD.total_seconds())
+        needed = np.maximum(int(until.timestamp()) - self.a["last_period"], 0) // period
+        short = np.nonzero(
+            self.a["next_ic"].astype(np.int64) + needed > self.a["ceiling"].astype(np.int64)
+        )[0]
+        if short.size:
+            self._reserve(short, needed[short])
         for i in range(len(self)):
             stats.readings += self._step_meter(i, until, push)
         self.now = max(self.now, until)

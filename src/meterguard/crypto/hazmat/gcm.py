@@ -25,23 +25,30 @@ This module does not validate key or IV lengths; the recipes in
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-__all__ = ["gcm_decrypt_only", "gcm_encrypt_only", "gcm_open"]
-
-_FULL_TAG = 16
+__all__ = ["gcm_decrypt_only", "gcm_encrypt_only", "gcm_opener"]
 
 
-def gcm_open(aead: AESGCM, iv: bytes, data: bytes, aad: bytes, tag_len: int) -> bytes | None:
-    """Verify ``data = ciphertext || tag`` and return the plaintext, or None if the tag is wrong."""
-    cut = len(data) - tag_len
-    ciphertext, tag = data[:cut], data[cut:]
-    plaintext = aead.encrypt(iv, ciphertext, None)[:cut] if ciphertext else b""
-    check = aead.encrypt(iv, plaintext, aad)
-    if not hmac.compare_digest(check[cut : cut + tag_len], tag):
+def gcm_opener(aead: AESGCM, tag_len: int) -> Callable[[bytes, bytes, bytes], bytes | None]:
+    """Return ``open(iv, ciphertext || tag, aad)``: the plaintext, or None if the tag is wrong.
+
+    Lookups are hoisted out of the returned function, which sits on the ingest hot path.
+    ``data`` must hold at least ``tag_len`` bytes.
+    """
+    encrypt = aead.encrypt
+    compare = hmac.compare_digest
+
+    def open_(iv: bytes, data: bytes, aad: bytes) -> bytes | None:
+        cut = len(data) - tag_len
+        plaintext = encrypt(iv, data[:cut], None)[:cut] if cut else b""
+        if compare(encrypt(iv, plaintext, aad)[cut : cut + tag_len], data[cut:]):
+            return plaintext
         return None
-    return plaintext
+
+    return open_
 
 
 def gcm_encrypt_only(aead: AESGCM, iv: bytes, plaintext: bytes) -> bytes:
@@ -52,6 +59,3 @@ def gcm_encrypt_only(aead: AESGCM, iv: bytes, plaintext: bytes) -> bytes:
 def gcm_decrypt_only(aead: AESGCM, iv: bytes, ciphertext: bytes) -> bytes:
     """Decrypt with the GCM keystream and no tag (security control 0x20)."""
     return aead.encrypt(iv, ciphertext, None)[: len(ciphertext)]
-
-
-FULL_TAG_LENGTH = _FULL_TAG

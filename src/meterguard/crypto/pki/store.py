@@ -37,7 +37,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from meterguard.crypto.pki.authority import Authority, meter_serial_from_certificate, subject_name
+from meterguard.crypto.pki.authority import (
+    Authority,
+    build_csr,
+    meter_serial_from_certificate,
+    subject_name,
+)
 from meterguard.errors import ConfigurationError, EnrolmentError
 
 __all__ = [
@@ -222,6 +227,25 @@ class Pki:
         cert = self.device.issue_meter(csr, now=now, validity=FACTORY_VALIDITY)
         self._record(cert, "factory", serial)
         return cert
+
+    def enrol_meter(self, serial: str, out: Path, *, now: dt.datetime) -> tuple[Path, Path]:
+        """Simulate a meter's whole enrolment into its own directory ``out``.
+
+        Registers the serial (manufacturing), generates the meter's key in ``out``
+        (PKI-2: where the meter keeps it; the CA only ever sees CSRs), issues the
+        factory certificate, exchanges it for an operational one (``simpleenroll``)
+        and writes ``tls.key``, ``factory.pem``, ``tls.pem`` (certificate + device CA)
+        and ``root.pem`` (the pinned root). Returns ``(tls.pem, tls.key)``.
+        """
+        self.register(serial)
+        key = ec.generate_private_key(ec.SECP256R1())
+        write_key(out / "tls.key", key)
+        factory = self.issue_factory(build_csr(key, serial), now=now)
+        _write(out / "factory.pem", pem(factory))
+        operational = self.simpleenroll(build_csr(key, serial), factory=factory, now=now)
+        _write(out / "tls.pem", pem(operational) + pem(self.device.certificate))
+        _write(out / "root.pem", pem(self.root))
+        return out / "tls.pem", out / "tls.key"
 
     def cacerts(self) -> list[x509.Certificate]:
         """EST /cacerts: the device CA and the root a meter pins (PKI-7)."""
