@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -11,7 +12,13 @@ from sqlalchemy.exc import IntegrityError
 
 from meterguard.errors import TransportError
 from meterguard.headend.store.db import open_database
-from meterguard.headend.store.repository import ReadingRow, Store
+from meterguard.headend.store.repository import (
+    CommitOutcome,
+    PushRow,
+    ReadingRow,
+    RefusalRow,
+    Store,
+)
 
 pytestmark = pytest.mark.integration
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -108,3 +115,106 @@ def test_postgres_readings_are_partitioned() -> None:
 def test_unreachable_database_is_a_clear_error() -> None:
     with pytest.raises(TransportError, match="unreachable"):
         open_database("postgresql://postgres@127.0.0.1:1/none")
+
+
+def _push(meter: str, ic: int, *, dup: bool = False, alarm: bool = False) -> PushRow:
+    start = 1_800_000_000 + 900 * ic
+    return PushRow(
+        meter,
+        ic,
+        f"meters/{meter}/data",
+        b"\xdb" + ic.to_bytes(4, "big"),
+        dup,
+        () if alarm else (ReadingRow(meter, start, ic, 0, start),),
+        (ic, 1, start) if alarm else None,
+    )
+
+
+def _meter(store: Store, n: int) -> str:
+    mid = f"MGD{n:010d}"
+    store.add_meter(mid, serial=mid[3:], system_title=b"MGD" + n.to_bytes(5, "big"), now=1)
+    return mid
+
+
+def test_commit_accepts_each_push_counter_once(store: Store) -> None:
+    m = _meter(store, 1)
+    out = store.commit_ingest([_push(m, 10), _push(m, 11), _push(m, 11)], [], now=5)
+    assert [p.ic for p in out.accepted] == [10, 11] and out.readings == 2
+    assert len(out.replays) == 1 and out.highest == {m: 11}
+    # The broker's redelivery of a stored message (DUP) is a duplicate, not an attack ...
+    dup = store.commit_ingest([_push(m, 10, dup=True)], [], now=6)
+    assert dup.duplicates == 1 and not dup.accepted and not dup.replays
+    # ... the same counter without DUP is a replay: quarantined, a security event (DH-7).
+    replay = store.commit_ingest([_push(m, 11)], [], now=7)
+    assert [p.ic for p in replay.replays] == [11]
+    assert store.security_events() == [(m, "attempt_to_lower_invocation_counter")] * 2
+    counts = store.counts()
+    assert counts["readings"] == 2 and counts["rejected_messages"] == 2
+    assert store.last_counter(m) == 11
+
+
+def test_commit_takes_late_pushes_within_the_window_only(store: Store) -> None:
+    m = _meter(store, 2)
+    store.commit_ingest([_push(m, 1000)], [], now=1)
+    late = store.commit_ingest([_push(m, 1000 - 100, alarm=True), _push(m, 1000 - 256)], [], now=2)
+    assert [p.ic for p in late.accepted] == [900]  # an out-of-order alarm, inside the window
+    assert [p.ic for p in late.replays] == [744]  # older than the window: refused
+    assert store.alarms() == [(m, 900, 1, "open")]
+    assert store.last_counter(m) == 1000  # a late push never lowers the counter
+
+
+def test_refusals_are_quarantined_with_their_events(store: Store) -> None:
+    store.commit_ingest(
+        [],
+        [
+            RefusalRow("meters/MGD0000000009/data", "not registered", b"x", "access_denied"),
+            RefusalRow("meters/MGD0000000001/data", "malformed", b"y"),
+        ],
+        now=3,
+    )
+    assert store.counts()["rejected_messages"] == 2
+    assert store.security_events() == [(None, "access_denied")]
+
+
+def test_pruning_keeps_the_window(store: Store) -> None:
+    m = _meter(store, 3)
+    store.commit_ingest([_push(m, ic) for ic in range(1, 3001)], [], now=1)
+    assert store.prune_push_counters(keep=2048) == 3000 - 2049 + 1 - 1
+    # Everything inside the window is still known: a replay there is still caught.
+    assert len(store.commit_ingest([_push(m, 2990)], [], now=2).replays) == 1
+
+
+def test_workers_in_separate_processes_agree_on_each_counter(store: Store) -> None:
+    # Two stores (two engines: two processes' worth of connections) commit overlapping
+    # batches at the same time; every counter is accepted by exactly one of them. (All
+    # counters lie within one push window, so none is refused for being late.)
+    other = Store(open_database(store.engine.url.render_as_string(hide_password=False)))
+    meters = [_meter(store, 10 + k) for k in range(4)]
+    batches = [
+        [_push(m, ic) for m in meters for ic in range(1 + k, 200, 2 if k < 2 else 1)]
+        for k in range(4)
+    ]
+    outcomes: list[CommitOutcome] = []
+    errors: list[BaseException] = []
+
+    def commit(s: Store, batch: list[PushRow]) -> None:
+        try:
+            outcomes.extend(
+                s.commit_ingest(batch[i : i + 100], [], now=1) for i in range(0, len(batch), 100)
+            )
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=commit, args=(s, b))
+        for s, b in zip((store, other, store, other), batches, strict=True)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    accepted = [(p.meter_id, p.ic) for o in outcomes for p in o.accepted]
+    assert len(accepted) == len(set(accepted)) == 4 * 199
+    assert store.counts()["readings"] == 4 * 199
+    other.engine.dispose()

@@ -12,8 +12,13 @@ Two listeners, each with its own settings (``per_listener_settings true``):
   topics and write on command topics.
 
 Limits (MQ-5): connection count, packet size, QoS 1 at most, inflight and queue
-bounds, a keepalive ceiling, no persistence. This module only renders text;
-:mod:`meterguard.broker.process` writes and runs it.
+bounds, a keepalive ceiling. Persistence is on, because it is needed (MQ-5):
+the head-end workers' sessions and the readings queued for them must survive
+a broker restart (REL-1). Mosquitto saves its state on shutdown and every
+``autosave_interval`` seconds; a broker killed with SIGKILL loses what arrived
+since the last save (the meters' outboxes resend only what the broker never
+acknowledged). This module only renders text; :mod:`meterguard.broker.process`
+writes and runs it.
 """
 
 from __future__ import annotations
@@ -43,7 +48,13 @@ class BrokerLimits:
     max_packet_size: int = 16_384
     max_keepalive: int = 600
     max_inflight_messages: int = 20
-    max_queued_messages: int = 10_000
+    """The broker's receive maximum towards each client (a meter's unacknowledged publishes)."""
+    max_queued_messages: int = 1_000_000
+    """Per client session: a head-end worker that is down or behind must not lose readings
+    (MQ-6); a meter's own queue only ever holds its commands."""
+    max_queued_bytes: int = 256 * 1024 * 1024
+    """The memory bound behind ``max_queued_messages`` (DOS-1: bounded queues)."""
+    autosave_interval: int = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +76,11 @@ class BrokerLayout:
     def config(self) -> Path:
         """The generated mosquitto.conf."""
         return self.directory / "mosquitto.conf"
+
+    @property
+    def persistence(self) -> Path:
+        """Where the broker saves sessions and queued messages (a directory)."""
+        return self.directory / "state"
 
     @property
     def log(self) -> Path:
@@ -123,7 +139,9 @@ def render(
             # Run as whoever started meterguard: a root launch would otherwise switch to the
             # 'mosquitto' user, which cannot read the broker's own 0600 key in our directory.
             f"user {layout.run_as}",
-            "persistence false",
+            "persistence true",
+            f"persistence_location {layout.persistence}/",
+            f"autosave_interval {lim.autosave_interval}",
             f"log_dest file {layout.log}",
             "log_type error",
             "log_type warning",
@@ -134,6 +152,7 @@ def render(
             f"max_keepalive {lim.max_keepalive}",
             f"max_inflight_messages {lim.max_inflight_messages}",
             f"max_queued_messages {lim.max_queued_messages}",
+            f"max_queued_bytes {lim.max_queued_bytes}",
             "",
             _listener(
                 layout.device_port,

@@ -109,6 +109,7 @@ class ManagedBroker:
     def start(self, timeout: float = 15.0) -> None:
         """Start Mosquitto and wait until both listeners accept TCP connections."""
         binary = _mosquitto()
+        self.layout.persistence.mkdir(mode=0o700, exist_ok=True)
         log = self._out.open("ab")  # start-up errors before the log file is open
         self.proc = subprocess.Popen(  # noqa: S603 - fixed binary and our own config
             [binary, "-c", str(self.layout.config)], stdout=log, stderr=subprocess.STDOUT

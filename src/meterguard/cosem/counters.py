@@ -19,10 +19,18 @@ This module does not do IO: persistence is a callback supplied by the owner.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 from meterguard.errors import ConfigurationError, CounterExhaustedError, ReplayError
 
-__all__ = ["MAX_COUNTER", "ReceiveCounter", "ReplayWindow", "SendCounter"]
+__all__ = [
+    "MAX_COUNTER",
+    "CounterCheck",
+    "PushFloor",
+    "ReceiveCounter",
+    "ReplayWindow",
+    "SendCounter",
+]
 
 MAX_COUNTER = 0xFFFFFFFF
 
@@ -191,3 +199,65 @@ class ReplayWindow:
 
     def __repr__(self) -> str:
         return f"ReplayWindow(highest={self._highest}, size={self.size})"
+
+
+class PushFloor:
+    """The lowest push counter one ingest worker still lets through to its store (ADR 6).
+
+    When several worker processes share a meter's pushes, "each counter accepted once" is
+    decided by the store they share (``push_counters``, at commit). Locally a worker can only
+    refuse, before any cryptography, what is certainly too old: a counter at or below the
+    highest one it knows of minus ``size``. ``check``/``commit`` follow
+    :class:`ReceiveCounter`; ``advance`` raises the floor after a commit.
+    """
+
+    __slots__ = ("_highest", "size")
+
+    def __init__(self, highest: int | None = None, *, size: int = 256) -> None:
+        if size < 1:
+            raise ConfigurationError("window size must be positive")
+        self.size = size
+        self._highest = highest
+
+    @property
+    def last(self) -> int | None:
+        """The highest counter known to be accepted."""
+        return self._highest
+
+    def check(self, value: int) -> None:
+        """Refuse a counter older than the window.
+
+        Raises:
+            ReplayError: at or below the highest known counter minus the window.
+        """
+        h = self._highest
+        if h is not None and value <= h - self.size:
+            raise ReplayError(
+                f"attempt to lower invocation counter: {value} is older than the window below {h}"
+            )
+
+    def commit(self, value: int) -> None:
+        """Nothing is recorded here: the shared store records acceptance at commit.
+
+        Raises:
+            ReplayError: older than the window.
+        """
+        self.check(value)
+
+    def advance(self, highest: int) -> None:
+        """Raise the floor to follow a committed counter."""
+        if self._highest is None or highest > self._highest:
+            self._highest = highest
+
+    def __repr__(self) -> str:
+        return f"PushFloor(highest={self._highest}, size={self.size})"
+
+
+class CounterCheck(Protocol):
+    """What a receiver's counter policy offers: check before the tag, commit after it."""
+
+    def check(self, value: int) -> None:
+        """Raise :class:`~meterguard.errors.ReplayError` for a counter that is refused."""
+
+    def commit(self, value: int) -> None:
+        """Record a counter whose APDU authenticated."""

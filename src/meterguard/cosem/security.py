@@ -31,7 +31,7 @@ import enum
 from dataclasses import dataclass
 
 from meterguard.cosem._codec import Reader, encode_length, pack_sized, pack_u32
-from meterguard.cosem.counters import MAX_COUNTER, ReceiveCounter, ReplayWindow
+from meterguard.cosem.counters import MAX_COUNTER, CounterCheck
 from meterguard.crypto.aead import GcmKey
 from meterguard.crypto.ecc import SigningKey, VerifyingKey
 from meterguard.crypto.keys import SecretKey
@@ -688,9 +688,7 @@ class ApduUnprotector:
         self._suite = suite
         self._require_encryption = require_encryption
 
-    def unprotect(
-        self, raw: bytes, counter: ReceiveCounter | ReplayWindow | None = None
-    ) -> tuple[int, bytes]:
+    def unprotect(self, raw: bytes, counter: CounterCheck | None = None) -> tuple[int, bytes]:
         """Return ``(invocation counter, plain APDU)``.
 
         Raises:

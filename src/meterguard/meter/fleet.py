@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from meterguard.cosem.axdr import DoubleLongUnsigned, LongUnsigned, OctetString, Structure
+from meterguard.cosem.axdr import Array, DoubleLongUnsigned, LongUnsigned, OctetString, Structure
 from meterguard.cosem.cosemtime import CosemDateTime
 from meterguard.cosem.security import ApduProtector, CipheringKind, SecurityControl
 from meterguard.cosem.xdlms import DataNotification
@@ -196,25 +196,36 @@ class Fleet:
 
     # ------------------------------------------------------------------ simulation
 
-    def step(self, until: dt.datetime, push: Push | None = None) -> FleetStats:
-        """Advance every meter to ``until``, emitting one protected push per 15-minute interval."""
+    def step(
+        self, until: dt.datetime, push: Push | None = None, *, per_push: int = 1
+    ) -> FleetStats:
+        """Advance every meter to ``until``, pushing its 15-minute load-profile entries.
+
+        With ``per_push`` 1 each entry is one DataNotification (a structure); above 1, up
+        to ``per_push`` consecutive entries travel as one array (a load-profile block), the
+        last block of the step possibly shorter, so no entry is ever held back.
+        """
+        if not 1 <= per_push <= 96:
+            raise ConfigurationError("a push carries 1 to 96 load-profile entries")
         stats = FleetStats(meters=len(self))
         # Reserve every counter this step will use in one save, instead of one whole-fleet
         # save per meter that crosses its ceiling while stepping.
         period = int(PERIOD.total_seconds())
-        needed = np.maximum(int(until.timestamp()) - self.a["last_period"], 0) // period
+        needed = -(
+            -(np.maximum(int(until.timestamp()) - self.a["last_period"], 0) // period) // per_push
+        )
         short = np.nonzero(
             self.a["next_ic"].astype(np.int64) + needed > self.a["ceiling"].astype(np.int64)
         )[0]
         if short.size:
             self._reserve(short, needed[short])
         for i in range(len(self)):
-            stats.readings += self._step_meter(i, until, push)
+            stats.readings += self._step_meter(i, until, push, per_push)
         self.now = max(self.now, until)
         self.save()
         return stats
 
-    def _step_meter(self, i: int, until: dt.datetime, push: Push | None) -> int:
+    def _step_meter(self, i: int, until: dt.datetime, push: Push | None, per_push: int) -> int:
         last = int(self.a["last_period"][i])
         end = int(until.timestamp())
         step = int(PERIOD.total_seconds())
@@ -226,6 +237,7 @@ class Fleet:
         imp, exp = float(self.a["import_wh"][i]), float(self.a["export_wh"][i])
         day_cache: dict[dt.date, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = {}
         t = last
+        block: list[Structure] = []
         while t + step <= end:
             start = dt.datetime.fromtimestamp(t, dt.UTC)
             series = day_cache.get(start.date())
@@ -239,14 +251,20 @@ class Fleet:
             t += step
             stamp = CosemDateTime.from_datetime(dt.datetime.fromtimestamp(t, dt.UTC))
             if push is not None:
-                body = Structure(
-                    (
-                        OctetString(stamp.to_bytes()),
-                        DoubleLongUnsigned(int(imp) & 0xFFFFFFFF),
-                        DoubleLongUnsigned(int(exp) & 0xFFFFFFFF),
+                block.append(
+                    Structure(
+                        (
+                            OctetString(stamp.to_bytes()),
+                            DoubleLongUnsigned(int(imp) & 0xFFFFFFFF),
+                            DoubleLongUnsigned(int(exp) & 0xFFFFFFFF),
+                        )
                     )
                 )
-                push(i, self._protect(i, DataNotification(0x00000001, stamp, body), protector))
+                if len(block) == per_push or t + step > end:
+                    body: Structure | Array = block[0] if per_push == 1 else Array(tuple(block))
+                    note = DataNotification(0x00000001, stamp, body)
+                    push(i, self._protect(i, note, protector))
+                    block = []
             count += 1
         self.a["import_wh"][i], self.a["export_wh"][i], self.a["last_period"][i] = imp, exp, t
         return count

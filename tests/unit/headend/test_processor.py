@@ -7,6 +7,7 @@ import datetime as dt
 from meterguard.crypto.keys import SecretKey
 from meterguard.headend.ingest.admission import Admission
 from meterguard.headend.ingest.processor import Accepted, IngestProcessor, Refused, TokenBucket
+from meterguard.headend.store.repository import PUSH_WINDOW
 from meterguard.meter.device import TamperKind
 from meterguard.meter.fleet import Fleet
 
@@ -39,13 +40,46 @@ def test_token_bucket() -> None:
     assert b.allow(0.5)  # one token back after half a second
 
 
-def test_accepts_decodes_and_refuses_replays() -> None:
+def test_accepts_and_decodes_and_leaves_newness_to_the_store() -> None:
     _, proc, pushes = setup()
     first = proc.handle("meters/MGD0000000007/data", pushes[0], now=0)
     assert isinstance(first, Accepted) and len(first.readings) == 1
     assert first.readings[0].interval_start == int(NOW.timestamp())
+    # Verified again: whether the counter is new is decided at commit, by the shared store
+    # (tests/integration/test_store.py), so that several worker processes agree.
     again = proc.handle("meters/MGD0000000007/data", pushes[0], now=10)
-    assert isinstance(again, Refused) and again.event == "attempt_to_lower_invocation_counter"
+    assert isinstance(again, Accepted) and again.ic == first.ic
+
+
+def test_counters_far_below_the_committed_one_are_refused_before_crypto() -> None:
+    _, proc, pushes = setup()
+    first = proc.handle("meters/MGD0000000007/data", pushes[0], now=0)
+    assert isinstance(first, Accepted)
+    proc.committed({"MGD0000000007": first.ic + 2 + PUSH_WINDOW})
+    late = proc.handle("meters/MGD0000000007/data", pushes[1], now=0)
+    assert isinstance(late, Refused) and late.event == "attempt_to_lower_invocation_counter"
+    forged = bytearray(pushes[2])
+    forged[-1] ^= 1
+    bad = proc.handle("meters/MGD0000000007/data", bytes(forged), now=0)
+    assert isinstance(bad, Refused) and bad.event == "attempt_to_lower_invocation_counter"
+
+
+def test_a_load_profile_block_becomes_several_readings() -> None:
+    fleet = Fleet.create(1, now=NOW, first_serial=7)
+    pushes: list[bytes] = []
+    until = NOW + dt.timedelta(hours=2, minutes=30)
+    stats = fleet.step(until, lambda _i, a: pushes.append(a), per_push=4)
+    assert stats.readings == 10 and len(pushes) == 3  # 4 + 4 + 2: nothing held back
+
+    def keys(_meter: str) -> tuple[bytes, SecretKey, SecretKey]:
+        ek, ak, _ = fleet.keys(0)
+        return fleet.system_title(0), ek, ak
+
+    proc = IngestProcessor(Admission(known={"MGD0000000007"}), keys, lambda _m: None)
+    results = [proc.handle("meters/MGD0000000007/data", p, now=0) for p in pushes]
+    assert all(isinstance(r, Accepted) for r in results)
+    starts = [row.interval_start for r in results if isinstance(r, Accepted) for row in r.readings]
+    assert starts == [int(NOW.timestamp()) + 900 * k for k in range(10)]
 
 
 def test_throttled_before_any_crypto_and_reported_as_chatty() -> None:
@@ -76,13 +110,10 @@ def test_bad_input_never_raises() -> None:
     assert result.alarm[1] == TamperKind.REVERSE_ENERGY.code
 
 
-def test_out_of_order_pushes_are_accepted_once() -> None:
+def test_out_of_order_pushes_verify() -> None:
     # The bulk and the alarm lane may verify one meter's pushes in any order.
     _, proc, pushes = setup()
     proc.burst = proc.rate = 100.0
-    proc.forget("MGD0000000007")
     order = [2, 0, 3, 1]
     results = [proc.handle("meters/MGD0000000007/data", pushes[i], now=0) for i in order]
     assert all(isinstance(r, Accepted) for r in results)
-    again = proc.handle("meters/MGD0000000007/data", pushes[1], now=0)
-    assert isinstance(again, Refused) and again.event == "attempt_to_lower_invocation_counter"

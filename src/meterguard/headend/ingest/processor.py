@@ -9,15 +9,18 @@ reading rows or an alarm, or a typed refusal, without doing any network IO:
    meter that keeps exceeding its contract is reported once per window as
    ``chatty_or_compromised`` (DOS-2);
 3. **verification** with the meter's own keys: originator system title,
-   authenticated encryption, counter never accepted before (an anti-replay window
-   over the meter's push counter, persisted as its highest value, so the bulk and
-   the alarm lanes may see one meter's pushes out of order), GCM tag;
-4. **decoding** of the DataNotification into a reading (load-profile entry) or
-   an alarm.
+   authenticated encryption, a counter not older than the push window (checked
+   before the tag, :class:`~meterguard.cosem.counters.PushFloor`), GCM tag;
+4. **decoding** of the DataNotification into readings (one load-profile entry,
+   or an array of them) or an alarm.
 
-Refusals come back as :class:`Refused` with the security event to record; the
-message itself is never retried. The adapter commits accepted rows in
-batches and acknowledges messages to the broker only after the commit.
+Whether a verified push's counter is *new* is decided when its batch commits,
+by the store that every worker shares (``push_counters``, ADR 6): so several
+worker processes and lanes may consume one meter's pushes, out of order, and a
+counter is still accepted at most once. Refusals come back as :class:`Refused`
+with the security event to record; the message itself is never retried. The
+adapter commits accepted rows in batches and acknowledges messages to the
+broker only after the commit.
 """
 
 from __future__ import annotations
@@ -27,20 +30,32 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from meterguard.cosem.axdr import DoubleLongUnsigned, LongUnsigned, OctetString, Structure
+from meterguard.cosem.axdr import (
+    Array,
+    DoubleLongUnsigned,
+    LongUnsigned,
+    OctetString,
+    Structure,
+)
 from meterguard.cosem.cosemtime import CosemDateTime
-from meterguard.cosem.counters import ReplayWindow
+from meterguard.cosem.counters import PushFloor
 from meterguard.cosem.security import ApduUnprotector
 from meterguard.cosem.xdlms import DataNotification, decode_xdlms
 from meterguard.crypto.aead import GcmKey
 from meterguard.crypto.keys import SecretKey
 from meterguard.errors import DecodeError, MeterguardError, ReplayError, SecurityError
 from meterguard.headend.ingest.admission import Admission
-from meterguard.headend.store.repository import ReadingRow
+from meterguard.headend.store.repository import PUSH_WINDOW, PushRow, ReadingRow
 
 __all__ = ["Accepted", "IngestProcessor", "Refused", "TokenBucket"]
 
 MAX_PAYLOAD = 4096
+MAX_ENTRIES = 96
+"""Load-profile entries one push may carry (a day of 15-minute intervals)."""
+_PERIOD = dt.timedelta(minutes=15)
+
+Accepted = PushRow
+"""A verified push: readings or an alarm, its counter judged new or not at commit."""
 
 
 @dataclass
@@ -65,17 +80,6 @@ class TokenBucket:
 
 
 @dataclass(frozen=True, slots=True)
-class Accepted:
-    """A verified message: readings to store, or an alarm."""
-
-    meter_id: str
-    invocation_counter: int
-    readings: tuple[ReadingRow, ...] = ()
-    alarm: tuple[int, int, int] | None = None
-    """(sequence, event code, raised at)."""
-
-
-@dataclass(frozen=True, slots=True)
 class Refused:
     """A refused message and the security event (if it is one) to record."""
 
@@ -87,7 +91,7 @@ class Refused:
 @dataclass
 class _Meter:
     unprotector: ApduUnprotector
-    counter: ReplayWindow
+    floor: PushFloor
     bucket: TokenBucket
     throttled: int = 0
 
@@ -118,7 +122,7 @@ class IngestProcessor:
             title, ek, ak = self.keys(meter_id)
             m = _Meter(
                 ApduUnprotector(key=GcmKey(ek), authentication_key=ak, peer_system_title=title),
-                ReplayWindow(self.last_counter(meter_id)),
+                PushFloor(self.last_counter(meter_id), size=PUSH_WINDOW),
                 TokenBucket(self.rate, self.burst),
             )
             self._meters[meter_id] = m
@@ -126,7 +130,16 @@ class IngestProcessor:
 
     def forget(self, meter_id: str) -> None:
         """Drop cached keys and counters (after a key rotation or a state change)."""
-        self._meters.pop(meter_id, None)
+        with self._lock:
+            self._meters.pop(meter_id, None)
+
+    def committed(self, highest: dict[str, int]) -> None:
+        """Raise the meters' push floors after a commit (the store's highest counters)."""
+        with self._lock:
+            for meter_id, ic in highest.items():
+                m = self._meters.get(meter_id)
+                if m is not None:
+                    m.floor.advance(ic)
 
     def handle(
         self, topic: str, payload: bytes, *, now: float, redelivered: bool = False
@@ -142,7 +155,8 @@ class IngestProcessor:
 
         ``redelivered`` is the broker's DUP flag: the broker delivers again what a worker
         received but did not acknowledge (it died between commit and ack). Such a message
-        with an already-accepted counter is a duplicate delivery, not a replay attack.
+        with an already-accepted counter is a duplicate delivery, not a replay attack; the
+        store tells them apart at commit.
         """
         try:
             meter_id = self.admission.check(topic)
@@ -160,11 +174,11 @@ class IngestProcessor:
             event = "chatty_or_compromised" if m.throttled % self.chatty_after == 1 else None
             return Refused(meter_id, "over its contract rate", event)
         try:
-            ic, plain = m.unprotector.unprotect(payload, m.counter)
+            ic, plain = m.unprotector.unprotect(payload, m.floor)
             note = decode_xdlms(plain)
             if not isinstance(note, DataNotification):
                 raise DecodeError(f"{type(note).__name__} is not a data-notification")
-            accepted = self._decode(meter_id, ic, note, now)
+            readings, alarm = self._decode(meter_id, note, now)
         except ReplayError as exc:
             if redelivered:
                 self.stats["duplicates"] = self.stats.get("duplicates", 0) + 1
@@ -175,28 +189,27 @@ class IngestProcessor:
         except MeterguardError as exc:
             return self._refuse(meter_id, str(exc), None)
         self.stats["accepted"] += 1
-        return accepted
+        return PushRow(meter_id, ic, topic, payload, redelivered, readings, alarm)
 
     def _refuse(self, meter_id: str | None, reason: str, event: str | None) -> Refused:
         self.stats["refused"] += 1
         return Refused(meter_id, reason, event)
 
     @staticmethod
-    def _decode(meter_id: str, ic: int, note: DataNotification, now: float) -> Accepted:
+    def _decode(
+        meter_id: str, note: DataNotification, now: float
+    ) -> tuple[tuple[ReadingRow, ...], tuple[int, int, int] | None]:
         body = note.body
+        if isinstance(body, Array):
+            # A load-profile block: an array of (end of interval, import Wh, export Wh).
+            if not 0 < len(body.items) <= MAX_ENTRIES:
+                raise DecodeError(f"a push of {len(body.items)} profile entries")
+            return tuple(_entry(meter_id, e, int(now)) for e in body.items), None
         if not isinstance(body, Structure):
             raise DecodeError("notification body is not a structure")
         items = body.items
-        if (
-            len(items) == 3
-            and isinstance(items[0], OctetString)
-            and isinstance(items[1], DoubleLongUnsigned)
-            and isinstance(items[2], DoubleLongUnsigned)
-        ):
-            end = CosemDateTime.from_bytes(items[0].value).to_datetime()
-            start = int((end - dt.timedelta(minutes=15)).timestamp())
-            row = ReadingRow(meter_id, start, items[1].value, items[2].value, int(now))
-            return Accepted(meter_id, ic, readings=(row,))
+        if len(items) == 3:
+            return (_entry(meter_id, body, int(now)),), None
         if (
             len(items) == 4
             and isinstance(items[1], DoubleLongUnsigned)
@@ -204,5 +217,24 @@ class IngestProcessor:
             and isinstance(items[3], OctetString)
         ):
             raised = int(CosemDateTime.from_bytes(items[3].value).to_datetime().timestamp())
-            return Accepted(meter_id, ic, alarm=(items[1].value, items[2].value, raised))
+            return (), (items[1].value, items[2].value, raised)
         raise DecodeError("unknown notification layout")
+
+
+def _entry(meter_id: str, entry: object, received: int) -> ReadingRow:
+    """One load-profile entry: (end of interval as date-time, import Wh, export Wh).
+
+    Raises:
+        DecodeError: any other layout, or a date-time that is not a full one.
+    """
+    if isinstance(entry, Structure) and len(entry.items) == 3:
+        stamp, imp, exp = entry.items
+        if (
+            isinstance(stamp, OctetString)
+            and isinstance(imp, DoubleLongUnsigned)
+            and isinstance(exp, DoubleLongUnsigned)
+        ):
+            end = CosemDateTime.from_bytes(stamp.value).to_datetime()
+            start = int((end - _PERIOD).timestamp())
+            return ReadingRow(meter_id, start, imp.value, exp.value, received)
+    raise DecodeError("a load-profile entry is not (date-time, import, export)")

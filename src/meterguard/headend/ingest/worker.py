@@ -1,40 +1,52 @@
 """An ingest worker: MQTT v5 shared subscription in, verified rows committed, then acknowledged.
 
-One thread drives the paho client (``loop()``) and the batches, so no lock is
-ever held across paho calls. Messages are acknowledged to the broker (manual
-QoS 1 acks) only after their rows are committed (REL-1); a failed commit
-acknowledges nothing, and the worker forgets the cached counters of the meters
-involved so that a redelivery is judged against what the database holds.
-Several workers may run side by side with distinct client ids in the same
-share group (MQ-6). A worker may take one lane only: the demo runs an alarm
-worker of its own so that bulk readings can never delay a tamper alarm (DOS-3).
+One thread drives the connection (:class:`~meterguard.headend.transport.mqtt.MqttConsumer`)
+and the batches. Messages are acknowledged to the broker (QoS 1 PUBACKs, one
+write per batch) only after their rows are committed in one transaction
+(REL-1); a failed commit acknowledges nothing and forgets the cached state of
+the meters involved, so a redelivery is judged against what the database
+holds. The connection is persistent (``clean_start`` false, a session
+expiry): what a dead worker received but never acknowledged is redelivered
+to it, flagged DUP, when it comes back with the same client id. A lost
+broker is retried with jittered back-off; a dead database makes the worker
+stop reading (nothing is acknowledged, the broker keeps queueing) and retry
+the commit.
+
+Several workers may run side by side, in one process or many, with distinct
+client ids in the same share group (MQ-6): the store's ``push_counters``
+decide which worker's copy of a counter is the accepted one (ADR 6). A worker
+may take one lane only: the demo runs an alarm worker of its own so that
+bulk readings can never delay a tamper alarm (DOS-3).
 
 Refused messages are not retried: they are acknowledged, counted, kept in the
-quarantine table with their reason, and security-relevant ones are recorded as
-security events.
+quarantine table with their reason, and security-relevant ones are recorded
+as security events.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
+from sqlalchemy.exc import InterfaceError, OperationalError
 
-from meterguard.headend.ingest.processor import Accepted, IngestProcessor, Refused
-from meterguard.headend.store.repository import ReadingRow, Store
+from meterguard.errors import RemoteProtocolError, TransportError
+from meterguard.headend.ingest.processor import IngestProcessor, Refused
+from meterguard.headend.store.repository import CommitOutcome, PushRow, RefusalRow, Store
+from meterguard.headend.transport.mqtt import ConsumerSettings, MqttConsumer
 
 __all__ = ["IngestWorker", "WorkerSettings"]
 
 log = logging.getLogger(__name__)
+
+PRUNE_EVERY = 30.0
+"""Seconds between prunes of old accepted push counters."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,133 +60,189 @@ class WorkerSettings:
     key: Path
     client_id: str
     group: str = "ingest"
-    batch: int = 500
-    max_delay: float = 0.05
+    batch: int = 2000
+    max_delay: float = 0.02
+    """Seconds a message may wait in a batch before it is committed."""
     session_expiry: int = 3600
+    receive_max: int = 8000
+    """Unacknowledged messages the broker may have in flight to this worker."""
     topics: tuple[str, ...] = ("data", "alarms", "events", "status")
     """Which upstream topics this worker takes: all, or one lane (e.g. alarms only, DOS-3)."""
+    retry_max: float = 5.0
 
 
 @dataclass
 class _Batch:
-    readings: list[ReadingRow] = field(default_factory=list)
-    counters: dict[str, int] = field(default_factory=dict)
-    alarms: list[tuple[str, int, int, int]] = field(default_factory=list)
-    refusals: list[tuple[str, Refused, bytes]] = field(default_factory=list)
-    acks: list[tuple[int, int]] = field(default_factory=list)
+    pushes: list[PushRow] = field(default_factory=list)
+    refusals: list[RefusalRow] = field(default_factory=list)
+    acks: list[int] = field(default_factory=list)
     opened: float = 0.0
 
-    def __len__(self) -> int:
-        return len(self.acks)
+
+CommitHook = Callable[[CommitOutcome, float], None]
+"""Called after each commit with its outcome and ``time.time()`` (benchmarks, progress)."""
 
 
 class IngestWorker:
     """Consumes meter messages and stores what verifies."""
 
-    def __init__(self, settings: WorkerSettings, processor: IngestProcessor, store: Store) -> None:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        processor: IngestProcessor,
+        store: Store,
+        *,
+        on_commit: CommitHook | None = None,
+    ) -> None:
         self.settings = settings
         self.processor = processor
         self.store = store
+        self.on_commit = on_commit
         self.committed = 0
+        self.duplicates = 0
+        self.db_failures = 0
+        self.reconnects = 0
         self._batch = _Batch()
-        c = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=settings.client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
-        )
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_verify_locations(cafile=str(settings.root))
+        ctx.load_verify_locations(cafile=str(settings.root))  # the pinned private root
         ctx.load_cert_chain(str(settings.cert), str(settings.key))
-        c.tls_set_context(ctx)
-        c.on_connect = self._on_connect
-        c.on_message = self._on_message
-        self._client = c
-        self.connected = threading.Event()
-
-    def _on_connect(
-        self, c: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object
-    ) -> None:
-        if rc.is_failure:
-            log.error("broker refused the ingest worker: %s", rc)
-            return
-        for topic in self.settings.topics:
-            c.subscribe(f"$share/{self.settings.group}-{topic}/meters/+/{topic}", qos=1)
-        self.connected.set()
-
-    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        now = time.time()
-        result = self.processor.handle(
-            msg.topic, bytes(msg.payload), now=now, redelivered=bool(msg.dup)
+        self._consumer = MqttConsumer(
+            ConsumerSettings(
+                settings.host,
+                settings.port,
+                settings.client_id,
+                session_expiry=settings.session_expiry,
+                receive_max=settings.receive_max,
+            ),
+            ctx,
         )
+        self.connected = threading.Event()
+        self._pruned = time.monotonic()
+        self._retry_at = 0.0
+
+    def __repr__(self) -> str:
+        return f"IngestWorker({self.settings.client_id!r}, committed={self.committed})"
+
+    # ------------------------------------------------------------------ messages
+
+    def _take(self, topic: str, payload: bytes, packet_id: int | None, dup: bool) -> None:
+        result = self.processor.handle(topic, payload, now=time.time(), redelivered=dup)
         b = self._batch
         if not b.acks:
             b.opened = time.monotonic()
-        b.acks.append((msg.mid, msg.qos))
-        if isinstance(result, Accepted):
-            b.readings += result.readings
-            b.counters[result.meter_id] = max(
-                b.counters.get(result.meter_id, 0), result.invocation_counter
-            )
-            if result.alarm is not None:
-                b.alarms.append((result.meter_id, *result.alarm))
-        elif result.reason.startswith("duplicate delivery"):
-            pass  # already stored before a crash: acknowledge and move on
+        if packet_id is not None:
+            b.acks.append(packet_id)
+        if isinstance(result, Refused):
+            if not result.reason.startswith("duplicate delivery"):
+                b.refusals.append(
+                    RefusalRow(topic, result.reason, payload, result.event, result.meter_id)
+                )
         else:
-            b.refusals.append((msg.topic, result, bytes(msg.payload)))
-        if len(b) >= self.settings.batch:
-            self.flush()
+            b.pushes.append(result)
 
-    def flush(self) -> None:
-        """Commit the batch, then acknowledge its messages."""
-        b, self._batch = self._batch, _Batch()
-        if not b.acks:
-            return
-        now = int(time.time())
+    def flush(self) -> bool:
+        """Commit the batch, then acknowledge its messages; False if the commit failed."""
+        b = self._batch
+        if not b.acks and not b.pushes and not b.refusals:
+            return True
+        now = time.time()
         try:
-            self.store.add_readings(b.readings)
-            for meter, (seq, code, raised) in ((a[0], a[1:]) for a in b.alarms):
-                self.store.add_alarm(meter, sequence=seq, code=code, raised_at=raised)
-            for meter, ic in b.counters.items():
-                self.store.advance_counter(meter, ic)
-            for topic, refused, payload in b.refusals:
-                self.store.quarantine(at=now, topic=topic, reason=refused.reason, payload=payload)
-                if refused.event is not None:
-                    self.store.security_event(
-                        at=now,
-                        event=refused.event,
-                        detail=refused.reason,
-                        meter_id=refused.meter_id,
-                    )
-        except Exception:  # the database failed: acknowledge nothing, the broker redelivers
-            log.exception("commit failed; %d messages stay unacknowledged", len(b.acks))
-            for meter in b.counters:
-                self.processor.forget(meter)
-            return
-        for mid, qos in b.acks:
-            self._client.ack(mid, qos)
+            outcome = self.store.commit_ingest(b.pushes, b.refusals, now=int(now))
+        except (OperationalError, InterfaceError) as exc:
+            # The database is down or locked: nothing is acknowledged; the batch is kept and
+            # retried (the broker sends at most receive_max unacknowledged messages meanwhile).
+            self.db_failures += 1
+            log.warning(
+                "commit failed (%s); %d messages stay unacknowledged",
+                type(exc).__name__,
+                len(b.acks),
+            )
+            for p in b.pushes:
+                self.processor.forget(p.meter_id)
+            return False
+        self._batch = _Batch()
+        self.processor.committed(outcome.highest)
         self.committed += len(b.acks)
+        self.duplicates += outcome.duplicates
+        if self.on_commit is not None:
+            self.on_commit(outcome, time.time())
+        if self._consumer.connected:
+            try:
+                self._consumer.ack(b.acks)
+            except TransportError as exc:
+                # Committed but not acknowledged: redelivered as DUP, stored once (duplicates).
+                log.warning("acknowledgement lost: %s", exc)
+        return True
+
+    # ------------------------------------------------------------------ loop
+
+    def _connect(self) -> None:
+        c = self._consumer
+        resumed = c.connect()
+        c.subscribe(f"$share/{self.settings.group}-{t}/meters/+/{t}" for t in self.settings.topics)
+        log.info(
+            "ingest worker %s connected (session resumed: %s)", self.settings.client_id, resumed
+        )
+        self.connected.set()
+
+    def _drop_connection(self, reason: Exception) -> None:
+        self.connected.clear()
+        self._consumer.close()
+        log.warning("ingest worker %s lost the broker: %s", self.settings.client_id, reason)
+        # Nothing received on the dead connection can be acknowledged any more: commit what
+        # verified (a redelivery is then a duplicate), or drop it (then it is new again).
+        if not self.flush():
+            self._batch = _Batch()
 
     def run(self, stop: threading.Event) -> None:
-        """Connect and consume until ``stop`` is set."""
-        # A persistent session: messages delivered but not yet acknowledged (not committed)
-        # when a worker dies are redelivered when it comes back with the same client id (REL-1).
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = self.settings.session_expiry
-        self._client.connect(
-            self.settings.host,
-            self.settings.port,
-            keepalive=30,
-            clean_start=False,
-            properties=props,
-        )
+        """Consume until ``stop`` is set; reconnect to the broker and retry the database."""
+        delay = 0.2
         while not stop.is_set():
-            self._client.loop(timeout=self.settings.max_delay)
-            if (
-                self._batch.acks
-                and time.monotonic() - self._batch.opened >= self.settings.max_delay
-            ):
-                self.flush()
-        self.flush()
-        self._client.disconnect()
+            if not self._consumer.connected:
+                try:
+                    self._connect()
+                    delay = 0.2
+                except (TransportError, RemoteProtocolError) as exc:
+                    self.connected.clear()
+                    self._consumer.close()
+                    log.warning("ingest worker %s cannot connect: %s", self.settings.client_id, exc)
+                    stop.wait(random.uniform(0, delay))  # noqa: S311 - jitter, not crypto
+                    delay = min(delay * 2, self.settings.retry_max)
+                    continue
+                self.reconnects += 1
+            try:
+                self._step()
+            except (TransportError, RemoteProtocolError) as exc:
+                self._drop_connection(exc)
+        while self._batch.acks or self._batch.pushes:
+            if self.flush():
+                break
+            if stop.wait(0.5):  # pragma: no cover - stop is already set; retry once more
+                break
+        self._consumer.close()
+        self.connected.clear()
+
+    def _step(self) -> None:
+        s = self.settings
+        b = self._batch
+        now = time.monotonic()
+        due = b.acks and (len(b.acks) >= s.batch or now - b.opened >= s.max_delay)
+        if due and now >= self._retry_at:
+            if self.flush():
+                self.db_failures = 0
+            else:  # keep the batch and keep the connection alive; retry with back-off
+                self._retry_at = now + min(0.1 * 2**self.db_failures, s.retry_max)
+        b = self._batch
+        if b.acks:
+            wait = max(0.0, min(s.max_delay - (now - b.opened), self._retry_at - now))
+        else:
+            wait = s.max_delay
+        for p in self._consumer.poll(max(wait, 0.001)):
+            self._take(p.topic, p.payload, p.packet_id if p.qos else None, p.duplicate)
+        if time.monotonic() - self._pruned > PRUNE_EVERY:
+            self._pruned = time.monotonic()
+            try:
+                self.store.prune_push_counters()
+            except Exception as exc:  # noqa: BLE001 - pruning is housekeeping; retried later
+                log.warning("pruning push counters failed: %s", type(exc).__name__)

@@ -21,7 +21,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Alarm", "Base", "Counter", "Meter", "Quarantined", "Reading", "SecurityEvent"]
+__all__ = [
+    "Alarm",
+    "Base",
+    "Counter",
+    "Meter",
+    "PushCounter",
+    "Quarantined",
+    "Reading",
+    "SecurityEvent",
+]
 
 
 class Base(DeclarativeBase):
@@ -60,6 +69,19 @@ class Counter(Base):
     meter_id: Mapped[str] = mapped_column(String(32), ForeignKey("meters.id"), primary_key=True)
     key_kind: Mapped[int] = mapped_column(Integer, primary_key=True)
     last_ic: Mapped[int] = mapped_column(BigInteger)
+
+
+class PushCounter(Base):
+    """An invocation counter accepted from a meter's pushes: each is accepted once (ADR 6).
+
+    The primary key is the anti-replay check shared by every ingest worker and lane;
+    rows far below the meter's highest counter are pruned (nothing that old is accepted).
+    """
+
+    __tablename__ = "push_counters"
+
+    meter_id: Mapped[str] = mapped_column(String(32), ForeignKey("meters.id"), primary_key=True)
+    ic: Mapped[int] = mapped_column(BigInteger, primary_key=True)
 
 
 class Alarm(Base):

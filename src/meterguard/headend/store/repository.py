@@ -6,6 +6,12 @@
 * :meth:`Store.advance_counter` moves a meter's accepted invocation counter
   forward atomically and refuses to move it back (DH-4), across processes:
   the update only applies ``WHERE last_ic < :new``.
+* :meth:`Store.commit_ingest` commits one ingest batch in one transaction:
+  the pushes' invocation counters are inserted into ``push_counters`` first,
+  and only the pushes whose counter is new there keep their readings and
+  alarms. That primary key is the anti-replay check shared by every worker
+  process and lane (ADR 6): a counter already accepted is a broker
+  redelivery (DUP) or a replay (a security event), whoever accepted it.
 * Alarms are idempotent by (meter, sequence); security events and quarantined
   messages are append-only.
 
@@ -15,10 +21,10 @@ Works on SQLite and PostgreSQL alike (dialect-specific ``ON CONFLICT DO NOTHING`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Connection, Engine, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -26,15 +32,20 @@ from meterguard.headend.store.models import (
     Alarm,
     Counter,
     Meter,
+    PushCounter,
     Quarantined,
     Reading,
     SecurityEvent,
 )
 
-__all__ = ["ReadingRow", "Store"]
+__all__ = ["CommitOutcome", "PushRow", "ReadingRow", "RefusalRow", "Store"]
 
 MAX_QUARANTINE_PAYLOAD = 4096
 BATCH = 500
+PUSH_WINDOW = 256
+"""How far below a meter's highest push counter a late push is still accepted (ADR 6)."""
+PUSH_KEEP = 8 * PUSH_WINDOW
+"""Accepted push counters kept below the highest one; older rows are pruned."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +57,43 @@ class ReadingRow:
     import_wh: int
     export_wh: int
     received_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class PushRow:
+    """A push whose tag verified; whether its counter is new is decided at commit."""
+
+    meter_id: str
+    ic: int
+    topic: str
+    payload: bytes
+    redelivered: bool = False
+    readings: tuple[ReadingRow, ...] = ()
+    alarm: tuple[int, int, int] | None = None
+    """(sequence, event code, raised at)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RefusalRow:
+    """A refused message to quarantine, with its security event if it is one."""
+
+    topic: str
+    reason: str
+    payload: bytes
+    event: str | None = None
+    meter_id: str | None = None
+
+
+@dataclass
+class CommitOutcome:
+    """What :meth:`Store.commit_ingest` stored and what it refused."""
+
+    accepted: list[PushRow] = field(default_factory=list)
+    duplicates: int = 0
+    replays: list[PushRow] = field(default_factory=list)
+    readings: int = 0
+    highest: dict[str, int] = field(default_factory=dict)
+    """The highest accepted push counter per meter after the commit (for the floor)."""
 
 
 class Store:
@@ -153,6 +201,158 @@ class Store:
                 .returning(Counter.last_ic)
             ).first()
             return inserted is not None
+
+    # -- ingest
+
+    def commit_ingest(
+        self, pushes: Sequence[PushRow], refusals: Sequence[RefusalRow], *, now: int
+    ) -> CommitOutcome:
+        """Commit one ingest batch atomically: new pushes' rows, counters, refusals.
+
+        A push is accepted if its counter is above the meter's highest accepted one minus
+        :data:`PUSH_WINDOW` and not in ``push_counters`` yet (not accepted by any worker). A
+        push already accepted is a duplicate if the broker flagged it as redelivered, else a
+        replay: quarantined with an ``attempt_to_lower_invocation_counter`` security event
+        (DH-4, DH-7). Rows are written in key order, so concurrent workers on PostgreSQL
+        lock in the same order and cannot deadlock.
+        """
+        out = CommitOutcome()
+        with self.engine.begin() as conn:
+            self._accept_pushes(conn, pushes, out)
+            readings = sorted(
+                (r for p in out.accepted for r in p.readings),
+                key=lambda r: (r.meter_id, r.interval_start),
+            )
+            if readings:
+                # RETURNING counts the rows really inserted (driver executemany row counts
+                # are not reliable); SQLAlchemy sends it as batched multi-row INSERTs.
+                stmt = (
+                    self._insert(Reading)
+                    .on_conflict_do_nothing(index_elements=["meter_id", "interval_start"])
+                    .returning(Reading.interval_start)
+                )
+                out.readings = len(conn.execute(stmt, [_row(r) for r in readings]).all())
+            alarms = [
+                {
+                    "meter_id": p.meter_id,
+                    "sequence": a[0],
+                    "code": a[1],
+                    "raised_at": a[2],
+                    "state": "open",
+                }
+                for p in out.accepted
+                if (a := p.alarm) is not None
+            ]
+            if alarms:
+                conn.execute(self._insert(Alarm).on_conflict_do_nothing(), alarms)
+            if out.highest:
+                ins = self._insert(Counter)
+                conn.execute(
+                    ins.on_conflict_do_update(
+                        index_elements=["meter_id", "key_kind"],
+                        set_={
+                            "last_ic": case(
+                                (ins.excluded.last_ic > Counter.last_ic, ins.excluded.last_ic),
+                                else_=Counter.last_ic,
+                            )
+                        },
+                    ),
+                    [
+                        {"meter_id": m, "key_kind": 0, "last_ic": ic}
+                        for m, ic in sorted(out.highest.items())
+                    ],
+                )
+            quarantined = [*refusals] + [
+                RefusalRow(
+                    p.topic,
+                    f"push counter {p.ic} already accepted: replayed",
+                    p.payload,
+                    "attempt_to_lower_invocation_counter",
+                    p.meter_id,
+                )
+                for p in out.replays
+            ]
+            self._refusals(conn, quarantined, now)
+        return out
+
+    def _accept_pushes(
+        self, conn: Connection, pushes: Sequence[PushRow], out: CommitOutcome
+    ) -> None:
+        if not pushes:
+            return
+        meters = sorted({p.meter_id for p in pushes})
+        highest: dict[str, int] = {}
+        for i in range(0, len(meters), BATCH):
+            q = select(Counter.meter_id, Counter.last_ic).where(
+                Counter.key_kind == 0, Counter.meter_id.in_(meters[i : i + BATCH])
+            )
+            highest.update((m, int(v)) for m, v in conn.execute(q))
+        candidates: dict[tuple[str, int], PushRow] = {}
+        late: list[PushRow] = []
+        for p in pushes:
+            key = (p.meter_id, p.ic)
+            floor = highest.get(p.meter_id, -1) - PUSH_WINDOW
+            if p.ic <= floor or key in candidates:
+                late.append(p)  # older than the window, or twice in this batch
+            else:
+                candidates[key] = p
+        new: set[tuple[str, int]] = set()
+        if candidates:
+            stmt = (
+                self._insert(PushCounter)
+                .on_conflict_do_nothing()
+                .returning(PushCounter.meter_id, PushCounter.ic)
+            )
+            rows = [{"meter_id": m, "ic": ic} for m, ic in sorted(candidates)]
+            new = {(m, int(ic)) for m, ic in conn.execute(stmt, rows)}
+        for key, p in candidates.items():
+            if key in new:
+                out.accepted.append(p)
+                if p.ic > highest.get(p.meter_id, -1):
+                    highest[p.meter_id] = p.ic
+                    out.highest[p.meter_id] = p.ic
+            else:
+                late.append(p)
+        for p in late:
+            if p.redelivered:
+                out.duplicates += 1  # stored before a crash, delivered again by the broker
+            else:
+                out.replays.append(p)
+
+    def _refusals(self, conn: Connection, refusals: Sequence[RefusalRow], now: int) -> None:
+        if not refusals:
+            return
+        conn.execute(
+            self._insert(Quarantined),
+            [
+                {
+                    "at": now,
+                    "topic": r.topic[:128],
+                    "reason": r.reason[:1000],
+                    "payload": r.payload[:MAX_QUARANTINE_PAYLOAD],
+                }
+                for r in refusals
+            ],
+        )
+        events = [
+            {"at": now, "meter_id": r.meter_id, "event": r.event, "detail": r.reason[:1000]}
+            for r in refusals
+            if r.event is not None
+        ]
+        if events:
+            conn.execute(self._insert(SecurityEvent), events)
+
+    def prune_push_counters(self, keep: int = PUSH_KEEP) -> int:
+        """Drop accepted push counters more than ``keep`` below each meter's highest one."""
+        top = (
+            select(Counter.last_ic)
+            .where(Counter.meter_id == PushCounter.meter_id, Counter.key_kind == 0)
+            .scalar_subquery()
+        )
+        with self.engine.begin() as conn:
+            return max(
+                conn.execute(delete(PushCounter).where(PushCounter.ic < top - keep)).rowcount, 0
+            )
 
     # -- alarms, events, quarantine
 
