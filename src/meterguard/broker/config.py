@@ -148,6 +148,9 @@ def render(
             "log_type notice",
             "log_type information",
             "connection_messages true",
+            # Small messages both ways: without this, Nagle's algorithm and delayed ACKs add
+            # tens of milliseconds to every delivery to a head-end worker.
+            "set_tcp_nodelay true",
             f"max_packet_size {lim.max_packet_size}",
             f"max_keepalive {lim.max_keepalive}",
             f"max_inflight_messages {lim.max_inflight_messages}",

@@ -45,6 +45,8 @@ __all__ = ["IngestWorker", "WorkerSettings"]
 
 log = logging.getLogger(__name__)
 
+IDLE_GAP = 0.002
+"""Seconds without a message after which a non-empty batch is committed at once."""
 PRUNE_EVERY = 30.0
 """Seconds between prunes of old accepted push counters."""
 
@@ -61,7 +63,7 @@ class WorkerSettings:
     client_id: str
     group: str = "ingest"
     batch: int = 2000
-    max_delay: float = 0.02
+    max_delay: float = 0.01
     """Seconds a message may wait in a batch before it is committed."""
     session_expiry: int = 3600
     receive_max: int = 8000
@@ -120,6 +122,7 @@ class IngestWorker:
         self.connected = threading.Event()
         self._pruned = time.monotonic()
         self._retry_at = 0.0
+        self._idle = False
 
     def __repr__(self) -> str:
         return f"IngestWorker({self.settings.client_id!r}, committed={self.committed})"
@@ -227,18 +230,18 @@ class IngestWorker:
         s = self.settings
         b = self._batch
         now = time.monotonic()
-        due = b.acks and (len(b.acks) >= s.batch or now - b.opened >= s.max_delay)
+        # Commit when the batch is full, old, or the stream went quiet: batches grow with the
+        # load, and a light load is not held back for max_delay.
+        due = b.acks and (len(b.acks) >= s.batch or now - b.opened >= s.max_delay or self._idle)
         if due and now >= self._retry_at:
             if self.flush():
                 self.db_failures = 0
             else:  # keep the batch and keep the connection alive; retry with back-off
                 self._retry_at = now + min(0.1 * 2**self.db_failures, s.retry_max)
-        b = self._batch
-        if b.acks:
-            wait = max(0.0, min(s.max_delay - (now - b.opened), self._retry_at - now))
-        else:
-            wait = s.max_delay
-        for p in self._consumer.poll(max(wait, 0.001)):
+        wait = IDLE_GAP if self._batch.acks else s.max_delay
+        received = self._consumer.poll(wait)
+        self._idle = not received
+        for p in received:
             self._take(p.topic, p.payload, p.packet_id if p.qos else None, p.duplicate)
         if time.monotonic() - self._pruned > PRUNE_EVERY:
             self._pruned = time.monotonic()
