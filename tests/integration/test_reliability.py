@@ -84,3 +84,48 @@ def test_worker_killed_and_restarted_loses_nothing(tmp_path: Path) -> None:
     counts = store.counts()
     assert counts["readings"] == total
     assert counts["security_events"] == 0, "a redelivery must not look like a replay attack"
+
+
+def test_two_worker_processes_share_one_stream_exactly_once(tmp_path: Path) -> None:
+    # MQ-6 scale-out: two `meterguard ingest run` processes in one share group, one database.
+    # Each meter's pushes are split between them; the store decides each counter once.
+    data = tmp_path / "d"
+    demo = spawn(
+        "demo", "--data", str(data), "--meters", "8", "--duration", "14", "--workers", "0",
+        "--speed", "1800",
+    )  # fmt: skip
+    workers: list[subprocess.Popen[str]] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not (data / "demo.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        workers.extend(
+            spawn("ingest", "run", "--data", str(data), "--client-id", name, "--duration", "24")
+            for name in ("ingest-a", "ingest-b")
+        )
+        demo_out, _ = demo.communicate(timeout=120)
+        assert demo.returncode == 0, demo_out
+        outs = [w.communicate(timeout=60)[0] for w in workers]
+    finally:
+        for p in (demo, *workers):
+            if p.poll() is None:
+                p.kill()
+    for w, out in zip(workers, outs, strict=True):
+        assert w.returncode == 0, out
+        committed = re.findall(r"ingest worker ingest-[ab]: (\d+) messages committed", out)
+        assert committed and int(committed[0]) > 0, out  # both took part
+    info = json.loads((data / "demo.json").read_text())
+    store = Store(open_database(info["db"]))
+    with np.load(data / "fleet" / "fleet.npz") as fleet:
+        last = {
+            f"MGD{int(s):010d}": int(t)
+            for s, t in zip(fleet["serial"], fleet["last_period"], strict=True)
+        }
+    total = 0
+    for meter, end in last.items():
+        starts = [r[0] for r in store.readings(meter, 0, 2**40)]
+        assert starts == list(range(starts[0], end, 900)), meter
+        total += len(starts)
+    counts = store.counts()
+    assert counts["readings"] == total
+    assert counts["security_events"] == 0

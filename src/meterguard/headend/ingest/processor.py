@@ -44,7 +44,13 @@ from meterguard.cosem.security import ApduUnprotector
 from meterguard.cosem.xdlms import DataNotification, decode_xdlms
 from meterguard.crypto.aead import GcmKey
 from meterguard.crypto.keys import SecretKey
-from meterguard.errors import DecodeError, MeterguardError, ReplayError, SecurityError
+from meterguard.errors import (
+    DecodeError,
+    MeterguardError,
+    ReplayError,
+    SecurityError,
+    TransportError,
+)
 from meterguard.headend.ingest.admission import Admission
 from meterguard.headend.store.repository import PUSH_WINDOW, PushRow, ReadingRow
 
@@ -120,7 +126,7 @@ class IngestProcessor:
     def _meter(self, meter_id: str) -> _Meter:
         m = self._meters.get(meter_id)
         if m is None:
-            title, ek, ak = self.keys(meter_id)
+            title, ek, ak = self.keys(meter_id)  # TransportError if the key store is down
             m = _Meter(
                 ApduUnprotector(key=GcmKey(ek), authentication_key=ak, peer_system_title=title),
                 PushFloor(self.last_counter(meter_id), size=PUSH_WINDOW),
@@ -145,7 +151,12 @@ class IngestProcessor:
     def handle(
         self, topic: str, payload: bytes, *, now: float, redelivered: bool = False
     ) -> Accepted | Refused:
-        """Process one message (thread-safe: the bulk and the alarm lane share one processor)."""
+        """Process one message (thread-safe: the bulk and the alarm lane share one processor).
+
+        Raises:
+            TransportError: the meter's keys or counter could not be looked up (database or
+                key store down); the message was not judged and must be retried.
+        """
         with self._lock:
             return self._handle(topic, payload, now=now, redelivered=redelivered)
 
@@ -167,7 +178,14 @@ class IngestProcessor:
             return self._refuse(None, str(exc), None)
         if len(payload) > MAX_PAYLOAD:
             return self._refuse(meter_id, f"payload of {len(payload)} bytes", "oversized_message")
-        m = self._meter(meter_id)
+        try:
+            m = self._meter(meter_id)
+        except TransportError:
+            raise  # the database or key store is down: the worker retries, nothing is lost
+        except SecurityError as exc:  # e.g. the meter's key record does not unwrap
+            return self._refuse(meter_id, str(exc), exc.event)
+        except MeterguardError as exc:  # e.g. no active key for this meter
+            return self._refuse(meter_id, f"no usable keys: {exc}", None)
         if not m.bucket.allow(now):
             # DOS-2: refused before any cryptography; reported once per `chatty_after` refusals.
             self.stats["throttled"] += 1

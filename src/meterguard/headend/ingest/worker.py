@@ -123,6 +123,8 @@ class IngestWorker:
         self._pruned = time.monotonic()
         self._retry_at = 0.0
         self._idle = False
+        self._deferred: list[tuple[str, bytes, int | None, bool]] = []
+        """Messages not yet judged because the database or key store was down."""
 
     def __repr__(self) -> str:
         return f"IngestWorker({self.settings.client_id!r}, committed={self.committed})"
@@ -130,7 +132,14 @@ class IngestWorker:
     # ------------------------------------------------------------------ messages
 
     def _take(self, topic: str, payload: bytes, packet_id: int | None, dup: bool) -> None:
-        result = self.processor.handle(topic, payload, now=time.time(), redelivered=dup)
+        try:
+            result = self.processor.handle(topic, payload, now=time.time(), redelivered=dup)
+        except TransportError as exc:
+            # The meter's state could not be looked up: judge the message later, ack nothing.
+            if not self._deferred:
+                log.warning("ingest deferred: %s", exc)
+            self._deferred.append((topic, payload, packet_id, dup))
+            return
         b = self._batch
         if not b.acks:
             b.opened = time.monotonic()
@@ -161,8 +170,6 @@ class IngestWorker:
                 type(exc).__name__,
                 len(b.acks),
             )
-            for p in b.pushes:
-                self.processor.forget(p.meter_id)
             return False
         self._batch = _Batch()
         self.processor.committed(outcome.highest)
@@ -197,6 +204,7 @@ class IngestWorker:
         # verified (a redelivery is then a duplicate), or drop it (then it is new again).
         if not self.flush():
             self._batch = _Batch()
+        self._deferred = []  # received on the dead connection: the broker redelivers them
 
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set; reconnect to the broker and retry the database."""
@@ -238,6 +246,13 @@ class IngestWorker:
                 self.db_failures = 0
             else:  # keep the batch and keep the connection alive; retry with back-off
                 self._retry_at = now + min(0.1 * 2**self.db_failures, s.retry_max)
+        if self._deferred and now >= self._retry_at:
+            waiting, self._deferred = self._deferred, []
+            for item in waiting:
+                self._take(*item)
+            if self._deferred:
+                self.db_failures += 1
+                self._retry_at = now + min(0.1 * 2**self.db_failures, s.retry_max)
         wait = IDLE_GAP if self._batch.acks else s.max_delay
         received = self._consumer.poll(wait)
         self._idle = not received
@@ -247,5 +262,5 @@ class IngestWorker:
             self._pruned = time.monotonic()
             try:
                 self.store.prune_push_counters()
-            except Exception as exc:  # noqa: BLE001 - pruning is housekeeping; retried later
+            except (OperationalError, InterfaceError) as exc:  # housekeeping: retried later
                 log.warning("pruning push counters failed: %s", type(exc).__name__)

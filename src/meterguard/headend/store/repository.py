@@ -26,8 +26,10 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
+from meterguard.errors import TransportError
 from meterguard.headend.store.models import (
     Alarm,
     Counter,
@@ -178,13 +180,20 @@ class Store:
     # -- counters
 
     def last_counter(self, meter_id: str, key_kind: int = 0) -> int | None:
-        """The highest accepted invocation counter, or None."""
-        with Session(self.engine) as s:
-            value = s.scalar(
-                select(Counter.last_ic).where(
-                    Counter.meter_id == meter_id, Counter.key_kind == key_kind
+        """The highest accepted invocation counter, or None.
+
+        Raises:
+            TransportError: the database is unreachable (callers retry; it is not "no counter").
+        """
+        try:
+            with Session(self.engine) as s:
+                value = s.scalar(
+                    select(Counter.last_ic).where(
+                        Counter.meter_id == meter_id, Counter.key_kind == key_kind
+                    )
                 )
-            )
+        except (OperationalError, InterfaceError) as exc:
+            raise TransportError(f"database unavailable: {type(exc).__name__}") from exc
         return None if value is None else int(value)
 
     def advance_counter(self, meter_id: str, value: int, key_kind: int = 0) -> bool:

@@ -77,28 +77,36 @@ class Outbox:
         """Store a message durably; return its sequence number."""
         with self._lock:
             cur = self._db.execute(
-                "INSERT INTO outbox (topic, payload) VALUES (?, ?)", (topic, payload)
+                "INSERT INTO outbox (owner, topic, payload) VALUES (?, ?, ?)",
+                (self.owner, topic, payload),
             )
             return int(cur.lastrowid or 0)
 
     def remove(self, seq: int) -> None:
         """The broker acknowledged it."""
         with self._lock:
-            self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+            self._db.execute("DELETE FROM outbox WHERE seq = ? AND owner = ?", (seq, self.owner))
 
     def contains(self, seq: int) -> bool:
         """True while ``seq`` is not yet acknowledged."""
         with self._lock:
             return (
-                self._db.execute("SELECT 1 FROM outbox WHERE seq = ?", (seq,)).fetchone()
+                self._db.execute(
+                    "SELECT 1 FROM outbox WHERE seq = ? AND owner = ?", (seq, self.owner)
+                ).fetchone()
                 is not None
             )
 
     def pending(self) -> list[tuple[int, str, bytes]]:
-        """Everything not yet acknowledged, oldest first."""
+        """Everything of this owner not yet acknowledged, oldest first.
+
+        Several meters of one fleet process share one file: each sees only its own messages
+        (a meter re-sending another's would be refused by the broker's ACL and lose it).
+        """
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, topic, payload FROM outbox ORDER BY seq"
+                "SELECT seq, topic, payload FROM outbox WHERE owner = ? ORDER BY seq",
+                (self.owner,),
             ).fetchall()
         return [(int(s), str(t), bytes(p)) for s, t, p in rows]
 
@@ -172,8 +180,13 @@ class MeterMqttClient:
     def start(self) -> None:
         """Connect in the background; reconnects by itself."""
         self.attempts += 1
+        # A clean session every time: the outbox, not the broker, keeps what is unsent, and the
+        # command subscription is made again on each connect (MQ-5: persistence only if needed).
         self._client.connect_async(
-            self.settings.host, self.settings.port, keepalive=self.settings.keepalive
+            self.settings.host,
+            self.settings.port,
+            keepalive=self.settings.keepalive,
+            clean_start=True,
         )
         self._client.loop_start()
 
