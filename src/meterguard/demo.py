@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from meterguard.broker.monitor import LogMonitor, SessionTakeover
 from meterguard.broker.process import ManagedBroker
 from meterguard.crypto.keys import KeyId, SecretKey
 from meterguard.crypto.keystore import KeyStore, LocalKek
@@ -138,6 +139,7 @@ class DemoSystem:
     keystore: KeyStore | None = None
     links: list[MeterMqttClient] = field(default_factory=list)
     worker: IngestWorker | None = None
+    _monitor: LogMonitor | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
@@ -163,6 +165,8 @@ class DemoSystem:
             self.pki.issue_service_client("headend-ingest-1", now=now, out=svc)
         self.broker = ManagedBroker.prepare(cfg.data / "broker", self.pki, host=cfg.host, now=now)
         self.broker.start()
+        self._monitor = self.broker.monitor()
+        self._monitor.skip_existing()
         self.keystore = KeyStore(
             cfg.data / "keys.db", LocalKek.from_file(cfg.data / "kek.bin", create=True)
         )
@@ -250,7 +254,22 @@ class DemoSystem:
         assert self.fleet is not None  # noqa: S101
         stats = self.fleet.step(sim_now, self._publisher("data"))
         self._control()
+        self._broker_events()
         return stats.readings
+
+    def _broker_events(self) -> None:
+        """Record what the broker's log shows of client-id takeovers (MQ-4) as security events."""
+        if self._monitor is None or self.store is None:
+            return
+        now = int(time.time())
+        for ev in self._monitor.poll():
+            if isinstance(ev, SessionTakeover):
+                event, detail = "session_taken_over", f"client id {ev.client_id} connected again"
+            else:
+                event = "client_id_mismatch"
+                detail = f"{ev.username} connected from {ev.peer} as client id {ev.client_id}"
+            self.store.security_event(at=now, event=event, detail=detail, meter_id=ev.client_id)
+            self.log.append(f"security: {event} ({ev.client_id})")
 
     def _publisher(self, topic: str) -> Callable[[int, bytes], None]:
         def publish(i: int, apdu: bytes) -> None:

@@ -13,6 +13,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from meterguard.attacks.probe import connect
+from meterguard.headend.store.db import open_database
+from meterguard.headend.store.repository import Store
+
 pytestmark = pytest.mark.integration
 
 
@@ -60,6 +64,19 @@ def test_demo_runs_stores_readings_and_shows_a_tamper_alarm(tmp_path: Path) -> N
         time.sleep(5)
         res = cli("meter", "tamper", "MGD0000000004", "cover-open", "--data", str(data))
         assert res.returncode == 0, res.stderr
+        # MQ-4: a valid meter (its own certificate) connects with another meter's client id.
+        info = json.loads((data / "demo.json").read_text())
+        me = data / "meters" / "MGD0000000002"
+        impostor = connect(
+            int(info["device_port"]),
+            data / "pki" / "root" / "root.pem",
+            me / "tls.pem",
+            me / "tls.key",
+            client_id="MGD0000000004",
+        )
+        assert impostor.connected
+        time.sleep(1.5)
+        impostor.close()
         out, _ = proc.communicate(timeout=90)
     finally:
         if proc.poll() is None:
@@ -67,13 +84,18 @@ def test_demo_runs_stores_readings_and_shows_a_tamper_alarm(tmp_path: Path) -> N
     assert proc.returncode == 0, out
     first = status(data)
     assert first["meters"] == 10 and first["readings"] > 20 and first["alarms"] == 1, first
-    assert first["security_events"] == 0 and first["rejected_messages"] == 0
+    assert first["rejected_messages"] == 0
+    events = Store(open_database(info["db"])).security_events()
+    assert ("MGD0000000004", "client_id_mismatch") in events, events
+    assert {e for _, e in events} <= {"client_id_mismatch", "session_taken_over"}, events
     # A second run on the same data resumes: counters persisted, nothing refused as a replay.
     res = cli("demo", "--data", str(data), "--meters", "10", "--duration", "6")
     assert res.returncode == 0, res.stdout + res.stderr
     second = status(data)
     assert second["readings"] > first["readings"]
-    assert second["security_events"] == 0 and second["rejected_messages"] == 0
+    # Nothing refused as a replay, and the old takeover is not reported twice.
+    assert second["security_events"] == first["security_events"]
+    assert second["rejected_messages"] == 0
 
 
 def test_demo_on_postgresql(tmp_path: Path) -> None:

@@ -218,3 +218,20 @@ def test_workers_in_separate_processes_agree_on_each_counter(store: Store) -> No
     assert len(accepted) == len(set(accepted)) == 4 * 199
     assert store.counts()["readings"] == 4 * 199
     other.engine.dispose()
+
+
+def test_readings_go_to_monthly_partitions_on_postgresql(store: Store) -> None:
+    m = _meter(store, 20)
+    jan, feb = 1_800_000_000, 1_800_000_000 + 40 * 86_400  # 2027-01-15 and 2027-02-24 (UTC)
+    rows = [
+        PushRow(m, 1, "t", b"", False, (ReadingRow(m, jan, 1, 0, 0), ReadingRow(m, feb, 2, 0, 0)))
+    ]
+    assert store.commit_ingest(rows, [], now=1).readings == 2
+    assert [r[0] for r in store.readings(m, 0, 2**40)] == [jan, feb]
+    if store.engine.dialect.name != "postgresql":
+        return
+    with store.engine.connect() as c:
+        placed = dict(
+            c.execute(text("SELECT interval_start, tableoid::regclass::text FROM readings")).all()
+        )
+    assert placed == {jan: "readings_2027_01", feb: "readings_2027_02"}

@@ -5,8 +5,11 @@ client id, without telling the victim why. Our meters always use their meter
 id as client id *and* certificate CN (the MQTT user name), so two log facts
 expose a takeover: a connection whose client id differs from its user name
 (someone impersonating a client id) and "already connected, closing old
-connection". :class:`LogMonitor` turns the broker's log into these events; the
-head-end raises them as alarms. It parses text only and keeps its position.
+connection". Head-end workers connect with client ids of their own choosing
+under their service name, so a mismatch only counts where a meter identity is
+involved, as client id or as user name. :class:`LogMonitor` turns the broker's
+log into these events; the head-end records them as security events. It
+parses text only and keeps its position.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ClientIdMismatch", "LogMonitor", "SessionTakeover", "parse_line"]
+__all__ = ["BrokerEvent", "ClientIdMismatch", "LogMonitor", "SessionTakeover", "parse_line"]
 
 _CONNECTED = re.compile(r"New client connected from (\S+) as (\S+) \(.*?u'([^']*)'\)")
 _TAKEOVER = re.compile(r"Client (\S+) already connected, closing old connection")
+_METER = re.compile(r"^MGD\d{10}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +49,12 @@ def parse_line(line: str) -> BrokerEvent | None:
     m = _CONNECTED.search(line)
     if m:
         peer, client_id, username = m.groups()
-        return ClientIdMismatch(client_id, username, peer) if client_id != username else None
+        meterish = _METER.match(client_id) or _METER.match(username)
+        return (
+            ClientIdMismatch(client_id, username, peer)
+            if meterish and client_id != username
+            else None
+        )
     m = _TAKEOVER.search(line)
     if m:
         return SessionTakeover(m.group(1))
@@ -58,6 +67,13 @@ class LogMonitor:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._offset = 0
+
+    def skip_existing(self) -> None:
+        """Start after what the log already holds (a restarted head-end recorded it before)."""
+        try:
+            self._offset = self.path.stat().st_size
+        except FileNotFoundError:
+            self._offset = 0
 
     def poll(self) -> list[BrokerEvent]:
         """Events logged since the last poll."""

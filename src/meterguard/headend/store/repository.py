@@ -15,18 +15,21 @@
 * Alarms are idempotent by (meter, sequence); security events and quarantined
   messages are append-only.
 
-Works on SQLite and PostgreSQL alike (dialect-specific ``ON CONFLICT DO NOTHING``).
+Works on SQLite and PostgreSQL alike (dialect-specific ``ON CONFLICT DO NOTHING``). On
+PostgreSQL, ``readings`` gets one partition per month, created as ingest first meets it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime as dt
+import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from meterguard.errors import TransportError
@@ -58,6 +61,15 @@ class ReadingRow(NamedTuple):
     import_wh: int
     export_wh: int
     received_at: int
+
+
+log = logging.getLogger(__name__)
+
+
+def _month(ts: int) -> int:
+    """Months since year 0 of a Unix time (UTC): year * 12 + month - 1."""
+    d = dt.datetime.fromtimestamp(ts, dt.UTC)
+    return d.year * 12 + d.month - 1
 
 
 _READINGS_QMARK = (
@@ -111,6 +123,8 @@ class Store:
         self.engine = engine
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         self._qmark = engine.dialect.paramstyle == "qmark"
+        self._partitioned = engine.dialect.name == "postgresql"
+        self._months: set[int] = set()
 
     def __repr__(self) -> str:
         return f"Store({self.engine.url.render_as_string(hide_password=True)})"
@@ -233,6 +247,8 @@ class Store:
         lock in the same order and cannot deadlock.
         """
         out = CommitOutcome()
+        if self._partitioned:
+            self._ensure_partitions(r.interval_start for p in pushes for r in p.readings)
         with self.engine.begin() as conn:
             self._accept_pushes(conn, pushes, out)
             # Accepted pushes are disjoint across workers (push_counters decided), so their
@@ -289,6 +305,37 @@ class Store:
             ]
             self._refusals(conn, quarantined, now)
         return out
+
+    def _ensure_partitions(self, starts: Iterable[int]) -> None:
+        """Create the monthly partitions of ``readings`` that these interval starts need.
+
+        PostgreSQL only; one short transaction per new month, before the batch, so that the
+        batch itself never takes the parent table's DDL lock. A month whose rows already went
+        to the default partition (created before its partition existed) stays there: moving
+        them is an operator's job, and nothing is lost.
+        """
+        months = {_month(t) for t in starts} - self._months
+        for key in sorted(months):
+            year, month = divmod(key, 12)
+            lo = int(dt.datetime(year, month + 1, 1, tzinfo=dt.UTC).timestamp())
+            ny, nm = divmod(key + 1, 12)
+            hi = int(dt.datetime(ny, nm + 1, 1, tzinfo=dt.UTC).timestamp())
+            name = f"readings_{year:04d}_{month + 1:02d}"
+            try:
+                with self.engine.begin() as conn:
+                    # Workers meeting a new month together: one creates it, the others wait
+                    # (CREATE ... IF NOT EXISTS alone is not safe against a concurrent create).
+                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7295001)")
+                    conn.exec_driver_sql(
+                        # The name and bounds are digits computed here, never data.
+                        f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF readings"
+                        f" FOR VALUES FROM ({lo}) TO ({hi})"
+                    )
+            except IntegrityError as exc:
+                if getattr(exc.orig, "sqlstate", None) != "23514":  # check_violation
+                    raise
+                log.warning("%s: rows of that month are in readings_default; kept there", name)
+            self._months.add(key)
 
     def _accept_pushes(
         self, conn: Connection, pushes: Sequence[PushRow], out: CommitOutcome

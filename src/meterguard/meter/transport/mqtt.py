@@ -10,7 +10,11 @@ on their own topic ``meters/<id>/alarms``. It subscribes to
 * **Nothing is lost offline**: every message goes to a persistent outbox
   (:class:`Outbox`, SQLite in the meter's state directory) *before* it is
   sent and leaves it only when the broker acknowledged it (QoS 1 PUBACK); on
-  every (re)connection the outbox is sent again, oldest first.
+  every (re)connection the outbox is sent again, oldest first. A PUBACK saying
+  "no matching subscribers" means the broker dropped the message (no head-end
+  session was subscribed — Mosquitto 2.0 does not restore shared
+  subscriptions after a restart until the workers subscribe again): it stays
+  in the outbox and is retried with back-off, newer messages queued behind it.
 * **Reconnection** uses exponential back-off with full jitter, so a fleet
   knocked off together does not come back as a synchronised flood.
 * **Client-id takeover** (another client connecting with our client id, which
@@ -41,6 +45,7 @@ __all__ = ["MeterMqttClient", "MqttSettings", "Outbox"]
 log = logging.getLogger(__name__)
 
 SESSION_TAKEN_OVER = 0x8E
+NO_MATCHING_SUBSCRIBERS = 0x10
 TOPICS = ("data", "alarms", "events", "status")
 
 
@@ -150,7 +155,11 @@ class MeterMqttClient:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._inflight: dict[int, int] = {}
         self._sending: set[int] = set()
-        self._early_acks: set[int] = set()
+        self._early_acks: dict[int, bool] = {}
+        """PUBACKs that beat our bookkeeping: mid -> dropped for want of subscribers."""
+        self._retry: threading.Timer | None = None
+        self.undelivered = 0
+        """Consecutive messages the broker dropped for want of a subscriber."""
         self._lock = threading.Lock()
         self.connected = threading.Event()
         self.attempts = 0
@@ -192,6 +201,10 @@ class MeterMqttClient:
 
     def stop(self) -> None:
         """Disconnect and stop the network thread (the outbox keeps what is unsent)."""
+        with self._lock:
+            if self._retry is not None:
+                self._retry.cancel()
+                self._retry = None
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -205,7 +218,9 @@ class MeterMqttClient:
         """Queue a protected APDU durably, send it when connected; return its outbox sequence."""
         topic = self.topic(kind)
         seq = self.outbox.add(topic, payload)
-        if self.connected.is_set():
+        # While older messages wait for a retry, new ones queue behind them (order matters to
+        # the head-end's anti-replay window).
+        if self.connected.is_set() and self._retry is None:
             self._send(seq, topic, payload)
         return seq
 
@@ -222,8 +237,7 @@ class MeterMqttClient:
                 self._sending.discard(seq)  # still in the outbox: sent again on reconnect
                 return
             if info.mid in self._early_acks:  # the PUBACK beat us here
-                self._early_acks.discard(info.mid)
-                self._acknowledged(seq)
+                self._settled(seq, dropped=self._early_acks.pop(info.mid))
             else:
                 self._inflight[info.mid] = seq
 
@@ -291,12 +305,35 @@ class MeterMqttClient:
         if rc.is_failure:
             # Refused by the broker's ACL: it would be refused again, so it leaves the outbox.
             log.warning("meter %s: broker refused a message: %s", self.settings.meter_id, rc)
+        # "No matching subscribers": the broker dropped it because no head-end session was
+        # subscribed (e.g. right after a broker restart, before the workers subscribe again):
+        # it stays in the outbox and is sent again later, in order (REL-1).
+        dropped = rc.value == NO_MATCHING_SUBSCRIBERS
         with self._lock:
             seq = self._inflight.pop(mid, None)
             if seq is None:
-                self._early_acks.add(mid)
+                self._early_acks[mid] = dropped
                 return
+            self._settled(seq, dropped=dropped)
+
+    def _settled(self, seq: int, *, dropped: bool) -> None:
+        """The broker answered for ``seq`` (call with the lock held)."""
+        if not dropped:
             self._acknowledged(seq)
+            self.undelivered = 0
+            return
+        self._sending.discard(seq)
+        self.undelivered += 1
+        if self._retry is None:
+            delay = min(self.settings.backoff_max, 0.2 * 2 ** min(self.undelivered // 8, 5))
+            self._retry = threading.Timer(self._rng.uniform(delay / 2, delay), self._retry_now)
+            self._retry.daemon = True
+            self._retry.start()
+
+    def _retry_now(self) -> None:
+        with self._lock:
+            self._retry = None
+        self._flush()
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         if msg.topic == self.topic_commands and self.on_command is not None:
