@@ -24,7 +24,8 @@ from "the network is down" (httpx and h11 draw the same lines)::
     │       ├── InsufficientProtectionError weaker protection than the policy demands
     │       ├── KeyUnwrapError              RFC 3394 unwrap failed (wrong KEK or tampered)
     │       ├── EnrolmentError              a CSR or certificate the PKI refuses
-    │       └── AccessDeniedError           a revoked, disabled or unknown identity
+    │       ├── AccessDeniedError           a revoked, disabled or unknown identity
+    │       └── AuditProofError             an audit log proof does not verify (rewrite, deletion)
     └── TransportError                 the network, the broker or a service is unreachable
 
 Peers only ever see coarse errors (DLMS result codes); the detail in these
@@ -41,6 +42,7 @@ from typing import ClassVar
 __all__ = [
     "AccessDeniedError",
     "AssociationRejectedError",
+    "AuditProofError",
     "AuthenticationFailedError",
     "ConfigurationError",
     "CounterExhaustedError",
@@ -182,6 +184,12 @@ class AccessDeniedError(SecurityError):
     """A message or request from an identity that is revoked, disabled or unknown (PKI-5)."""
 
     event: ClassVar[str] = "access_denied"
+
+
+class AuditProofError(SecurityError):
+    """An inclusion or consistency proof of the audit log does not verify (LOG-4)."""
+
+    event: ClassVar[str] = "audit_log_inconsistent"
 
 
 class TransportError(MeterguardError):
