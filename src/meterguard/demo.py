@@ -10,7 +10,10 @@
   identity (a persistent outbox each);
 * the head-end: key store (envelope-encrypted, KEK file in the data
   directory), database (SQLite by default, or a PostgreSQL URL), and an
-  ingest worker that verifies and stores.
+  ingest worker that verifies and stores;
+* the audit log (alarms and security events), with a tree head signed every
+  ten seconds by an audit key of its own (``audit/``); ``meterguard audit
+  verify`` checks it.
 
 Tamper events can be injected from another shell: ``meterguard meter tamper
 METER KIND --data DIR`` drops a request into ``DIR/control/``, which the demo
@@ -30,6 +33,7 @@ from typing import Any
 
 from meterguard.broker.monitor import LogMonitor, SessionTakeover
 from meterguard.broker.process import ManagedBroker
+from meterguard.crypto.ecc import SigningKey
 from meterguard.crypto.keys import KeyId, SecretKey
 from meterguard.crypto.keystore import KeyStore, LocalKek
 from meterguard.crypto.pki.store import Pki
@@ -64,6 +68,25 @@ class DemoConfig:
     def db_url(self) -> str:
         """The database URL (SQLite in the data directory by default)."""
         return self.db or f"sqlite:///{self.data / 'headend.db'}"
+
+
+HEAD_EVERY = 10.0
+"""Seconds between signed tree heads of the audit log."""
+
+
+def audit_key(data: Path) -> SigningKey:
+    """The demo's audit signing key (a key of its own, LOG-3), created on first use.
+
+    Its public half is written beside it (``audit/audit-key.pub``, hex x||y) for auditors.
+    """
+    d = data / "audit"
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = d / "audit-key.pem"
+    if not path.exists():
+        SigningKey.generate().save(path)
+    key = SigningKey.load(path)
+    (d / "audit-key.pub").write_text(key.verifying_key().to_bytes().hex() + "\n")
+    return key
 
 
 def meter_id(serial: int) -> str:
@@ -140,6 +163,8 @@ class DemoSystem:
     links: list[MeterMqttClient] = field(default_factory=list)
     worker: IngestWorker | None = None
     _monitor: LogMonitor | None = None
+    _audit_key: SigningKey | None = None
+    _last_head: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
@@ -171,6 +196,7 @@ class DemoSystem:
             cfg.data / "keys.db", LocalKek.from_file(cfg.data / "kek.bin", create=True)
         )
         self.store = Store(open_database(cfg.db_url))
+        self._audit_key = audit_key(cfg.data)
         for i, mid in enumerate(ids):
             self.store.add_meter(
                 mid,
@@ -255,7 +281,15 @@ class DemoSystem:
         stats = self.fleet.step(sim_now, self._publisher("data"))
         self._control()
         self._broker_events()
+        if time.monotonic() - self._last_head >= HEAD_EVERY:
+            self.sign_head()
         return stats.readings
+
+    def sign_head(self) -> None:
+        """Sign a tree head of the audit log if it grew (LOG-3: on a schedule)."""
+        self._last_head = time.monotonic()
+        if self.store is not None and self._audit_key is not None:
+            self.store.audit.sign_head(self._audit_key, now=int(time.time()))
 
     def _broker_events(self) -> None:
         """Record what the broker's log shows of client-id takeovers (MQ-4) as security events."""
@@ -310,5 +344,6 @@ class DemoSystem:
             thread.join(10)
         if self.fleet is not None:
             self.fleet.save()
+        self.sign_head()
         if self.broker is not None:
             self.broker.stop()

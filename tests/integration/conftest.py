@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from meterguard.broker.process import ManagedBroker
 from meterguard.crypto.pki.store import Pki
+from meterguard.headend.store.db import open_database
+from meterguard.headend.store.repository import Store
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 @dataclass
@@ -46,3 +52,24 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     broker.start()
     yield World(pki, broker, base)
     broker.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Store]:
+    if request.param == "sqlite":
+        yield Store(open_database(f"sqlite:///{tmp_path_factory.mktemp('db') / 'headend.db'}"))
+        return
+    name = f"mg_test_{secrets.token_hex(4)}"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = open_database(f"postgresql://postgres@127.0.0.1:5432/{name}")
+    try:
+        yield Store(engine)
+    finally:
+        engine.dispose()
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()

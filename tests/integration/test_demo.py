@@ -96,6 +96,19 @@ def test_demo_runs_stores_readings_and_shows_a_tamper_alarm(tmp_path: Path) -> N
     # Nothing refused as a replay, and the old takeover is not reported twice.
     assert second["security_events"] == first["security_events"]
     assert second["rejected_messages"] == 0
+    # LOG-1…4: the alarm and the takeover are in the audit log, under signed tree heads.
+    state = tmp_path / "auditor-elsewhere.json"
+    audited = cli("audit", "verify", "--data", str(data), "--state", str(state))
+    assert audited.returncode == 0, audited.stdout + audited.stderr
+    assert "audit log verified" in audited.stdout
+    entries = int(audited.stdout.split(" entries")[0])
+    assert entries >= 2, audited.stdout  # the alarm and at least the client-id mismatch
+    engine = create_engine(info["db"])
+    with engine.begin() as c:
+        c.execute(text("UPDATE audit_entries SET result = 'cleared' WHERE seq = 1"))
+    engine.dispose()
+    tampered = cli("audit", "verify", "--data", str(data), "--state", str(state))
+    assert tampered.returncode == 1 and "entry 1 does not match" in tampered.stdout
 
 
 def test_demo_on_postgresql(tmp_path: Path) -> None:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import secrets
 import threading
-from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from meterguard.errors import TransportError
@@ -21,28 +19,6 @@ from meterguard.headend.store.repository import (
 )
 
 pytestmark = pytest.mark.integration
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Store]:
-    if request.param == "sqlite":
-        yield Store(open_database(f"sqlite:///{tmp_path_factory.mktemp('db') / 'headend.db'}"))
-        return
-    name = f"mg_test_{secrets.token_hex(4)}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = open_database(f"postgresql://postgres@127.0.0.1:5432/{name}")
-    try:
-        yield Store(engine)
-    finally:
-        engine.dispose()
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _rows(meter: str, n: int, start: int = 1_800_000_000) -> list[ReadingRow]:
@@ -94,22 +70,11 @@ def test_unknown_meter_readings_are_refused(store: Store) -> None:
         store.add_readings(_rows("MGD0000000099", 1))
 
 
-def test_postgres_readings_are_partitioned() -> None:
-    name = f"mg_test_{secrets.token_hex(4)}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = open_database(f"postgresql://postgres@127.0.0.1:5432/{name}")
-    try:
-        with engine.connect() as c:
-            kind = c.execute(
-                text("SELECT relkind FROM pg_class WHERE relname = 'readings'")
-            ).scalar()
-        assert kind == "p"
-    finally:
-        engine.dispose()
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+@pytest.mark.parametrize("store", ["postgresql"], indirect=True)
+def test_postgres_readings_are_partitioned(store: Store) -> None:
+    with store.engine.connect() as c:
+        kind = c.execute(text("SELECT relkind FROM pg_class WHERE relname = 'readings'")).scalar()
+    assert kind == "p"
 
 
 def test_unreachable_database_is_a_clear_error() -> None:

@@ -592,6 +592,53 @@ def status(data: Path, as_json: bool) -> None:
             click.echo(f"{k:18} {v}")
 
 
+@main.group()
+def audit() -> None:
+    """The tamper-evident audit log."""
+
+
+@audit.command("verify")
+@EXISTING_DATA_OPTION
+@click.option(
+    "--state",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The auditor's pinned tree head (default: DATA/auditor/state.json). Keep it where "
+    "the operators cannot write.",
+)
+@click.option("--db", help="Database URL (default: the demo's).")
+@click.option(
+    "--key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The audit public key, hex x||y (default: DATA/audit/audit-key.pub).",
+)
+def audit_verify(data: Path, state: Path | None, db: str | None, key: Path | None) -> None:
+    """Check the audit log: entries, signed tree heads, consistency with the last verified head.
+
+    Exits 1 and lists every problem if an entry was changed, removed or reordered, or a head
+    does not verify — also when the log was rewritten and re-signed with the audit key.
+    """
+    from meterguard.audit.auditor import Auditor
+    from meterguard.crypto.ecc import VerifyingKey
+    from meterguard.headend.store.db import open_database
+
+    url = db or json.loads((data / "demo.json").read_text())["db"]
+    public = VerifyingKey.from_bytes(
+        bytes.fromhex((key or data / "audit" / "audit-key.pub").read_text().strip())
+    )
+    report = Auditor(
+        open_database(url, migrate_schema=False), public, state or data / "auditor" / "state.json"
+    ).run()
+    click.echo(
+        f"{report.entries} entries, {report.heads} signed tree heads; pinned head "
+        f"{report.pinned_before} -> {report.pinned_now}"
+    )
+    for problem in report.problems:
+        click.echo(f"PROBLEM: {problem}")
+    if not report.ok:
+        sys.exit(1)
+    click.echo("audit log verified")
+
+
 @meter.command("tamper")
 @click.argument("meter_id")
 @click.argument("kind")

@@ -14,6 +14,8 @@ Private keys have redacted reprs. This module does not handle certificates
 from __future__ import annotations
 
 import enum
+import os
+from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -156,6 +158,34 @@ class SigningKey:
         r, s = decode_dss_signature(der)
         size = self.curve.size
         return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+
+    def to_pem(self) -> bytes:
+        """PKCS#8 PEM, unencrypted: write it only to a file of mode 0600 (see ``save``)."""
+        return self._key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    def save(self, path: Path) -> None:
+        """Write the key atomically to ``path`` with mode 0600."""
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(self.to_pem())
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> SigningKey:
+        """Read a key written by :meth:`save`.
+
+        Raises:
+            ConfigurationError: not an EC private key.
+        """
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ConfigurationError(f"{path.name} does not hold an EC private key")
+        return cls(key)
 
     def exchange(self, peer: VerifyingKey) -> bytes:
         """ECDH: return the shared secret Z (the x-coordinate)."""

@@ -23,6 +23,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "Alarm",
+    "AuditRecord",
+    "AuditTreeHead",
     "Base",
     "Counter",
     "Meter",
@@ -121,3 +123,30 @@ class Quarantined(Base):
     topic: Mapped[str] = mapped_column(String(128))
     reason: Mapped[str] = mapped_column(Text)
     payload: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class AuditRecord(Base):
+    """One entry of the append-only audit log (LOG-1, LOG-2); ``leaf`` is its RFC 9162 hash."""
+
+    __tablename__ = "audit_entries"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(128))
+    target: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    result: Mapped[str] = mapped_column(String(32))
+    request_id: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[str] = mapped_column(Text)
+    leaf: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class AuditTreeHead(Base):
+    """A signed tree head of the audit log (LOG-3)."""
+
+    __tablename__ = "audit_tree_heads"
+
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root: Mapped[bytes] = mapped_column(LargeBinary(32))
+    at: Mapped[int] = mapped_column(BigInteger)
+    signature: Mapped[bytes] = mapped_column(LargeBinary(96))

@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from meterguard.errors import TransportError
+from meterguard.headend.store.audit import AuditWriter
 from meterguard.headend.store.models import (
     Alarm,
     Counter,
@@ -124,6 +125,7 @@ class Store:
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         self._qmark = engine.dialect.paramstyle == "qmark"
         self._partitioned = engine.dialect.name == "postgresql"
+        self.audit = AuditWriter(engine)
         self._months: set[int] = set()
 
     def __repr__(self) -> str:
@@ -275,7 +277,17 @@ class Store:
                 if (a := p.alarm) is not None
             ]
             if alarms:
-                conn.execute(self._insert(Alarm).on_conflict_do_nothing(), alarms)
+                stored = conn.execute(
+                    self._insert(Alarm)
+                    .on_conflict_do_nothing()
+                    .returning(Alarm.meter_id, Alarm.code),
+                    alarms,
+                ).all()
+                for meter, code in stored:  # LOG-1: tamper alarms, in the same transaction
+                    self.audit.append_in(
+                        conn, at=now, actor="meter", target=meter, action="alarm_raised",
+                        result="open", detail=f"event code {code}",
+                    )  # fmt: skip
             if out.highest:
                 ins = self._insert(Counter)
                 conn.execute(
@@ -437,6 +449,11 @@ class Store:
         ]
         if events:
             conn.execute(self._insert(SecurityEvent), events)
+            for e in events:  # LOG-1: security events go to the audit log too
+                self.audit.append_in(
+                    conn, at=now, actor="ingest", target=str(e["meter_id"] or ""),
+                    action=str(e["event"]), result="refused", detail=str(e["detail"]),
+                )  # fmt: skip
 
     def prune_push_counters(self, keep: int = PUSH_KEEP) -> int:
         """Drop accepted push counters more than ``keep`` below each meter's highest one."""
@@ -483,6 +500,10 @@ class Store:
                     at=at, meter_id=meter_id, event=event, detail=detail[:1000]
                 )
             )
+            self.audit.append_in(
+                conn, at=at, actor="headend", target=meter_id or "", action=event,
+                result="detected", detail=detail,
+            )  # fmt: skip
 
     def security_events(self) -> list[tuple[str | None, str]]:
         """(meter, event) of every security event, oldest first."""

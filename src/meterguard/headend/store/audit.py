@@ -1,0 +1,108 @@
+"""The head-end's writer of the audit log: append entries, sign tree heads (LOG-1…3).
+
+:class:`AuditWriter` appends :class:`~meterguard.audit.log.AuditEntry` rows with
+consecutive sequence numbers and their RFC 9162 leaf hashes, inside the caller's
+transaction when there is one (so an alarm and its audit entry commit together), and
+signs tree heads with the audit key. On PostgreSQL every write runs as the append-only
+role ``meterguard_audit_writer`` (migration 0003), which may insert and read but never
+update or delete (LOG-2); appends are serialised by an advisory lock so sequence numbers
+never collide across worker processes.
+
+It does not verify anything: that is the independent
+:class:`~meterguard.audit.auditor.Auditor`. Tree heads are computed over all leaves
+(linear in the log's size), which suits logs of up to a few million entries.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, Engine, func, insert, select
+
+from meterguard.audit.log import AuditEntry, TreeHead
+from meterguard.audit.merkle import root
+from meterguard.crypto.ecc import SigningKey
+from meterguard.headend.store.models import AuditRecord, AuditTreeHead
+
+__all__ = ["AuditWriter"]
+
+_LOCK = 7_295_002
+
+
+class AuditWriter:
+    """Appends to the audit log of one database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._pg = engine.dialect.name == "postgresql"
+
+    def __repr__(self) -> str:
+        return f"AuditWriter({self.engine.url.render_as_string(hide_password=True)})"
+
+    def _enter(self, conn: Connection) -> None:
+        if self._pg:
+            conn.exec_driver_sql("SET LOCAL ROLE meterguard_audit_writer")
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_LOCK})")
+
+    def _leave(self, conn: Connection) -> None:
+        if self._pg:
+            conn.exec_driver_sql("RESET ROLE")
+
+    def append_in(
+        self,
+        conn: Connection,
+        *,
+        at: int,
+        actor: str,
+        target: str,
+        action: str,
+        result: str,
+        request_id: str = "",
+        detail: str = "",
+    ) -> AuditEntry:
+        """Append one entry inside the caller's transaction; return it."""
+        self._enter(conn)
+        try:
+            seq = int(conn.scalar(select(func.coalesce(func.max(AuditRecord.seq), 0))) or 0) + 1
+            entry = AuditEntry(seq, at, actor, target, action, result, request_id, detail[:1000])
+            conn.execute(
+                insert(AuditRecord).values(
+                    seq=seq,
+                    at=at,
+                    actor=actor,
+                    target=target,
+                    action=action,
+                    result=result,
+                    request_id=request_id,
+                    detail=entry.detail,
+                    leaf=entry.leaf(),
+                )
+            )
+        finally:
+            self._leave(conn)
+        return entry
+
+    def append(self, **fields: str | int) -> AuditEntry:
+        """Append one entry in a transaction of its own."""
+        with self.engine.begin() as conn:
+            return self.append_in(conn, **fields)  # type: ignore[arg-type]
+
+    def sign_head(self, key: SigningKey, *, now: int) -> TreeHead | None:
+        """Sign and store a tree head over the whole log, unless the log did not grow."""
+        with self.engine.begin() as conn:
+            self._enter(conn)
+            try:
+                leaves = [
+                    bytes(b)
+                    for b in conn.scalars(select(AuditRecord.leaf).order_by(AuditRecord.seq))
+                ]
+                last = conn.scalar(select(func.max(AuditTreeHead.size)))
+                if not leaves or (last is not None and int(last) == len(leaves)):
+                    return None
+                head = TreeHead(len(leaves), root(leaves), now).sign(key)
+                conn.execute(
+                    insert(AuditTreeHead).values(
+                        size=head.size, root=head.root, at=head.at, signature=head.signature
+                    )
+                )
+            finally:
+                self._leave(conn)
+        return head

@@ -1,0 +1,136 @@
+"""The audit log on SQLite and PostgreSQL: appended, signed, and audited against rewrites.
+
+The auditor must catch an edited entry and a deleted entry — also when whoever edited the
+database held the audit signing key and re-signed every tree head (LOG-4).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import ProgrammingError
+
+from meterguard.audit.auditor import Auditor
+from meterguard.audit.log import AuditEntry, TreeHead
+from meterguard.audit.merkle import root
+from meterguard.crypto.ecc import SigningKey
+from meterguard.headend.store.repository import PushRow, RefusalRow, Store
+
+pytestmark = pytest.mark.integration
+
+
+def fill(store: Store, key: SigningKey, n: int, *, start: int = 0) -> None:
+    for i in range(start, start + n):
+        store.audit.append(
+            at=1_800_000_000 + i, actor=f"operator-{i % 3}", target=f"MGD{i:010d}",
+            action="disconnect", result="approved", request_id=f"req-{i}",
+        )  # fmt: skip
+        if i % 4 == 3:
+            store.audit.sign_head(key, now=1_800_000_000 + i)
+    store.audit.sign_head(key, now=1_800_000_000 + start + n)
+
+
+def resign_everything(store: Store, key: SigningKey) -> None:
+    """What an insider with the signing key does after editing rows: recompute and re-sign."""
+    with store.engine.begin() as c:
+        rows = c.execute(
+            text("SELECT seq, at, actor, target, action, result, request_id, detail"
+                 " FROM audit_entries ORDER BY seq")
+        ).all()  # fmt: skip
+        leaves = []
+        for n, r in enumerate(rows, start=1):
+            e = AuditEntry(n, int(r[1]), *(str(v) for v in r[2:8]))
+            c.execute(text("UPDATE audit_entries SET seq = :n, leaf = :l WHERE seq = :s"),
+                      {"n": n, "l": e.leaf(), "s": int(r[0])})  # fmt: skip
+            leaves.append(e.leaf())
+        heads = c.execute(text("SELECT size, at FROM audit_tree_heads ORDER BY size")).all()
+        c.execute(text("DELETE FROM audit_tree_heads"))
+        for old_size, at in heads:
+            size = min(int(old_size), len(leaves))
+            h = TreeHead(size, root(leaves[:size]), int(at)).sign(key)
+            c.execute(
+                text("INSERT INTO audit_tree_heads (size, root, at, signature)"
+                     " VALUES (:s, :r, :a, :g) ON CONFLICT DO NOTHING"),
+                {"s": h.size, "r": h.root, "a": h.at, "g": h.signature},
+            )  # fmt: skip
+
+
+def test_a_clean_log_verifies_and_the_pin_moves(store: Store, tmp_path: Path) -> None:
+    key = SigningKey.generate()
+    fill(store, key, 10)
+    auditor = Auditor(store.engine, key.verifying_key(), tmp_path / "auditor.json")
+    first = auditor.run()
+    assert first.ok, first.problems
+    assert (first.entries, first.pinned_before, first.pinned_now) == (10, None, 10)
+    fill(store, key, 7, start=10)
+    second = auditor.run()
+    assert second.ok and (second.pinned_before, second.pinned_now) == (10, 17)
+
+
+def test_an_edited_entry_is_caught_even_when_re_signed(store: Store, tmp_path: Path) -> None:
+    key = SigningKey.generate()
+    fill(store, key, 12)
+    auditor = Auditor(store.engine, key.verifying_key(), tmp_path / "auditor.json")
+    assert auditor.run().ok
+    with store.engine.begin() as c:
+        c.execute(text("UPDATE audit_entries SET result = 'rejected' WHERE seq = 5"))
+    naive = auditor.run()
+    assert any("entry 5 does not match" in p for p in naive.problems), naive.problems
+    resign_everything(store, key)  # the insider fixes the leaf hashes and every head
+    report = auditor.run()
+    assert not report.ok
+    assert any("not consistent with the head of size 12" in p for p in report.problems)
+    assert report.pinned_now == 12  # the pin does not move to a forged head
+
+
+def test_a_deleted_entry_is_caught_even_when_re_signed(store: Store, tmp_path: Path) -> None:
+    key = SigningKey.generate()
+    fill(store, key, 9)
+    auditor = Auditor(store.engine, key.verifying_key(), tmp_path / "auditor.json")
+    assert auditor.run().ok
+    with store.engine.begin() as c:
+        c.execute(text("DELETE FROM audit_entries WHERE seq = 3"))
+    assert any("entry 3 is missing" in p for p in auditor.run().problems)
+    resign_everything(store, key)
+    fill(store, key, 1, start=100)  # and appends one, so the size is back to 9
+    report = auditor.run()
+    assert any("not consistent with the head of size 9" in p for p in report.problems), report
+
+
+def test_a_head_signed_by_another_key_is_refused(store: Store, tmp_path: Path) -> None:
+    key, other = SigningKey.generate(), SigningKey.generate()
+    fill(store, key, 3)
+    store.audit.append(at=1, actor="x", target="y", action="z", result="ok")
+    store.audit.sign_head(other, now=2)
+    report = Auditor(store.engine, key.verifying_key(), tmp_path / "a.json").run()
+    assert any("signature does not verify" in p for p in report.problems)
+
+
+def test_alarms_and_security_events_are_audited(store: Store) -> None:
+    m = "MGD0000000042"
+    store.add_meter(m, serial=m[3:], system_title=b"MGD\x00\x00\x00\x00\x2a", now=0)
+    store.commit_ingest(
+        [PushRow(m, 7, "t", b"", False, (), (1, 0x2A, 5))],
+        [RefusalRow(f"meters/{m}/data", "tag", b"x", "authentication_failed", m)],
+        now=9,
+    )
+    store.security_event(at=10, event="session_taken_over", detail="again", meter_id=m)
+    with store.engine.connect() as c:
+        got = c.execute(text("SELECT target, action FROM audit_entries ORDER BY seq")).all()
+    assert [tuple(r) for r in got] == [
+        (m, "alarm_raised"),
+        (m, "authentication_failed"),
+        (m, "session_taken_over"),
+    ]
+
+
+@pytest.mark.parametrize("store", ["postgresql"], indirect=True)  # SQLite has no roles
+def test_the_writer_role_cannot_rewrite_the_log(store: Store) -> None:
+    store.audit.append(at=1, actor="a", target="b", action="c", result="ok")
+    for sql in ("UPDATE audit_entries SET result = 'x'", "DELETE FROM audit_entries"):
+        with store.engine.connect() as c, c.begin():
+            c.exec_driver_sql("SET LOCAL ROLE meterguard_audit_writer")
+            with pytest.raises(ProgrammingError, match="permission denied"):
+                c.exec_driver_sql(sql)
