@@ -35,13 +35,13 @@ __all__ = [
     "check_new_password",
 ]
 
-MIN_PASSWORD = 12
-MAX_PASSWORD = 128
+MIN_PASSWORD = 8
+MAX_PASSWORD = 256
 _STEP = 30
 
 
 def check_new_password(password: str, *, user_inputs: tuple[str, ...] = ()) -> None:
-    """Refuse a password a user may not choose (ASVS 6.2.1, 6.2.4, 6.2.9).
+    """Refuse a password a user may not choose (API-4: 8 to 256 characters, no composition rules).
 
     ``user_inputs`` (user name, e-mail, name) count as guessable.
 
