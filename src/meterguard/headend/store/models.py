@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     ForeignKey,
     Index,
     Integer,
@@ -32,6 +33,9 @@ __all__ = [
     "Quarantined",
     "Reading",
     "SecurityEvent",
+    "User",
+    "UserMeter",
+    "WebSession",
 ]
 
 
@@ -150,3 +154,41 @@ class AuditTreeHead(Base):
     root: Mapped[bytes] = mapped_column(LargeBinary(32))
     at: Mapped[int] = mapped_column(BigInteger)
     signature: Mapped[bytes] = mapped_column(LargeBinary(96))
+
+
+class User(Base):
+    """A person: a consumer or a utility role (API-1); passwords as argon2id hashes only."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(32))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    """AES-GCM-sealed under the head-end's secrets key, bound to the user id."""
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class UserMeter(Base):
+    """Which meters a consumer may see (API-1 scoping)."""
+
+    __tablename__ = "user_meters"
+
+    user_id: Mapped[int] = mapped_column(Integer, ForeignKey("users.id"), primary_key=True)
+    meter_id: Mapped[str] = mapped_column(String(32), ForeignKey("meters.id"), primary_key=True)
+
+
+class WebSession(Base):
+    """A server-side session (API-6); only the SHA-256 of its token is stored."""
+
+    __tablename__ = "web_sessions"
+
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(Integer, ForeignKey("users.id"))
+    csrf: Mapped[str] = mapped_column(String(64))
+    mfa_done: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    seen_at: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,289 @@
+"""The head-end's web API (FastAPI at the edge): login, sessions, scoped meter data.
+
+(No ``from __future__ import annotations`` here: FastAPI reads the routes' annotations at
+runtime, and they name dependencies local to :func:`create_app`.)
+
+:func:`create_app` builds the ASGI app over an :class:`~meterguard.headend.services.
+accounts.Accounts` service and the store. Routes only parse, authorise and call services:
+
+* **every route declares its roles** through :func:`guard` (or :data:`PUBLIC`); the
+  declarations are kept in ``app.state.route_roles`` so a test can walk the route table
+  and fail on any route without one (API-2, default deny);
+* **sessions** live server-side; the client holds a 256-bit token in the ``__Host-``
+  cookie (Secure, HttpOnly, SameSite=Strict, Path=/) — rotated at each login step —
+  and sends the session's CSRF token in ``X-CSRF-Token`` on every state change (API-6);
+* **login** is rate-limited per account and per client address *before* the password
+  hash is computed, answering 429 with ``Retry-After`` (API-7);
+* **scoping**: a meter the caller may not see is a 404, exactly like one that does not
+  exist (API-1, BOLA);
+* request models forbid unknown fields (API-3); errors have generic bodies; every
+  response carries the security headers of API-8 and no server banner.
+
+HTTPS is the server's job (uvicorn with TLS, API-9); this module does not listen.
+"""
+
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from meterguard.errors import AuthenticationFailedError
+from meterguard.headend.ingest.processor import TokenBucket
+from meterguard.headend.services.accounts import (
+    ROLES,
+    UTILITY_ROLES,
+    Accounts,
+    Principal,
+    SessionInfo,
+)
+from meterguard.headend.store.repository import Store
+
+__all__ = ["COOKIE", "PUBLIC", "create_app", "guard"]
+
+COOKIE = "__Host-mg-session"
+PUBLIC: frozenset[str] = frozenset()
+HEADERS = {
+    "Strict-Transport-Security": "max-age=63072000; includeSubDomains",
+    "Content-Security-Policy": (
+        "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+_UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+class Strict(BaseModel):
+    """Request bodies: unknown fields are refused (API-3)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoginRequest(Strict):
+    """Step 1."""
+
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class TotpRequest(Strict):
+    """Step 2 (utility roles)."""
+
+    code: str = Field(pattern=r"^\d{6}$")
+
+
+class LoginResponse(BaseModel):
+    """What a login step tells the client (never the session token: that is the cookie)."""
+
+    username: str
+    role: str
+    mfa_required: bool
+    csrf_token: str
+
+
+class Me(BaseModel):
+    """The caller."""
+
+    username: str
+    role: str
+
+
+class MeterList(BaseModel):
+    """Meters the caller may see."""
+
+    meters: list[str]
+
+
+class Reading(BaseModel):
+    """One interval."""
+
+    interval_start: int
+    import_wh: int
+    export_wh: int
+
+
+class Readings(BaseModel):
+    """A meter's readings in a period."""
+
+    meter_id: str
+    readings: list[Reading]
+
+
+class FleetCounts(BaseModel):
+    """Fleet totals for utility roles."""
+
+    meters: int
+    readings: int
+    alarms: int
+    security_events: int
+    rejected_messages: int
+
+
+class _Limits:
+    """Login rate limits per account and per address, checked before any hash (API-7)."""
+
+    def __init__(self, rate: float = 0.2, burst: float = 5.0) -> None:
+        self.rate, self.burst = rate, burst
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def allow(self, key: str, now: float) -> float:
+        """0 if allowed, else the seconds to wait."""
+        b = self._buckets.setdefault(key, TokenBucket(self.rate, self.burst))
+        if b.allow(now):
+            return 0.0
+        return max(1.0, (1 - b.tokens) / self.rate)
+
+
+def guard(app: FastAPI, roles: frozenset[str]) -> Callable[..., Awaitable[Principal]]:
+    """A dependency admitting only a fully logged-in caller with one of ``roles``."""
+
+    async def dependency(
+        request: Request, x_csrf_token: Annotated[str | None, Header()] = None
+    ) -> Principal:
+        accounts: Accounts = request.app.state.accounts
+        token = request.cookies.get(COOKIE)
+        if not token:
+            raise HTTPException(401)
+        try:
+            info = accounts.session(token, now=int(time.time()))
+        except AuthenticationFailedError:
+            raise HTTPException(401) from None
+        if request.method in _UNSAFE and x_csrf_token != info.csrf:
+            raise HTTPException(403)  # API-6: CSRF token missing or wrong
+        if info.principal.role not in roles:
+            raise HTTPException(403)
+        return info.principal
+
+    del app
+    return dependency
+
+
+def _set_session(response: Response, info: SessionInfo) -> None:
+    response.set_cookie(COOKIE, info.token, secure=True, httponly=True, samesite="strict", path="/")
+
+
+def create_app(accounts: Accounts, store: Store) -> FastAPI:
+    """The API, ready for an ASGI server with TLS."""
+    app = FastAPI(title="meterguard head-end", version="1", docs_url=None, redoc_url=None)
+    app.state.accounts = accounts
+    app.state.limits = _Limits()
+    roles: dict[str, frozenset[str]] = {}
+    app.state.route_roles = roles
+
+    def declare(path: str, allowed: frozenset[str]) -> None:
+        roles[path] = allowed
+
+    @app.middleware("http")
+    async def security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        for k, v in HEADERS.items():
+            response.headers[k] = v
+        return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
+        generic = {401: "not logged in", 403: "forbidden", 404: "not found", 429: "slow down"}
+        return JSONResponse(
+            {"error": generic.get(exc.status_code, "request failed")},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_r: Request, _e: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": "invalid request"}, status_code=422)
+
+    anyone = guard(app, ROLES)
+    utility = guard(app, UTILITY_ROLES)
+
+    declare("/api/v1/auth/login", PUBLIC)
+
+    @app.post("/api/v1/auth/login", response_model=LoginResponse)
+    async def login(body: LoginRequest, request: Request, response: Response) -> LoginResponse:
+        now = time.time()
+        peer = request.client.host if request.client else "?"
+        limits: _Limits = request.app.state.limits
+        wait = max(limits.allow(f"user:{body.username}", now), limits.allow(f"addr:{peer}", now))
+        if wait:
+            raise HTTPException(429, headers={"Retry-After": str(int(wait) + 1)})
+        try:
+            info = accounts.login(body.username, body.password, now=int(now))
+        except AuthenticationFailedError:
+            raise HTTPException(401) from None
+        _set_session(response, info)
+        p = info.principal
+        return LoginResponse(
+            username=p.username, role=p.role, mfa_required=not info.mfa_done, csrf_token=info.csrf
+        )
+
+    declare("/api/v1/auth/totp", PUBLIC)  # needs the half-done session of step 1
+
+    @app.post("/api/v1/auth/totp", response_model=LoginResponse)
+    async def totp(body: TotpRequest, request: Request, response: Response) -> LoginResponse:
+        token = request.cookies.get(COOKIE)
+        if not token:
+            raise HTTPException(401)
+        try:
+            info = accounts.second_factor(token, body.code, now=int(time.time()))
+        except AuthenticationFailedError:
+            raise HTTPException(401) from None
+        _set_session(response, info)
+        p = info.principal
+        return LoginResponse(
+            username=p.username, role=p.role, mfa_required=False, csrf_token=info.csrf
+        )
+
+    declare("/api/v1/auth/logout", ROLES)
+
+    @app.post("/api/v1/auth/logout", status_code=204)
+    async def logout(
+        request: Request, response: Response, _who: Annotated[Principal, Depends(anyone)]
+    ) -> None:
+        accounts.logout(request.cookies.get(COOKIE, ""))
+        response.delete_cookie(COOKIE, secure=True, httponly=True, samesite="strict", path="/")
+
+    declare("/api/v1/me", ROLES)
+
+    @app.get("/api/v1/me", response_model=Me)
+    async def me(who: Annotated[Principal, Depends(anyone)]) -> Me:
+        return Me(username=who.username, role=who.role)
+
+    declare("/api/v1/meters", ROLES)
+
+    @app.get("/api/v1/meters", response_model=MeterList)
+    async def meters(who: Annotated[Principal, Depends(anyone)]) -> MeterList:
+        return MeterList(meters=accounts.meters(who))
+
+    declare("/api/v1/meters/{meter_id}/readings", ROLES)
+
+    @app.get("/api/v1/meters/{meter_id}/readings", response_model=Readings)
+    async def readings(
+        meter_id: str,
+        who: Annotated[Principal, Depends(anyone)],
+        start: Annotated[int, Query(ge=0)] = 0,
+        end: Annotated[int, Query(ge=0)] = 2**40,
+    ) -> Readings:
+        if not accounts.visible_meter(who, meter_id):
+            raise HTTPException(404)  # API-1: another consumer's meter looks like no meter
+        rows = store.readings(meter_id, start, end)
+        return Readings(
+            meter_id=meter_id,
+            readings=[Reading(interval_start=a, import_wh=b, export_wh=c) for a, b, c in rows],
+        )
+
+    declare("/api/v1/fleet", UTILITY_ROLES)
+
+    @app.get("/api/v1/fleet", response_model=FleetCounts)
+    async def fleet(_who: Annotated[Principal, Depends(utility)]) -> FleetCounts:
+        return FleetCounts(**store.counts())
+
+    return app

@@ -1,0 +1,194 @@
+"""The web API over a real database: roles on every route, BOLA, MFA, sessions, CSRF, limits."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+
+from meterguard.crypto.keys import SecretKey
+from meterguard.headend.api.app import COOKIE, HEADERS, PUBLIC, create_app
+from meterguard.headend.services.accounts import Accounts, Principal
+from meterguard.headend.services.auth import TotpSecret
+from meterguard.headend.store.db import open_database
+from meterguard.headend.store.repository import ReadingRow, Store
+
+pytestmark = pytest.mark.integration
+PASSWORD = "mauve tractor sings at dawn"  # noqa: S105 - test accounts only
+BOB = "quiet lanterns drift over 7 dunes"
+OLGA = "copper kettles whistle in july rain"
+
+
+@dataclass
+class Site:
+    app: object
+    accounts: Accounts
+    store: Store
+    operator_totp: TotpSecret
+
+    def client(self) -> TestClient:
+        return TestClient(self.app, base_url="https://testserver")  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Site:
+    store = Store(open_database(f"sqlite:///{tmp_path / 'headend.db'}"))
+    for n in (1, 2):
+        mid = f"MGD{n:010d}"
+        store.add_meter(mid, serial=mid[3:], system_title=b"MGD" + n.to_bytes(5, "big"), now=0)
+        store.add_readings(
+            [ReadingRow(mid, 1_800_000_000 + 900 * k, 100 * n + k, 0, 0) for k in range(4)]
+        )
+    accounts = Accounts(store.engine, SecretKey.generate(32))
+    now = int(time.time())
+    accounts.create_user("alice", PASSWORD, "consumer", now=now, meters=("MGD0000000001",))
+    accounts.create_user("bob", BOB, "consumer", now=now, meters=("MGD0000000002",))
+    _, totp = accounts.create_user("olga", OLGA, "operator", now=now)
+    assert totp is not None
+    return Site(create_app(accounts, store), accounts, store, totp)
+
+
+def login(c: TestClient, user: str, password: str) -> dict[str, object]:
+    r = c.post("/api/v1/auth/login", json={"username": user, "password": password})
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def test_every_route_declares_its_roles_and_refuses_strangers(site: Site) -> None:
+    app = site.app
+    declared = app.state.route_roles  # type: ignore[attr-defined]
+    routes = [r for r in app.routes if isinstance(r, APIRoute)]  # type: ignore[attr-defined]
+    assert routes
+    c = site.client()
+    for route in routes:
+        assert route.path in declared, f"{route.path} declares no roles (API-2)"
+        if declared[route.path] == PUBLIC:
+            continue
+        for method in route.methods:
+            r = c.request(method, route.path.replace("{meter_id}", "MGD0000000001"))
+            assert r.status_code == 401, (method, route.path, r.status_code)
+
+
+def test_consumers_see_only_their_own_meters(site: Site) -> None:
+    c = site.client()
+    login(c, "alice", PASSWORD)
+    assert c.get("/api/v1/meters").json() == {"meters": ["MGD0000000001"]}
+    own = c.get("/api/v1/meters/MGD0000000001/readings")
+    assert own.status_code == 200 and len(own.json()["readings"]) == 4
+    # BOLA: bob's meter answers exactly like a meter that does not exist.
+    other, none = (
+        c.get("/api/v1/meters/MGD0000000002/readings"),
+        c.get("/api/v1/meters/MGD0000000099/readings"),
+    )
+    assert other.status_code == none.status_code == 404
+    assert other.json() == none.json() == {"error": "not found"}
+    assert c.get("/api/v1/fleet").status_code == 403  # utility data is not for consumers
+
+
+def test_operators_need_totp_each_code_once_and_sessions_rotate(site: Site) -> None:
+    c = site.client()
+    step1 = login(c, "olga", OLGA)
+    assert step1["mfa_required"] is True
+    half = c.cookies[COOKIE]
+    assert c.get("/api/v1/me").status_code == 401  # the password alone is not enough
+    code = site.operator_totp.code(time.time())
+    r = c.post("/api/v1/auth/totp", json={"code": code})
+    assert r.status_code == 200, r.text
+    assert c.cookies[COOKIE] != half  # rotated at login
+    assert c.get("/api/v1/me").json() == {"username": "olga", "role": "operator"}
+    assert c.get("/api/v1/fleet").json()["meters"] == 2
+    # The same code again, on a fresh login: refused (replay), even inside its 30 s.
+    c2 = site.client()
+    login(c2, "olga", OLGA)
+    assert c2.post("/api/v1/auth/totp", json={"code": code}).status_code == 401
+    # The half-done session of step 1 died when it was rotated.
+    c3 = site.client()
+    c3.cookies.set(COOKIE, half)
+    assert c3.get("/api/v1/me").status_code == 401
+
+
+def test_unknown_fields_are_refused(site: Site) -> None:
+    r = site.client().post(
+        "/api/v1/auth/login", json={"username": "alice", "password": PASSWORD, "role": "operator"}
+    )
+    assert r.status_code == 422 and r.json() == {"error": "invalid request"}
+
+
+def test_state_changes_need_the_csrf_token_and_logout_ends_the_session(site: Site) -> None:
+    c = site.client()
+    csrf = str(login(c, "alice", PASSWORD)["csrf_token"])
+    assert c.post("/api/v1/auth/logout").status_code == 403
+    assert c.post("/api/v1/auth/logout", headers={"X-CSRF-Token": "wrong"}).status_code == 403
+    token = c.cookies[COOKIE]
+    assert c.post("/api/v1/auth/logout", headers={"X-CSRF-Token": csrf}).status_code == 204
+    c.cookies.set(COOKIE, token)
+    assert c.get("/api/v1/me").status_code == 401
+
+
+def test_disabling_an_account_kills_its_sessions(site: Site) -> None:
+    c = site.client()
+    login(c, "bob", BOB)
+    assert c.get("/api/v1/me").status_code == 200
+    uid = next(
+        u for u in (1, 2, 3) if site.accounts.meters(_principal(site, u)) == ["MGD0000000002"]
+    )
+    site.accounts.set_disabled(uid, disabled=True)
+    assert c.get("/api/v1/me").status_code == 401
+    r = c.post("/api/v1/auth/login", json={"username": "bob", "password": BOB})
+    assert r.status_code == 401
+
+
+def _principal(site: Site, uid: int) -> Principal:
+    del site
+    return Principal(uid, "?", "consumer")
+
+
+def test_idle_and_absolute_timeouts(site: Site) -> None:
+    info = site.accounts.login("alice", PASSWORD, now=1000)
+    site.accounts.session(info.token, now=1000 + 14 * 60)
+    with pytest.raises(Exception, match="expired"):
+        site.accounts.session(info.token, now=1000 + 30 * 60)
+    info = site.accounts.login("alice", PASSWORD, now=1000)
+    for t in range(1000, 1000 + 8 * 3600, 10 * 60):
+        site.accounts.session(info.token, now=t)
+    with pytest.raises(Exception, match="expired"):
+        site.accounts.session(info.token, now=1000 + 8 * 3600 + 60)
+
+
+def test_login_is_rate_limited_before_any_hash(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = site.accounts.login
+    monkeypatch.setattr(site.accounts, "login", lambda *a, **k: calls.append(1) or real(*a, **k))
+    c = site.client()
+    codes = [
+        c.post(
+            "/api/v1/auth/login", json={"username": "alice", "password": "wrong password"}
+        ).status_code
+        for _ in range(8)
+    ]
+    assert codes[:5] == [401] * 5 and codes[5:] == [429] * 3
+    assert len(calls) == 5  # the limited attempts never reached the password check
+    r = c.post("/api/v1/auth/login", json={"username": "alice", "password": PASSWORD})
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+
+
+def test_security_headers_on_every_response(site: Site) -> None:
+    c = site.client()
+    responses = [
+        c.get("/api/v1/me"),
+        c.get("/nowhere"),
+        c.post("/api/v1/auth/login", json={"nope": 1}),
+        c.get("/openapi.json"),
+    ]
+    login(c, "alice", PASSWORD)
+    responses.append(c.get("/api/v1/meters"))
+    for r in responses:
+        for k, v in HEADERS.items():
+            assert r.headers.get(k) == v, (r.url, k)
+        assert "server" not in {h.lower() for h in r.headers}
+    cookie = responses[-1].request.headers.get("cookie", "")
+    assert COOKIE in cookie
