@@ -11,6 +11,9 @@
 * the head-end: key store (envelope-encrypted, KEK file in the data
   directory), database (SQLite by default, or a PostgreSQL URL), and an
   ingest worker that verifies and stores;
+* the web API over HTTPS (a server certificate from the PKI), with a consumer
+  and an operator demo account whose credentials go to ``web/demo-accounts.txt``
+  (mode 0600);
 * the audit log (alarms and security events), with a tree head signed every
   ten seconds by an audit key of its own (``audit/``); ``meterguard audit
   verify`` checks it.
@@ -24,6 +27,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -31,16 +36,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import uvicorn
+
 from meterguard.broker.monitor import LogMonitor, SessionTakeover
-from meterguard.broker.process import ManagedBroker
+from meterguard.broker.process import ManagedBroker, free_port
 from meterguard.crypto.ecc import SigningKey
 from meterguard.crypto.keys import KeyId, SecretKey
 from meterguard.crypto.keystore import KeyStore, LocalKek
 from meterguard.crypto.pki.store import Pki
 from meterguard.errors import ConfigurationError
+from meterguard.headend.api.app import create_app
 from meterguard.headend.ingest.admission import Admission
 from meterguard.headend.ingest.processor import IngestProcessor
 from meterguard.headend.ingest.worker import IngestWorker, WorkerSettings
+from meterguard.headend.services.accounts import Accounts
 from meterguard.headend.store.db import open_database
 from meterguard.headend.store.repository import Store
 from meterguard.meter.device import TamperKind
@@ -87,6 +96,19 @@ def audit_key(data: Path) -> SigningKey:
     key = SigningKey.load(path)
     (d / "audit-key.pub").write_text(key.verifying_key().to_bytes().hex() + "\n")
     return key
+
+
+WEB_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+"""TLS 1.2 suites for the web (AEAD with forward secrecy; TLS 1.3 suites are AEAD anyway)."""
+
+
+def secrets_key(path: Path) -> SecretKey:
+    """The head-end's secrets key (seals TOTP secrets), created on first use, mode 0600."""
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(32))
+    return SecretKey(path.read_bytes())
 
 
 def meter_id(serial: int) -> str:
@@ -162,6 +184,8 @@ class DemoSystem:
     keystore: KeyStore | None = None
     links: list[MeterMqttClient] = field(default_factory=list)
     worker: IngestWorker | None = None
+    web_port: int = 0
+    _web: Any = None
     _monitor: LogMonitor | None = None
     _audit_key: SigningKey | None = None
     _last_head: float = 0.0
@@ -214,6 +238,7 @@ class DemoSystem:
                     (KeyId.MASTER, kek),
                 ):
                     self.keystore.import_active(mid, kind, key)
+        self._start_web(now)
         root = pki_dir / "root" / "root.pem"
         (cfg.data / "demo.json").write_text(
             json.dumps(
@@ -223,6 +248,7 @@ class DemoSystem:
                     "host": cfg.host,
                     "service_port": self.broker.layout.service_port,
                     "device_port": self.broker.layout.device_port,
+                    "web_port": self.web_port,
                     "titles": {mid: self.fleet.system_title(i).hex() for i, mid in enumerate(ids)},
                 }
             )
@@ -266,6 +292,54 @@ class DemoSystem:
             )
             link.start()
             self.links.append(link)
+
+    def _start_web(self, now: dt.datetime) -> None:
+        """Serve the web API over HTTPS (API-9) with demo accounts (created on first start)."""
+        assert self.pki is not None and self.store is not None  # noqa: S101
+        web = self.config.data / "web"
+        web.mkdir(mode=0o700, exist_ok=True)
+        if not (web / "web.pem").exists():
+            self.pki.issue_server("web", hosts=[self.config.host, "localhost"], now=now, out=web)
+        accounts = Accounts(self.store.engine, secrets_key(web / "secrets.key"))
+        creds = web / "demo-accounts.txt"
+        if not creds.exists():
+            lines = ["# meterguard demo accounts (this file is mode 0600; delete it after use)"]
+            for name, role, meters in (
+                ("alice", "consumer", (meter_id(FIRST_SERIAL),)),
+                ("olga", "operator", ()),
+            ):
+                password = "demo " + secrets.token_urlsafe(12)
+                _, totp = accounts.create_user(
+                    name, password, role, now=int(now.timestamp()), meters=meters
+                )
+                lines.append(f"{name} ({role}) password: {password}")
+                if totp is not None:
+                    lines.append(
+                        f"{name} TOTP (enrol in an app): {totp.provisioning_uri(name)}"
+                    )
+            fd = os.open(creds, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write("\n".join(lines) + "\n")
+        self.web_port = free_port(self.config.host)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(accounts, self.store),
+                host=self.config.host,
+                port=self.web_port,
+                ssl_certfile=str(web / "web.pem"),
+                ssl_keyfile=str(web / "web.key"),
+                ssl_ciphers=WEB_CIPHERS,
+                server_header=False,
+                date_header=False,
+                log_level="warning",
+            )
+        )
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 15
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self._web = (server, thread)
 
     def _enrol(self, mid: str, now: dt.datetime) -> None:
         assert self.pki is not None  # noqa: S101
@@ -345,5 +419,9 @@ class DemoSystem:
         if self.fleet is not None:
             self.fleet.save()
         self.sign_head()
+        if self._web is not None:
+            server, thread = self._web
+            server.should_exit = True
+            thread.join(10)
         if self.broker is not None:
             self.broker.stop()

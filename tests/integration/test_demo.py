@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
+import ssl
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import httpx
+import pyotp
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -36,6 +40,29 @@ def status(data: Path) -> dict[str, int]:
     assert res.returncode == 0, res.stderr
     parsed: dict[str, int] = json.loads(res.stdout)
     return parsed
+
+
+def web_checks(data: Path, port: int) -> None:
+    """The demo's HTTPS API with its demo accounts: a consumer sees only her meter, the
+    operator gets in with password and TOTP."""
+    creds = (data / "web" / "demo-accounts.txt").read_text()
+    assert (data / "web" / "demo-accounts.txt").stat().st_mode & 0o777 == 0o600
+    alice = re.search(r"alice \(consumer\) password: (.*)", creds)
+    olga = re.search(r"olga \(operator\) password: (.*)", creds)
+    secret = re.search(r"secret=([A-Z2-7]+)", creds)
+    assert alice and olga and secret
+    tls = ssl.create_default_context(cafile=str(data / "pki" / "root" / "root.pem"))
+    with httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=tls, timeout=10) as c:
+        r = c.post("/api/v1/auth/login", json={"username": "alice", "password": alice[1]})
+        assert r.status_code == 200 and r.json()["mfa_required"] is False
+        assert c.get("/api/v1/meters").json() == {"meters": ["MGD0000000001"]}
+        assert c.get("/api/v1/meters/MGD0000000002/readings").status_code == 404
+    with httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=tls, timeout=10) as c:
+        r = c.post("/api/v1/auth/login", json={"username": "olga", "password": olga[1]})
+        assert r.json()["mfa_required"] is True
+        code = pyotp.TOTP(secret[1]).now()
+        assert c.post("/api/v1/auth/totp", json={"code": code}).status_code == 200
+        assert c.get("/api/v1/fleet").json()["meters"] == 10
 
 
 def test_demo_runs_stores_readings_and_shows_a_tamper_alarm(tmp_path: Path) -> None:
@@ -77,6 +104,7 @@ def test_demo_runs_stores_readings_and_shows_a_tamper_alarm(tmp_path: Path) -> N
         assert impostor.connected
         time.sleep(1.5)
         impostor.close()
+        web_checks(data, int(info["web_port"]))
         out, _ = proc.communicate(timeout=90)
     finally:
         if proc.poll() is None:

@@ -525,6 +525,11 @@ def demo(
     console.print(
         f"tamper from another shell: meterguard meter tamper MGD0000000001 cover-open --data {data}"
     )
+    console.print(
+        f"web API: https://{layout.host}:{system.web_port}/api/v1 (TLS, certificate from "
+        f"{data}/pki/root/root.pem); demo accounts alice (consumer) and olga (operator, TOTP) "
+        f"in {data}/web/demo-accounts.txt"
+    )
     started = time.monotonic()
     sim_start = system.fleet.now
     last_readings, last_t = 0, started

@@ -22,7 +22,6 @@ accounts.Accounts` service and the store. Routes only parse, authorise and call 
 HTTPS is the server's job (uvicorn with TLS, API-9); this module does not listen.
 """
 
-
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated
