@@ -314,9 +314,7 @@ class DemoSystem:
                 )
                 lines.append(f"{name} ({role}) password: {password}")
                 if totp is not None:
-                    lines.append(
-                        f"{name} TOTP (enrol in an app): {totp.provisioning_uri(name)}"
-                    )
+                    lines.append(f"{name} TOTP (enrol in an app): {totp.provisioning_uri(name)}")
             fd = os.open(creds, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write("\n".join(lines) + "\n")

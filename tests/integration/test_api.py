@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from meterguard.crypto.keys import SecretKey
 from meterguard.headend.api.app import COOKIE, HEADERS, PUBLIC, create_app
@@ -192,3 +193,46 @@ def test_security_headers_on_every_response(site: Site) -> None:
         assert "server" not in {h.lower() for h in r.headers}
     cookie = responses[-1].request.headers.get("cookie", "")
     assert COOKIE in cookie
+
+
+def operator_client(site: Site) -> TestClient:
+    c = site.client()
+    login(c, "olga", OLGA)
+    assert (
+        c.post("/api/v1/auth/totp", json={"code": site.operator_totp.code(time.time())}).status_code
+        == 200
+    )
+    return c
+
+
+def test_consumers_see_who_read_their_data(site: Site) -> None:
+    op = operator_client(site)
+    assert op.get("/api/v1/meters/MGD0000000001/readings?start=0&end=9999999999").status_code == 200
+    assert op.get("/api/v1/meters/MGD0000000001/access").status_code == 403  # not the owner's view
+    alice = site.client()
+    login(alice, "alice", PASSWORD)
+    alice.get("/api/v1/meters/MGD0000000001/readings")  # her own reads are not listed
+    log = alice.get("/api/v1/meters/MGD0000000001/access").json()["accesses"]
+    assert [(a["actor"], a["role"]) for a in log] == [("olga", "operator")]
+    bob = site.client()
+    login(bob, "bob", BOB)
+    assert bob.get("/api/v1/meters/MGD0000000001/access").status_code == 404
+
+
+def test_logins_are_audited(site: Site) -> None:
+    c = site.client()
+    assert (
+        c.post(
+            "/api/v1/auth/login", json={"username": "alice", "password": "not it at all"}
+        ).status_code
+        == 401
+    )
+    login(c, "alice", PASSWORD)
+    with site.store.engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT actor, action, result FROM audit_entries ORDER BY seq")
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("alice", "login", "failed"),
+        ("alice", "login", "password_ok"),
+    ]

@@ -115,6 +115,22 @@ class Readings(BaseModel):
     readings: list[Reading]
 
 
+class Access(BaseModel):
+    """One access to a consumer's data by someone else."""
+
+    at: int
+    actor: str
+    role: str
+    what: str
+
+
+class AccessLog(BaseModel):
+    """Who read this meter's data (API-11)."""
+
+    meter_id: str
+    accesses: list[Access]
+
+
 class FleetCounts(BaseModel):
     """Fleet totals for utility roles."""
 
@@ -201,6 +217,13 @@ def create_app(accounts: Accounts, store: Store) -> FastAPI:
     async def invalid(_r: Request, _e: RequestValidationError) -> JSONResponse:
         return JSONResponse({"error": "invalid request"}, status_code=422)
 
+    def audit(action: str, actor: str, result: str, peer: str) -> None:
+        """LOG-1: logins and their failures go to the tamper-evident audit log."""
+        store.audit.append(
+            at=int(time.time()), actor=actor[:64], target="web", action=action, result=result,
+            detail=f"from {peer}",
+        )  # fmt: skip
+
     anyone = guard(app, ROLES)
     utility = guard(app, UTILITY_ROLES)
 
@@ -213,11 +236,14 @@ def create_app(accounts: Accounts, store: Store) -> FastAPI:
         limits: _Limits = request.app.state.limits
         wait = max(limits.allow(f"user:{body.username}", now), limits.allow(f"addr:{peer}", now))
         if wait:
+            audit("login", body.username, "rate_limited", peer)
             raise HTTPException(429, headers={"Retry-After": str(int(wait) + 1)})
         try:
             info = accounts.login(body.username, body.password, now=int(now))
         except AuthenticationFailedError:
+            audit("login", body.username, "failed", peer)
             raise HTTPException(401) from None
+        audit("login", body.username, "password_ok", peer)
         _set_session(response, info)
         p = info.principal
         return LoginResponse(
@@ -231,10 +257,13 @@ def create_app(accounts: Accounts, store: Store) -> FastAPI:
         token = request.cookies.get(COOKIE)
         if not token:
             raise HTTPException(401)
+        peer = request.client.host if request.client else "?"
         try:
             info = accounts.second_factor(token, body.code, now=int(time.time()))
         except AuthenticationFailedError:
+            audit("login_totp", "?", "failed", peer)
             raise HTTPException(401) from None
+        audit("login_totp", info.principal.username, "ok", peer)
         _set_session(response, info)
         p = info.principal
         return LoginResponse(
@@ -274,9 +303,27 @@ def create_app(accounts: Accounts, store: Store) -> FastAPI:
         if not accounts.visible_meter(who, meter_id):
             raise HTTPException(404)  # API-1: another consumer's meter looks like no meter
         rows = store.readings(meter_id, start, end)
+        accounts.record_access(who, meter_id, f"readings {start}..{end}", now=int(time.time()))
         return Readings(
             meter_id=meter_id,
             readings=[Reading(interval_start=a, import_wh=b, export_wh=c) for a, b, c in rows],
+        )
+
+    declare("/api/v1/meters/{meter_id}/access", frozenset({"consumer", "auditor"}))
+    owner_or_auditor = guard(app, frozenset({"consumer", "auditor"}))
+
+    @app.get("/api/v1/meters/{meter_id}/access", response_model=AccessLog)
+    async def access(
+        meter_id: str, who: Annotated[Principal, Depends(owner_or_auditor)]
+    ) -> AccessLog:
+        if not accounts.visible_meter(who, meter_id):
+            raise HTTPException(404)
+        return AccessLog(
+            meter_id=meter_id,
+            accesses=[
+                Access(at=a, actor=b, role=r, what=w)
+                for a, b, r, w in accounts.access_log(meter_id)
+            ],
         )
 
     declare("/api/v1/fleet", UTILITY_ROLES)

@@ -28,6 +28,7 @@ __all__ = [
     "AuditTreeHead",
     "Base",
     "Counter",
+    "DataAccess",
     "Meter",
     "PushCounter",
     "Quarantined",
@@ -192,3 +193,17 @@ class WebSession(Base):
     mfa_done: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[int] = mapped_column(BigInteger)
     seen_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class DataAccess(Base):
+    """Who read a consumer's meter data, and when: the log the consumer sees (API-11, LOG-6)."""
+
+    __tablename__ = "data_access"
+    __table_args__ = (Index("data_access_meter", "meter_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[int] = mapped_column(BigInteger)
+    meter_id: Mapped[str] = mapped_column(String(32), ForeignKey("meters.id"))
+    actor: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(32))
+    what: Mapped[str] = mapped_column(String(128))
