@@ -16,12 +16,13 @@ from meterguard.headend.api.app import COOKIE, HEADERS, PUBLIC, create_app
 from meterguard.headend.services.accounts import Accounts, Principal
 from meterguard.headend.services.auth import TotpSecret
 from meterguard.headend.store.db import open_database
-from meterguard.headend.store.repository import ReadingRow, Store
+from meterguard.headend.store.repository import PushRow, ReadingRow, Store
 
 pytestmark = pytest.mark.integration
 PASSWORD = "mauve tractor sings at dawn"  # noqa: S105 - test accounts only
 BOB = "quiet lanterns drift over 7 dunes"
 OLGA = "copper kettles whistle in july rain"
+ERIK = "seven amber foxes cross frozen rivers"
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Site:
     accounts: Accounts
     store: Store
     operator_totp: TotpSecret
+    engineer_totp: TotpSecret
 
     def client(self) -> TestClient:
         return TestClient(self.app, base_url="https://testserver")  # type: ignore[arg-type]
@@ -49,8 +51,9 @@ def site(tmp_path: Path) -> Site:
     accounts.create_user("alice", PASSWORD, "consumer", now=now, meters=("MGD0000000001",))
     accounts.create_user("bob", BOB, "consumer", now=now, meters=("MGD0000000002",))
     _, totp = accounts.create_user("olga", OLGA, "operator", now=now)
-    assert totp is not None
-    return Site(create_app(accounts, store), accounts, store, totp)
+    _, etotp = accounts.create_user("erik", ERIK, "engineer", now=now)
+    assert totp is not None and etotp is not None
+    return Site(create_app(accounts, store), accounts, store, totp, etotp)
 
 
 def login(c: TestClient, user: str, password: str) -> dict[str, object]:
@@ -70,7 +73,8 @@ def test_every_route_declares_its_roles_and_refuses_strangers(site: Site) -> Non
         if declared[route.path] == PUBLIC:
             continue
         for method in route.methods:
-            r = c.request(method, route.path.replace("{meter_id}", "MGD0000000001"))
+            path = route.path.replace("{meter_id}", "MGD0000000001").replace("{alarm_id}", "1")
+            r = c.request(method, path)
             assert r.status_code == 401, (method, route.path, r.status_code)
 
 
@@ -235,4 +239,54 @@ def test_logins_are_audited(site: Site) -> None:
     assert [tuple(r) for r in rows] == [
         ("alice", "login", "failed"),
         ("alice", "login", "password_ok"),
+    ]
+
+
+def utility_client(
+    site: Site, user: str, password: str, totp: TotpSecret
+) -> tuple[TestClient, str]:
+    c = site.client()
+    login(c, user, password)
+    r = c.post("/api/v1/auth/totp", json={"code": totp.code(time.time())})
+    assert r.status_code == 200, r.text
+    return c, str(r.json()["csrf_token"])
+
+
+def test_tamper_alarms_stay_latched_until_an_authorised_role_clears_them(site: Site) -> None:
+    m = "MGD0000000001"
+    site.store.commit_ingest(
+        [PushRow(m, 50, "t", b"", False, (), (1, 40, 1_800_000_000))], [], now=1
+    )
+    alice = site.client()
+    csrf_a = str(login(alice, "alice", PASSWORD)["csrf_token"])
+    [alarm] = alice.get("/api/v1/alarms").json()["alarms"]
+    assert (alarm["meter_id"], alarm["state"]) == (m, "open")
+    bob = site.client()
+    login(bob, "bob", BOB)
+    assert bob.get("/api/v1/alarms").json() == {"alarms": []}
+    path = f"/api/v1/alarms/{alarm['id']}"
+    assert alice.post(f"{path}/acknowledge", headers={"X-CSRF-Token": csrf_a}).status_code == 403
+    op, csrf_o = utility_client(site, "olga", OLGA, site.operator_totp)
+    assert op.post(f"{path}/acknowledge").status_code == 403  # no CSRF token
+    assert op.post(f"{path}/acknowledge", headers={"X-CSRF-Token": csrf_o}).status_code == 204
+    assert op.post(f"{path}/clear", headers={"X-CSRF-Token": csrf_o}).status_code == 403
+    assert alice.get("/api/v1/alarms").json()["alarms"][0]["state"] == "acknowledged"  # latched
+    eng, csrf_e = utility_client(site, "erik", ERIK, site.engineer_totp)
+    assert eng.post(f"{path}/clear", headers={"X-CSRF-Token": csrf_e}).status_code == 204
+    assert eng.post(f"{path}/clear", headers={"X-CSRF-Token": csrf_e}).status_code == 404
+    assert alice.get("/api/v1/alarms").json()["alarms"][0]["state"] == "cleared"
+    with site.store.engine.connect() as conn:
+        acts = [
+            tuple(r)
+            for r in conn.execute(
+                text(
+                    "SELECT actor, action FROM audit_entries"
+                    " WHERE action LIKE 'alarm_%' ORDER BY seq"
+                )
+            )
+        ]
+    assert acts == [
+        ("meter", "alarm_raised"),
+        ("olga", "alarm_acknowledged"),
+        ("erik", "alarm_cleared"),
     ]

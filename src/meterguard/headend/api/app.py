@@ -22,6 +22,7 @@ accounts.Accounts` service and the store. Routes only parse, authorise and call 
 HTTPS is the server's job (uvicorn with TLS, API-9); this module does not listen.
 """
 
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated
@@ -131,6 +132,23 @@ class AccessLog(BaseModel):
     accesses: list[Access]
 
 
+class AlarmOut(BaseModel):
+    """One alarm."""
+
+    id: int
+    meter_id: str
+    sequence: int
+    code: int
+    raised_at: int
+    state: str
+
+
+class AlarmList(BaseModel):
+    """Alarms the caller may see, newest first."""
+
+    alarms: list[AlarmOut]
+
+
 class FleetCounts(BaseModel):
     """Fleet totals for utility roles."""
 
@@ -178,6 +196,26 @@ def guard(app: FastAPI, roles: frozenset[str]) -> Callable[..., Awaitable[Princi
 
     del app
     return dependency
+
+
+ACK_ROLES = frozenset({"operator", "engineer", "security_admin"})
+CLEAR_ROLES = frozenset({"engineer", "security_admin"})
+
+
+def _alarm_move(
+    store: Store,
+    dependency: Callable[..., Awaitable[Principal]],
+    from_states: tuple[str, ...],
+    to: str,
+) -> Callable[..., Awaitable[None]]:
+    async def move(alarm_id: int, who: Annotated[Principal, Depends(dependency)]) -> None:
+        moved = store.move_alarm(
+            alarm_id, from_states=from_states, to=to, actor=who.username, now=int(time.time())
+        )
+        if moved is None:
+            raise HTTPException(404)
+
+    return move
 
 
 def _set_session(response: Response, info: SessionInfo) -> None:
@@ -324,6 +362,29 @@ def create_app(accounts: Accounts, store: Store) -> FastAPI:
                 Access(at=a, actor=b, role=r, what=w)
                 for a, b, r, w in accounts.access_log(meter_id)
             ],
+        )
+
+    declare("/api/v1/alarms", ROLES)
+
+    @app.get("/api/v1/alarms", response_model=AlarmList)
+    async def alarms(who: Annotated[Principal, Depends(anyone)]) -> AlarmList:
+        scope = accounts.meters(who) if who.role == "consumer" else None
+        return AlarmList(
+            alarms=[AlarmOut(**dataclasses.asdict(a)) for a in store.alarm_rows(scope)]
+        )
+
+    # TAMP-2: a tamper alarm stays latched until an authorised role clears it; operators may
+    # acknowledge it (it stays latched), engineers and security administrators clear it.
+    for action, allowed, from_states, to in (
+        ("acknowledge", ACK_ROLES, ("open",), "acknowledged"),
+        ("clear", CLEAR_ROLES, ("open", "acknowledged"), "cleared"),
+    ):
+        declare(f"/api/v1/alarms/{{alarm_id}}/{action}", allowed)
+        app.add_api_route(
+            f"/api/v1/alarms/{{alarm_id}}/{action}",
+            _alarm_move(store, guard(app, allowed), from_states, to),
+            methods=["POST"],
+            status_code=204,
         )
 
     declare("/api/v1/fleet", UTILITY_ROLES)

@@ -44,7 +44,7 @@ from meterguard.headend.store.models import (
     SecurityEvent,
 )
 
-__all__ = ["CommitOutcome", "PushRow", "ReadingRow", "RefusalRow", "Store"]
+__all__ = ["AlarmView", "CommitOutcome", "PushRow", "ReadingRow", "RefusalRow", "Store"]
 
 MAX_QUARANTINE_PAYLOAD = 4096
 BATCH = 500
@@ -103,6 +103,18 @@ class RefusalRow:
     payload: bytes
     event: str | None = None
     meter_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmView:
+    """An alarm as the API shows it."""
+
+    id: int
+    meter_id: str
+    sequence: int
+    code: int
+    raised_at: int
+    state: str
 
 
 @dataclass
@@ -489,6 +501,40 @@ class Store:
             if state is not None:
                 q = q.where(Alarm.state == state)
             return [(m, int(seq), int(c), st) for m, seq, c, st in s.execute(q)]
+
+    def alarm_rows(self, meters: Sequence[str] | None = None) -> list[AlarmView]:
+        """Alarms with their ids, newest first; only of ``meters`` when given."""
+        with Session(self.engine) as s:
+            q = select(
+                Alarm.id, Alarm.meter_id, Alarm.sequence, Alarm.code, Alarm.raised_at, Alarm.state
+            ).order_by(Alarm.id.desc())
+            if meters is not None:
+                q = q.where(Alarm.meter_id.in_(list(meters)))
+            return [
+                AlarmView(int(i), m, int(sq), int(c), int(r), st)
+                for i, m, sq, c, r, st in s.execute(q)
+            ]
+
+    def move_alarm(
+        self, alarm_id: int, *, from_states: tuple[str, ...], to: str, actor: str, now: int
+    ) -> str | None:
+        """Change an alarm's state if it is in one of ``from_states``; audit it (TAMP-2).
+
+        Returns the meter id, or None if there is no such alarm in those states.
+        """
+        with self.engine.begin() as conn:
+            meter = conn.execute(
+                update(Alarm)
+                .where(Alarm.id == alarm_id, Alarm.state.in_(from_states))
+                .values(state=to)
+                .returning(Alarm.meter_id)
+            ).scalar()
+            if meter is not None:
+                self.audit.append_in(
+                    conn, at=now, actor=actor, target=str(meter), action=f"alarm_{to}",
+                    result="ok", detail=f"alarm {alarm_id}",
+                )  # fmt: skip
+        return None if meter is None else str(meter)
 
     def security_event(
         self, *, at: int, event: str, detail: str, meter_id: str | None = None
