@@ -42,7 +42,7 @@ from meterguard.broker.monitor import LogMonitor, SessionTakeover
 from meterguard.broker.process import ManagedBroker, free_port
 from meterguard.crypto.ecc import SigningKey
 from meterguard.crypto.keys import KeyId, SecretKey
-from meterguard.crypto.keystore import KeyStore, LocalKek
+from meterguard.crypto.keystore import KeyStore, LocalKek, read_key_file
 from meterguard.crypto.pki.store import Pki
 from meterguard.errors import ConfigurationError
 from meterguard.headend.api.app import create_app
@@ -100,15 +100,6 @@ def audit_key(data: Path) -> SigningKey:
 
 WEB_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 """TLS 1.2 suites for the web (AEAD with forward secrecy; TLS 1.3 suites are AEAD anyway)."""
-
-
-def secrets_key(path: Path) -> SecretKey:
-    """The head-end's secrets key (seals TOTP secrets), created on first use, mode 0600."""
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(secrets.token_bytes(32))
-    return SecretKey(path.read_bytes())
 
 
 def meter_id(serial: int) -> str:
@@ -300,7 +291,7 @@ class DemoSystem:
         web.mkdir(mode=0o700, exist_ok=True)
         if not (web / "web.pem").exists():
             self.pki.issue_server("web", hosts=[self.config.host, "localhost"], now=now, out=web)
-        accounts = Accounts(self.store.engine, secrets_key(web / "secrets.key"))
+        accounts = Accounts(self.store.engine, read_key_file(web / "secrets.key", create=True))
         creds = web / "demo-accounts.txt"
         if not creds.exists():
             lines = ["# meterguard demo accounts (this file is mode 0600; delete it after use)"]

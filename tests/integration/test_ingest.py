@@ -101,7 +101,9 @@ def test_readings_alarms_and_refusals(rig: tuple[Fleet, Store, IngestWorker, lis
     )
     counts = store.counts()
     assert counts["readings"] == 16  # 2 registered meters x 8 intervals, each once
-    assert counts["alarms"] == 1 and store.alarms()[0][2] == int(TamperKind.MAIN_COVER_OPEN.code)
+    assert counts["alarms"] == 1 and store.alarm_rows()[0].code == int(
+        TamperKind.MAIN_COVER_OPEN.code
+    )
     events = {e for _, e in store.security_events()}
     assert {
         "access_denied",

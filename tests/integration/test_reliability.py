@@ -30,6 +30,27 @@ def spawn(*args: str) -> subprocess.Popen[str]:
     )
 
 
+def assert_every_interval_once(data: Path) -> None:
+    """Per meter, contiguous from the first reading the head-end saw to the last interval the
+    meter pushed; nothing twice; no security event (a redelivery is not a replay attack)."""
+    info = json.loads((data / "demo.json").read_text())
+    store = Store(open_database(info["db"]))
+    with np.load(data / "fleet" / "fleet.npz") as fleet:
+        last = {
+            f"MGD{int(s):010d}": int(t)
+            for s, t in zip(fleet["serial"], fleet["last_period"], strict=True)
+        }
+    total = 0
+    for meter, end in last.items():
+        starts = [r[0] for r in store.readings(meter, 0, 2**40)]
+        assert starts, meter
+        assert starts == list(range(starts[0], end, 900)), meter
+        total += len(starts)
+    counts = store.counts()
+    assert counts["readings"] == total
+    assert counts["security_events"] == 0, "a redelivery must not look like a replay attack"
+
+
 def test_worker_killed_and_restarted_loses_nothing(tmp_path: Path) -> None:
     data = tmp_path / "d"
     demo = spawn(
@@ -67,23 +88,7 @@ def test_worker_killed_and_restarted_loses_nothing(tmp_path: Path) -> None:
         for p in (demo,):
             if p.poll() is None:
                 p.kill()
-    info = json.loads((data / "demo.json").read_text())
-    store = Store(open_database(info["db"]))
-    with np.load(data / "fleet" / "fleet.npz") as fleet:
-        last = {
-            f"MGD{int(s):010d}": int(t)
-            for s, t in zip(fleet["serial"], fleet["last_period"], strict=True)
-        }
-    total = 0
-    for meter, end in last.items():
-        starts = [r[0] for r in store.readings(meter, 0, 2**40)]
-        assert starts, meter
-        # Contiguous from the first reading the head-end saw to the last interval the meter pushed.
-        assert starts == list(range(starts[0], end, 900)), meter
-        total += len(starts)
-    counts = store.counts()
-    assert counts["readings"] == total
-    assert counts["security_events"] == 0, "a redelivery must not look like a replay attack"
+    assert_every_interval_once(data)
 
 
 def test_two_worker_processes_share_one_stream_exactly_once(tmp_path: Path) -> None:
@@ -114,18 +119,4 @@ def test_two_worker_processes_share_one_stream_exactly_once(tmp_path: Path) -> N
         assert w.returncode == 0, out
         committed = re.findall(r"ingest worker ingest-[ab]: (\d+) messages committed", out)
         assert committed and int(committed[0]) > 0, out  # both took part
-    info = json.loads((data / "demo.json").read_text())
-    store = Store(open_database(info["db"]))
-    with np.load(data / "fleet" / "fleet.npz") as fleet:
-        last = {
-            f"MGD{int(s):010d}": int(t)
-            for s, t in zip(fleet["serial"], fleet["last_period"], strict=True)
-        }
-    total = 0
-    for meter, end in last.items():
-        starts = [r[0] for r in store.readings(meter, 0, 2**40)]
-        assert starts == list(range(starts[0], end, 900)), meter
-        total += len(starts)
-    counts = store.counts()
-    assert counts["readings"] == total
-    assert counts["security_events"] == 0
+    assert_every_interval_once(data)

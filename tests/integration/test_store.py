@@ -36,33 +36,22 @@ def test_readings_are_stored_exactly_once(store: Store) -> None:
     assert store.counts()["readings"] == 12
 
 
-def test_counter_never_goes_back(store: Store) -> None:
-    store.add_meter(
-        "MGD0000000002", serial="0000000002", system_title=b"MGD\x00\x00\x00\x00\x02", now=1
-    )
-    assert store.last_counter("MGD0000000002") is None
-    assert store.advance_counter("MGD0000000002", 10)
-    assert store.advance_counter("MGD0000000002", 11)
-    assert not store.advance_counter("MGD0000000002", 11)
-    assert not store.advance_counter("MGD0000000002", 3)
-    assert store.last_counter("MGD0000000002") == 11
-
-
 def test_alarms_events_quarantine(store: Store) -> None:
-    store.add_meter(
-        "MGD0000000003", serial="0000000003", system_title=b"MGD\x00\x00\x00\x00\x03", now=1
-    )
-    assert store.add_alarm("MGD0000000003", sequence=1, code=44, raised_at=5)
-    assert not store.add_alarm("MGD0000000003", sequence=1, code=44, raised_at=5)  # re-sent alarm
-    store.security_event(
-        at=6, event="authentication_failed", detail="tag mismatch", meter_id="MGD0000000003"
-    )
-    store.quarantine(
-        at=7, topic="meters/MGD0000000003/data", reason="bad tag", payload=b"x" * 10_000
-    )
+    m = "MGD0000000003"
+    store.add_meter(m, serial=m[3:], system_title=b"MGD\x00\x00\x00\x00\x03", now=1)
+    alarm = PushRow(m, 5, f"meters/{m}/alarms", b"", False, (), (1, 44, 5))
+    store.commit_ingest([alarm], [], now=5)
+    again = store.commit_ingest([PushRow(m, 5, alarm.topic, b"", True, (), (1, 44, 5))], [], now=6)
+    assert again.duplicates == 1  # the re-sent alarm is stored once
+    store.security_event(at=6, event="authentication_failed", detail="tag mismatch", meter_id=m)
+    store.commit_ingest([], [RefusalRow(f"meters/{m}/data", "bad tag", b"x" * 10_000)], now=7)
     c = store.counts()
     assert (c["alarms"], c["security_events"], c["rejected_messages"]) == (1, 1, 1)
-    assert store.alarms(state="open") == [("MGD0000000003", 1, 44, "open")]
+    [view] = store.alarm_rows()
+    assert (view.meter_id, view.sequence, view.code, view.state) == (m, 1, 44, "open")
+    with store.engine.connect() as conn:
+        kept = conn.execute(text("SELECT length(payload) FROM quarantine")).scalar()
+    assert kept == 4096  # quarantined payloads are bounded
 
 
 def test_unknown_meter_readings_are_refused(store: Store) -> None:
@@ -124,7 +113,9 @@ def test_commit_takes_late_pushes_within_the_window_only(store: Store) -> None:
     late = store.commit_ingest([_push(m, 1000 - 100, alarm=True), _push(m, 1000 - 256)], [], now=2)
     assert [p.ic for p in late.accepted] == [900]  # an out-of-order alarm, inside the window
     assert [p.ic for p in late.replays] == [744]  # older than the window: refused
-    assert store.alarms() == [(m, 900, 1, "open")]
+    assert [(a.meter_id, a.sequence, a.code, a.state) for a in store.alarm_rows()] == [
+        (m, 900, 1, "open")
+    ]
     assert store.last_counter(m) == 1000  # a late push never lowers the counter
 
 

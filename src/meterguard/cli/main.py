@@ -725,5 +725,7 @@ def ingest_run(data: Path, client_id: str, duration: float | None) -> None:
     worker.run(stopping)
     click.echo(
         f"ingest worker {client_id}: {worker.committed} messages committed in "
-        f"{time.monotonic() - started:.1f} s; {worker.processor.stats}"
+        f"{time.monotonic() - started:.1f} s; {worker.processor.stats}; "
+        f"duplicates {worker.duplicates}, reconnects {worker.reconnects}, "
+        f"database failures {worker.db_failures}"
     )

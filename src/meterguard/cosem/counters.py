@@ -28,7 +28,6 @@ __all__ = [
     "CounterCheck",
     "PushFloor",
     "ReceiveCounter",
-    "ReplayWindow",
     "SendCounter",
 ]
 
@@ -135,70 +134,6 @@ class ReceiveCounter:
 
     def __repr__(self) -> str:
         return f"ReceiveCounter(last={self._last})"
-
-
-class ReplayWindow:
-    """Anti-replay for one-way pushes consumed out of order (RFC 4303 §3.4.3 style window).
-
-    Pushes of one meter share one counter sequence but may be verified by several
-    consumers (a bulk lane and an alarm lane) and so arrive out of order. The window
-    accepts a counter once: above the highest seen, or within ``size`` below it and not
-    seen before. Everything else — a repeat, or older than the window — is a
-    :class:`~meterguard.errors.ReplayError`. Like :class:`ReceiveCounter`, ``check``
-    comes before the tag verification and ``commit`` after it. After a restart only the
-    persisted highest value is known, so everything at or below it counts as seen.
-    Associations (request/response) keep the strict :class:`ReceiveCounter`.
-    """
-
-    __slots__ = ("_bits", "_highest", "size")
-
-    def __init__(self, highest: int | None = None, *, size: int = 256) -> None:
-        if size < 1:
-            raise ConfigurationError("window size must be positive")
-        self.size = size
-        self._highest = highest
-        self._bits = (1 << size) - 1  # bit k set: highest - k already seen
-
-    @property
-    def last(self) -> int | None:
-        """The highest counter accepted."""
-        return self._highest
-
-    def check(self, value: int) -> None:
-        """Refuse a counter already seen or too old.
-
-        Raises:
-            ReplayError: repeated or older than the window.
-        """
-        h = self._highest
-        if h is None or value > h:
-            return
-        offset = h - value
-        if offset >= self.size or self._bits >> offset & 1:
-            raise ReplayError(
-                f"attempt to lower invocation counter: {value} already seen or older than "
-                f"the window below {h}"
-            )
-
-    def commit(self, value: int) -> None:
-        """Record ``value`` (only after its APDU authenticated).
-
-        Raises:
-            ReplayError: repeated or older than the window.
-        """
-        self.check(value)
-        h = self._highest
-        mask = (1 << self.size) - 1
-        if h is None:
-            self._highest, self._bits = value, 1
-        elif value > h:
-            self._bits = ((self._bits << (value - h)) | 1) & mask
-            self._highest = value
-        else:
-            self._bits |= 1 << (h - value)
-
-    def __repr__(self) -> str:
-        return f"ReplayWindow(highest={self._highest}, size={self.size})"
 
 
 class PushFloor:

@@ -38,6 +38,7 @@ __all__ = [
     "Pkcs11Kek",
     "RotationPolicy",
     "StoredKey",
+    "read_key_file",
 ]
 
 _SCHEMA = """
@@ -81,6 +82,24 @@ class KeyEncryptionKey(Protocol):
         ...
 
 
+def read_key_file(path: Path, *, create: bool = False, length: int = 32) -> SecretKey:
+    """A raw key file of mode 0600, created from the CSPRNG if asked and missing.
+
+    Raises:
+        ConfigurationError: the file is readable or writable by others.
+    """
+    if create and not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(length))
+    if path.stat().st_mode & 0o077:
+        raise ConfigurationError(
+            f"{path} is readable by others (mode {oct(path.stat().st_mode & 0o777)})"
+        )
+    return SecretKey(path.read_bytes())
+
+
 class LocalKek:
     """A 256-bit KEK held in process memory, loaded from a file or an environment variable."""
 
@@ -97,17 +116,7 @@ class LocalKek:
     @classmethod
     def from_file(cls, path: Path, *, create: bool = False) -> LocalKek:
         """Read 32 raw bytes (created with mode 0600 if asked and missing)."""
-        if create and not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(secrets.token_bytes(32))
-        mode = path.stat().st_mode & 0o077
-        if mode:
-            raise ConfigurationError(
-                f"{path} is readable by others (mode {oct(path.stat().st_mode & 0o777)})"
-            )
-        return cls(SecretKey(path.read_bytes()))
+        return cls(read_key_file(path, create=create))
 
     @classmethod
     def from_env(cls, name: str = "MG_KEK") -> LocalKek:

@@ -6,9 +6,10 @@ runtime, and they name dependencies local to :func:`create_app`.)
 :func:`create_app` builds the ASGI app over an :class:`~meterguard.headend.services.
 accounts.Accounts` service and the store. Routes only parse, authorise and call services:
 
-* **every route declares its roles** through :func:`guard` (or :data:`PUBLIC`); the
-  declarations are kept in ``app.state.route_roles`` so a test can walk the route table
-  and fail on any route without one (API-2, default deny);
+* **every route declares its roles** by depending on a :class:`Guard`, which enforces
+  them; :func:`create_app` reads the roles back from each route into
+  ``app.state.route_roles`` and refuses to build an app with a route that has neither a
+  guard nor a place on the short public list (API-2, default deny);
 * **sessions** live server-side; the client holds a 256-bit token in the ``__Host-``
   cookie (Secure, HttpOnly, SameSite=Strict, Path=/) — rotated at each login step —
   and sends the session's CSRF token in ``X-CSRF-Token`` on every state change (API-6);
@@ -22,7 +23,6 @@ accounts.Accounts` service and the store. Routes only parse, authorise and call 
 HTTPS is the server's job (uvicorn with TLS, API-9); this module does not listen.
 """
 
-import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated
@@ -30,10 +30,11 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from meterguard.errors import AuthenticationFailedError
+from meterguard.errors import AuthenticationFailedError, ConfigurationError
 from meterguard.headend.ingest.processor import TokenBucket
 from meterguard.headend.services.accounts import (
     ROLES,
@@ -42,9 +43,9 @@ from meterguard.headend.services.accounts import (
     Principal,
     SessionInfo,
 )
-from meterguard.headend.store.repository import Store
+from meterguard.headend.store.repository import AlarmView, Store
 
-__all__ = ["COOKIE", "PUBLIC", "create_app", "guard"]
+__all__ = ["COOKIE", "PUBLIC", "Guard", "create_app"]
 
 COOKIE = "__Host-mg-session"
 PUBLIC: frozenset[str] = frozenset()
@@ -132,21 +133,10 @@ class AccessLog(BaseModel):
     accesses: list[Access]
 
 
-class AlarmOut(BaseModel):
-    """One alarm."""
-
-    id: int
-    meter_id: str
-    sequence: int
-    code: int
-    raised_at: int
-    state: str
-
-
 class AlarmList(BaseModel):
     """Alarms the caller may see, newest first."""
 
-    alarms: list[AlarmOut]
+    alarms: list[AlarmView]
 
 
 class FleetCounts(BaseModel):
@@ -174,12 +164,20 @@ class _Limits:
         return max(1.0, (1 - b.tokens) / self.rate)
 
 
-def guard(app: FastAPI, roles: frozenset[str]) -> Callable[..., Awaitable[Principal]]:
-    """A dependency admitting only a fully logged-in caller with one of ``roles``."""
+class Guard:
+    """A dependency admitting only a fully logged-in caller with one of ``roles``.
 
-    async def dependency(
-        request: Request, x_csrf_token: Annotated[str | None, Header()] = None
+    The roles live on the dependency itself, so the route table's declared roles are the
+    enforced ones (API-2): :func:`create_app` reads them back from each route.
+    """
+
+    def __init__(self, roles: frozenset[str]) -> None:
+        self.roles = roles
+
+    async def __call__(
+        self, request: Request, x_csrf_token: Annotated[str | None, Header()] = None
     ) -> Principal:
+        """Check the session, the CSRF token of a state change, and the role; return the caller."""
         accounts: Accounts = request.app.state.accounts
         token = request.cookies.get(COOKIE)
         if not token:
@@ -190,12 +188,28 @@ def guard(app: FastAPI, roles: frozenset[str]) -> Callable[..., Awaitable[Princi
             raise HTTPException(401) from None
         if request.method in _UNSAFE and x_csrf_token != info.csrf:
             raise HTTPException(403)  # API-6: CSRF token missing or wrong
-        if info.principal.role not in roles:
+        if info.principal.role not in self.roles:
             raise HTTPException(403)
         return info.principal
 
-    del app
-    return dependency
+
+def _roles_of(route: APIRoute) -> frozenset[str] | None:
+    """The roles of the :class:`Guard` a route depends on, if it has one."""
+    for dep in route.dependant.dependencies:
+        if isinstance(dep.call, Guard):
+            return dep.call.roles
+    return None
+
+
+def _peer(request: Request) -> str:
+    return request.client.host if request.client else "?"
+
+
+def _login_response(info: SessionInfo) -> LoginResponse:
+    p = info.principal
+    return LoginResponse(
+        username=p.username, role=p.role, mfa_required=not info.mfa_done, csrf_token=info.csrf
+    )
 
 
 ACK_ROLES = frozenset({"operator", "engineer", "security_admin"})
@@ -203,10 +217,7 @@ CLEAR_ROLES = frozenset({"engineer", "security_admin"})
 
 
 def _alarm_move(
-    store: Store,
-    dependency: Callable[..., Awaitable[Principal]],
-    from_states: tuple[str, ...],
-    to: str,
+    store: Store, dependency: Guard, from_states: tuple[str, ...], to: str
 ) -> Callable[..., Awaitable[None]]:
     async def move(alarm_id: int, who: Annotated[Principal, Depends(dependency)]) -> None:
         moved = store.move_alarm(
@@ -227,11 +238,6 @@ def create_app(accounts: Accounts, store: Store) -> FastAPI:
     app = FastAPI(title="meterguard head-end", version="1", docs_url=None, redoc_url=None)
     app.state.accounts = accounts
     app.state.limits = _Limits()
-    roles: dict[str, frozenset[str]] = {}
-    app.state.route_roles = roles
-
-    def declare(path: str, allowed: frozenset[str]) -> None:
-        roles[path] = allowed
 
     @app.middleware("http")
     async def security_headers(
@@ -258,19 +264,20 @@ def create_app(accounts: Accounts, store: Store) -> FastAPI:
     def audit(action: str, actor: str, result: str, peer: str) -> None:
         """LOG-1: logins and their failures go to the tamper-evident audit log."""
         store.audit.append(
-            at=int(time.time()), actor=actor[:64], target="web", action=action, result=result,
+            at=int(time.time()),
+            actor=actor[:64],
+            target="web",
+            action=action,
+            result=result,
             detail=f"from {peer}",
-        )  # fmt: skip
+        )
 
-    anyone = guard(app, ROLES)
-    utility = guard(app, UTILITY_ROLES)
-
-    declare("/api/v1/auth/login", PUBLIC)
+    anyone, utility = Guard(ROLES), Guard(UTILITY_ROLES)
 
     @app.post("/api/v1/auth/login", response_model=LoginResponse)
     async def login(body: LoginRequest, request: Request, response: Response) -> LoginResponse:
         now = time.time()
-        peer = request.client.host if request.client else "?"
+        peer = _peer(request)
         limits: _Limits = request.app.state.limits
         wait = max(limits.allow(f"user:{body.username}", now), limits.allow(f"addr:{peer}", now))
         if wait:
@@ -283,19 +290,14 @@ def create_app(accounts: Accounts, store: Store) -> FastAPI:
             raise HTTPException(401) from None
         audit("login", body.username, "password_ok", peer)
         _set_session(response, info)
-        p = info.principal
-        return LoginResponse(
-            username=p.username, role=p.role, mfa_required=not info.mfa_done, csrf_token=info.csrf
-        )
-
-    declare("/api/v1/auth/totp", PUBLIC)  # needs the half-done session of step 1
+        return _login_response(info)
 
     @app.post("/api/v1/auth/totp", response_model=LoginResponse)
     async def totp(body: TotpRequest, request: Request, response: Response) -> LoginResponse:
         token = request.cookies.get(COOKIE)
         if not token:
             raise HTTPException(401)
-        peer = request.client.host if request.client else "?"
+        peer = _peer(request)
         try:
             info = accounts.second_factor(token, body.code, now=int(time.time()))
         except AuthenticationFailedError:
@@ -303,12 +305,7 @@ def create_app(accounts: Accounts, store: Store) -> FastAPI:
             raise HTTPException(401) from None
         audit("login_totp", info.principal.username, "ok", peer)
         _set_session(response, info)
-        p = info.principal
-        return LoginResponse(
-            username=p.username, role=p.role, mfa_required=False, csrf_token=info.csrf
-        )
-
-    declare("/api/v1/auth/logout", ROLES)
+        return _login_response(info)
 
     @app.post("/api/v1/auth/logout", status_code=204)
     async def logout(
@@ -317,19 +314,13 @@ def create_app(accounts: Accounts, store: Store) -> FastAPI:
         accounts.logout(request.cookies.get(COOKIE, ""))
         response.delete_cookie(COOKIE, secure=True, httponly=True, samesite="strict", path="/")
 
-    declare("/api/v1/me", ROLES)
-
     @app.get("/api/v1/me", response_model=Me)
     async def me(who: Annotated[Principal, Depends(anyone)]) -> Me:
         return Me(username=who.username, role=who.role)
 
-    declare("/api/v1/meters", ROLES)
-
     @app.get("/api/v1/meters", response_model=MeterList)
     async def meters(who: Annotated[Principal, Depends(anyone)]) -> MeterList:
         return MeterList(meters=accounts.meters(who))
-
-    declare("/api/v1/meters/{meter_id}/readings", ROLES)
 
     @app.get("/api/v1/meters/{meter_id}/readings", response_model=Readings)
     async def readings(
@@ -347,8 +338,7 @@ def create_app(accounts: Accounts, store: Store) -> FastAPI:
             readings=[Reading(interval_start=a, import_wh=b, export_wh=c) for a, b, c in rows],
         )
 
-    declare("/api/v1/meters/{meter_id}/access", frozenset({"consumer", "auditor"}))
-    owner_or_auditor = guard(app, frozenset({"consumer", "auditor"}))
+    owner_or_auditor = Guard(frozenset({"consumer", "auditor"}))
 
     @app.get("/api/v1/meters/{meter_id}/access", response_model=AccessLog)
     async def access(
@@ -364,14 +354,10 @@ def create_app(accounts: Accounts, store: Store) -> FastAPI:
             ],
         )
 
-    declare("/api/v1/alarms", ROLES)
-
     @app.get("/api/v1/alarms", response_model=AlarmList)
     async def alarms(who: Annotated[Principal, Depends(anyone)]) -> AlarmList:
         scope = accounts.meters(who) if who.role == "consumer" else None
-        return AlarmList(
-            alarms=[AlarmOut(**dataclasses.asdict(a)) for a in store.alarm_rows(scope)]
-        )
+        return AlarmList(alarms=store.alarm_rows(scope))
 
     # TAMP-2: a tamper alarm stays latched until an authorised role clears it; operators may
     # acknowledge it (it stays latched), engineers and security administrators clear it.
@@ -379,18 +365,26 @@ def create_app(accounts: Accounts, store: Store) -> FastAPI:
         ("acknowledge", ACK_ROLES, ("open",), "acknowledged"),
         ("clear", CLEAR_ROLES, ("open", "acknowledged"), "cleared"),
     ):
-        declare(f"/api/v1/alarms/{{alarm_id}}/{action}", allowed)
         app.add_api_route(
             f"/api/v1/alarms/{{alarm_id}}/{action}",
-            _alarm_move(store, guard(app, allowed), from_states, to),
+            _alarm_move(store, Guard(allowed), from_states, to),
             methods=["POST"],
             status_code=204,
         )
-
-    declare("/api/v1/fleet", UTILITY_ROLES)
 
     @app.get("/api/v1/fleet", response_model=FleetCounts)
     async def fleet(_who: Annotated[Principal, Depends(utility)]) -> FleetCounts:
         return FleetCounts(**store.counts())
 
+    # API-2, default deny: every route either depends on a Guard or is listed as public.
+    public = {"/api/v1/auth/login", "/api/v1/auth/totp"}  # totp needs step 1's session
+    route_roles: dict[str, frozenset[str]] = {}
+    for route in app.routes:
+        if not isinstance(route, APIRoute):
+            continue  # the OpenAPI document and nothing else
+        roles = PUBLIC if route.path in public else _roles_of(route)
+        if roles is None:
+            raise ConfigurationError(f"route {route.path} declares no roles")
+        route_roles[route.path] = roles
+    app.state.route_roles = route_roles
     return app

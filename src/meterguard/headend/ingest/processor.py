@@ -93,6 +93,8 @@ class Refused:
     meter_id: str | None
     reason: str
     event: str | None
+    duplicate: bool = False
+    """A broker redelivery of something already stored: acknowledge, keep nothing."""
 
 
 @dataclass
@@ -205,7 +207,7 @@ class IngestProcessor:
         except ReplayError as exc:
             if redelivered:
                 self.stats["duplicates"] = self.stats.get("duplicates", 0) + 1
-                return Refused(meter_id, "duplicate delivery of a stored message", None)
+                return Refused(meter_id, "duplicate delivery of a stored message", None, True)
             return self._refuse(meter_id, str(exc), exc.event)
         except SecurityError as exc:
             return self._refuse(meter_id, str(exc), exc.event)

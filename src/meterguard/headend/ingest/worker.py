@@ -3,9 +3,9 @@
 One thread drives the connection (:class:`~meterguard.headend.transport.mqtt.MqttConsumer`)
 and the batches. Messages are acknowledged to the broker (QoS 1 PUBACKs, one
 write per batch) only after their rows are committed in one transaction
-(REL-1); a failed commit acknowledges nothing and forgets the cached state of
-the meters involved, so a redelivery is judged against what the database
-holds. The connection is persistent (``clean_start`` false, a session
+(REL-1); a failed commit acknowledges nothing and keeps the batch for a retry
+(the store, not the worker, decides at commit which counters are new, so a
+retried batch is judged afresh). The connection is persistent (``clean_start`` false, a session
 expiry): what a dead worker received but never acknowledged is redelivered
 to it, flagged DUP, when it comes back with the same client id. A lost
 broker is retried with jittered back-off; a dead database makes the worker
@@ -146,7 +146,7 @@ class IngestWorker:
         if packet_id is not None:
             b.acks.append(packet_id)
         if isinstance(result, Refused):
-            if not result.reason.startswith("duplicate delivery"):
+            if not result.duplicate:
                 b.refusals.append(
                     RefusalRow(topic, result.reason, payload, result.event, result.meter_id)
                 )
@@ -226,13 +226,12 @@ class IngestWorker:
                 self._step()
             except (TransportError, RemoteProtocolError) as exc:
                 self._drop_connection(exc)
-        while self._batch.acks or self._batch.pushes:
-            if self.flush():
-                break
-            if stop.wait(0.5):  # pragma: no cover - stop is already set; retry once more
-                break
+        self.flush()  # a last commit; if the database is down, the broker redelivers
         self._consumer.close()
         self.connected.clear()
+
+    def _back_off(self, now: float) -> None:
+        self._retry_at = now + min(0.1 * 2**self.db_failures, self.settings.retry_max)
 
     def _step(self) -> None:
         s = self.settings
@@ -245,14 +244,14 @@ class IngestWorker:
             if self.flush():
                 self.db_failures = 0
             else:  # keep the batch and keep the connection alive; retry with back-off
-                self._retry_at = now + min(0.1 * 2**self.db_failures, s.retry_max)
+                self._back_off(now)
         if self._deferred and now >= self._retry_at:
             waiting, self._deferred = self._deferred, []
             for item in waiting:
                 self._take(*item)
             if self._deferred:
                 self.db_failures += 1
-                self._retry_at = now + min(0.1 * 2**self.db_failures, s.retry_max)
+                self._back_off(now)
         wait = IDLE_GAP if self._batch.acks else s.max_delay
         received = self._consumer.poll(wait)
         self._idle = not received

@@ -27,7 +27,7 @@ from sqlalchemy import Engine, delete, insert, select, update
 
 from meterguard.crypto.aead import GcmKey
 from meterguard.crypto.keys import SecretKey
-from meterguard.errors import AccessDeniedError, AuthenticationFailedError, InvalidValueError
+from meterguard.errors import AuthenticationFailedError, InvalidValueError
 from meterguard.headend.services.auth import PasswordHashes, TotpSecret, check_new_password
 from meterguard.headend.store.models import DataAccess, Meter, User, UserMeter, WebSession
 
@@ -295,12 +295,3 @@ class Accounts:
                 .limit(limit)
             ).all()
         return [(int(a), str(b), str(r), str(w)) for a, b, r, w in rows]
-
-    def require(self, who: Principal, roles: frozenset[str]) -> None:
-        """Raise unless ``who`` has one of ``roles``.
-
-        Raises:
-            AccessDeniedError: the role may not do this.
-        """
-        if who.role not in roles:
-            raise AccessDeniedError(f"role {who.role} may not do this")

@@ -54,9 +54,10 @@ def check_new_password(password: str, *, user_inputs: tuple[str, ...] = ()) -> N
         raise InvalidValueError(f"a password may have at most {MAX_PASSWORD} characters")
     result = zxcvbn(password[:100], user_inputs=list(user_inputs))
     common = [
-        m for m in result["sequence"]
+        m
+        for m in result["sequence"]
         if m.get("dictionary_name") == "passwords" and len(m["token"]) >= len(password) - 2
-    ]  # fmt: skip
+    ]
     if common:
         raise InvalidValueError("this password is one of the commonly used ones")
     if any(m.get("dictionary_name") == "user_inputs" for m in result["sequence"]):

@@ -3,7 +3,8 @@
 :class:`AuditWriter` appends :class:`~meterguard.audit.log.AuditEntry` rows with
 consecutive sequence numbers and their RFC 9162 leaf hashes, inside the caller's
 transaction when there is one (so an alarm and its audit entry commit together), and
-signs tree heads with the audit key. On PostgreSQL every write runs as the append-only
+signs tree heads with the audit key. A batch of entries costs one sequence lookup and one
+multi-row insert. On PostgreSQL every write runs as the append-only
 role ``meterguard_audit_writer`` (migration 0003), which may insert and read but never
 update or delete (LOG-2); appends are serialised by an advisory lock so sequence numbers
 never collide across worker processes.
@@ -15,6 +16,10 @@ It does not verify anything: that is the independent
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
+from typing import NotRequired, TypedDict
+
 from sqlalchemy import Connection, Engine, func, insert, select
 
 from meterguard.audit.log import AuditEntry, TreeHead
@@ -22,9 +27,21 @@ from meterguard.audit.merkle import root
 from meterguard.crypto.ecc import SigningKey
 from meterguard.headend.store.models import AuditRecord, AuditTreeHead
 
-__all__ = ["AuditWriter"]
+__all__ = ["AuditWriter", "Fields"]
 
 _LOCK = 7_295_002
+
+
+class Fields(TypedDict):
+    """An entry before it has its sequence number."""
+
+    at: int
+    actor: str
+    target: str
+    action: str
+    result: str
+    request_id: NotRequired[str]
+    detail: NotRequired[str]
 
 
 class AuditWriter:
@@ -46,9 +63,36 @@ class AuditWriter:
         if self._pg:
             conn.exec_driver_sql("RESET ROLE")
 
-    def append_in(
+    def append_in(self, conn: Connection, entries: Sequence[Fields]) -> list[AuditEntry]:
+        """Append entries, in order, inside the caller's transaction; return them numbered."""
+        if not entries:
+            return []
+        self._enter(conn)
+        try:
+            last = int(conn.scalar(select(func.coalesce(func.max(AuditRecord.seq), 0))) or 0)
+            out = [
+                AuditEntry(
+                    last + n,
+                    f["at"],
+                    f["actor"],
+                    f["target"],
+                    f["action"],
+                    f["result"],
+                    f.get("request_id", ""),
+                    f.get("detail", "")[:1000],
+                )
+                for n, f in enumerate(entries, start=1)
+            ]
+            conn.execute(
+                insert(AuditRecord),
+                [{**dataclasses.asdict(e), "leaf": e.leaf()} for e in out],
+            )
+        finally:
+            self._leave(conn)
+        return out
+
+    def append(
         self,
-        conn: Connection,
         *,
         at: int,
         actor: str,
@@ -58,32 +102,18 @@ class AuditWriter:
         request_id: str = "",
         detail: str = "",
     ) -> AuditEntry:
-        """Append one entry inside the caller's transaction; return it."""
-        self._enter(conn)
-        try:
-            seq = int(conn.scalar(select(func.coalesce(func.max(AuditRecord.seq), 0))) or 0) + 1
-            entry = AuditEntry(seq, at, actor, target, action, result, request_id, detail[:1000])
-            conn.execute(
-                insert(AuditRecord).values(
-                    seq=seq,
-                    at=at,
-                    actor=actor,
-                    target=target,
-                    action=action,
-                    result=result,
-                    request_id=request_id,
-                    detail=entry.detail,
-                    leaf=entry.leaf(),
-                )
-            )
-        finally:
-            self._leave(conn)
-        return entry
-
-    def append(self, **fields: str | int) -> AuditEntry:
         """Append one entry in a transaction of its own."""
+        entry = Fields(
+            at=at,
+            actor=actor,
+            target=target,
+            action=action,
+            result=result,
+            request_id=request_id,
+            detail=detail,
+        )
         with self.engine.begin() as conn:
-            return self.append_in(conn, **fields)  # type: ignore[arg-type]
+            return self.append_in(conn, [entry])[0]
 
     def sign_head(self, key: SigningKey, *, now: int) -> TreeHead | None:
         """Sign and store a tree head over the whole log, unless the log did not grow."""

@@ -3,9 +3,6 @@
 * :meth:`Store.add_readings` inserts a batch in one transaction and ignores
   rows already stored (same meter and interval) — ingest may see a message
   twice (QoS 1) and must store it once (REL-1).
-* :meth:`Store.advance_counter` moves a meter's accepted invocation counter
-  forward atomically and refuses to move it back (DH-4), across processes:
-  the update only applies ``WHERE last_ic < :new``.
 * :meth:`Store.commit_ingest` commits one ingest batch in one transaction:
   the pushes' invocation counters are inserted into ``push_counters`` first,
   and only the pushes whose counter is new there keep their readings and
@@ -23,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -33,7 +30,7 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from meterguard.errors import TransportError
-from meterguard.headend.store.audit import AuditWriter
+from meterguard.headend.store.audit import AuditWriter, Fields
 from meterguard.headend.store.models import (
     Alarm,
     Counter,
@@ -184,7 +181,7 @@ class Store:
                 # (executemany row counts are not reliable across drivers).
                 stmt = (
                     self._insert(Reading)
-                    .values([_row(r) for r in rows[i : i + BATCH]])
+                    .values([r._asdict() for r in rows[i : i + BATCH]])
                     .on_conflict_do_nothing(index_elements=["meter_id", "interval_start"])
                     .returning(Reading.interval_start)
                 )
@@ -224,28 +221,6 @@ class Store:
             raise TransportError(f"database unavailable: {type(exc).__name__}") from exc
         return None if value is None else int(value)
 
-    def advance_counter(self, meter_id: str, value: int, key_kind: int = 0) -> bool:
-        """Record ``value`` if it is above the stored one; False if that would lower it (DH-4)."""
-        with self.engine.begin() as conn:
-            moved = conn.execute(
-                update(Counter)
-                .where(
-                    Counter.meter_id == meter_id,
-                    Counter.key_kind == key_kind,
-                    Counter.last_ic < value,
-                )
-                .values(last_ic=value)
-            ).rowcount
-            if moved:
-                return True
-            inserted = conn.execute(
-                self._insert(Counter)
-                .values(meter_id=meter_id, key_kind=key_kind, last_ic=value)
-                .on_conflict_do_nothing()
-                .returning(Counter.last_ic)
-            ).first()
-            return inserted is not None
-
     # -- ingest
 
     def commit_ingest(
@@ -262,7 +237,9 @@ class Store:
         """
         out = CommitOutcome()
         if self._partitioned:
-            self._ensure_partitions(r.interval_start for p in pushes for r in p.readings)
+            starts = [r.interval_start for p in pushes for r in p.readings]
+            if starts:
+                self._ensure_partitions(min(starts), max(starts))
         with self.engine.begin() as conn:
             self._accept_pushes(conn, pushes, out)
             # Accepted pushes are disjoint across workers (push_counters decided), so their
@@ -295,11 +272,20 @@ class Store:
                     .returning(Alarm.meter_id, Alarm.code),
                     alarms,
                 ).all()
-                for meter, code in stored:  # LOG-1: tamper alarms, in the same transaction
-                    self.audit.append_in(
-                        conn, at=now, actor="meter", target=meter, action="alarm_raised",
-                        result="open", detail=f"event code {code}",
-                    )  # fmt: skip
+                self.audit.append_in(  # LOG-1: tamper alarms, in the same transaction
+                    conn,
+                    [
+                        Fields(
+                            at=now,
+                            actor="meter",
+                            target=meter,
+                            action="alarm_raised",
+                            result="open",
+                            detail=f"event code {code}",
+                        )
+                        for meter, code in stored
+                    ],
+                )
             if out.highest:
                 ins = self._insert(Counter)
                 conn.execute(
@@ -330,15 +316,15 @@ class Store:
             self._refusals(conn, quarantined, now)
         return out
 
-    def _ensure_partitions(self, starts: Iterable[int]) -> None:
-        """Create the monthly partitions of ``readings`` that these interval starts need.
+    def _ensure_partitions(self, first: int, last: int) -> None:
+        """Create the monthly partitions of ``readings`` from ``first``'s month to ``last``'s.
 
         PostgreSQL only; one short transaction per new month, before the batch, so that the
         batch itself never takes the parent table's DDL lock. A month whose rows already went
         to the default partition (created before its partition existed) stays there: moving
         them is an operator's job, and nothing is lost.
         """
-        months = {_month(t) for t in starts} - self._months
+        months = set(range(_month(first), _month(last) + 1)) - self._months
         for key in sorted(months):
             year, month = divmod(key, 12)
             lo = int(dt.datetime(year, month + 1, 1, tzinfo=dt.UTC).timestamp())
@@ -384,7 +370,7 @@ class Store:
                 candidates[key] = p
         new: set[tuple[str, int]] = set()
         if candidates:
-            _, returned = self._insert_rows(
+            returned = self._insert_returning(
                 conn,
                 "push_counters (meter_id, ic)",
                 sorted(candidates),
@@ -405,39 +391,29 @@ class Store:
             else:
                 out.replays.append(p)
 
-    def _insert_rows(
+    def _insert_returning(
         self, conn: Connection, into: str, rows: Sequence[tuple[Any, ...]], tail: str
-    ) -> tuple[int, list[tuple[Any, ...]]]:
-        """Multi-row ``INSERT INTO {into} VALUES … {tail}`` in chunks, on the DB-API cursor.
+    ) -> list[tuple[Any, ...]]:
+        """Multi-row ``INSERT INTO {into} VALUES … {tail}`` in chunks; what RETURNING returned.
 
-        Returns the rows inserted (the single-statement row count, reliable on both
-        databases) and what a ``RETURNING`` in ``tail`` returned, as plain tuples. This is
-        the ingest hot path: SQLAlchemy's per-row parameter and result processing cost more
-        than the database itself. The statements are built from fixed table and column
-        names only; values are always bound parameters.
+        On the DB-API cursor, as plain tuples: on the ingest hot path SQLAlchemy's per-row
+        parameter and result processing cost more than the database. The statements are built
+        from fixed table and column names only; values are always bound parameters.
         """
-        if not rows:
-            return 0, []
         width = len(rows[0])
-        mark = "?" if self._qmark else "%s"
-        one = "(" + ", ".join([mark] * width) + ")"
+        one = "(" + ", ".join(["?" if self._qmark else "%s"] * width) + ")"
         step = max(1, 30_000 // width)  # under SQLite's and PostgreSQL's bound-parameter limits
         cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        count, returned = 0, list[tuple[Any, ...]]()
+        returned: list[tuple[Any, ...]] = []
         try:
             for i in range(0, len(rows), step):
                 chunk = rows[i : i + step]
                 sql = f"INSERT INTO {into} VALUES {', '.join([one] * len(chunk))} {tail}"  # noqa: S608 - fixed names
                 cur.execute(sql, [v for row in chunk for v in row])
-                if "RETURNING" in tail:
-                    got = cur.fetchall()
-                    returned += got
-                    count += len(got)
-                else:
-                    count += max(cur.rowcount, 0)
+                returned += cur.fetchall()
         finally:
             cur.close()
-        return count, returned
+        return returned
 
     def _refusals(self, conn: Connection, refusals: Sequence[RefusalRow], now: int) -> None:
         if not refusals:
@@ -461,11 +437,21 @@ class Store:
         ]
         if events:
             conn.execute(self._insert(SecurityEvent), events)
-            for e in events:  # LOG-1: security events go to the audit log too
-                self.audit.append_in(
-                    conn, at=now, actor="ingest", target=str(e["meter_id"] or ""),
-                    action=str(e["event"]), result="refused", detail=str(e["detail"]),
-                )  # fmt: skip
+            self.audit.append_in(  # LOG-1: security events go to the audit log too
+                conn,
+                [
+                    Fields(
+                        at=now,
+                        actor="ingest",
+                        target=r.meter_id or "",
+                        action=str(r.event),
+                        result="refused",
+                        detail=r.reason,
+                    )
+                    for r in refusals
+                    if r.event is not None
+                ],
+            )
 
     def prune_push_counters(self, keep: int = PUSH_KEEP) -> int:
         """Drop accepted push counters more than ``keep`` below each meter's highest one."""
@@ -480,27 +466,6 @@ class Store:
             )
 
     # -- alarms, events, quarantine
-
-    def add_alarm(self, meter_id: str, *, sequence: int, code: int, raised_at: int) -> bool:
-        """Store an alarm once per (meter, sequence); True if new."""
-        stmt = (
-            self._insert(Alarm)
-            .values(
-                meter_id=meter_id, sequence=sequence, code=code, raised_at=raised_at, state="open"
-            )
-            .on_conflict_do_nothing()
-            .returning(Alarm.id)
-        )
-        with self.engine.begin() as conn:
-            return conn.execute(stmt).first() is not None
-
-    def alarms(self, *, state: str | None = None) -> list[tuple[str, int, int, str]]:
-        """(meter, sequence, code, state), optionally filtered by state."""
-        with Session(self.engine) as s:
-            q = select(Alarm.meter_id, Alarm.sequence, Alarm.code, Alarm.state).order_by(Alarm.id)
-            if state is not None:
-                q = q.where(Alarm.state == state)
-            return [(m, int(seq), int(c), st) for m, seq, c, st in s.execute(q)]
 
     def alarm_rows(self, meters: Sequence[str] | None = None) -> list[AlarmView]:
         """Alarms with their ids, newest first; only of ``meters`` when given."""
@@ -531,9 +496,18 @@ class Store:
             ).scalar()
             if meter is not None:
                 self.audit.append_in(
-                    conn, at=now, actor=actor, target=str(meter), action=f"alarm_{to}",
-                    result="ok", detail=f"alarm {alarm_id}",
-                )  # fmt: skip
+                    conn,
+                    [
+                        Fields(
+                            at=now,
+                            actor=actor,
+                            target=str(meter),
+                            action=f"alarm_{to}",
+                            result="ok",
+                            detail=f"alarm {alarm_id}",
+                        )
+                    ],
+                )
         return None if meter is None else str(meter)
 
     def security_event(
@@ -547,9 +521,18 @@ class Store:
                 )
             )
             self.audit.append_in(
-                conn, at=at, actor="headend", target=meter_id or "", action=event,
-                result="detected", detail=detail,
-            )  # fmt: skip
+                conn,
+                [
+                    Fields(
+                        at=at,
+                        actor="headend",
+                        target=meter_id or "",
+                        action=event,
+                        result="detected",
+                        detail=detail,
+                    )
+                ],
+            )
 
     def security_events(self) -> list[tuple[str | None, str]]:
         """(meter, event) of every security event, oldest first."""
@@ -557,18 +540,6 @@ class Store:
             return [
                 (m, e) for m, e in s.execute(select(SecurityEvent.meter_id, SecurityEvent.event))
             ]
-
-    def quarantine(self, *, at: int, topic: str, reason: str, payload: bytes) -> None:
-        """Keep a refused message (truncated) with its reason."""
-        with self.engine.begin() as conn:
-            conn.execute(
-                self._insert(Quarantined).values(
-                    at=at,
-                    topic=topic[:128],
-                    reason=reason[:1000],
-                    payload=payload[:MAX_QUARANTINE_PAYLOAD],
-                )
-            )
 
     def counts(self) -> dict[str, int]:
         """Row counts for status displays."""
@@ -584,13 +555,3 @@ class Store:
                     s.scalar(select(func.count()).select_from(Quarantined)) or 0
                 ),
             }
-
-
-def _row(r: ReadingRow) -> dict[str, Any]:
-    return {
-        "meter_id": r.meter_id,
-        "interval_start": r.interval_start,
-        "import_wh": r.import_wh,
-        "export_wh": r.export_wh,
-        "received_at": r.received_at,
-    }

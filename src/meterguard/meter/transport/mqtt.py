@@ -253,11 +253,10 @@ class MeterMqttClient:
 
     # ------------------------------------------------------------------ paho callbacks (its thread)
 
-    def _backoff(self) -> float:
+    def _backoff(self, attempts: int | None = None) -> float:
         """Exponential back-off with full jitter (AWS architecture blog's 'full jitter')."""
-        cap = min(
-            self.settings.backoff_max, self.settings.backoff_base * 2 ** min(self.attempts, 16)
-        )
+        n = self.attempts if attempts is None else attempts
+        cap = min(self.settings.backoff_max, self.settings.backoff_base * 2 ** min(n, 16))
         return self._rng.uniform(0, cap)
 
     def _on_connect(
@@ -325,8 +324,7 @@ class MeterMqttClient:
         self._sending.discard(seq)
         self.undelivered += 1
         if self._retry is None:
-            delay = min(self.settings.backoff_max, 0.2 * 2 ** min(self.undelivered // 8, 5))
-            self._retry = threading.Timer(self._rng.uniform(delay / 2, delay), self._retry_now)
+            self._retry = threading.Timer(self._backoff(self.undelivered // 8), self._retry_now)
             self._retry.daemon = True
             self._retry.start()
 
