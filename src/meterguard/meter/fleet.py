@@ -14,6 +14,14 @@ is saved (atomically) before any counter of a new block is used, so a
 restarted fleet never reuses one (DM-6). :meth:`Fleet.tamper` logs, latches
 and pushes an alarm the same way.
 
+:meth:`Fleet.command` takes a signed command from the head-end
+(:mod:`meterguard.cosem.command`): it verifies the command key's signature,
+the recipient, a counter above the last one executed (persisted before acting)
+and the GCM tag with the meter's keys; then it acts — the disconnect control's
+relay (a disconnected meter records no consumption), the limiter's threshold,
+the active tariff — and pushes the result. A command that does not verify is
+refused, nothing changes, and the meter pushes an alarm.
+
 The fleet does no IO besides its state file; the CLI and transports decide
 where pushes go.
 """
@@ -32,14 +40,51 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from meterguard.cosem.axdr import Array, DoubleLongUnsigned, LongUnsigned, OctetString, Structure
+from meterguard.cosem.axdr import (
+    Array,
+    DoubleLongUnsigned,
+    LongUnsigned,
+    OctetString,
+    Structure,
+    Unsigned,
+)
+from meterguard.cosem.command import (
+    DISCONNECT_CONTROL,
+    LIMITER,
+    TARIFF,
+    CommandResult,
+    ControlState,
+    open_command,
+    result_body,
+)
 from meterguard.cosem.cosemtime import CosemDateTime
 from meterguard.cosem.security import ApduProtector, CipheringKind, SecurityControl
-from meterguard.cosem.xdlms import DataNotification
+from meterguard.cosem.xdlms import (
+    ActionRequestNormal,
+    ActionResult,
+    DataAccessResult,
+    DataNotification,
+    SetRequestNormal,
+    decode_xdlms,
+)
 from meterguard.crypto.aead import GcmKey
+from meterguard.crypto.ecc import VerifyingKey
 from meterguard.crypto.keys import SecretKey
-from meterguard.errors import ConfigurationError
-from meterguard.meter.device import TamperKind
+from meterguard.errors import (
+    ConfigurationError,
+    DecodeError,
+    ReplayError,
+    SecurityError,
+    SignatureInvalidError,
+    UnexpectedSystemTitleError,
+)
+from meterguard.meter.device import (
+    ALARM_AUTHENTICATION_FAILURE,
+    ALARM_DECRYPTION_FAILURE,
+    ALARM_REPLAY,
+    TamperKind,
+)
+from meterguard.meter.logbook import EventCode
 from meterguard.meter.metrology import HouseholdModel
 
 __all__ = ["Fleet", "FleetStats", "Push"]
@@ -70,6 +115,12 @@ class Fleet:
         self.a = arrays
         self.now = now
         self.path = path
+        self.command_key: VerifyingKey | None = None
+        self.headend_title = b""
+
+    def trust_commands(self, command_key: VerifyingKey, headend_title: bytes) -> None:
+        """Install the head-end's command key and system title (at manufacture, in every meter)."""
+        self.command_key, self.headend_title = command_key, headend_title
 
     # ------------------------------------------------------------------ construction and state
 
@@ -100,6 +151,7 @@ class Fleet:
             "fraud_seq": np.zeros(meters, dtype=np.uint32),
             "fraud_head": np.zeros((meters, 32), dtype=np.uint8),
         }
+        _add_command_state(arrays, meters)
         fleet = cls(arrays, now=start, path=path)
         fleet._reserve(np.arange(meters))
         return fleet
@@ -110,6 +162,7 @@ class Fleet:
         with np.load(path) as data:
             arrays = {k: data[k].copy() for k in data.files if k != "now"}
             now = dt.datetime.fromtimestamp(int(data["now"]), dt.UTC)
+        _add_command_state(arrays, int(arrays["serial"].shape[0]))  # fleets saved before commands
         # DM-6: resume every meter at its persisted ceiling; values reserved but unused are skipped.
         arrays["next_ic"] = arrays["ceiling"].copy()
         fleet = cls(arrays, now=now, path=path)
@@ -232,6 +285,8 @@ class Fleet:
         if end - last < step:
             return 0
         household = HouseholdModel.for_meter(int(self.a["serial"][i]))
+        connected = int(self.a["relay"][i]) == ControlState.CONNECTED
+        cap = int(self.a["limit_w"][i]) / 4  # Wh in 15 minutes at the limiter's threshold
         protector = self._protector(i) if push is not None else None
         count = 0
         imp, exp = float(self.a["import_wh"][i]), float(self.a["export_wh"][i])
@@ -246,8 +301,10 @@ class Fleet:
                 series = (d.import_wh, d.export_wh)
                 day_cache = {start.date(): series}
             m0 = start.hour * 60 + start.minute
-            imp += float(series[0][m0 : m0 + 15].sum())
-            exp += float(series[1][m0 : m0 + 15].sum())
+            if connected:  # a disconnected relay: nothing flows, the registers stand still
+                used = float(series[0][m0 : m0 + 15].sum())
+                imp += min(used, cap) if cap else used
+                exp += float(series[1][m0 : m0 + 15].sum())
             t += step
             stamp = CosemDateTime.from_datetime(dt.datetime.fromtimestamp(t, dt.UTC))
             if push is not None:
@@ -281,17 +338,117 @@ class Fleet:
         ).digest()
         self.a["fraud_seq"][i] = seq
         self.a["fraud_head"][i] = np.frombuffer(head, dtype=np.uint8)
-        self.a["alarm"][i] |= np.uint32(1 << kind.bit)
+        self._alarm(i, kind.code, kind.bit, push)
+        return seq
+
+    def _alarm(self, i: int, code: int, bit: int, push: Push | None) -> None:
+        """Latch ``bit`` in the alarm register and push the alarm (sequence, code, time)."""
+        self.a["alarm"][i] |= np.uint32(1 << bit)
         self.a["push_seq"][i] += 1
         stamp = CosemDateTime.from_datetime(self.now)
         body = Structure(
             (
                 OctetString(f"{int(self.a['serial'][i]):010d}".encode()),
                 DoubleLongUnsigned(int(self.a["push_seq"][i])),
-                LongUnsigned(int(kind.code)),
+                LongUnsigned(int(code)),
                 OctetString(stamp.to_bytes()),
             )
         )
         if push is not None:
             push(i, self._protect(i, DataNotification(int(self.a["push_seq"][i]), stamp, body)))
-        return seq
+
+    # ------------------------------------------------------------------ commands (API-10)
+
+    def command(
+        self, i: int, raw: bytes, *, result: Push | None = None, alarm: Push | None = None
+    ) -> CommandResult | None:
+        """Verify and execute one command for meter ``i``; push the result, or alarm.
+
+        Returns the result, or None for a refused command (nothing changed; the alarm —
+        replay, authentication or decryption failure — was pushed through ``alarm``).
+        """
+        if self.command_key is None:
+            raise ConfigurationError("this fleet trusts no command key")
+        ek, ak, _ = self.keys(i)
+        try:
+            opened = open_command(
+                raw,
+                command_key=self.command_key,
+                headend_title=self.headend_title,
+                meter_title=self.system_title(i),
+                unicast_key=ek,
+                authentication_key=ak,
+                last_counter=int(self.a["cmd_counter"][i]),
+            )
+        except ReplayError:
+            self._alarm(i, EventCode.REPLAY_ATTACK, ALARM_REPLAY, alarm)
+            return None
+        except (SignatureInvalidError, UnexpectedSystemTitleError):
+            self._alarm(i, EventCode.AUTHENTICATION_FAILURE, ALARM_AUTHENTICATION_FAILURE, alarm)
+            return None
+        except (SecurityError, DecodeError):
+            self._alarm(
+                i, EventCode.DECRYPTION_OR_AUTHENTICATION_FAILURE, ALARM_DECRYPTION_FAILURE, alarm
+            )
+            return None
+        # Write-ahead: the counter is persisted before the command acts, so a crash in between
+        # can never let the same command act twice.
+        self.a["cmd_counter"][i] = opened.counter
+        self.save()
+        code = self._execute(i, opened.plain)
+        out = CommandResult(
+            opened.counter, code, ControlState(int(self.a["relay"][i])), self.now
+        )
+        if result is not None:
+            stamp = CosemDateTime.from_datetime(self.now)
+            note = DataNotification(0x00000002, stamp, result_body(out))
+            result(i, self._protect(i, note))
+        return out
+
+    def _execute(self, i: int, plain: bytes) -> int:
+        """Apply a verified ACTION or SET; the DLMS result code."""
+        try:
+            req = decode_xdlms(plain)
+        except DecodeError:
+            return int(ActionResult.OTHER_REASON)
+        if isinstance(req, ActionRequestNormal):
+            m = req.method
+            if m.class_id == 70 and m.instance == DISCONNECT_CONTROL and m.method in (1, 2):
+                state = ControlState.DISCONNECTED if m.method == 1 else ControlState.CONNECTED
+                self.a["relay"][i] = int(state)
+                self.save()
+                return int(ActionResult.SUCCESS)
+            return int(ActionResult.OBJECT_UNAVAILABLE)
+        if isinstance(req, SetRequestNormal):
+            d, v = req.attribute.descriptor, req.value
+            if d.class_id == 71 and d.instance == LIMITER and d.attribute == 4:
+                if not isinstance(v, DoubleLongUnsigned):
+                    return int(DataAccessResult.TYPE_UNMATCHED)
+                self.a["limit_w"][i] = v.value
+                self.save()
+                return int(DataAccessResult.SUCCESS)
+            if d.class_id == 1 and d.instance == TARIFF and d.attribute == 2:
+                if not isinstance(v, Unsigned) or not 1 <= v.value <= 8:
+                    return int(DataAccessResult.TYPE_UNMATCHED)
+                self.a["tariff"][i] = v.value
+                self.save()
+                return int(DataAccessResult.SUCCESS)
+            return int(DataAccessResult.OBJECT_UNAVAILABLE)
+        return int(ActionResult.READ_WRITE_DENIED)
+
+    def control_state(self, i: int) -> ControlState:
+        """The disconnect control's state of meter ``i``."""
+        return ControlState(int(self.a["relay"][i]))
+
+
+def _add_command_state(arrays: dict[str, npt.NDArray[np.generic]], meters: int) -> None:
+    """Relay, command counter, limiter threshold and tariff, if a saved fleet lacks them."""
+    defaults: dict[str, tuple[type[np.generic], int]] = {
+        "relay": (np.uint8, int(ControlState.CONNECTED)),
+        "cmd_counter": (np.uint64, 0),
+        "limit_w": (np.uint32, 0),
+        "tariff": (np.uint8, 1),
+    }
+    for name, (dtype, value) in defaults.items():
+        if name not in arrays:
+            arrays[name] = np.full(meters, value, dtype=dtype)

@@ -12,7 +12,7 @@ reading rows or an alarm, or a typed refusal, without doing any network IO:
    authenticated encryption, a counter not older than the push window (checked
    before the tag, :class:`~meterguard.cosem.counters.PushFloor`), GCM tag;
 4. **decoding** of the DataNotification into readings (one load-profile entry,
-   or an array of them) or an alarm.
+   or an array of them), an alarm, or a command's result (API-10).
 
 Whether a verified push's counter is *new* is decided when its batch commits,
 by the store that every worker shares (``push_counters``, ADR 6): so several
@@ -37,6 +37,7 @@ from meterguard.cosem.axdr import (
     OctetString,
     Structure,
 )
+from meterguard.cosem.command import parse_result
 from meterguard.cosem.cosemtime import CosemDateTime
 from meterguard.cosem.counters import PushFloor
 from meterguard.cosem.push import profile_entries
@@ -203,6 +204,11 @@ class IngestProcessor:
                 note = decode_xdlms(plain)
                 if not isinstance(note, DataNotification):
                     raise DecodeError(f"{type(note).__name__} is not a data-notification")
+                result = parse_result(note.body)
+                if result is not None:
+                    self.stats["accepted"] += 1
+                    code = (result.counter, result.result, int(result.control_state))
+                    return PushRow(meter_id, ic, topic, payload, redelivered, result=code)
                 readings, alarm = self._decode(meter_id, note, now)
         except ReplayError as exc:
             if redelivered:

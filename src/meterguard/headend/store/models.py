@@ -25,15 +25,20 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 __all__ = [
     "Alarm",
     "AuditRecord",
+    "Bill",
+    "Command",
+    "Consent",
     "AuditTreeHead",
     "Base",
     "Counter",
     "DataAccess",
     "Meter",
+    "MeterTariff",
     "PushCounter",
     "Quarantined",
     "Reading",
     "SecurityEvent",
+    "Tariff",
     "User",
     "UserMeter",
     "WebSession",
@@ -207,3 +212,87 @@ class DataAccess(Base):
     actor: Mapped[str] = mapped_column(String(64))
     role: Mapped[str] = mapped_column(String(32))
     what: Mapped[str] = mapped_column(String(128))
+
+
+class Command(Base):
+    """A critical command under dual control (API-10): proposed, approved, sent, answered.
+
+    ``counter`` is allocated when the command is approved and signed: unique per meter and
+    increasing, it is the command's transaction id and GCM invocation counter.
+    """
+
+    __tablename__ = "commands"
+    __table_args__ = (
+        UniqueConstraint("meter_id", "counter"),
+        Index("commands_state", "state", "proposed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    meter_id: Mapped[str] = mapped_column(String(32), ForeignKey("meters.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    value: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    state: Mapped[str] = mapped_column(String(16))
+    proposed_by: Mapped[str] = mapped_column(String(64))
+    proposed_at: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(256))
+    approved_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    approved_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    counter: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    result: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    control_state: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    answered_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class Tariff(Base):
+    """A tariff: flat or time-of-use unit rates and a daily standing charge.
+
+    Money is integer ten-thousandths of the currency unit (``…_e4``); ``bands`` is JSON,
+    a list of ``[from_hour, to_hour, rate_e4]`` covering 0–24 h UTC (one band when flat).
+    """
+
+    __tablename__ = "tariffs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    currency: Mapped[str] = mapped_column(String(3))
+    standing_e4_per_day: Mapped[int] = mapped_column(BigInteger)
+    bands: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class MeterTariff(Base):
+    """Which tariff a meter is billed on."""
+
+    __tablename__ = "meter_tariffs"
+
+    meter_id: Mapped[str] = mapped_column(String(32), ForeignKey("meters.id"), primary_key=True)
+    tariff_id: Mapped[int] = mapped_column(Integer, ForeignKey("tariffs.id"))
+
+
+class Bill(Base):
+    """A bill from verified readings, signed by the head-end's billing key (canonical JSON)."""
+
+    __tablename__ = "bills"
+    __table_args__ = (UniqueConstraint("meter_id", "period_start", "period_end"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    meter_id: Mapped[str] = mapped_column(String(32), ForeignKey("meters.id"))
+    period_start: Mapped[int] = mapped_column(BigInteger)
+    period_end: Mapped[int] = mapped_column(BigInteger)
+    document: Mapped[str] = mapped_column(Text)
+    """The canonical JSON the signature covers (tariff, bands' energy, charges, total)."""
+    signature: Mapped[bytes] = mapped_column(LargeBinary(96))
+    issued_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Consent(Base):
+    """A consumer's recorded choice of how finely the utility may see their data (PRIV-1)."""
+
+    __tablename__ = "consents"
+
+    meter_id: Mapped[str] = mapped_column(String(32), ForeignKey("meters.id"), primary_key=True)
+    granularity: Mapped[str] = mapped_column(String(16))
+    """The finest resolution utility roles may read: ``interval``, ``hour``, ``day``, ``month``."""
+    given_by: Mapped[str] = mapped_column(String(64))
+    at: Mapped[int] = mapped_column(BigInteger)

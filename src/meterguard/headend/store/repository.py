@@ -33,6 +33,7 @@ from meterguard.errors import TransportError
 from meterguard.headend.store.audit import AuditWriter, Fields
 from meterguard.headend.store.models import (
     Alarm,
+    Command,
     Counter,
     Meter,
     PushCounter,
@@ -89,6 +90,8 @@ class PushRow:
     readings: tuple[ReadingRow, ...] = ()
     alarm: tuple[int, int, int] | None = None
     """(sequence, event code, raised at)."""
+    result: tuple[int, int, int] | None = None
+    """A command's outcome: (command counter, DLMS result code, disconnect control state)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +289,7 @@ class Store:
                         for meter, code in stored
                     ],
                 )
+            self._command_results(conn, out.accepted, now)
             if out.highest:
                 ins = self._insert(Counter)
                 conn.execute(
@@ -315,6 +319,44 @@ class Store:
             ]
             self._refusals(conn, quarantined, now)
         return out
+
+    def _command_results(self, conn: Connection, accepted: Sequence[PushRow], now: int) -> None:
+        """Answer sent commands from the meters' verified result pushes (API-10), audited."""
+        entries: list[Fields] = []
+        for p in accepted:
+            if p.result is None:
+                continue
+            counter, code, state = p.result
+            row = conn.execute(
+                update(Command)
+                .where(
+                    Command.meter_id == p.meter_id,
+                    Command.counter == counter,
+                    Command.state == "sent",
+                )
+                .values(
+                    state="executed" if code == 0 else "failed",
+                    result=code,
+                    control_state=state,
+                    answered_at=now,
+                )
+                .returning(Command.id, Command.kind)
+            ).first()
+            if row is None:
+                log.warning("result for no sent command: %s counter %d", p.meter_id, counter)
+                continue
+            entries.append(
+                Fields(
+                    at=now,
+                    actor="meter",
+                    target=p.meter_id,
+                    action=f"command_result:{row.kind}",
+                    result="executed" if code == 0 else f"failed_{code}",
+                    request_id=f"command-{row.id}",
+                    detail=f"counter {counter}, control state {state}",
+                )
+            )
+        self.audit.append_in(conn, entries)
 
     def _ensure_partitions(self, first: int, last: int) -> None:
         """Create the monthly partitions of ``readings`` from ``first``'s month to ``last``'s.

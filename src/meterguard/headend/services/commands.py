@@ -1,0 +1,370 @@
+"""Critical commands under dual control (API-10): propose, approve, sign, send, answer.
+
+:class:`Commands` is the service the web API calls. A command's life:
+
+1. **proposed** by a utility user (operator, engineer, security administrator) with a
+   reason — ``disconnect``, ``reconnect``, ``load_limit`` (W), ``tariff_change`` (1–8);
+2. **approved** by a *different* utility user (dual control; the proposer approving
+   their own command is refused and audited), or **rejected**; a proposal not approved
+   within :data:`APPROVAL_WINDOW` expires;
+3. on approval, in one transaction, the meter's next command **counter** is allocated
+   (unique per meter, increasing), the plain DLMS ACTION/SET is protected with the
+   meter's keys and signed with the head-end's **command key**
+   (:func:`meterguard.cosem.command.seal_command`), and the state becomes ``sent``;
+   after the commit the envelope is published to ``meters/<id>/commands`` — if no meter
+   subscription took it (the meter is offline) the command is ``undelivered``;
+4. the meter's result push comes back through ingest, and
+   :meth:`~meterguard.headend.store.repository.Store.commit_ingest` marks the command
+   ``executed`` (result 0) or ``failed`` in the batch's transaction.
+
+Every step goes to the audit log in the same transaction, naming both approvers (LOG-1).
+The service does not talk to the broker itself: ``publish`` is given by the caller (the
+demo passes an MQTT publisher with the head-end's service identity). It does not decide
+who is logged in — the API passes a :class:`~meterguard.headend.services.accounts.
+Principal` it authenticated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from meterguard.cosem.axdr import DoubleLongUnsigned, Integer, Unsigned
+from meterguard.cosem.command import (
+    DISCONNECT_CONTROL,
+    LIMITER,
+    TARIFF,
+    seal_command,
+)
+from meterguard.cosem.xdlms import (
+    ActionRequestNormal,
+    AttributeDescriptor,
+    AttributeWithSelection,
+    MethodDescriptor,
+    SetRequestNormal,
+)
+from meterguard.crypto.ecc import SigningKey
+from meterguard.crypto.keys import SecretKey
+from meterguard.errors import AccessDeniedError, InvalidValueError, TransportError
+from meterguard.headend.services.accounts import Principal
+from meterguard.headend.store.audit import Fields
+from meterguard.headend.store.models import Command, Meter
+from meterguard.headend.store.repository import Store
+
+__all__ = [
+    "APPROVAL_WINDOW",
+    "COMMAND_ROLES",
+    "KINDS",
+    "CommandView",
+    "Commands",
+    "DualControlError",
+    "plain_request",
+]
+
+log = logging.getLogger(__name__)
+
+COMMAND_ROLES = frozenset({"operator", "engineer", "security_admin"})
+"""Who may propose and approve (auditors only read; consumers never see commands)."""
+APPROVAL_WINDOW = 3600
+"""Seconds a proposal waits for its second approver before it expires."""
+KINDS = {
+    "disconnect": None,
+    "reconnect": None,
+    "load_limit": (100, 100_000),  # W
+    "tariff_change": (1, 8),  # tariff register index
+}
+"""Command kinds and the range of their value (None: no value)."""
+
+MeterKeys = Callable[[str], tuple[bytes, SecretKey, SecretKey]]
+"""meter id → (system title, unicast key, authentication key)."""
+Publish = Callable[[str, bytes], bool]
+"""(meter id, envelope) → on the wire; False if the meter was not there to take it."""
+
+
+class DualControlError(AccessDeniedError):
+    """The same person tried to be both proposer and approver of a command."""
+
+    event = "dual_control_violation"
+
+
+@dataclass(frozen=True, slots=True)
+class CommandView:
+    """A command as the API shows it."""
+
+    id: int
+    meter_id: str
+    kind: str
+    value: int | None
+    state: str
+    reason: str
+    proposed_by: str
+    proposed_at: int
+    approved_by: str | None
+    approved_at: int | None
+    counter: int | None
+    result: int | None
+    control_state: int | None
+    answered_at: int | None
+
+
+def plain_request(kind: str, value: int | None) -> bytes:
+    """The plain DLMS request a command kind stands for."""
+    if kind in ("disconnect", "reconnect"):
+        method = MethodDescriptor(70, DISCONNECT_CONTROL, 1 if kind == "disconnect" else 2)
+        return ActionRequestNormal(0xC1, method, Integer(0)).to_bytes()
+    if kind == "load_limit" and value is not None:
+        attr = AttributeWithSelection(AttributeDescriptor(71, LIMITER, 4))
+        return SetRequestNormal(0xC1, attr, DoubleLongUnsigned(value)).to_bytes()
+    if kind == "tariff_change" and value is not None:
+        attr = AttributeWithSelection(AttributeDescriptor(1, TARIFF, 2))
+        return SetRequestNormal(0xC1, attr, Unsigned(value)).to_bytes()
+    raise InvalidValueError(f"no request for {kind}")
+
+
+def _view(row: Command) -> CommandView:
+    return CommandView(
+        row.id,
+        row.meter_id,
+        row.kind,
+        row.value,
+        row.state,
+        row.reason,
+        row.proposed_by,
+        row.proposed_at,
+        row.approved_by,
+        row.approved_at,
+        row.counter,
+        row.result,
+        row.control_state,
+        row.answered_at,
+    )
+
+
+class Commands:
+    """Dual-control commands over the head-end database."""
+
+    def __init__(
+        self,
+        store: Store,
+        meter_keys: MeterKeys,
+        command_key: SigningKey,
+        headend_title: bytes,
+        publish: Publish | None = None,
+    ) -> None:
+        self.store = store
+        self.engine = store.engine
+        self._keys = meter_keys
+        self._command_key = command_key
+        self.headend_title = headend_title
+        self.publish = publish
+
+    def __repr__(self) -> str:
+        return f"Commands(headend={self.headend_title.hex()}, command key <redacted>)"
+
+    # ------------------------------------------------------------------ reading
+
+    def get(self, command_id: int) -> CommandView | None:
+        """One command, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(Command).where(Command.id == command_id)).first()
+        return None if row is None else _view(Command(**row._asdict()))
+
+    def list(self, *, meter_id: str | None = None, limit: int = 100) -> list[CommandView]:
+        """Newest first."""
+        q = select(Command).order_by(Command.id.desc()).limit(limit)
+        if meter_id is not None:
+            q = q.where(Command.meter_id == meter_id)
+        with self.engine.connect() as conn:
+            return [_view(Command(**r._asdict())) for r in conn.execute(q)]
+
+    # ------------------------------------------------------------------ the steps
+
+    def _audit(self, conn: Connection, entries: Iterable[Fields]) -> None:
+        self.store.audit.append_in(conn, list(entries))
+
+    def propose(
+        self,
+        who: Principal,
+        meter_id: str,
+        kind: str,
+        value: int | None,
+        reason: str,
+        *,
+        now: int,
+    ) -> CommandView:
+        """Record a proposal (audited).
+
+        Raises:
+            AccessDeniedError: the caller's role may not command.
+            InvalidValueError: unknown kind, bad value, unknown or inactive meter.
+        """
+        if who.role not in COMMAND_ROLES:
+            raise AccessDeniedError(f"role {who.role} may not propose commands")
+        if kind not in KINDS:
+            raise InvalidValueError(f"unknown command kind {kind!r}")
+        bounds = KINDS[kind]
+        if bounds is None:
+            if value is not None:
+                raise InvalidValueError(f"{kind} takes no value")
+        elif value is None or not bounds[0] <= value <= bounds[1]:
+            raise InvalidValueError(f"{kind} needs a value in {bounds[0]}..{bounds[1]}")
+        with self.engine.begin() as conn:
+            state = conn.scalar(select(Meter.state).where(Meter.id == meter_id))
+            if state != "active":
+                raise InvalidValueError("no such active meter")
+            cid = conn.execute(
+                insert(Command)
+                .values(
+                    meter_id=meter_id,
+                    kind=kind,
+                    value=value,
+                    state="proposed",
+                    proposed_by=who.username,
+                    proposed_at=now,
+                    reason=reason,
+                )
+                .returning(Command.id)
+            ).scalar_one()
+            self._audit(
+                conn,
+                [
+                    Fields(
+                        at=now,
+                        actor=who.username,
+                        target=meter_id,
+                        action=f"command_proposed:{kind}",
+                        result="proposed",
+                        request_id=f"command-{cid}",
+                        detail=f"value={value} reason={reason[:200]}",
+                    )
+                ],
+            )
+        view = self.get(cid)
+        assert view is not None  # noqa: S101
+        return view
+
+    def _pending(self, conn: Connection, command_id: int, now: int) -> Command | None:
+        row = conn.execute(
+            select(Command).where(Command.id == command_id).with_for_update()
+        ).first()
+        if row is None:
+            return None
+        cmd = Command(**row._asdict())
+        if cmd.state == "proposed" and now - cmd.proposed_at > APPROVAL_WINDOW:
+            conn.execute(update(Command).where(Command.id == cmd.id).values(state="expired"))
+            cmd.state = "expired"
+        return cmd
+
+    def approve(self, who: Principal, command_id: int, *, now: int) -> CommandView | None:
+        """Second approver: sign and send. None if there is no such pending command.
+
+        Raises:
+            DualControlError: the approver proposed it (audited as a denial).
+            AccessDeniedError: the caller's role may not command.
+        """
+        if who.role not in COMMAND_ROLES:
+            raise AccessDeniedError(f"role {who.role} may not approve commands")
+        envelope: bytes | None = None
+        with self.engine.begin() as conn:
+            cmd = self._pending(conn, command_id, now)
+            if cmd is None or cmd.state != "proposed":
+                return None
+            if cmd.proposed_by == who.username:
+                denied = Fields(
+                    at=now,
+                    actor=who.username,
+                    target=cmd.meter_id,
+                    action=f"command_approved:{cmd.kind}",
+                    result="denied_same_person",
+                    request_id=f"command-{cmd.id}",
+                    detail="dual control: the proposer cannot approve",
+                )
+                self._audit(conn, [denied])
+                error = DualControlError("the proposer of a command cannot approve it")
+            else:
+                error = None
+                counter = 1 + int(
+                    conn.scalar(
+                        select(func.coalesce(func.max(Command.counter), 0)).where(
+                            Command.meter_id == cmd.meter_id
+                        )
+                    )
+                    or 0
+                )
+                title, ek, ak = self._keys(cmd.meter_id)
+                envelope = seal_command(
+                    plain_request(cmd.kind, cmd.value),
+                    counter=counter,
+                    command_key=self._command_key,
+                    headend_title=self.headend_title,
+                    meter_title=title,
+                    unicast_key=ek,
+                    authentication_key=ak,
+                    signed_at=dt.datetime.fromtimestamp(now, dt.UTC),
+                )
+                conn.execute(
+                    update(Command)
+                    .where(Command.id == cmd.id)
+                    .values(state="sent", approved_by=who.username, approved_at=now, counter=counter)
+                )
+                self._audit(
+                    conn,
+                    [
+                        Fields(
+                            at=now,
+                            actor=who.username,
+                            target=cmd.meter_id,
+                            action=f"command_approved:{cmd.kind}",
+                            result="signed_and_sent",
+                            request_id=f"command-{cmd.id}",
+                            detail=(
+                                f"proposed by {cmd.proposed_by}, approved by {who.username},"
+                                f" counter {counter}"
+                            ),
+                        )
+                    ],
+                )
+        if error is not None:
+            raise error
+        if envelope is not None and self.publish is not None:
+            try:
+                delivered = self.publish(cmd.meter_id, envelope)
+            except TransportError as exc:
+                log.warning("command %d not published: %s", command_id, exc)
+                delivered = False
+            if not delivered:  # the meter was offline: it never saw this counter
+                with self.engine.begin() as conn:
+                    conn.execute(
+                        update(Command)
+                        .where(Command.id == command_id, Command.state == "sent")
+                        .values(state="undelivered")
+                    )
+        return self.get(command_id)
+
+    def reject(self, who: Principal, command_id: int, *, now: int) -> CommandView | None:
+        """Withdraw (proposer) or reject (another utility user) a pending command."""
+        if who.role not in COMMAND_ROLES:
+            raise AccessDeniedError(f"role {who.role} may not reject commands")
+        with self.engine.begin() as conn:
+            cmd = self._pending(conn, command_id, now)
+            if cmd is None or cmd.state != "proposed":
+                return None
+            conn.execute(update(Command).where(Command.id == cmd.id).values(state="rejected"))
+            self._audit(
+                conn,
+                [
+                    Fields(
+                        at=now,
+                        actor=who.username,
+                        target=cmd.meter_id,
+                        action=f"command_rejected:{cmd.kind}",
+                        result="rejected",
+                        request_id=f"command-{cmd.id}",
+                    )
+                ],
+            )
+        return self.get(command_id)

@@ -1,0 +1,186 @@
+"""Dual-control commands (API-10) through the real signing, a real fleet meter and real ingest.
+
+The head-end's service proposes, approves (second person), signs and "publishes" into a
+list; the fleet meter verifies and acts; its result push goes through the ingest processor
+and ``commit_ingest`` into the database, on SQLite and PostgreSQL. Forged, replayed,
+misaddressed and re-signed commands are refused by the meter, which alarms.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from sqlalchemy import select
+
+from meterguard.cosem.command import ControlState
+from meterguard.crypto.ecc import SigningKey
+from meterguard.crypto.keys import SecretKey
+from meterguard.errors import AccessDeniedError, InvalidValueError
+from meterguard.headend.ingest.admission import Admission
+from meterguard.headend.ingest.processor import IngestProcessor, Refused
+from meterguard.headend.services.accounts import Principal
+from meterguard.headend.services.commands import Commands, DualControlError
+from meterguard.headend.store.models import AuditRecord
+from meterguard.headend.store.repository import Store
+from meterguard.meter.fleet import Fleet
+from meterguard.meter.logbook import EventCode
+
+pytestmark = pytest.mark.integration
+
+HEADEND = b"MGH\x00\x00\x00\x00\x01"
+T0 = dt.datetime(2026, 3, 2, 0, 0, tzinfo=dt.UTC)
+OLGA = Principal(1, "olga", "operator")
+ERIK = Principal(2, "erik", "engineer")
+
+
+class Rig:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.fleet = Fleet.create(2, now=T0)
+        self.key = SigningKey.generate()
+        self.fleet.trust_commands(self.key.verifying_key(), HEADEND)
+        self.ids = [f"MGD{int(s):010d}" for s in self.fleet.a["serial"]]
+        keys: dict[str, tuple[bytes, SecretKey, SecretKey]] = {}
+        for i, mid in enumerate(self.ids):
+            store.add_meter(mid, serial=mid[3:], system_title=self.fleet.system_title(i), now=0)
+            ek, ak, _ = self.fleet.keys(i)
+            keys[mid] = (self.fleet.system_title(i), ek, ak)
+        self.keys = keys
+        self.sent: list[tuple[str, bytes]] = []
+        self.commands = Commands(store, keys.__getitem__, self.key, HEADEND, self._publish)
+        self.processor = IngestProcessor(
+            Admission(known=set(self.ids), revoked=set()),
+            keys.__getitem__,
+            store.last_counter,
+        )
+        self.pushed: list[tuple[str, bytes]] = []
+
+    def _publish(self, meter_id: str, envelope: bytes) -> bool:
+        self.sent.append((meter_id, envelope))
+        return True
+
+    def push(self, topic: str) -> object:
+        def f(i: int, apdu: bytes) -> None:
+            self.pushed.append((f"meters/{self.ids[i]}/{topic}", apdu))
+
+        return f
+
+    def deliver(self, i: int, envelope: bytes) -> object:
+        return self.fleet.command(
+            i, envelope, result=self.push("events"), alarm=self.push("alarms")  # type: ignore[arg-type]
+        )
+
+    def ingest(self) -> None:
+        accepted, refused = [], []
+        for topic, payload in self.pushed:
+            out = self.processor.handle(topic, payload, now=1.0)
+            (refused if isinstance(out, Refused) else accepted).append(out)
+        assert not refused, refused
+        self.store.commit_ingest(accepted, [], now=2)
+        self.pushed.clear()
+
+
+def _audit(store: Store) -> list[tuple[str, str, str]]:
+    with store.engine.connect() as c:
+        return [
+            (r.actor, r.action, r.result)
+            for r in c.execute(select(AuditRecord).order_by(AuditRecord.seq))
+        ]
+
+
+def test_dual_approved_disconnect_reaches_the_meter_and_the_result_comes_back(
+    store: Store,
+) -> None:
+    rig = Rig(store)
+    mid = rig.ids[0]
+    cmd = rig.commands.propose(OLGA, mid, "disconnect", None, "unpaid bills", now=100)
+    assert cmd.state == "proposed" and cmd.counter is None
+    with pytest.raises(DualControlError):
+        rig.commands.approve(OLGA, cmd.id, now=101)  # one person cannot do both halves
+    assert rig.sent == [] and rig.commands.get(cmd.id).state == "proposed"  # type: ignore[union-attr]
+    approved = rig.commands.approve(ERIK, cmd.id, now=102)
+    assert approved is not None and approved.state == "sent" and approved.counter == 1
+    assert [m for m, _ in rig.sent] == [mid]
+
+    before = float(rig.fleet.a["import_wh"][0])
+    result = rig.deliver(0, rig.sent[0][1])
+    assert result is not None and rig.fleet.control_state(0) is ControlState.DISCONNECTED
+    rig.ingest()
+    done = rig.commands.get(cmd.id)
+    assert done is not None and done.state == "executed" and done.result == 0
+    assert done.control_state == int(ControlState.DISCONNECTED)
+    # A disconnected meter records no consumption; the other meter still does.
+    rig.fleet.step(T0 + dt.timedelta(hours=6))
+    assert float(rig.fleet.a["import_wh"][0]) == before
+    assert float(rig.fleet.a["import_wh"][1]) > 1_000_000 + 7919 * 2 % 40_000_000
+
+    trail = _audit(store)
+    assert ("olga", "command_proposed:disconnect", "proposed") in trail
+    assert ("olga", "command_approved:disconnect", "denied_same_person") in trail
+    assert ("erik", "command_approved:disconnect", "signed_and_sent") in trail
+    assert ("meter", "command_result:disconnect", "executed") in trail
+
+    # Reconnect, with the roles swapped: the counter moves on.
+    again = rig.commands.propose(ERIK, mid, "reconnect", None, "paid", now=200)
+    sent = rig.commands.approve(OLGA, again.id, now=201)
+    assert sent is not None and sent.counter == 2
+    rig.deliver(0, rig.sent[-1][1])
+    assert rig.fleet.control_state(0) is ControlState.CONNECTED
+    rig.ingest()
+    assert rig.commands.get(again.id).state == "executed"  # type: ignore[union-attr]
+
+
+def _alarm_codes(store: Store) -> list[int]:
+    return [a.code for a in store.alarm_rows(None)]
+
+
+def test_the_meter_refuses_and_alarms_what_it_cannot_verify(store: Store) -> None:
+    rig = Rig(store)
+    cmd = rig.commands.propose(OLGA, rig.ids[0], "load_limit", 2000, "peak", now=10)
+    rig.commands.approve(ERIK, cmd.id, now=11)
+    envelope = rig.sent[-1][1]
+
+    forged = bytearray(envelope)
+    forged[-5] ^= 0x01  # inside the ECDSA signature
+    other_key = Commands(store, rig.keys.__getitem__, SigningKey.generate(), HEADEND, rig._publish)
+    # A command re-signed by someone else's key (e.g. a stolen meter key, no command key):
+    stray = rig.commands.propose(ERIK, rig.ids[0], "disconnect", None, "x", now=12)
+    other_key.approve(OLGA, stray.id, now=13)
+    resigned = rig.sent[-1][1]
+
+    for bad in (bytes(forged), resigned, b"\xdf" + b"\x00" * 10, envelope[:-1]):
+        assert rig.deliver(0, bad) is None
+    assert int(rig.fleet.a["limit_w"][0]) == 0 and int(rig.fleet.a["cmd_counter"][0]) == 0
+    # Addressed to meter 0, delivered to meter 1: refused there.
+    assert rig.deliver(1, envelope) is None
+    # The genuine one acts once; its replay is refused.
+    assert rig.deliver(0, envelope) is not None
+    assert int(rig.fleet.a["limit_w"][0]) == 2000
+    assert rig.deliver(0, envelope) is None
+    rig.ingest()
+    codes = _alarm_codes(store)
+    assert codes.count(EventCode.AUTHENTICATION_FAILURE) == 3  # forged, re-signed, misaddressed
+    assert codes.count(EventCode.DECRYPTION_OR_AUTHENTICATION_FAILURE) == 2  # malformed
+    assert codes.count(EventCode.REPLAY_ATTACK) == 1
+    assert rig.commands.get(cmd.id).state == "executed"  # type: ignore[union-attr]
+
+
+def test_only_utility_command_roles_propose_and_values_are_checked(store: Store) -> None:
+    rig = Rig(store)
+    for who in (Principal(5, "alice", "consumer"), Principal(6, "audrey", "auditor")):
+        with pytest.raises(AccessDeniedError):
+            rig.commands.propose(who, rig.ids[0], "disconnect", None, "x", now=1)
+    for kind, value in (("load_limit", None), ("load_limit", 10), ("tariff_change", 9),
+                        ("disconnect", 3), ("self_destruct", None)):
+        with pytest.raises(InvalidValueError):
+            rig.commands.propose(OLGA, rig.ids[0], kind, value, "x", now=1)
+    with pytest.raises(InvalidValueError):
+        rig.commands.propose(OLGA, "MGD0000000099", "disconnect", None, "x", now=1)
+    # A proposal expires unapproved after the approval window.
+    late = rig.commands.propose(OLGA, rig.ids[1], "tariff_change", 2, "winter", now=1)
+    assert rig.commands.approve(ERIK, late.id, now=1 + 3601) is None
+    assert rig.commands.get(late.id).state == "expired"  # type: ignore[union-attr]
+    assert rig.sent == []
+    assert json.dumps([c.state for c in rig.commands.list()]) == '["expired"]'
