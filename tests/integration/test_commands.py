@@ -69,7 +69,10 @@ class Rig:
 
     def deliver(self, i: int, envelope: bytes) -> object:
         return self.fleet.command(
-            i, envelope, result=self.push("events"), alarm=self.push("alarms")  # type: ignore[arg-type]
+            i,
+            envelope,
+            result=self.push("events"),
+            alarm=self.push("alarms"),  # type: ignore[arg-type]
         )
 
     def ingest(self) -> None:
@@ -172,8 +175,13 @@ def test_only_utility_command_roles_propose_and_values_are_checked(store: Store)
     for who in (Principal(5, "alice", "consumer"), Principal(6, "audrey", "auditor")):
         with pytest.raises(AccessDeniedError):
             rig.commands.propose(who, rig.ids[0], "disconnect", None, "x", now=1)
-    for kind, value in (("load_limit", None), ("load_limit", 10), ("tariff_change", 9),
-                        ("disconnect", 3), ("self_destruct", None)):
+    for kind, value in (
+        ("load_limit", None),
+        ("load_limit", 10),
+        ("tariff_change", 9),
+        ("disconnect", 3),
+        ("self_destruct", None),
+    ):
         with pytest.raises(InvalidValueError):
             rig.commands.propose(OLGA, rig.ids[0], kind, value, "x", now=1)
     with pytest.raises(InvalidValueError):

@@ -396,9 +396,7 @@ class Fleet:
         self.a["cmd_counter"][i] = opened.counter
         self.save()
         code = self._execute(i, opened.plain)
-        out = CommandResult(
-            opened.counter, code, ControlState(int(self.a["relay"][i])), self.now
-        )
+        out = CommandResult(opened.counter, code, ControlState(int(self.a["relay"][i])), self.now)
         if result is not None:
             stamp = CosemDateTime.from_datetime(self.now)
             note = DataNotification(0x00000002, stamp, result_body(out))

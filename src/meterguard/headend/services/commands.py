@@ -309,7 +309,9 @@ class Commands:
                 conn.execute(
                     update(Command)
                     .where(Command.id == cmd.id)
-                    .values(state="sent", approved_by=who.username, approved_at=now, counter=counter)
+                    .values(
+                        state="sent", approved_by=who.username, approved_at=now, counter=counter
+                    )
                 )
                 self._audit(
                     conn,

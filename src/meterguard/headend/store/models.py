@@ -25,11 +25,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 __all__ = [
     "Alarm",
     "AuditRecord",
+    "AuditTreeHead",
+    "Base",
     "Bill",
     "Command",
     "Consent",
-    "AuditTreeHead",
-    "Base",
     "Counter",
     "DataAccess",
     "Meter",

@@ -1,0 +1,275 @@
+"""Tariffs and signed bills from verified readings (issue 6 §5, PRIV-1).
+
+* **Tariffs** are flat (one unit rate) or time-of-use (bands of UTC hours covering the
+  day, each with its unit rate), plus a daily standing charge. Money is integer
+  ten-thousandths of the currency unit (``_e4``), so no float ever touches a bill.
+* **Bills** use only what ingest stored — readings whose GCM tag and counter verified
+  (nothing else reaches ``readings``) — and the coarsest data the tariff needs: a flat
+  tariff reads two register values (the period's first and last), a time-of-use tariff
+  sums interval deltas per band. Only the per-band totals go into the bill (PRIV-1).
+  Energy across a gap of missing intervals is charged at the band of the interval that
+  closes the gap and the gap is counted in the bill (``missing_intervals``).
+* Each bill is a canonical JSON document (sorted keys, no spaces) signed with ECDSA
+  P-256 by the head-end's billing key under a domain prefix; :func:`verify_bill`
+  checks the signature *and* re-adds the charges, so a total changed later — by anyone
+  without the key — is detected, and anyone with the public key can check a bill.
+
+Not here: payment, VAT, proration of a tariff changed mid-period (a bill uses the
+meter's tariff when it is issued).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, insert, select
+
+from meterguard.crypto.ecc import SigningKey, VerifyingKey
+from meterguard.errors import InvalidValueError
+from meterguard.headend.store.models import Bill, Meter, MeterTariff, Reading, Tariff
+from meterguard.headend.store.repository import Store
+
+__all__ = ["Band", "BillView", "Billing", "TariffSpec", "canonical", "verify_bill"]
+
+DOMAIN = b"meterguard-bill-v1\n"
+PERIOD = 900
+DAY = 86400
+
+
+@dataclass(frozen=True, slots=True)
+class Band:
+    """Hours ``[start, end)`` of the UTC day at ``rate_e4`` per kWh."""
+
+    start: int
+    end: int
+    rate_e4: int
+
+
+@dataclass(frozen=True, slots=True)
+class TariffSpec:
+    """A tariff's terms."""
+
+    name: str
+    kind: str
+    currency: str
+    standing_e4_per_day: int
+    bands: tuple[Band, ...]
+
+    def check(self) -> None:
+        """Raise InvalidValueError unless the bands tile 0–24 h and the kind fits."""
+        if self.kind not in ("flat", "tou"):
+            raise InvalidValueError("a tariff is flat or tou")
+        if self.kind == "flat" and len(self.bands) != 1:
+            raise InvalidValueError("a flat tariff has one band")
+        hour = 0
+        for b in self.bands:
+            if b.start != hour or not b.start < b.end <= 24 or b.rate_e4 < 0:
+                raise InvalidValueError("bands must tile the day from 0 to 24 h")
+            hour = b.end
+        if hour != 24 or self.standing_e4_per_day < 0 or len(self.currency) != 3:
+            raise InvalidValueError("bands must end at 24 h; standing charge ≥ 0; ISO currency")
+
+    def band_of(self, ts: int) -> int:
+        """Index of the band an interval starting at ``ts`` falls in."""
+        hour = (ts % DAY) // 3600
+        return next(i for i, b in enumerate(self.bands) if b.start <= hour < b.end)
+
+    def to_json(self) -> dict[str, Any]:
+        """As it appears in a bill."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "currency": self.currency,
+            "standing_e4_per_day": self.standing_e4_per_day,
+            "bands": [[b.start, b.end, b.rate_e4] for b in self.bands],
+        }
+
+
+def canonical(document: dict[str, Any]) -> bytes:
+    """The bytes a bill's signature covers."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def _charge(wh: int, rate_e4: int) -> int:
+    """Wh at a per-kWh rate, in ten-thousandths, rounded half up."""
+    return (wh * rate_e4 + 500) // 1000
+
+
+def verify_bill(document: dict[str, Any], signature: bytes, key: VerifyingKey) -> None:
+    """Check a bill's signature and that its total is the sum of its charges.
+
+    Raises:
+        SignatureInvalidError: not signed by the billing key, or altered since.
+        InvalidValueError: the figures do not add up.
+    """
+    key.verify(signature, DOMAIN + canonical(document))
+    lines = document["lines"]
+    for line in lines:
+        if _charge(int(line["wh"]), int(line["rate_e4"])) != int(line["charge_e4"]):
+            raise InvalidValueError("a line's charge does not match its energy and rate")
+    total = sum(int(line["charge_e4"]) for line in lines) + int(document["standing_e4"])
+    if total != int(document["total_e4"]):
+        raise InvalidValueError("the total is not the sum of the charges")
+
+
+@dataclass(frozen=True, slots=True)
+class BillView:
+    """A stored bill."""
+
+    id: int
+    meter_id: str
+    period_start: int
+    period_end: int
+    document: dict[str, Any]
+    signature: str
+    """Hex ``r || s``."""
+
+
+class Billing:
+    """Tariffs and bills over the head-end database."""
+
+    def __init__(self, store: Store, signing_key: SigningKey) -> None:
+        self.engine = store.engine
+        self._key = signing_key
+        self.verifying_key = signing_key.verifying_key()
+
+    def __repr__(self) -> str:
+        return "Billing(<billing key redacted>)"
+
+    def add_tariff(self, spec: TariffSpec, *, now: int) -> int:
+        """Store a tariff; its id."""
+        spec.check()
+        with self.engine.begin() as conn:
+            return int(
+                conn.execute(
+                    insert(Tariff)
+                    .values(
+                        name=spec.name,
+                        kind=spec.kind,
+                        currency=spec.currency,
+                        standing_e4_per_day=spec.standing_e4_per_day,
+                        bands=json.dumps(spec.to_json()["bands"]),
+                        created_at=now,
+                    )
+                    .returning(Tariff.id)
+                ).scalar_one()
+            )
+
+    def assign(self, meter_id: str, tariff_id: int) -> None:
+        """Bill ``meter_id`` on ``tariff_id`` from now on."""
+        with self.engine.begin() as conn:
+            if conn.scalar(select(Meter.id).where(Meter.id == meter_id)) is None:
+                raise InvalidValueError("no such meter")
+            conn.execute(delete(MeterTariff).where(MeterTariff.meter_id == meter_id))
+            conn.execute(insert(MeterTariff).values(meter_id=meter_id, tariff_id=tariff_id))
+
+    def tariff_of(self, meter_id: str) -> TariffSpec | None:
+        """The meter's tariff, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(Tariff)
+                .join(MeterTariff, MeterTariff.tariff_id == Tariff.id)
+                .where(MeterTariff.meter_id == meter_id)
+            ).first()
+        if row is None:
+            return None
+        bands = tuple(Band(int(a), int(b), int(c)) for a, b, c in json.loads(row.bands))
+        return TariffSpec(row.name, row.kind, row.currency, row.standing_e4_per_day, bands)
+
+    def compute(self, meter_id: str, start: int, end: int) -> dict[str, Any]:
+        """The bill document for ``[start, end)`` (not stored, not signed).
+
+        Raises:
+            InvalidValueError: no tariff, a bad period, or no readings at its ends.
+        """
+        if start % PERIOD or end % PERIOD or end <= start:
+            raise InvalidValueError("a billing period starts and ends on 15-minute boundaries")
+        tariff = self.tariff_of(meter_id)
+        if tariff is None:
+            raise InvalidValueError("the meter has no tariff")
+        # Cumulative register at time t is the reading of the interval ending at t.
+        with self.engine.connect() as conn:
+            if tariff.kind == "flat":  # two register values are all a flat tariff needs
+                q = select(Reading.interval_start, Reading.import_wh).where(
+                    Reading.meter_id == meter_id,
+                    Reading.interval_start.in_((start - PERIOD, end - PERIOD)),
+                )
+            else:
+                q = select(Reading.interval_start, Reading.import_wh).where(
+                    Reading.meter_id == meter_id,
+                    Reading.interval_start >= start - PERIOD,
+                    Reading.interval_start < end,
+                )
+            rows = [(int(a), int(b)) for a, b in conn.execute(q.order_by(Reading.interval_start))]
+        if len(rows) < 2 or rows[0][0] != start - PERIOD or rows[-1][0] != end - PERIOD:
+            raise InvalidValueError("no verified register reading at the period's start or end")
+        wh = [0] * len(tariff.bands)
+        missing = 0
+        if tariff.kind == "flat":
+            wh[0] = rows[-1][1] - rows[0][1]
+        else:
+            for (t0, v0), (t1, v1) in zip(rows, rows[1:], strict=False):
+                missing += (t1 - t0) // PERIOD - 1
+                wh[tariff.band_of(t1)] += v1 - v0
+        if any(w < 0 for w in wh):
+            raise InvalidValueError("the import register went backwards in this period")
+        days = -(-(end - start) // DAY)
+        charges = [_charge(w, b.rate_e4) for b, w in zip(tariff.bands, wh, strict=True)]
+        lines = [
+            {"band": f"{b.start:02d}-{b.end:02d}h", "wh": w, "rate_e4": b.rate_e4, "charge_e4": c}
+            for b, w, c in zip(tariff.bands, wh, charges, strict=True)
+        ]
+        standing = days * tariff.standing_e4_per_day
+        return {
+            "version": 1,
+            "meter_id": meter_id,
+            "period": {"start": start, "end": end},
+            "tariff": tariff.to_json(),
+            "lines": lines,
+            "standing_days": days,
+            "standing_e4": standing,
+            "total_e4": sum(charges) + standing,
+            "missing_intervals": missing,
+            "source": "verified readings (GCM tag and counter checked at ingest)",
+        }
+
+    def issue(self, meter_id: str, start: int, end: int, *, now: int) -> BillView:
+        """Compute, sign and store the bill for a period (the same period twice: the first)."""
+        existing = self.bills(meter_id, period=(start, end))
+        if existing:
+            return existing[0]
+        document = self.compute(meter_id, start, end)
+        document["issued_at"] = now
+        signature = self._key.sign(DOMAIN + canonical(document))
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(Bill).values(
+                    meter_id=meter_id,
+                    period_start=start,
+                    period_end=end,
+                    document=canonical(document).decode(),
+                    signature=signature,
+                    issued_at=now,
+                )
+            )
+        return self.bills(meter_id, period=(start, end))[0]
+
+    def bills(self, meter_id: str, *, period: tuple[int, int] | None = None) -> list[BillView]:
+        """A meter's bills, newest period first."""
+        q = select(Bill).where(Bill.meter_id == meter_id).order_by(Bill.period_start.desc())
+        if period is not None:
+            q = q.where(Bill.period_start == period[0], Bill.period_end == period[1])
+        with self.engine.connect() as conn:
+            return [
+                BillView(
+                    r.id,
+                    r.meter_id,
+                    r.period_start,
+                    r.period_end,
+                    json.loads(r.document),
+                    bytes(r.signature).hex(),
+                )
+                for r in conn.execute(q)
+            ]
