@@ -357,7 +357,7 @@ class Fleet:
         if push is not None:
             push(i, self._protect(i, DataNotification(int(self.a["push_seq"][i]), stamp, body)))
 
-    # ------------------------------------------------------------------ commands (API-10)
+    # ------------------------------------------------------------------ commands, API-10
 
     def command(
         self, i: int, raw: bytes, *, result: Push | None = None, alarm: Push | None = None

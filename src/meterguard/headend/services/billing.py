@@ -20,6 +20,7 @@ meter's tariff when it is issued).
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -58,7 +59,7 @@ class TariffSpec:
     bands: tuple[Band, ...]
 
     def check(self) -> None:
-        """Raise InvalidValueError unless the bands tile 0–24 h and the kind fits."""
+        """Raise InvalidValueError unless the bands tile 0-24 h and the kind fits."""
         if self.kind not in ("flat", "tou"):
             raise InvalidValueError("a tariff is flat or tou")
         if self.kind == "flat" and len(self.bands) != 1:
@@ -210,7 +211,7 @@ class Billing:
         if tariff.kind == "flat":
             wh[0] = rows[-1][1] - rows[0][1]
         else:
-            for (t0, v0), (t1, v1) in zip(rows, rows[1:], strict=False):
+            for (t0, v0), (t1, v1) in itertools.pairwise(rows):
                 missing += (t1 - t0) // PERIOD - 1
                 wh[tariff.band_of(t1)] += v1 - v0
         if any(w < 0 for w in wh):

@@ -3,7 +3,7 @@
 :class:`Commands` is the service the web API calls. A command's life:
 
 1. **proposed** by a utility user (operator, engineer, security administrator) with a
-   reason — ``disconnect``, ``reconnect``, ``load_limit`` (W), ``tariff_change`` (1–8);
+   reason — ``disconnect``, ``reconnect``, ``load_limit`` (W), ``tariff_change`` (1-8);
 2. **approved** by a *different* utility user (dual control; the proposer approving
    their own command is refused and audited), or **rejected**; a proposal not approved
    within :data:`APPROVAL_WINDOW` expires;

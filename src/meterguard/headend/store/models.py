@@ -247,7 +247,7 @@ class Tariff(Base):
     """A tariff: flat or time-of-use unit rates and a daily standing charge.
 
     Money is integer ten-thousandths of the currency unit (``…_e4``); ``bands`` is JSON,
-    a list of ``[from_hour, to_hour, rate_e4]`` covering 0–24 h UTC (one band when flat).
+    a list of ``[from_hour, to_hour, rate_e4]`` covering 0-24 h UTC (one band when flat).
     """
 
     __tablename__ = "tariffs"
