@@ -11,10 +11,13 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from meterguard.crypto.ecc import SigningKey
 from meterguard.crypto.keys import SecretKey
 from meterguard.headend.api.app import COOKIE, HEADERS, PUBLIC, create_app
 from meterguard.headend.services.accounts import Accounts, Principal
 from meterguard.headend.services.auth import TotpSecret
+from meterguard.headend.services.billing import Billing
+from meterguard.headend.services.commands import Commands
 from meterguard.headend.store.db import open_database
 from meterguard.headend.store.repository import PushRow, ReadingRow, Store
 
@@ -32,6 +35,8 @@ class Site:
     store: Store
     operator_totp: TotpSecret
     engineer_totp: TotpSecret
+    sent: list[tuple[str, bytes]]
+    revoked: list[str]
 
     def client(self) -> TestClient:
         return TestClient(self.app, base_url="https://testserver")  # type: ignore[arg-type]
@@ -53,7 +58,26 @@ def site(tmp_path: Path) -> Site:
     _, totp = accounts.create_user("olga", OLGA, "operator", now=now)
     _, etotp = accounts.create_user("erik", ERIK, "engineer", now=now)
     assert totp is not None and etotp is not None
-    return Site(create_app(accounts, store), accounts, store, totp, etotp)
+    keys = {
+        f"MGD{n:010d}": (
+            b"MGD" + n.to_bytes(5, "big"),
+            SecretKey.generate(16),
+            SecretKey.generate(16),
+        )
+        for n in (1, 2)
+    }
+    sent: list[tuple[str, bytes]] = []
+    commands = Commands(
+        store,
+        keys.__getitem__,
+        SigningKey.generate(),
+        b"MGH\x00\x00\x00\x00\x01",
+        lambda m, e: sent.append((m, e)) is None,
+    )
+    billing = Billing(store, SigningKey.generate())
+    revoked: list[str] = []
+    app = create_app(accounts, store, commands=commands, billing=billing, revoke=revoked.append)
+    return Site(app, accounts, store, totp, etotp, sent, revoked)
 
 
 def login(c: TestClient, user: str, password: str) -> dict[str, object]:
@@ -74,8 +98,12 @@ def test_every_route_declares_its_roles_and_refuses_strangers(site: Site) -> Non
             continue
         for method in route.methods:
             path = route.path.replace("{meter_id}", "MGD0000000001").replace("{alarm_id}", "1")
-            r = c.request(method, path)
-            assert r.status_code == 401, (method, route.path, r.status_code)
+            path = path.replace("{command_id}", "1").replace("{name}", "alarms")
+            r = c.request(method, path, follow_redirects=False)
+            if route.path == "/" or route.path.startswith("/ui/"):  # pages: to the login page
+                assert (r.status_code, r.headers.get("location")) == (303, "/login"), route.path
+            else:
+                assert r.status_code == 401, (method, route.path, r.status_code)
 
 
 def test_consumers_see_only_their_own_meters(site: Site) -> None:
@@ -290,3 +318,129 @@ def test_tamper_alarms_stay_latched_until_an_authorised_role_clears_them(site: S
         ("olga", "alarm_acknowledged"),
         ("erik", "alarm_cleared"),
     ]
+
+
+def utility(site: Site, user: str, password: str, totp: TotpSecret, *, step: int = 0) -> TestClient:
+    """A fully logged-in utility client (the TOTP step of ``step`` periods ago, each used once)."""
+    c = site.client()
+    login(c, user, password)
+    r = c.post("/api/v1/auth/totp", json={"code": totp.code(time.time() - 30 * step)})
+    assert r.status_code == 200, r.text
+    c.headers["X-CSRF-Token"] = r.json()["csrf_token"]
+    return c
+
+
+def _trail(site: Site) -> list[tuple[str, str, str]]:
+    with site.store.engine.connect() as conn:
+        rows = conn.execute(text("SELECT actor, action, result FROM audit_entries ORDER BY seq"))
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def test_dual_control_over_http(site: Site) -> None:
+    olga = utility(site, "olga", OLGA, site.operator_totp)
+    erik = utility(site, "erik", ERIK, site.engineer_totp)
+    body = {"meter_id": "MGD0000000002", "kind": "disconnect", "reason": "safety visit"}
+    r = olga.post("/api/v1/commands", json=body)
+    assert r.status_code == 201, r.text
+    cid = r.json()["id"]
+    assert olga.post(f"/api/v1/commands/{cid}/approve").status_code == 403  # own proposal
+    assert site.sent == []
+    r = erik.post(f"/api/v1/commands/{cid}/approve")
+    assert r.status_code == 200 and r.json()["state"] == "sent"
+    assert r.json()["approved_by"] == "erik" and r.json()["proposed_by"] == "olga"
+    assert [m for m, _ in site.sent] == ["MGD0000000002"]
+    assert erik.post(f"/api/v1/commands/{cid}/approve").status_code == 404  # not pending now
+    # Mass assignment: a client cannot set who approved or the counter.
+    forged = {**body, "approved_by": "erik", "counter": 7}
+    assert olga.post("/api/v1/commands", json=forged).status_code == 422
+    # Consumers cannot see or issue commands; the denial is audited.
+    alice = site.client()
+    csrf = login(alice, "alice", PASSWORD)["csrf_token"]
+    assert alice.get("/api/v1/commands").status_code == 403
+    r = alice.post("/api/v1/commands", json=body, headers={"X-CSRF-Token": str(csrf)})
+    assert r.status_code == 403
+    trail = _trail(site)
+    assert ("olga", "command_approved:disconnect", "denied_same_person") in trail
+    assert ("alice", "access_denied", "denied") in trail
+
+
+def test_utility_sees_usage_only_as_finely_as_the_consumer_consented(site: Site) -> None:
+    olga = utility(site, "olga", OLGA, site.operator_totp)
+    url = "/api/v1/meters/MGD0000000001/usage"
+    assert olga.get(url, params={"granularity": "day"}).status_code == 200
+    assert olga.get(url, params={"granularity": "interval"}).status_code == 403  # no consent
+    alice = site.client()
+    csrf = str(login(alice, "alice", PASSWORD)["csrf_token"])
+    own = alice.get(url, params={"granularity": "interval"})
+    assert own.status_code == 200
+    assert [b["import_wh"] for b in own.json()["buckets"]] == [1, 1, 1]
+    r = alice.put(
+        "/api/v1/meters/MGD0000000001/consent",
+        json={"granularity": "interval"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert r.status_code == 200 and r.json()["given_by"] == "alice"
+    assert olga.get(url, params={"granularity": "interval"}).status_code == 200
+    # Another consumer's consent is not theirs to give (404, like a missing meter).
+    bob = site.client()
+    bcsrf = str(login(bob, "bob", BOB)["csrf_token"])
+    r = bob.put(
+        "/api/v1/meters/MGD0000000001/consent",
+        json={"granularity": "month"},
+        headers={"X-CSRF-Token": bcsrf},
+    )
+    assert r.status_code == 404
+    accesses = alice.get("/api/v1/meters/MGD0000000001/access").json()["accesses"]
+    assert {a["actor"] for a in accesses} == {"olga"}
+    assert ("alice", "consent_changed", "interval") in _trail(site)
+
+
+def test_decommissioning_is_for_engineers_and_revokes(site: Site) -> None:
+    olga = utility(site, "olga", OLGA, site.operator_totp)
+    erik = utility(site, "erik", ERIK, site.engineer_totp)
+    assert olga.post("/api/v1/meters/MGD0000000002/decommission").status_code == 403
+    assert erik.post("/api/v1/meters/MGD0000000002/revoke").status_code == 403  # security admin
+    assert erik.post("/api/v1/meters/MGD0000000002/decommission").status_code == 204
+    assert site.revoked == ["MGD0000000002"]
+    states = {m: s for m, _, s in site.store.meters()}
+    assert states["MGD0000000002"] == "decommissioned"
+    assert erik.post("/api/v1/meters/MGD0000000099/decommission").status_code == 404
+    r = olga.post(
+        "/api/v1/commands",
+        json={"meter_id": "MGD0000000002", "kind": "reconnect", "reason": "retired meter"},
+    )
+    assert r.status_code == 422  # no commands to a retired meter
+
+
+def test_api_calls_are_rate_limited_per_user(site: Site) -> None:
+    site.app.state.api_limits = type(site.app.state.api_limits)(rate=0.01, burst=5)  # type: ignore[attr-defined]
+    alice = site.client()
+    login(alice, "alice", PASSWORD)
+    codes = [alice.get("/api/v1/me").status_code for _ in range(8)]
+    assert codes[:5] == [200] * 5 and codes[5:] == [429] * 3
+    r = alice.get("/api/v1/me")
+    assert int(r.headers["Retry-After"]) >= 1
+
+
+def test_dashboard_pages_render_under_the_strict_csp(site: Site) -> None:
+    c = site.client()
+    r = c.get("/", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+    page = c.get("/login")
+    assert page.status_code == 200 and '<script src="/static/app.js"' in page.text
+    assert "<script>" not in page.text and " on" + "click=" not in page.text
+    for k, v in HEADERS.items():
+        assert page.headers[k] == v
+    js = c.get("/static/app.js")
+    assert (
+        js.status_code == 200
+        and js.headers["Content-Security-Policy"] == HEADERS["Content-Security-Policy"]
+    )
+    login(c, "alice", PASSWORD)
+    home = c.get("/")
+    assert home.status_code == 200 and "Meter MGD0000000001" in home.text
+    assert "MGD0000000002" not in home.text
+    chart = c.get("/ui/panel/usage", params={"meter": "MGD0000000001", "period": "day"})
+    assert chart.status_code == 200 and chart.text.count('class="bar"') == 3
+    assert c.get("/ui/panel/usage", params={"meter": "MGD0000000002"}).status_code == 404
+    assert c.get("/ui/panel/fleet").status_code == 404  # utility panels do not exist for her

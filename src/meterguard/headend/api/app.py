@@ -25,17 +25,22 @@ HTTPS is the server's job (uvicorn with TLS, API-9); this module does not listen
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from meterguard.errors import AuthenticationFailedError, ConfigurationError
-from meterguard.headend.ingest.processor import TokenBucket
+from meterguard.errors import (
+    AccessDeniedError,
+    AuthenticationFailedError,
+    ConfigurationError,
+    InvalidValueError,
+)
+from meterguard.headend.api.guard import COOKIE, Guard, Limits, denied
 from meterguard.headend.services.accounts import (
     ROLES,
     UTILITY_ROLES,
@@ -43,11 +48,14 @@ from meterguard.headend.services.accounts import (
     Principal,
     SessionInfo,
 )
-from meterguard.headend.store.repository import AlarmView, Store
+from meterguard.headend.services.billing import Billing, BillView
+from meterguard.headend.services.commands import COMMAND_ROLES, Commands, CommandView
+from meterguard.headend.services.usage import Bucket, Consents, finer, usage
+from meterguard.headend.store.repository import AlarmView, MeterStatus, SecurityEventView, Store
+from meterguard.headend.web.pages import PAGE_PUBLIC, add_pages
 
 __all__ = ["COOKIE", "PUBLIC", "Guard", "create_app"]
 
-COOKIE = "__Host-mg-session"
 PUBLIC: frozenset[str] = frozenset()
 HEADERS = {
     "Strict-Transport-Security": "max-age=63072000; includeSubDomains",
@@ -58,7 +66,6 @@ HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
-_UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
 
 class Strict(BaseModel):
@@ -149,48 +156,84 @@ class FleetCounts(BaseModel):
     rejected_messages: int
 
 
-class _Limits:
-    """Login rate limits per account and per address, checked before any hash (API-7)."""
+class Usage(BaseModel):
+    """Energy per bucket over a period."""
 
-    def __init__(self, rate: float = 0.2, burst: float = 5.0) -> None:
-        self.rate, self.burst = rate, burst
-        self._buckets: dict[str, TokenBucket] = {}
-
-    def allow(self, key: str, now: float) -> float:
-        """0 if allowed, else the seconds to wait."""
-        b = self._buckets.setdefault(key, TokenBucket(self.rate, self.burst))
-        if b.allow(now):
-            return 0.0
-        return max(1.0, (1 - b.tokens) / self.rate)
+    meter_id: str
+    granularity: str
+    buckets: list[Bucket]
 
 
-class Guard:
-    """A dependency admitting only a fully logged-in caller with one of ``roles``.
+Granularity = Literal["interval", "hour", "day", "month"]
 
-    The roles live on the dependency itself, so the route table's declared roles are the
-    enforced ones (API-2): :func:`create_app` reads them back from each route.
-    """
 
-    def __init__(self, roles: frozenset[str]) -> None:
-        self.roles = roles
+class ConsentBody(Strict):
+    """How finely utility staff may see this meter's data (PRIV-1)."""
 
-    async def __call__(
-        self, request: Request, x_csrf_token: Annotated[str | None, Header()] = None
-    ) -> Principal:
-        """Check the session, the CSRF token of a state change, and the role; return the caller."""
-        accounts: Accounts = request.app.state.accounts
-        token = request.cookies.get(COOKIE)
-        if not token:
-            raise HTTPException(401)
-        try:
-            info = accounts.session(token, now=int(time.time()))
-        except AuthenticationFailedError:
-            raise HTTPException(401) from None
-        if request.method in _UNSAFE and x_csrf_token != info.csrf:
-            raise HTTPException(403)  # API-6: CSRF token missing or wrong
-        if info.principal.role not in self.roles:
-            raise HTTPException(403)
-        return info.principal
+    granularity: Granularity
+
+
+class ConsentView(BaseModel):
+    """The recorded consent."""
+
+    meter_id: str
+    granularity: str
+    given_by: str | None
+    at: int | None
+
+
+class BillOut(BaseModel):
+    """A signed bill: the document, and the ECDSA P-256 signature (hex r||s) over it."""
+
+    id: int
+    meter_id: str
+    period_start: int
+    period_end: int
+    document: dict[str, Any]
+    signature: str
+
+
+class BillList(BaseModel):
+    """A meter's bills and the key that verifies them."""
+
+    meter_id: str
+    billing_key: str
+    """Hex x||y of the billing key (P-256)."""
+    bills: list[BillOut]
+
+
+class BillRequest(Strict):
+    """Issue the bill of a period."""
+
+    start: int = Field(ge=0, le=2**40)
+    end: int = Field(ge=0, le=2**40)
+
+
+class FleetMeters(BaseModel):
+    """Every meter's status."""
+
+    meters: list[MeterStatus]
+
+
+class SecurityEvents(BaseModel):
+    """Newest first."""
+
+    events: list[SecurityEventView]
+
+
+class CommandRequest(Strict):
+    """Propose a critical command (API-10)."""
+
+    meter_id: str = Field(min_length=1, max_length=32)
+    kind: Literal["disconnect", "reconnect", "load_limit", "tariff_change"]
+    value: int | None = Field(default=None, ge=0, le=10**9)
+    reason: str = Field(min_length=3, max_length=256)
+
+
+class CommandList(BaseModel):
+    """Newest first."""
+
+    commands: list[CommandView]
 
 
 def _roles_of(route: APIRoute) -> frozenset[str] | None:
@@ -229,15 +272,42 @@ def _alarm_move(
     return move
 
 
+def _bill_out(b: BillView) -> BillOut:
+    return BillOut(
+        id=b.id,
+        meter_id=b.meter_id,
+        period_start=b.period_start,
+        period_end=b.period_end,
+        document=b.document,
+        signature=b.signature,
+    )
+
+
 def _set_session(response: Response, info: SessionInfo) -> None:
     response.set_cookie(COOKIE, info.token, secure=True, httponly=True, samesite="strict", path="/")
 
 
-def create_app(accounts: Accounts, store: Store) -> FastAPI:
-    """The API, ready for an ASGI server with TLS."""
+def create_app(
+    accounts: Accounts,
+    store: Store,
+    *,
+    commands: Commands | None = None,
+    billing: Billing | None = None,
+    revoke: Callable[[str], None] | None = None,
+    api_rate: float = 20.0,
+    api_burst: float = 200.0,
+) -> FastAPI:
+    """The API (and the dashboard on it), ready for an ASGI server with TLS.
+
+    ``commands`` and ``billing`` add their routes; ``revoke`` (meter id → revoke its
+    certificates at the PKI and the broker) enables decommissioning and revocation.
+    """
     app = FastAPI(title="meterguard head-end", version="1", docs_url=None, redoc_url=None)
     app.state.accounts = accounts
-    app.state.limits = _Limits()
+    app.state.store = store
+    app.state.limits = Limits()
+    app.state.api_limits = Limits(rate=api_rate, burst=api_burst)
+    consents = Consents(store.engine)
 
     @app.middleware("http")
     async def security_headers(
@@ -250,7 +320,14 @@ def create_app(accounts: Accounts, store: Store) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
-        generic = {401: "not logged in", 403: "forbidden", 404: "not found", 429: "slow down"}
+        generic = {
+            303: "see other",
+            401: "not logged in",
+            403: "forbidden",
+            404: "not found",
+            409: "conflict",
+            429: "slow down",
+        }
         return JSONResponse(
             {"error": generic.get(exc.status_code, "request failed")},
             status_code=exc.status_code,
@@ -278,7 +355,7 @@ def create_app(accounts: Accounts, store: Store) -> FastAPI:
     async def login(body: LoginRequest, request: Request, response: Response) -> LoginResponse:
         now = time.time()
         peer = _peer(request)
-        limits: _Limits = request.app.state.limits
+        limits: Limits = request.app.state.limits
         wait = max(limits.allow(f"user:{body.username}", now), limits.allow(f"addr:{peer}", now))
         if wait:
             audit("login", body.username, "rate_limited", peer)
@@ -376,8 +453,187 @@ def create_app(accounts: Accounts, store: Store) -> FastAPI:
     async def fleet(_who: Annotated[Principal, Depends(utility)]) -> FleetCounts:
         return FleetCounts(**store.counts())
 
+    def _own_or_utility(who: Principal, meter_id: str) -> bool:
+        """Consumers: only their meters; utility roles: any registered meter."""
+        return accounts.visible_meter(who, meter_id)
+
+    @app.get("/api/v1/meters/{meter_id}/usage", response_model=Usage)
+    async def meter_usage(
+        meter_id: str,
+        request: Request,
+        who: Annotated[Principal, Depends(anyone)],
+        start: Annotated[int, Query(ge=0, le=2**40)] = 0,
+        end: Annotated[int, Query(ge=0, le=2**40)] = 2**40,
+        granularity: Granularity = "day",
+    ) -> Usage:
+        if not _own_or_utility(who, meter_id):
+            raise HTTPException(404)
+        if who.role != "consumer":
+            allowed = consents.get(meter_id)[0]
+            if finer(granularity, allowed):  # PRIV-1: finer than the consumer agreed to
+                denied(request, who, f"{granularity} data of {meter_id}: consent is {allowed}")
+                raise HTTPException(403)
+            accounts.record_access(
+                who, meter_id, f"usage by {granularity} {start}..{end}", now=int(time.time())
+            )
+        rows = store.readings(meter_id, max(start - 900, 0), end)
+        return Usage(meter_id=meter_id, granularity=granularity, buckets=usage(rows, granularity))
+
+    owner = Guard(frozenset({"consumer"}))
+
+    @app.get("/api/v1/meters/{meter_id}/consent", response_model=ConsentView)
+    async def get_consent(
+        meter_id: str, who: Annotated[Principal, Depends(owner_or_auditor)]
+    ) -> ConsentView:
+        if not accounts.visible_meter(who, meter_id):
+            raise HTTPException(404)
+        g, by, at = consents.get(meter_id)
+        return ConsentView(meter_id=meter_id, granularity=g, given_by=by, at=at)
+
+    @app.put("/api/v1/meters/{meter_id}/consent", response_model=ConsentView)
+    async def put_consent(
+        meter_id: str, body: ConsentBody, who: Annotated[Principal, Depends(owner)]
+    ) -> ConsentView:
+        if not accounts.visible_meter(who, meter_id):
+            raise HTTPException(404)
+        now = int(time.time())
+        consents.set(meter_id, body.granularity, by=who.username, now=now)
+        store.audit.append(
+            at=now,
+            actor=who.username,
+            target=meter_id,
+            action="consent_changed",
+            result=body.granularity,
+        )
+        return ConsentView(
+            meter_id=meter_id, granularity=body.granularity, given_by=who.username, at=now
+        )
+
+    @app.get("/api/v1/fleet/meters", response_model=FleetMeters)
+    async def fleet_meters(_who: Annotated[Principal, Depends(utility)]) -> FleetMeters:
+        return FleetMeters(meters=store.fleet_status())
+
+    security_readers = Guard(frozenset({"operator", "engineer", "security_admin", "auditor"}))
+
+    @app.get("/api/v1/security-events", response_model=SecurityEvents)
+    async def security_events(
+        _who: Annotated[Principal, Depends(security_readers)],
+    ) -> SecurityEvents:
+        return SecurityEvents(events=store.security_event_rows())
+
+    if revoke is not None:
+        retire = Guard(frozenset({"engineer", "security_admin"}))
+        revoker = Guard(frozenset({"security_admin"}))
+
+        def _retire(meter_id: str, who: Principal, state: str, action: str) -> None:
+            if meter_id not in {m for m, _, _ in store.meters()}:
+                raise HTTPException(404)
+            assert revoke is not None  # noqa: S101
+            revoke(meter_id)
+            store.set_state(meter_id, state)
+            store.audit.append(
+                at=int(time.time()),
+                actor=who.username,
+                target=meter_id,
+                action=action,
+                result="done",
+                detail="certificates revoked, CRL re-published, ingest refuses the meter",
+            )
+
+        @app.post("/api/v1/meters/{meter_id}/decommission", status_code=204)
+        async def decommission(meter_id: str, who: Annotated[Principal, Depends(retire)]) -> None:
+            _retire(meter_id, who, "decommissioned", "meter_decommissioned")
+
+        @app.post("/api/v1/meters/{meter_id}/revoke", status_code=204)
+        async def revoke_meter(meter_id: str, who: Annotated[Principal, Depends(revoker)]) -> None:
+            _retire(meter_id, who, "revoked", "certificate_revoked")
+
+    if billing is not None:
+        issuers = Guard(frozenset({"operator", "engineer"}))
+
+        @app.get("/api/v1/meters/{meter_id}/bills", response_model=BillList)
+        async def bills(meter_id: str, who: Annotated[Principal, Depends(anyone)]) -> BillList:
+            if not _own_or_utility(who, meter_id):
+                raise HTTPException(404)
+            assert billing is not None  # noqa: S101
+            return BillList(
+                meter_id=meter_id,
+                billing_key=billing.verifying_key.to_bytes().hex(),
+                bills=[_bill_out(b) for b in billing.bills(meter_id)],
+            )
+
+        @app.post("/api/v1/meters/{meter_id}/bills", response_model=BillOut, status_code=201)
+        async def issue_bill(
+            meter_id: str, body: BillRequest, who: Annotated[Principal, Depends(issuers)]
+        ) -> BillOut:
+            if not _own_or_utility(who, meter_id):
+                raise HTTPException(404)
+            assert billing is not None  # noqa: S101
+            try:
+                b = billing.issue(meter_id, body.start, body.end, now=int(time.time()))
+            except InvalidValueError:
+                raise HTTPException(409) from None
+            store.audit.append(
+                at=int(time.time()),
+                actor=who.username,
+                target=meter_id,
+                action="bill_issued",
+                result="signed",
+                detail=f"period {body.start}..{body.end} total_e4 {b.document['total_e4']}",
+            )
+            return _bill_out(b)
+
+    if commands is not None:
+        commanders = Guard(COMMAND_ROLES)
+        command_readers = Guard(COMMAND_ROLES | {"auditor"})
+
+        @app.get("/api/v1/commands", response_model=CommandList)
+        async def list_commands(
+            _who: Annotated[Principal, Depends(command_readers)],
+        ) -> CommandList:
+            assert commands is not None  # noqa: S101
+            return CommandList(commands=commands.list())
+
+        @app.post("/api/v1/commands", response_model=CommandView, status_code=201)
+        async def propose(
+            body: CommandRequest, who: Annotated[Principal, Depends(commanders)]
+        ) -> CommandView:
+            assert commands is not None  # noqa: S101
+            try:
+                return commands.propose(
+                    who, body.meter_id, body.kind, body.value, body.reason, now=int(time.time())
+                )
+            except InvalidValueError:
+                raise HTTPException(422) from None
+
+        def _decide(step: str) -> Callable[..., Awaitable[CommandView]]:
+            async def decide(
+                command_id: int, who: Annotated[Principal, Depends(commanders)]
+            ) -> CommandView:
+                assert commands is not None  # noqa: S101
+                act = commands.approve if step == "approve" else commands.reject
+                try:
+                    out = act(who, command_id, now=int(time.time()))
+                except AccessDeniedError:  # dual control: already audited by the service
+                    raise HTTPException(403) from None
+                if out is None:
+                    raise HTTPException(404)
+                return out
+
+            return decide
+
+        for step in ("approve", "reject"):
+            app.add_api_route(
+                f"/api/v1/commands/{{command_id}}/{step}",
+                _decide(step),
+                methods=["POST"],
+                response_model=CommandView,
+            )
+
+    add_pages(app, accounts, store, commands=commands, billing=billing)
+
     # API-2, default deny: every route either depends on a Guard or is listed as public.
-    public = {"/api/v1/auth/login", "/api/v1/auth/totp"}  # totp needs step 1's session
+    public = {"/api/v1/auth/login", "/api/v1/auth/totp"} | PAGE_PUBLIC  # totp needs step 1
     route_roles: dict[str, frozenset[str]] = {}
     for route in app.routes:
         if not isinstance(route, APIRoute):

@@ -42,7 +42,16 @@ from meterguard.headend.store.models import (
     SecurityEvent,
 )
 
-__all__ = ["AlarmView", "CommitOutcome", "PushRow", "ReadingRow", "RefusalRow", "Store"]
+__all__ = [
+    "AlarmView",
+    "CommitOutcome",
+    "MeterStatus",
+    "PushRow",
+    "ReadingRow",
+    "RefusalRow",
+    "SecurityEventView",
+    "Store",
+]
 
 MAX_QUARANTINE_PAYLOAD = 4096
 BATCH = 500
@@ -115,6 +124,30 @@ class AlarmView:
     code: int
     raised_at: int
     state: str
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityEventView:
+    """A security event as the API shows it."""
+
+    id: int
+    at: int
+    meter_id: str | None
+    event: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class MeterStatus:
+    """A meter in the fleet view."""
+
+    meter_id: str
+    state: str
+    last_reading_at: int | None
+    """End of the newest stored interval (Unix seconds), or None."""
+    open_alarms: int
+    control_state: int
+    """Disconnect control: 0 disconnected, 1 connected (the last executed command's report)."""
 
 
 @dataclass
@@ -581,6 +614,55 @@ class Store:
         with Session(self.engine) as s:
             return [
                 (m, e) for m, e in s.execute(select(SecurityEvent.meter_id, SecurityEvent.event))
+            ]
+
+    def security_event_rows(self, limit: int = 200) -> list[SecurityEventView]:
+        """The newest security events first."""
+        q = select(SecurityEvent).order_by(SecurityEvent.id.desc()).limit(limit)
+        with Session(self.engine) as s:
+            return [
+                SecurityEventView(e.id, e.at, e.meter_id, e.event, e.detail) for e in s.scalars(q)
+            ]
+
+    def fleet_status(self) -> list[MeterStatus]:
+        """Every meter with its state, last reading, open alarms and last known relay state."""
+        last = (
+            select(Reading.meter_id, func.max(Reading.interval_start).label("last"))
+            .group_by(Reading.meter_id)
+            .subquery()
+        )
+        open_alarms = (
+            select(Alarm.meter_id, func.count().label("n"))
+            .where(Alarm.state != "cleared")
+            .group_by(Alarm.meter_id)
+            .subquery()
+        )
+        relay = (
+            select(Command.meter_id, func.max(Command.counter).label("counter"))
+            .where(Command.state == "executed", Command.control_state.is_not(None))
+            .group_by(Command.meter_id)
+            .subquery()
+        )
+        q = (
+            select(Meter.id, Meter.state, last.c.last, open_alarms.c.n, Command.control_state)
+            .outerjoin(last, last.c.meter_id == Meter.id)
+            .outerjoin(open_alarms, open_alarms.c.meter_id == Meter.id)
+            .outerjoin(relay, relay.c.meter_id == Meter.id)
+            .outerjoin(
+                Command, (Command.meter_id == Meter.id) & (Command.counter == relay.c.counter)
+            )
+            .order_by(Meter.id)
+        )
+        with Session(self.engine) as s:
+            return [
+                MeterStatus(
+                    m,
+                    st,
+                    None if lr is None else int(lr) + 900,
+                    int(n or 0),
+                    1 if cs is None else int(cs),
+                )
+                for m, st, lr, n, cs in s.execute(q)
             ]
 
     def counts(self) -> dict[str, int]:

@@ -1,0 +1,248 @@
+"""The dashboard: server-rendered pages and live panels over the same services as the API.
+
+(No ``from __future__ import annotations``: FastAPI reads these routes' annotations.)
+
+* ``/login`` — the two login steps (password, then TOTP for utility roles), driven by
+  ``static/app.js`` against the JSON API;
+* ``/`` — the caller's dashboard: consumers get their meters (usage chart, alarms, bills,
+  who accessed their data, consent); utility roles get fleet health, alarms with
+  acknowledge/clear, dual-control commands, meters and security events;
+* ``/ui/panel/<name>`` — one panel's HTML, which the page re-fetches every two seconds
+  (live state while a command waits for its meter, an alarm arrives, …).
+
+Jinja2 autoescapes every value; charts are SVG drawn by the server; the only script is
+``/static/app.js`` — so the strict CSP of API-8 holds with no exception. Every page and
+panel route depends on a :class:`PageGuard` (a :class:`~meterguard.headend.api.app.Guard`
+that sends a browser without a session to ``/login``), so the route-role table covers
+them too. Actions (acknowledge, approve, …) are API calls with the CSRF header; the
+pages themselves only read.
+"""
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from meterguard.headend.api.guard import Guard
+from meterguard.headend.services.accounts import ROLES, Accounts, Principal
+from meterguard.headend.services.billing import Billing
+from meterguard.headend.services.commands import COMMAND_ROLES, Commands
+from meterguard.headend.services.usage import Consents, usage
+from meterguard.headend.store.repository import Store
+from meterguard.headend.web.charts import health_chart, usage_chart
+from meterguard.meter.logbook import EventCode
+
+__all__ = ["PAGE_PUBLIC", "PageGuard", "add_pages"]
+
+HERE = Path(__file__).parent
+PAGE_PUBLIC = frozenset({"/login"})
+PERIODS = {"day": (86400, "interval"), "week": (7 * 86400, "hour"), "month": (30 * 86400, "day")}
+FLEET_ROWS = 50
+
+
+class PageGuard(Guard):
+    """A :class:`Guard` that sends a browser without a valid session to the login page."""
+
+    async def __call__(
+        self, request: Request, x_csrf_token: Annotated[str | None, Header()] = None
+    ) -> Principal:
+        """As :meth:`Guard.__call__`, but 401 becomes a redirect to ``/login``."""
+        try:
+            return await super().__call__(request, x_csrf_token)
+        except HTTPException as exc:
+            if exc.status_code == 401:
+                raise HTTPException(303, headers={"Location": "/login"}) from None
+            raise
+
+
+def _utc(ts: int | None) -> str:
+    if ts is None:
+        return "never"
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _alarm_name(code: int) -> str:
+    try:
+        return EventCode(code).name.replace("_", " ").lower()
+    except ValueError:
+        return f"event {code}"
+
+
+def _money(e4: int, currency: str) -> str:
+    return f"{e4 / 10000:.2f} {currency}"
+
+
+def add_pages(
+    app: FastAPI,
+    accounts: Accounts,
+    store: Store,
+    *,
+    commands: Commands | None,
+    billing: Billing | None,
+) -> None:
+    """Add the dashboard's routes and static files to ``app``."""
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    consents = Consents(store.engine)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    page = PageGuard(ROLES)
+
+    def render(name: str, **ctx: Any) -> HTMLResponse:
+        return HTMLResponse(env.get_template(name).render(**ctx))
+
+    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
+    async def login_page() -> HTMLResponse:
+        return render("login.html", who=None, csrf="")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def home(request: Request, who: Annotated[Principal, Depends(page)]) -> HTMLResponse:
+        csrf = request.state.csrf
+        if who.role == "consumer":
+            meters = accounts.meters(who)
+            return render(
+                "consumer.html",
+                who=who,
+                csrf=csrf,
+                meters=meters,
+                consents={m: consents.get(m)[0] for m in meters},
+            )
+        return render(
+            "utility.html",
+            who=who,
+            csrf=csrf,
+            can_command=commands is not None and who.role in COMMAND_ROLES,
+        )
+
+    def panel_usage(who: Principal, meter: str, period: str) -> HTMLResponse:
+        if who.role != "consumer" or not accounts.visible_meter(who, meter):
+            raise HTTPException(404)
+        span, granularity = PERIODS.get(period, PERIODS["week"])
+        latest = store.readings(meter, 0, 2**40)
+        end = latest[-1][0] + 900 if latest else 0
+        rows = [r for r in latest if r[0] >= end - span - 900]
+        chart = usage_chart(usage(rows, granularity), granularity, meter)
+        return render("panel_usage.html", chart=chart)
+
+    def panel_alarms(who: Principal, meter: str) -> HTMLResponse:
+        if who.role == "consumer":
+            scope = [m for m in accounts.meters(who) if not meter or m == meter]
+        else:
+            scope = None
+        rows = store.alarm_rows(scope)[:100]
+        alarms = [
+            {
+                "id": a.id,
+                "meter_id": a.meter_id,
+                "name": _alarm_name(a.code),
+                "raised": _utc(a.raised_at),
+                "state": a.state,
+            }
+            for a in rows
+        ]
+        return render(
+            "panel_alarms.html",
+            alarms=alarms,
+            can_ack=who.role in {"operator", "engineer", "security_admin"},
+            can_clear=who.role in {"engineer", "security_admin"},
+        )
+
+    def panel_bills(who: Principal, meter: str) -> HTMLResponse:
+        if billing is None or not accounts.visible_meter(who, meter):
+            raise HTTPException(404)
+        out = []
+        for b in billing.bills(meter):
+            doc = b.document
+            out.append(
+                {
+                    "period": f"{_utc(b.period_start)} to {_utc(b.period_end)}",
+                    "kwh": f"{sum(x['wh'] for x in doc['lines']) / 1000:.1f}",
+                    "total": _money(doc["total_e4"], doc["tariff"]["currency"]),
+                    "signature": b.signature,
+                }
+            )
+        key = billing.verifying_key.to_bytes().hex()
+        return render("panel_bills.html", bills=out, key=key)
+
+    def panel_access(who: Principal, meter: str) -> HTMLResponse:
+        if who.role != "consumer" or not accounts.visible_meter(who, meter):
+            raise HTTPException(404)
+        rows = [
+            {"at": _utc(a), "actor": b, "role": r, "what": w}
+            for a, b, r, w in accounts.access_log(meter)
+        ]
+        return render("panel_access.html", accesses=rows)
+
+    def panel_health() -> HTMLResponse:
+        return render(
+            "panel_health.html", chart=health_chart(store.fleet_status()), counts=store.counts()
+        )
+
+    def panel_fleet() -> HTMLResponse:
+        statuses = store.fleet_status()
+        supply = {0: "disconnected", 1: "connected", 2: "ready to reconnect"}
+        meters = [
+            {
+                "meter_id": m.meter_id,
+                "state": m.state,
+                "last": _utc(m.last_reading_at),
+                "open_alarms": m.open_alarms,
+                "supply": supply.get(m.control_state, "?"),
+            }
+            for m in statuses[:FLEET_ROWS]
+        ]
+        more = max(len(statuses) - FLEET_ROWS, 0)
+        return render("panel_fleet.html", meters=meters, more=more)
+
+    def panel_commands(who: Principal) -> HTMLResponse:
+        if commands is None:
+            raise HTTPException(404)
+        return render(
+            "panel_commands.html",
+            commands=commands.list(limit=50),
+            can_command=who.role in COMMAND_ROLES,
+            me=who.username,
+        )
+
+    def panel_events() -> HTMLResponse:
+        rows = [
+            {"at": _utc(e.at), "meter_id": e.meter_id, "event": e.event, "detail": e.detail}
+            for e in store.security_event_rows(100)
+        ]
+        return render("panel_events.html", events=rows)
+
+    @app.get("/ui/panel/{name}", response_class=HTMLResponse, include_in_schema=False)
+    async def panel(
+        name: str,
+        who: Annotated[Principal, Depends(page)],
+        meter: str = "",
+        period: str = "week",
+    ) -> HTMLResponse:
+        consumer = who.role == "consumer"
+        if name == "usage":
+            return panel_usage(who, meter, period)
+        if name == "alarms":
+            return panel_alarms(who, meter)
+        if name == "bills":
+            return panel_bills(who, meter)
+        if name == "access":
+            return panel_access(who, meter)
+        if consumer:
+            raise HTTPException(404)  # the utility panels do not exist for consumers
+        if name == "health":
+            return panel_health()
+        if name == "fleet":
+            return panel_fleet()
+        if name == "commands":
+            return panel_commands(who)
+        if name == "events":
+            return panel_events()
+        raise HTTPException(404)

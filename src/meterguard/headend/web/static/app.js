@@ -1,0 +1,126 @@
+// meterguard dashboard: login steps, live panels, buttons and forms over the JSON API.
+// Served from 'self' (strict CSP: no inline script, no eval); panels are HTML rendered and
+// escaped by the server, so this file never builds markup from data.
+"use strict";
+
+const csrf = () => (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+const statusLine = (text, bad) => {
+  const el = document.getElementById("status");
+  if (!el) return;
+  el.textContent = text;
+  el.className = bad ? "bad" : "ok";
+};
+
+async function api(method, url, body) {
+  const headers = { "Accept": "application/json" };
+  if (method !== "GET") headers["X-CSRF-Token"] = csrf();
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const r = await fetch(url, {
+    method, headers, credentials: "same-origin",
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  let data = null;
+  try { data = await r.json(); } catch (e) { data = null; }
+  return { ok: r.ok, status: r.status, data };
+}
+
+function explain(r) {
+  if (r.status === 401) { window.location.assign("/login"); return "session ended"; }
+  if (r.status === 403) return "not allowed";
+  if (r.status === 404) return "not found (or no longer pending)";
+  if (r.status === 422) return "check the values";
+  if (r.status === 429) return "too many requests, wait a moment";
+  return "failed (" + r.status + ")";
+}
+
+// ---------------------------------------------------------------- login page
+function setupLogin() {
+  const form = document.getElementById("login-form");
+  if (!form) return;
+  const totp = document.getElementById("totp-form");
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    statusLine("Checking…");
+    const r = await api("POST", "/api/v1/auth/login", {
+      username: form.elements.username.value, password: form.elements.password.value,
+    });
+    if (!r.ok) { statusLine(r.status === 429 ? explain(r) : "Wrong user name or password.", true); return; }
+    if (r.data.mfa_required) {
+      form.hidden = true; totp.hidden = false; statusLine("Password accepted.");
+      document.getElementById("totp").focus();
+    } else { window.location.assign("/"); }
+  });
+  totp.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    statusLine("Verifying…");
+    const r = await api("POST", "/api/v1/auth/totp", { code: totp.elements.code.value });
+    if (!r.ok) { statusLine("That code was not accepted.", true); return; }
+    window.location.assign("/");
+  });
+}
+
+// ---------------------------------------------------------------- live panels
+async function refresh(panel) {
+  const name = panel.dataset.panel;
+  const query = panel.dataset.query ? "?" + panel.dataset.query : "";
+  panel.classList.add("loading");
+  try {
+    const r = await fetch("/ui/panel/" + name + query, { credentials: "same-origin" });
+    if (r.status === 401 || r.redirected) { window.location.assign("/login"); return; }
+    if (r.ok) panel.innerHTML = await r.text();  // server-rendered, autoescaped HTML
+  } finally {
+    panel.classList.remove("loading");
+    panel.dataset.loaded = "1";
+  }
+}
+const refreshAll = () => Promise.all([...document.querySelectorAll("[data-panel]")].map(refresh));
+
+function setupDashboard() {
+  if (!document.querySelector("[data-panel]")) return;
+  refreshAll();
+  setInterval(refreshAll, 2000);
+  document.addEventListener("click", async (ev) => {
+    const b = ev.target.closest("button[data-action]");
+    if (!b) return;
+    if (b.dataset.confirm && !window.confirm(b.dataset.confirm)) return;
+    b.disabled = true;
+    statusLine("Working…");
+    const r = await api("POST", b.dataset.action);
+    statusLine(r.ok ? "Done." : explain(r), !r.ok);
+    await refreshAll();
+  });
+  document.querySelectorAll("form.api-form").forEach((form) => {
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const body = {};
+      for (const el of form.elements) {
+        if (!el.name) continue;
+        if (el.value === "" && el.hasAttribute("data-int")) continue;
+        body[el.name] = el.hasAttribute("data-int") ? Number(el.value) : el.value;
+      }
+      statusLine("Sending…");
+      const r = await api(form.dataset.method, form.dataset.url, body);
+      statusLine(r.ok ? "Saved." : explain(r), !r.ok);
+      if (r.ok && form.id === "propose-form") form.reset();
+      await refreshAll();
+    });
+  });
+  document.querySelectorAll("select.usage-period").forEach((sel) => {
+    sel.addEventListener("change", () => {
+      const panel = document.getElementById(sel.dataset.target);
+      panel.dataset.query = panel.dataset.query.replace(/period=\w+/, "period=" + sel.value);
+      refresh(panel);
+    });
+  });
+}
+
+function setupLogout() {
+  const b = document.getElementById("logout");
+  if (!b) return;
+  b.addEventListener("click", async () => {
+    await api("POST", "/api/v1/auth/logout");
+    window.location.assign("/login");
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => { setupLogin(); setupDashboard(); setupLogout(); });
