@@ -16,7 +16,15 @@
   (mode 0600);
 * the audit log (alarms and security events), with a tree head signed every
   ten seconds by an audit key of its own (``audit/``); ``meterguard audit
-  verify`` checks it.
+  verify`` checks it;
+* the dashboard at ``https://HOST:PORT/`` with accounts alice (consumer), olga
+  (operator) and erik (engineer) — two utility people, so a critical command can
+  be proposed by one and approved by the other (API-10); approved commands are
+  signed with the head-end's command key (``headend/command-key.pem``; every
+  meter holds its public half), published to the meter's command topic by a
+  command service identity of its own, executed by the meter and answered;
+* billing: a flat and a time-of-use tariff, and signed daily bills for the first
+  meter as its days complete (``headend/billing-key.pem``).
 
 Tamper events can be injected from another shell: ``meterguard meter tamper
 METER KIND --data DIR`` drops a request into ``DIR/control/``, which the demo
@@ -28,6 +36,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import queue
 import secrets
 import threading
 import time
@@ -50,8 +59,11 @@ from meterguard.headend.ingest.admission import Admission
 from meterguard.headend.ingest.processor import IngestProcessor
 from meterguard.headend.ingest.worker import IngestWorker, WorkerSettings
 from meterguard.headend.services.accounts import Accounts
+from meterguard.headend.services.billing import Band, Billing, TariffSpec
+from meterguard.headend.services.commands import Commands
 from meterguard.headend.store.db import open_database
 from meterguard.headend.store.repository import Store
+from meterguard.headend.transport.commands import CommandPublisher, PublisherSettings
 from meterguard.meter.device import TamperKind
 from meterguard.meter.fleet import Fleet
 from meterguard.meter.transport.mqtt import MeterMqttClient, MqttSettings, Outbox
@@ -59,6 +71,15 @@ from meterguard.meter.transport.mqtt import MeterMqttClient, MqttSettings, Outbo
 __all__ = ["DemoConfig", "DemoSystem", "make_worker", "request_tamper"]
 
 FIRST_SERIAL = 1
+HEADEND_TITLE = b"MGH" + (1).to_bytes(5, "big")
+"""The head-end's system title (originator of every command)."""
+TARIFFS = (
+    TariffSpec("standard", "flat", "EUR", 4500, (Band(0, 24, 2800),)),
+    TariffSpec(
+        "night-saver", "tou", "EUR", 5500, (Band(0, 7, 1500), Band(7, 23, 3200), Band(23, 24, 1500))
+    ),
+)
+BILL_EVERY = 10.0
 
 
 @dataclass(frozen=True)
@@ -107,8 +128,10 @@ def meter_id(serial: int) -> str:
     return f"MGD{serial:010d}"
 
 
-def make_processor(data: Path, store: Store, keystore: KeyStore) -> IngestProcessor:
-    """The ingest processor for a demo's data directory (keys from its key store)."""
+def meter_keys(
+    data: Path, keystore: KeyStore
+) -> Callable[[str], tuple[bytes, SecretKey, SecretKey]]:
+    """Meter id → (system title, active unicast key, active authentication key)."""
     info = json.loads((data / "demo.json").read_text())
     titles = {mid: bytes.fromhex(t) for mid, t in info["titles"].items()}
 
@@ -119,6 +142,24 @@ def make_processor(data: Path, store: Store, keystore: KeyStore) -> IngestProces
             keystore.active(mid, KeyId.AUTHENTICATION),
         )
 
+    return keys
+
+
+def headend_key(data: Path, name: str) -> SigningKey:
+    """A head-end signing key of its own (``headend/<name>.pem``), created on first use."""
+    d = data / "headend"
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = d / f"{name}.pem"
+    if not path.exists():
+        SigningKey.generate().save(path)
+    return SigningKey.load(path)
+
+
+def make_processor(data: Path, store: Store, keystore: KeyStore) -> IngestProcessor:
+    """The ingest processor for a demo's data directory (keys from its key store)."""
+    info = json.loads((data / "demo.json").read_text())
+    titles = {mid: bytes.fromhex(t) for mid, t in info["titles"].items()}
+    keys = meter_keys(data, keystore)
     revoked = {f"MGD{s}" for s in Pki.open(data / "pki").revoked_meters()}
     return IngestProcessor(
         Admission(known=set(titles), revoked=revoked), keys, store.last_counter, rate=50, burst=500
@@ -176,6 +217,12 @@ class DemoSystem:
     links: list[MeterMqttClient] = field(default_factory=list)
     worker: IngestWorker | None = None
     web_port: int = 0
+    processor: IngestProcessor | None = None
+    commands: Commands | None = None
+    billing: Billing | None = None
+    publisher: CommandPublisher | None = None
+    _inbox: queue.Queue[tuple[int, bytes]] = field(default_factory=queue.Queue)
+    _last_bills: float = 0.0
     _web: Any = None
     _monitor: LogMonitor | None = None
     _audit_key: SigningKey | None = None
@@ -201,8 +248,11 @@ class DemoSystem:
         for mid in ids:
             self._enrol(mid, now)
         svc = cfg.data / "headend"
-        if not (svc / "headend-ingest-1.pem").exists():
-            self.pki.issue_service_client("headend-ingest-1", now=now, out=svc)
+        for name in ("headend-ingest-1", "headend-commands-1"):
+            if not (svc / f"{name}.pem").exists():
+                self.pki.issue_service_client(name, now=now, out=svc)
+        command_key = headend_key(cfg.data, "command-key")
+        self.fleet.trust_commands(command_key.verifying_key(), HEADEND_TITLE)
         self.broker = ManagedBroker.prepare(cfg.data / "broker", self.pki, host=cfg.host, now=now)
         self.broker.start()
         self._monitor = self.broker.monitor()
@@ -229,25 +279,32 @@ class DemoSystem:
                     (KeyId.MASTER, kek),
                 ):
                     self.keystore.import_active(mid, kind, key)
-        self._start_web(now)
         root = pki_dir / "root" / "root.pem"
-        (cfg.data / "demo.json").write_text(
-            json.dumps(
-                {
-                    "db": cfg.db_url,
-                    "meters": cfg.meters,
-                    "host": cfg.host,
-                    "service_port": self.broker.layout.service_port,
-                    "device_port": self.broker.layout.device_port,
-                    "web_port": self.web_port,
-                    "titles": {mid: self.fleet.system_title(i).hex() for i, mid in enumerate(ids)},
-                }
+        self._write_info(ids)
+        self.processor = processor = make_processor(cfg.data, self.store, self.keystore)
+        self.publisher = CommandPublisher(
+            PublisherSettings(
+                cfg.host,
+                self.broker.layout.service_port,
+                root,
+                svc / "headend-commands-1.pem",
+                svc / "headend-commands-1.key",
             )
         )
+        self.publisher.start()
+        self.commands = Commands(
+            self.store,
+            meter_keys(cfg.data, self.keystore),
+            command_key,
+            HEADEND_TITLE,
+            self.publisher.publish,
+        )
+        self._start_billing(now, ids)
+        self._start_web(now)
+        self._write_info(ids)  # now with the web port
         if cfg.workers:
             # Two lanes sharing one processor: bulk readings, and alarms on a worker of their
             # own so that a backlog of readings never delays a tamper alarm (DOS-3).
-            processor = make_processor(cfg.data, self.store, self.keystore)
             self.worker = make_worker(
                 cfg.data,
                 "headend-ingest-1",
@@ -268,7 +325,7 @@ class DemoSystem:
                 self._threads.append(thread)
                 w.connected.wait(10)
         outbox = cfg.data / "outbox.db"
-        for mid in ids:
+        for i, mid in enumerate(ids):
             d = cfg.data / "meters" / mid
             link = MeterMqttClient(
                 MqttSettings(
@@ -280,9 +337,87 @@ class DemoSystem:
                     meter_id=mid,
                 ),
                 Outbox(outbox, owner=mid),
+                on_command=self._command_arrived(i),
             )
             link.start()
             self.links.append(link)
+
+    def _write_info(self, ids: list[str]) -> None:
+        """``demo.json``: what other processes (ingest workers, the CLI) need to join in."""
+        assert self.fleet is not None and self.broker is not None  # noqa: S101
+        cfg = self.config
+        (cfg.data / "demo.json").write_text(
+            json.dumps(
+                {
+                    "db": cfg.db_url,
+                    "meters": cfg.meters,
+                    "host": cfg.host,
+                    "service_port": self.broker.layout.service_port,
+                    "device_port": self.broker.layout.device_port,
+                    "web_port": self.web_port,
+                    "titles": {mid: self.fleet.system_title(i).hex() for i, mid in enumerate(ids)},
+                }
+            )
+        )
+
+    def _command_arrived(self, i: int) -> Callable[[bytes], None]:
+        """The meter link's callback (paho's thread): hand the command to the fleet's loop."""
+
+        def arrived(raw: bytes) -> None:
+            self._inbox.put((i, raw))
+
+        return arrived
+
+    def _commands(self) -> None:
+        """Let the meters verify and execute the commands that arrived (API-10)."""
+        assert self.fleet is not None  # noqa: S101
+        while True:
+            try:
+                i, raw = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            mid = meter_id(int(self.fleet.a["serial"][i]))
+            result = self.fleet.command(
+                i, raw, result=self._publisher("events"), alarm=self._publisher("alarms")
+            )
+            if result is None:
+                self.log.append(f"meter {mid} refused a command it could not verify (alarmed)")
+            else:
+                self.log.append(
+                    f"meter {mid} executed command {result.counter}: result {result.result},"
+                    f" supply {result.control_state.name.lower()}"
+                )
+
+    def _start_billing(self, now: dt.datetime, ids: list[str]) -> None:
+        """Tariffs on first start: the first meter on time-of-use, the others flat."""
+        assert self.store is not None  # noqa: S101
+        self.billing = Billing(self.store, headend_key(self.config.data, "billing-key"))
+        d = self.config.data / "headend"
+        (d / "billing-key.pub").write_text(self.billing.verifying_key.to_bytes().hex() + "\n")
+        if self.billing.tariff_of(ids[0]) is None:
+            flat, tou = (self.billing.add_tariff(t, now=int(now.timestamp())) for t in TARIFFS)
+            for k, mid in enumerate(ids):
+                self.billing.assign(mid, tou if k == 0 else flat)
+
+    def bill_days(self) -> int:
+        """Issue the first meter's bill for each whole simulated day it has readings for."""
+        self._last_bills = time.monotonic()
+        if self.billing is None or self.store is None or self.fleet is None:
+            return 0
+        mid = meter_id(int(self.fleet.a["serial"][0]))
+        rows = self.store.readings(mid, 0, 2**40)
+        if not rows:
+            return 0
+        ends = {start + 900 for start, _, _ in rows}  # register values are known at these times
+        day = -(-min(ends) // 86400) * 86400
+        issued = 0
+        while day + 86400 <= max(ends):
+            edges = day in ends and day + 86400 in ends  # a bill needs both register values
+            if edges and not self.billing.bills(mid, period=(day, day + 86400)):
+                self.billing.issue(mid, day, day + 86400, now=int(time.time()))
+                issued += 1
+            day += 86400
+        return issued
 
     def _start_web(self, now: dt.datetime) -> None:
         """Serve the web API over HTTPS (API-9) with demo accounts (created on first start)."""
@@ -298,6 +433,7 @@ class DemoSystem:
             for name, role, meters in (
                 ("alice", "consumer", (meter_id(FIRST_SERIAL),)),
                 ("olga", "operator", ()),
+                ("erik", "engineer", ()),
             ):
                 password = "demo " + secrets.token_urlsafe(12)
                 _, totp = accounts.create_user(
@@ -312,7 +448,13 @@ class DemoSystem:
         self.web_port = free_port(self.config.host)
         server = uvicorn.Server(
             uvicorn.Config(
-                create_app(accounts, self.store),
+                create_app(
+                    accounts,
+                    self.store,
+                    commands=self.commands,
+                    billing=self.billing,
+                    revoke=self.revoke,
+                ),
                 host=self.config.host,
                 port=self.web_port,
                 ssl_certfile=str(web / "web.pem"),
@@ -330,6 +472,14 @@ class DemoSystem:
             time.sleep(0.05)
         self._web = (server, thread)
 
+    def revoke(self, mid: str) -> None:
+        """Revoke a meter's certificates (CRL to the broker) and refuse it at ingest (PKI-5)."""
+        assert self.pki is not None and self.broker is not None  # noqa: S101
+        self.pki.revoke_meter(mid[3:], now=dt.datetime.now(dt.UTC))
+        self.broker.sync(self.pki)
+        if self.processor is not None:
+            self.processor.admission.revoked.add(mid)
+
     def _enrol(self, mid: str, now: dt.datetime) -> None:
         assert self.pki is not None  # noqa: S101
         d = self.config.data / "meters" / mid
@@ -342,10 +492,13 @@ class DemoSystem:
         """Advance the fleet to ``sim_now`` (publishing readings) and serve tamper requests."""
         assert self.fleet is not None  # noqa: S101
         stats = self.fleet.step(sim_now, self._publisher("data"))
+        self._commands()
         self._control()
         self._broker_events()
         if time.monotonic() - self._last_head >= HEAD_EVERY:
             self.sign_head()
+        if time.monotonic() - self._last_bills >= BILL_EVERY:
+            self.bill_days()
         return stats.readings
 
     def sign_head(self) -> None:
@@ -402,6 +555,8 @@ class DemoSystem:
         """Stop everything, saving the fleet state."""
         for link in self.links:
             link.stop()
+        if self.publisher is not None:
+            self.publisher.stop()
         self._stop.set()
         for thread in self._threads:
             thread.join(10)

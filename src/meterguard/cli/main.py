@@ -526,9 +526,11 @@ def demo(
         f"tamper from another shell: meterguard meter tamper MGD0000000001 cover-open --data {data}"
     )
     console.print(
-        f"web API: https://{layout.host}:{system.web_port}/api/v1 (TLS, certificate from "
-        f"{data}/pki/root/root.pem); demo accounts alice (consumer) and olga (operator, TOTP) "
-        f"in {data}/web/demo-accounts.txt"
+        f"[bold]dashboard: https://{layout.host}:{system.web_port}/login[/] "
+        f"(API under /api/v1; TLS certificate from {data}/pki/root/root.pem)\n"
+        f"log in as alice (consumer), olga (operator) or erik (engineer): passwords and the "
+        f"TOTP enrolment URIs of olga and erik are in {data}/web/demo-accounts.txt (mode 0600). "
+        f"A critical command proposed by olga must be approved by erik (or the reverse)."
     )
     started = time.monotonic()
     sim_start = system.fleet.now

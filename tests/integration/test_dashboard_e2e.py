@@ -1,0 +1,222 @@
+"""The dashboard end to end in headless Chromium (Debian's, driven by Playwright).
+
+A real demo system (PKI, Mosquitto, ingest, fleet, HTTPS dashboard) runs in this process
+on accelerated time; the browser trusts exactly the dashboard's server key (Chromium's
+SPKI pin flag: certificate verification stays on for everything else) and the pages run
+under the production CSP — a CSP violation fails the test. Covered: a consumer's login
+and usage chart, an operator's password + TOTP login, a tamper alarm appearing,
+acknowledged by the operator and cleared by an engineer, and a disconnect proposed by one
+person, approved by another, reaching the meter and reported back.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import re
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyotp
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+
+from meterguard.cosem.command import ControlState
+from meterguard.demo import DemoConfig, DemoSystem, request_tamper
+from meterguard.meter.device import TamperKind
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SPEED = 3600.0  # a simulated day in 24 s
+
+
+@dataclass
+class Demo:
+    system: DemoSystem
+    url: str
+    passwords: dict[str, str]
+    totp: dict[str, pyotp.TOTP]
+    spki: str
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    data = tmp_path_factory.mktemp("e2e") / "demo"
+    system = DemoSystem(DemoConfig(data=data, meters=4, speed=SPEED))
+    system.start(now=dt.datetime.now(dt.UTC))
+    assert system.fleet is not None
+    stop = threading.Event()
+    sim_start, started = system.fleet.now, time.monotonic()
+
+    def run() -> None:
+        while not stop.is_set():
+            system.tick(sim_start + dt.timedelta(seconds=(time.monotonic() - started) * SPEED))
+            stop.wait(0.25)
+
+    ticker = threading.Thread(target=run, daemon=True)
+    ticker.start()
+    creds = (data / "web" / "demo-accounts.txt").read_text()
+    passwords = dict(re.findall(r"^(\w+) \(\w+\) password: (.*)$", creds, re.M))
+    totp = {
+        name: pyotp.TOTP(secret)
+        for name, secret in re.findall(r"^(\w+) TOTP .*secret=([A-Z2-7]+)", creds, re.M)
+    }
+    cert = x509.load_pem_x509_certificate((data / "web" / "web.pem").read_bytes())
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    pin = base64.b64encode(hashlib.sha256(spki).digest()).decode()
+    try:
+        yield Demo(system, f"https://127.0.0.1:{system.web_port}", passwords, totp, pin)
+    finally:
+        stop.set()
+        ticker.join(10)
+        system.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(demo: Demo) -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-background-networking",
+                "--no-first-run",
+                f"--ignore-certificate-errors-spki-list={demo.spki}",
+            ],
+        )
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def new_page(browser: Browser) -> tuple[Page, list[str]]:
+    """A fresh context (its own cookies) collecting script errors and CSP violations.
+
+    (Failed resource loads — the refused login's 401 — are expected and not collected.)
+    """
+    page = browser.new_context().new_page()
+    page.set_default_timeout(20_000)
+    errors: list[str] = []
+
+    def on_console(msg: ConsoleMessage) -> None:
+        if msg.type == "error" and not msg.text.startswith("Failed to load resource"):
+            errors.append(msg.text)
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("dialog", lambda d: d.accept())
+    return page, errors
+
+
+def log_in(page: Page, demo: Demo, user: str) -> None:
+    page.goto(f"{demo.url}/login")
+    page.fill("#username", user)
+    page.fill("#password", demo.passwords[user])
+    page.click("#login-submit")
+    if user in demo.totp:
+        expect(page.locator("#totp-form")).to_be_visible()
+        page.fill("#totp", demo.totp[user].now())
+        page.click("#totp-submit")
+    page.wait_for_url(f"{demo.url}/")
+
+
+@pytest.fixture(scope="module")
+def olga(browser: Browser, demo: Demo) -> Iterator[tuple[Page, list[str]]]:
+    page, errors = new_page(browser)
+    log_in(page, demo, "olga")
+    yield page, errors
+
+
+@pytest.fixture(scope="module")
+def erik(browser: Browser, demo: Demo) -> Iterator[tuple[Page, list[str]]]:
+    page, errors = new_page(browser)
+    log_in(page, demo, "erik")
+    yield page, errors
+
+
+def test_consumer_logs_in_and_sees_her_usage_chart(browser: Browser, demo: Demo) -> None:
+    page, errors = new_page(browser)
+    page.goto(f"{demo.url}/")
+    page.wait_for_url(f"{demo.url}/login")  # no session: to the login page
+    page.fill("#username", "alice")
+    page.fill("#password", "not her password")
+    page.click("#login-submit")
+    expect(page.locator("#status")).to_contain_text("Wrong user name or password")
+    log_in(page, demo, "alice")
+    expect(page.locator("h2")).to_have_text(["Meter MGD0000000001"])
+    bars = page.locator("#usage-MGD0000000001 svg.chart rect.bar")
+    expect(bars.first).to_be_attached()
+    assert bars.count() >= 2
+    page.select_option("select.usage-period", "day")  # 15-minute intervals
+    expect(page.locator("#usage-MGD0000000001 svg.chart")).to_have_attribute(
+        "aria-label", re.compile("per 15-minute interval")
+    )
+    assert "MGD0000000002" not in page.content()
+    assert errors == []
+
+
+def test_operator_needs_password_and_totp(olga: tuple[Page, list[str]]) -> None:
+    page, errors = olga
+    expect(page.locator("h1")).to_have_text("Fleet")
+    expect(page.locator("[data-panel=health] svg.chart rect.seg").first).to_be_attached()
+    expect(page.locator("#count-meters")).to_have_text("4")
+    expect(page.locator("[data-panel=fleet] tr[data-meter]")).to_have_count(4)
+    assert errors == []
+
+
+def test_tamper_alarm_appears_and_is_cleared_by_an_engineer(
+    demo: Demo, olga: tuple[Page, list[str]], erik: tuple[Page, list[str]]
+) -> None:
+    page, errors = olga
+    request_tamper(demo.system.config.data, "MGD0000000003", TamperKind.MAIN_COVER_OPEN)
+    row = page.locator("[data-panel=alarms] tr", has_text="MGD0000000003")
+    expect(row.locator(".alarm-state")).to_have_text("open", timeout=30_000)
+    expect(row).to_contain_text("meter cover removed")
+    expect(row.get_by_role("button", name="Clear")).to_have_count(0)  # operators cannot clear
+    row.get_by_role("button", name="Acknowledge").click()
+    expect(row.locator(".alarm-state")).to_have_text("acknowledged")
+    epage, eerrors = erik
+    erow = epage.locator("[data-panel=alarms] tr", has_text="MGD0000000003")
+    erow.get_by_role("button", name="Clear").click()
+    expect(erow.locator(".alarm-state")).to_have_text("cleared")
+    expect(row.locator(".alarm-state")).to_have_text("cleared")  # live on olga's page too
+    assert errors == [] and eerrors == []
+
+
+def test_dual_approved_disconnect_reaches_the_meter(
+    demo: Demo, olga: tuple[Page, list[str]], erik: tuple[Page, list[str]]
+) -> None:
+    page, errors = olga
+    page.fill("#cmd-meter", "MGD0000000002")
+    page.select_option("#cmd-kind", "disconnect")
+    page.fill("#cmd-reason", "e2e: site safety visit")
+    page.click("#propose")
+    row = page.locator("[data-panel=commands] tr", has_text="e2e: site safety visit")
+    expect(row.locator(".command-state")).to_have_text("proposed")
+    expect(row).to_contain_text("waiting for a second person")  # no approve button for her
+    expect(row.get_by_role("button", name="Approve")).to_have_count(0)
+
+    epage, eerrors = erik
+    erow = epage.locator("[data-panel=commands] tr", has_text="e2e: site safety visit")
+    erow.get_by_role("button", name="Approve").click()
+    expect(erow.locator(".command-state")).to_have_text("executed", timeout=30_000)
+    expect(row.locator(".command-state")).to_have_text("executed")
+    fleet = demo.system.fleet
+    assert fleet is not None and fleet.control_state(1) is ControlState.DISCONNECTED
+    assert fleet.control_state(0) is ControlState.CONNECTED
+    supply = page.locator("[data-panel=fleet] tr[data-meter=MGD0000000002] .supply")
+    expect(supply).to_have_text("disconnected")
+    assert errors == [] and eerrors == []
