@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyotp
 import pytest
@@ -134,17 +133,17 @@ def log_in(page: Page, demo: Demo, user: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def olga(browser: Browser, demo: Demo) -> Iterator[tuple[Page, list[str]]]:
+def olga(browser: Browser, demo: Demo) -> tuple[Page, list[str]]:
     page, errors = new_page(browser)
     log_in(page, demo, "olga")
-    yield page, errors
+    return page, errors
 
 
 @pytest.fixture(scope="module")
-def erik(browser: Browser, demo: Demo) -> Iterator[tuple[Page, list[str]]]:
+def erik(browser: Browser, demo: Demo) -> tuple[Page, list[str]]:
     page, errors = new_page(browser)
     log_in(page, demo, "erik")
-    yield page, errors
+    return page, errors
 
 
 def test_consumer_logs_in_and_sees_her_usage_chart(browser: Browser, demo: Demo) -> None:

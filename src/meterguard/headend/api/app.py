@@ -68,6 +68,23 @@ HEADERS = {
 }
 
 
+class ErrorBody(BaseModel):
+    """Every error's body: one generic word or phrase, never a detail (API-8)."""
+
+    error: str
+
+
+_ERRORS = {
+    400: "malformed request",
+    401: "not logged in",
+    403: "forbidden (role, CSRF token, consent or dual control)",
+    404: "not found, or not yours to see",
+    409: "conflict (e.g. no billable readings)",
+    422: "invalid request",
+    429: "rate limited (Retry-After)",
+}
+
+
 class Strict(BaseModel):
     """Request bodies: unknown fields are refused (API-3)."""
 
@@ -319,7 +336,7 @@ def create_app(
         return response
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         generic = {
             303: "see other",
             401: "not logged in",
@@ -328,10 +345,19 @@ def create_app(
             409: "conflict",
             429: "slow down",
         }
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path, not only the first route's
+            methods = {
+                m
+                for r in app.routes
+                if isinstance(r, APIRoute) and r.path_regex.match(request.url.path)
+                for m in r.methods or ()
+            }
+            headers["Allow"] = ", ".join(sorted(methods))
         return JSONResponse(
             {"error": generic.get(exc.status_code, "request failed")},
             status_code=exc.status_code,
-            headers=exc.headers,
+            headers=headers,
         )
 
     @app.exception_handler(RequestValidationError)
@@ -642,5 +668,9 @@ def create_app(
         if roles is None:
             raise ConfigurationError(f"route {route.path} declares no roles")
         route_roles[route.path] = roles
+        # The OpenAPI document names every generic error a route can answer (its tests and
+        # clients rely on it): no session, forbidden, not visible, invalid, slowed down.
+        for code, text in _ERRORS.items():
+            route.responses.setdefault(code, {"model": ErrorBody, "description": text})
     app.state.route_roles = route_roles
     return app

@@ -1,0 +1,145 @@
+"""Schemathesis against the OpenAPI document, over real HTTPS, as two consumers.
+
+The API runs in uvicorn with TLS (a throwaway PKI's server certificate); the schemathesis
+CLI logs in as alice and as bob through the login endpoint (Web Fuzzing Commons auth with
+cookies) and runs every check — including ``object_level_authorization`` with alice and
+bob as peers, ``ignored_auth``, undocumented status codes, the Allow header, response
+schemas and server errors — in the coverage, fuzzing and stateful phases. Any failure
+fails this test with schemathesis's report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from meterguard.broker.process import free_port
+from meterguard.crypto.ecc import SigningKey
+from meterguard.crypto.keys import SecretKey
+from meterguard.crypto.pki.store import Pki
+from meterguard.headend.api.app import create_app
+from meterguard.headend.services.accounts import Accounts
+from meterguard.headend.services.billing import Billing
+from meterguard.headend.services.commands import Commands
+from meterguard.headend.store.db import open_database
+from meterguard.headend.store.repository import ReadingRow, Store
+
+pytestmark = pytest.mark.integration
+
+USERS = {
+    "alice": ("mauve tractor sings at dawn", "MGD0000000001"),  # test accounts only
+    "bob": ("quiet lanterns drift over 7 dunes", "MGD0000000002"),
+}
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    now = dt.datetime.now(dt.UTC)
+    pki = Pki.init(tmp_path / "pki", now=now)
+    pki.issue_server("web", hosts=["127.0.0.1"], now=now, out=tmp_path / "web")
+    store = Store(open_database(f"sqlite:///{tmp_path / 'headend.db'}"))
+    keys = {}
+    for n in (1, 2):
+        mid, title = f"MGD{n:010d}", b"MGD" + n.to_bytes(5, "big")
+        store.add_meter(mid, serial=mid[3:], system_title=title, now=0)
+        store.add_readings(
+            [ReadingRow(mid, 1_800_000_000 + 900 * k, 100 * n + k, 0, 0) for k in range(4)]
+        )
+        keys[mid] = (title, SecretKey.generate(16), SecretKey.generate(16))
+    accounts = Accounts(store.engine, SecretKey.generate(32))
+    for name, (password, meter) in USERS.items():
+        accounts.create_user(name, password, "consumer", now=int(time.time()), meters=(meter,))
+    commands = Commands(
+        store, keys.__getitem__, SigningKey.generate(), b"MGH\0\0\0\0\1", lambda _m, _e: True
+    )
+    app = create_app(
+        accounts,
+        store,
+        commands=commands,
+        billing=Billing(store, SigningKey.generate()),
+        api_rate=1e6,
+        api_burst=1e6,
+    )
+    app.state.limits = type(app.state.limits)(rate=1e6, burst=1e6)  # fuzzing logs in often
+    port = free_port("127.0.0.1")
+    srv = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            ssl_certfile=str(tmp_path / "web" / "web.pem"),
+            ssl_keyfile=str(tmp_path / "web" / "web.key"),
+            log_level="warning",
+        )
+    )
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert srv.started
+    try:
+        yield f"https://127.0.0.1:{port}", tmp_path
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+
+
+@pytest.mark.timeout(600)
+def test_openapi_document_holds_under_schemathesis(server: tuple[str, Path]) -> None:
+    url, d = server
+    auth = {
+        "auth": [
+            {
+                "name": name,
+                "loginEndpointAuth": {
+                    "endpoint": "/api/v1/auth/login",
+                    "verb": "POST",
+                    "contentType": "application/json",
+                    "payloadRaw": json.dumps({"username": name, "password": password}),
+                    "expectCookies": True,
+                },
+            }
+            for name, (password, _) in USERS.items()
+        ]
+    }
+    (d / "auth.json").write_text(json.dumps(auth))
+    (d / "schemathesis.toml").write_text(
+        '[auth.wfc]\npath = "auth.json"\npeers = ["alice", "bob"]\n'
+    )
+    cli = Path(sys.executable).with_name("schemathesis")
+    res = subprocess.run(  # noqa: S603 - the locked environment's schemathesis
+        [
+            str(cli),
+            "--config-file",
+            str(d / "schemathesis.toml"),
+            "run",
+            f"{url}/openapi.json",
+            "--tls-verify",
+            str(d / "pki" / "root" / "root.pem"),
+            "--checks",
+            "all",
+            "--max-examples",
+            "25",
+            "--generation-deterministic",
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=540,
+        check=False,
+        cwd=d,
+    )
+    assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-2000:]
+    tested = re.search(r"Tested: (\d+)", res.stdout)
+    assert tested and int(tested[1]) >= 20, res.stdout[-3000:]  # every API operation ran
