@@ -52,6 +52,7 @@ from meterguard.broker.process import ManagedBroker, free_port
 from meterguard.crypto.ecc import SigningKey
 from meterguard.crypto.keys import KeyId, SecretKey
 from meterguard.crypto.keystore import KeyStore, LocalKek, read_key_file
+from meterguard.crypto.keywrap import wrap_key
 from meterguard.crypto.pki.store import Pki
 from meterguard.errors import ConfigurationError
 from meterguard.headend.api.app import create_app
@@ -162,8 +163,26 @@ def make_processor(data: Path, store: Store, keystore: KeyStore) -> IngestProces
     keys = meter_keys(data, keystore)
     revoked = {f"MGD{s}" for s in Pki.open(data / "pki").revoked_meters()}
     return IngestProcessor(
-        Admission(known=set(titles), revoked=revoked), keys, store.last_counter, rate=50, burst=500
+        Admission(known=set(titles), revoked=revoked),
+        keys,
+        store.last_counter,
+        rate=50,
+        burst=500,
+        candidates=lambda mid: [
+            (k.version, k.key) for k in keystore.candidates(mid, KeyId.GLOBAL_UNICAST)
+        ],
+        on_rotated=lambda mid, version: keystore.confirm(mid, KeyId.GLOBAL_UNICAST, version),
     )
+
+
+def rotate_unicast_key(keystore: KeyStore) -> Callable[[str], bytes]:
+    """A new unicast key for a meter, kept as ``new``, wrapped under the meter's master key."""
+
+    def rotate(mid: str) -> bytes:
+        new = keystore.begin_rotation(mid, KeyId.GLOBAL_UNICAST)
+        return wrap_key(keystore.active(mid, KeyId.MASTER), new.key)
+
+    return rotate
 
 
 def make_worker(
@@ -298,6 +317,7 @@ class DemoSystem:
             command_key,
             HEADEND_TITLE,
             self.publisher.publish,
+            rotate_key=rotate_unicast_key(self.keystore),
         )
         self._start_billing(now, ids)
         self._start_web(now)

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from meterguard.cosem.command import ControlState
 from meterguard.crypto.ecc import SigningKey
-from meterguard.crypto.keys import SecretKey
+from meterguard.crypto.keys import KeyId, SecretKey
+from meterguard.crypto.keystore import KeyStore, LocalKek
+from meterguard.crypto.keywrap import wrap_key
 from meterguard.errors import AccessDeniedError, InvalidValueError
 from meterguard.headend.ingest.admission import Admission
 from meterguard.headend.ingest.processor import IngestProcessor, Refused
@@ -192,3 +195,57 @@ def test_only_utility_command_roles_propose_and_values_are_checked(store: Store)
     assert rig.commands.get(late.id).state == "expired"  # type: ignore[union-attr]
     assert rig.sent == []
     assert json.dumps([c.state for c in rig.commands.list()]) == '["expired"]'
+
+
+def test_key_change_moves_meter_and_head_end_to_a_new_key(store: Store, tmp_path: Path) -> None:
+    rig = Rig(store)
+    keystore = KeyStore(tmp_path / "keys.db", LocalKek(SecretKey.generate(32)))
+    for i, mid in enumerate(rig.ids):
+        for kind, key in zip(
+            (KeyId.GLOBAL_UNICAST, KeyId.AUTHENTICATION, KeyId.MASTER),
+            rig.fleet.keys(i),
+            strict=True,
+        ):
+            keystore.import_active(mid, kind, key)
+
+    def keys(mid: str) -> tuple[bytes, SecretKey, SecretKey]:
+        title = rig.keys[mid][0]
+        return (
+            title,
+            keystore.active(mid, KeyId.GLOBAL_UNICAST),
+            keystore.active(mid, KeyId.AUTHENTICATION),
+        )
+
+    def rotate(mid: str) -> bytes:
+        new = keystore.begin_rotation(mid, KeyId.GLOBAL_UNICAST)
+        return wrap_key(keystore.active(mid, KeyId.MASTER), new.key)
+
+    rig.commands = Commands(store, keys, rig.key, HEADEND, rig._publish, rotate_key=rotate)
+    rig.processor = IngestProcessor(
+        Admission(known=set(rig.ids), revoked=set()),
+        keys,
+        store.last_counter,
+        candidates=lambda m: [
+            (k.version, k.key) for k in keystore.candidates(m, KeyId.GLOBAL_UNICAST)
+        ],
+        on_rotated=lambda m, v: keystore.confirm(m, KeyId.GLOBAL_UNICAST, v),
+    )
+    old = rig.fleet.keys(0)[0]
+    cmd = rig.commands.propose(OLGA, rig.ids[0], "key_change", None, "yearly rotation", now=5)
+    rig.commands.approve(ERIK, cmd.id, now=6)
+    assert keystore.active(rig.ids[0], KeyId.GLOBAL_UNICAST) == old  # until the meter proves it
+    assert rig.deliver(0, rig.sent[-1][1]) is not None
+    new = rig.fleet.keys(0)[0]
+    assert new != old and new == keystore.candidates(rig.ids[0], KeyId.GLOBAL_UNICAST)[0].key
+    # The result travels under the old key, the next readings under the new one: all accepted.
+    rig.fleet.step(T0 + dt.timedelta(hours=2), rig.push("data"))  # type: ignore[arg-type]
+    rig.ingest()
+    assert rig.commands.get(cmd.id).state == "executed"  # type: ignore[union-attr]
+    assert keystore.active(rig.ids[0], KeyId.GLOBAL_UNICAST) == new
+    assert keystore.active(rig.ids[1], KeyId.GLOBAL_UNICAST) == rig.fleet.keys(1)[0]
+    assert len(store.readings(rig.ids[0], 0, 2**40)) == 8
+    # The next command is sealed under the new key and the meter accepts it.
+    nxt = rig.commands.propose(ERIK, rig.ids[0], "disconnect", None, "after rotation", now=7)
+    rig.commands.approve(OLGA, nxt.id, now=8)
+    assert rig.deliver(0, rig.sent[-1][1]) is not None
+    assert rig.fleet.control_state(0) is ControlState.DISCONNECTED

@@ -68,6 +68,7 @@ __all__ = [
     "LIMITER",
     "MAX_COMMAND",
     "RESULT_TAG",
+    "SECURITY_SETUP",
     "TARIFF",
     "CommandResult",
     "ControlState",
@@ -82,6 +83,8 @@ DISCONNECT_CONTROL = Obis(0, 0, 96, 3, 10, 255)
 """Disconnect control (class 70): method 1 remote_disconnect, 2 remote_reconnect."""
 LIMITER = Obis(0, 0, 17, 0, 0, 255)
 """Limiter (class 71): attribute 4 threshold_normal, in W."""
+SECURITY_SETUP = Obis(0, 0, 43, 0, 0, 255)
+"""Security setup (class 64): method 2 key_transfer."""
 TARIFF = Obis(0, 0, 96, 14, 0, 255)
 """Currently active tariff (class 1 data, unsigned)."""
 MAX_COMMAND = 1024

@@ -19,8 +19,10 @@ and pushes an alarm the same way.
 the recipient, a counter above the last one executed (persisted before acting)
 and the GCM tag with the meter's keys; then it acts — the disconnect control's
 relay (a disconnected meter records no consumption), the limiter's threshold,
-the active tariff — and pushes the result. A command that does not verify is
-refused, nothing changes, and the meter pushes an alarm.
+the active tariff, a new unicast key (key_transfer, unwrapped under the meter's
+master key and used from the push after the result) — and pushes the result.
+A command that does not verify is refused, nothing changes, and the meter
+pushes an alarm.
 
 The fleet does no IO besides its state file; the CLI and transports decide
 where pushes go.
@@ -43,6 +45,7 @@ import numpy.typing as npt
 from meterguard.cosem.axdr import (
     Array,
     DoubleLongUnsigned,
+    Enum,
     LongUnsigned,
     OctetString,
     Structure,
@@ -51,6 +54,7 @@ from meterguard.cosem.axdr import (
 from meterguard.cosem.command import (
     DISCONNECT_CONTROL,
     LIMITER,
+    SECURITY_SETUP,
     TARIFF,
     CommandResult,
     ControlState,
@@ -69,10 +73,12 @@ from meterguard.cosem.xdlms import (
 )
 from meterguard.crypto.aead import GcmKey
 from meterguard.crypto.ecc import VerifyingKey
-from meterguard.crypto.keys import SecretKey
+from meterguard.crypto.keys import KeyId, SecretKey
+from meterguard.crypto.keywrap import unwrap_key
 from meterguard.errors import (
     ConfigurationError,
     DecodeError,
+    KeyUnwrapError,
     ReplayError,
     SecurityError,
     SignatureInvalidError,
@@ -117,6 +123,8 @@ class Fleet:
         self.path = path
         self.command_key: VerifyingKey | None = None
         self.headend_title = b""
+        self._new_keys: dict[int, SecretKey] = {}
+        """A key_transfer's unicast key, applied after the result is pushed under the old one."""
 
     def trust_commands(self, command_key: VerifyingKey, headend_title: bytes) -> None:
         """Install the head-end's command key and system title (at manufacture, in every meter)."""
@@ -401,6 +409,10 @@ class Fleet:
             stamp = CosemDateTime.from_datetime(self.now)
             note = DataNotification(0x00000002, stamp, result_body(out))
             result(i, self._protect(i, note))
+        new = self._new_keys.pop(i, None)
+        if new is not None:  # DM-12: the new key applies once the answer has gone out
+            self.a["keys"][i][:16] = np.frombuffer(new.expose_secret(), dtype=np.uint8)
+            self.save()
         return out
 
     def _execute(self, i: int, plain: bytes) -> int:
@@ -411,6 +423,8 @@ class Fleet:
             return int(ActionResult.OTHER_REASON)
         if isinstance(req, ActionRequestNormal):
             m = req.method
+            if m.class_id == 64 and m.instance == SECURITY_SETUP and m.method == 2:
+                return self._key_transfer(i, req.parameters)
             if m.class_id == 70 and m.instance == DISCONNECT_CONTROL and m.method in (1, 2):
                 state = ControlState.DISCONNECTED if m.method == 1 else ControlState.CONNECTED
                 self.a["relay"][i] = int(state)
@@ -433,6 +447,29 @@ class Fleet:
                 return int(DataAccessResult.SUCCESS)
             return int(DataAccessResult.OBJECT_UNAVAILABLE)
         return int(ActionResult.READ_WRITE_DENIED)
+
+    def _key_transfer(self, i: int, params: object) -> int:
+        """Unwrap a new global unicast key under meter ``i``'s master key (all or nothing)."""
+        if not (isinstance(params, Array) and len(params.items) == 1):
+            return int(ActionResult.TYPE_UNMATCHED)
+        item = params.items[0]
+        if not (
+            isinstance(item, Structure)
+            and len(item.items) == 2
+            and isinstance(item.items[0], Enum)
+            and item.items[0].value == int(KeyId.GLOBAL_UNICAST)
+            and isinstance(item.items[1], OctetString)
+        ):
+            return int(ActionResult.TYPE_UNMATCHED)
+        _, _, kek = self.keys(i)
+        try:
+            key = unwrap_key(kek, item.items[1].value)
+        except KeyUnwrapError:
+            return int(ActionResult.OTHER_REASON)
+        if len(key) != 16:
+            return int(ActionResult.OTHER_REASON)
+        self._new_keys[i] = key
+        return int(ActionResult.SUCCESS)
 
     def control_state(self, i: int) -> ControlState:
         """The disconnect control's state of meter ``i``."""

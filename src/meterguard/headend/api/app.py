@@ -242,7 +242,7 @@ class CommandRequest(Strict):
     """Propose a critical command (API-10)."""
 
     meter_id: str = Field(min_length=1, max_length=32)
-    kind: Literal["disconnect", "reconnect", "load_limit", "tariff_change"]
+    kind: Literal["disconnect", "reconnect", "load_limit", "tariff_change", "key_change"]
     value: int | None = Field(default=None, ge=0, le=10**9)
     reason: str = Field(min_length=3, max_length=256)
 

@@ -26,6 +26,7 @@ broker only after the commit.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ from meterguard.cosem.xdlms import DataNotification, decode_xdlms
 from meterguard.crypto.aead import GcmKey
 from meterguard.crypto.keys import SecretKey
 from meterguard.errors import (
+    AuthenticationFailedError,
     DecodeError,
     MeterguardError,
     ReplayError,
@@ -54,6 +56,8 @@ from meterguard.errors import (
 )
 from meterguard.headend.ingest.admission import Admission
 from meterguard.headend.store.repository import PUSH_WINDOW, PushRow, ReadingRow
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Accepted", "IngestProcessor", "Refused", "TokenBucket"]
 
@@ -103,11 +107,19 @@ class _Meter:
     unprotector: ApduUnprotector
     floor: PushFloor
     bucket: TokenBucket
+    title: bytes
+    unicast_key: SecretKey
+    authentication_key: SecretKey
     throttled: int = 0
+    candidates_checked: float = -1e9
 
 
 KeyLookup = Callable[[str], tuple[bytes, SecretKey, SecretKey]]
 """meter id -> (system title, unicast key, authentication key)."""
+CandidateLookup = Callable[[str], list[tuple[int, SecretKey]]]
+"""meter id -> (version, unicast key) of keys a rotation in flight may have given the meter."""
+CANDIDATE_EVERY = 5.0
+"""Seconds between key-store lookups of rotation candidates for one meter (bad tags are cheap)."""
 
 
 @dataclass
@@ -120,6 +132,10 @@ class IngestProcessor:
     rate: float = 1.0
     burst: float = 50.0
     chatty_after: int = 20
+    candidates: CandidateLookup | None = None
+    """Keys a meter may hold after a key change (KEY-2): tried when the active key's tag fails."""
+    on_rotated: Callable[[str, int], None] | None = None
+    """Called with (meter id, key version) when a meter proved it switched to a new key."""
     _meters: dict[str, _Meter] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     stats: dict[str, int] = field(
@@ -134,6 +150,9 @@ class IngestProcessor:
                 ApduUnprotector(key=GcmKey(ek), authentication_key=ak, peer_system_title=title),
                 PushFloor(self.last_counter(meter_id), size=PUSH_WINDOW),
                 TokenBucket(self.rate, self.burst),
+                title,
+                ek,
+                ak,
             )
             self._meters[meter_id] = m
         return m
@@ -196,7 +215,7 @@ class IngestProcessor:
             event = "chatty_or_compromised" if m.throttled % self.chatty_after == 1 else None
             return Refused(meter_id, "over its contract rate", event)
         try:
-            ic, plain = m.unprotector.unprotect(payload, m.floor)
+            ic, plain = self._unprotect(meter_id, m, payload, now)
             entries = profile_entries(plain)  # the common shape, decoded fast
             if entries is not None and len(entries) <= MAX_ENTRIES:
                 readings, alarm = _rows(meter_id, entries, int(now)), None
@@ -221,6 +240,40 @@ class IngestProcessor:
             return self._refuse(meter_id, str(exc), None)
         self.stats["accepted"] += 1
         return PushRow(meter_id, ic, topic, payload, redelivered, readings, alarm)
+
+    def _unprotect(self, meter_id: str, m: _Meter, payload: bytes, now: float) -> tuple[int, bytes]:
+        """Verify with the active key; after a key change, with the key the meter moved to.
+
+        A meter switches its unicast key right after answering a key_change command, so its
+        next pushes may arrive before the head-end has seen the answer. If the active key's
+        tag fails, the key store's rotation candidates are tried (looked up at most every
+        :data:`CANDIDATE_EVERY` seconds per meter); the one that verifies becomes this
+        meter's key and ``on_rotated`` confirms it in the key store (KEY-2).
+        """
+        try:
+            return m.unprotector.unprotect(payload, m.floor)
+        except AuthenticationFailedError:
+            if self.candidates is None or now - m.candidates_checked < CANDIDATE_EVERY:
+                raise
+            m.candidates_checked = now
+            for version, key in self.candidates(meter_id):
+                if key == m.unicast_key:
+                    continue
+                trial = ApduUnprotector(
+                    key=GcmKey(key),
+                    authentication_key=m.authentication_key,
+                    peer_system_title=m.title,
+                )
+                try:
+                    out = trial.unprotect(payload, m.floor)
+                except AuthenticationFailedError:
+                    continue
+                m.unprotector, m.unicast_key = trial, key
+                log.info("meter %s moved to unicast key version %d", meter_id, version)
+                if self.on_rotated is not None:
+                    self.on_rotated(meter_id, version)
+                return out
+            raise
 
     def _refuse(self, meter_id: str | None, reason: str, event: str | None) -> Refused:
         self.stats["refused"] += 1

@@ -3,7 +3,10 @@
 :class:`Commands` is the service the web API calls. A command's life:
 
 1. **proposed** by a utility user (operator, engineer, security administrator) with a
-   reason — ``disconnect``, ``reconnect``, ``load_limit`` (W), ``tariff_change`` (1-8);
+   reason — ``disconnect``, ``reconnect``, ``load_limit`` (W), ``tariff_change`` (1-8),
+   ``key_change`` (a new unicast key, generated at approval, kept as ``new`` in the key
+   store and wrapped under the meter's master key; ingest confirms it when the meter's
+   pushes verify under it);
 2. **approved** by a *different* utility user (dual control; the proposer approving
    their own command is refused and audited), or **rejected**; a proposal not approved
    within :data:`APPROVAL_WINDOW` expires;
@@ -33,10 +36,19 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from meterguard.cosem.axdr import DoubleLongUnsigned, Integer, Unsigned
+from meterguard.cosem.axdr import (
+    Array,
+    DoubleLongUnsigned,
+    Enum,
+    Integer,
+    OctetString,
+    Structure,
+    Unsigned,
+)
 from meterguard.cosem.command import (
     DISCONNECT_CONTROL,
     LIMITER,
+    SECURITY_SETUP,
     TARIFF,
     seal_command,
 )
@@ -48,7 +60,7 @@ from meterguard.cosem.xdlms import (
     SetRequestNormal,
 )
 from meterguard.crypto.ecc import SigningKey
-from meterguard.crypto.keys import SecretKey
+from meterguard.crypto.keys import KeyId, SecretKey
 from meterguard.errors import AccessDeniedError, InvalidValueError, TransportError
 from meterguard.headend.services.accounts import Principal
 from meterguard.headend.store.audit import Fields
@@ -76,11 +88,14 @@ KINDS = {
     "reconnect": None,
     "load_limit": (100, 100_000),  # W
     "tariff_change": (1, 8),  # tariff register index
+    "key_change": None,  # a new global unicast key, wrapped under the meter's master key
 }
 """Command kinds and the range of their value (None: no value)."""
 
 MeterKeys = Callable[[str], tuple[bytes, SecretKey, SecretKey]]
 """meter id → (system title, unicast key, authentication key)."""
+RotateKey = Callable[[str], bytes]
+"""meter id → a new unicast key (kept as ``new`` in the key store) wrapped under its KEK."""
 Publish = Callable[[str, bytes], bool]
 """(meter id, envelope) → on the wire; False if the meter was not there to take it."""
 
@@ -111,8 +126,13 @@ class CommandView:
     answered_at: int | None
 
 
-def plain_request(kind: str, value: int | None) -> bytes:
+def plain_request(kind: str, value: int | None, wrapped_key: bytes | None = None) -> bytes:
     """The plain DLMS request a command kind stands for."""
+    if kind == "key_change" and wrapped_key is not None:
+        # Security setup (class 64) key_transfer: global unicast key (id 0), wrapped (RFC 3394).
+        method = MethodDescriptor(64, SECURITY_SETUP, 2)
+        item = Structure((Enum(int(KeyId.GLOBAL_UNICAST)), OctetString(wrapped_key)))
+        return ActionRequestNormal(0xC1, method, Array((item,))).to_bytes()
     if kind in ("disconnect", "reconnect"):
         method = MethodDescriptor(70, DISCONNECT_CONTROL, 1 if kind == "disconnect" else 2)
         return ActionRequestNormal(0xC1, method, Integer(0)).to_bytes()
@@ -154,6 +174,7 @@ class Commands:
         command_key: SigningKey,
         headend_title: bytes,
         publish: Publish | None = None,
+        rotate_key: RotateKey | None = None,
     ) -> None:
         self.store = store
         self.engine = store.engine
@@ -161,6 +182,7 @@ class Commands:
         self._command_key = command_key
         self.headend_title = headend_title
         self.publish = publish
+        self._rotate_key = rotate_key
 
     def __repr__(self) -> str:
         return f"Commands(headend={self.headend_title.hex()}, command key <redacted>)"
@@ -204,7 +226,7 @@ class Commands:
         """
         if who.role not in COMMAND_ROLES:
             raise AccessDeniedError(f"role {who.role} may not propose commands")
-        if kind not in KINDS:
+        if kind not in KINDS or (kind == "key_change" and self._rotate_key is None):
             raise InvalidValueError(f"unknown command kind {kind!r}")
         bounds = KINDS[kind]
         if bounds is None:
@@ -296,8 +318,12 @@ class Commands:
                     or 0
                 )
                 title, ek, ak = self._keys(cmd.meter_id)
+                wrapped = None
+                if cmd.kind == "key_change":
+                    assert self._rotate_key is not None  # noqa: S101 - checked at proposal
+                    wrapped = self._rotate_key(cmd.meter_id)
                 envelope = seal_command(
-                    plain_request(cmd.kind, cmd.value),
+                    plain_request(cmd.kind, cmd.value, wrapped),
                     counter=counter,
                     command_key=self._command_key,
                     headend_title=self.headend_title,
