@@ -62,6 +62,7 @@ from meterguard.headend.ingest.worker import IngestWorker, WorkerSettings
 from meterguard.headend.services.accounts import Accounts
 from meterguard.headend.services.billing import Band, Billing, TariffSpec
 from meterguard.headend.services.commands import Commands
+from meterguard.headend.services.webauthn import Passkeys
 from meterguard.headend.store.db import open_database
 from meterguard.headend.store.repository import Store
 from meterguard.headend.transport.commands import CommandPublisher, PublisherSettings
@@ -466,6 +467,10 @@ class DemoSystem:
             with os.fdopen(fd, "w") as f:
                 f.write("\n".join(lines) + "\n")
         self.web_port = free_port(self.config.host)
+        # WebAuthn needs a domain as relying-party id (browsers refuse IP addresses).
+        passkeys = Passkeys(
+            accounts, rp_id="localhost", origins=[f"https://localhost:{self.web_port}"]
+        )
         server = uvicorn.Server(
             uvicorn.Config(
                 create_app(
@@ -474,6 +479,7 @@ class DemoSystem:
                     commands=self.commands,
                     billing=self.billing,
                     revoke=self.revoke,
+                    passkeys=passkeys,
                 ),
                 host=self.config.host,
                 port=self.web_port,

@@ -6,7 +6,9 @@ SPKI pin flag: certificate verification stays on for everything else) and the pa
 under the production CSP — a CSP violation fails the test. Covered: a consumer's login
 and usage chart, an operator's password + TOTP login, a tamper alarm appearing,
 acknowledged by the operator and cleared by an engineer, and a disconnect proposed by one
-person, approved by another, reaching the meter and reported back.
+person, approved by another, reaching the meter and reported back; an operator adding a
+security key (Chromium's virtual WebAuthn authenticator) and logging in with password and
+that key instead of TOTP.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from sqlalchemy import text
 
 from meterguard.cosem.command import ControlState
 from meterguard.demo import DemoConfig, DemoSystem, request_tamper
@@ -74,7 +77,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     )
     pin = base64.b64encode(hashlib.sha256(spki).digest()).decode()
     try:
-        yield Demo(system, f"https://127.0.0.1:{system.web_port}", passwords, totp, pin)
+        # localhost, not 127.0.0.1: a WebAuthn relying-party id must be a domain.
+        yield Demo(system, f"https://localhost:{system.web_port}", passwords, totp, pin)
     finally:
         stop.set()
         ticker.join(10)
@@ -219,3 +223,49 @@ def test_dual_approved_disconnect_reaches_the_meter(
     supply = page.locator("[data-panel=fleet] tr[data-meter=MGD0000000002] .supply")
     expect(supply).to_have_text("disconnected")
     assert errors == [] and eerrors == []
+
+
+def test_operator_adds_a_security_key_and_logs_in_with_it(
+    demo: Demo, olga: tuple[Page, list[str]]
+) -> None:
+    page, errors = olga
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    cdp.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "usb",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+                "automaticPresenceSimulation": True,
+            }
+        },
+    )
+    page.click("#passkey-register")
+    expect(page.locator("#status")).to_contain_text("Security key added")
+    page.click("#logout")
+    page.wait_for_url(f"{demo.url}/login")
+    page.fill("#username", "olga")
+    page.fill("#password", demo.passwords["olga"])
+    page.click("#login-submit")
+    expect(page.locator("#passkey-login")).to_be_visible()  # offered instead of the code
+    page.click("#passkey-login")
+    page.wait_for_url(f"{demo.url}/")
+    expect(page.locator("h1")).to_have_text("Fleet")
+    trail = [
+        (a, r) for a, r in _audit_actions(demo) if a in ("webauthn_registered", "login_webauthn")
+    ]
+    assert trail == [("webauthn_registered", "ok"), ("login_webauthn", "ok")]
+    assert errors == []
+
+
+def _audit_actions(demo: Demo) -> list[tuple[str, str]]:
+    assert demo.system.store is not None
+    with demo.system.store.engine.connect() as c:
+        return [
+            (str(a), str(r))
+            for a, r in c.execute(text("SELECT action, result FROM audit_entries ORDER BY seq"))
+        ]

@@ -526,11 +526,12 @@ def demo(
         f"tamper from another shell: meterguard meter tamper MGD0000000001 cover-open --data {data}"
     )
     console.print(
-        f"[bold]dashboard: https://{layout.host}:{system.web_port}/login[/] "
+        f"[bold]dashboard: https://localhost:{system.web_port}/login[/] "
         f"(API under /api/v1; TLS certificate from {data}/pki/root/root.pem)\n"
         f"log in as alice (consumer), olga (operator) or erik (engineer): passwords and the "
         f"TOTP enrolment URIs of olga and erik are in {data}/web/demo-accounts.txt (mode 0600). "
-        f"A critical command proposed by olga must be approved by erik (or the reverse)."
+        f"A critical command proposed by olga must be approved by erik (or the reverse). "
+        f"Utility users may add a security key or passkey (WebAuthn) on their dashboard."
     )
     started = time.monotonic()
     sim_start = system.fleet.now

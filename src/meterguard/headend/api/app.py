@@ -51,6 +51,7 @@ from meterguard.headend.services.accounts import (
 from meterguard.headend.services.billing import Billing, BillView
 from meterguard.headend.services.commands import COMMAND_ROLES, Commands, CommandView
 from meterguard.headend.services.usage import Bucket, Consents, finer, usage
+from meterguard.headend.services.webauthn import Passkeys
 from meterguard.headend.store.repository import AlarmView, MeterStatus, SecurityEventView, Store
 from meterguard.headend.web.pages import PAGE_PUBLIC, add_pages
 
@@ -111,6 +112,27 @@ class LoginResponse(BaseModel):
     role: str
     mfa_required: bool
     csrf_token: str
+    webauthn: bool = False
+    """The second step may be a WebAuthn assertion (the user has an authenticator)."""
+
+
+class WebAuthnLogin(Strict):
+    """A WebAuthn assertion (``PublicKeyCredential.toJSON()``)."""
+
+    credential: dict[str, Any]
+
+
+class WebAuthnRegistration(Strict):
+    """A WebAuthn attestation and a name for the authenticator."""
+
+    credential: dict[str, Any]
+    label: str = Field(default="security key", min_length=1, max_length=64)
+
+
+class Registered(BaseModel):
+    """A stored authenticator."""
+
+    id: int
 
 
 class Me(BaseModel):
@@ -311,6 +333,7 @@ def create_app(
     commands: Commands | None = None,
     billing: Billing | None = None,
     revoke: Callable[[str], None] | None = None,
+    passkeys: Passkeys | None = None,
     api_rate: float = 20.0,
     api_burst: float = 200.0,
 ) -> FastAPI:
@@ -393,7 +416,10 @@ def create_app(
             raise HTTPException(401) from None
         audit("login", body.username, "password_ok", peer)
         _set_session(response, info)
-        return _login_response(info)
+        out = _login_response(info)
+        if passkeys is not None and not info.mfa_done:
+            out.webauthn = passkeys.count(info.principal.user_id) > 0
+        return out
 
     @app.post("/api/v1/auth/totp", response_model=LoginResponse)
     async def totp(body: TotpRequest, request: Request, response: Response) -> LoginResponse:
@@ -409,6 +435,68 @@ def create_app(
         audit("login_totp", info.principal.username, "ok", peer)
         _set_session(response, info)
         return _login_response(info)
+
+    if passkeys is not None:
+
+        @app.post("/api/v1/auth/webauthn/options")
+        async def webauthn_options(request: Request) -> Response:
+            token = request.cookies.get(COOKIE)
+            if not token:
+                raise HTTPException(401)
+            assert passkeys is not None  # noqa: S101
+            try:
+                options = passkeys.authentication_options(token, now=int(time.time()))
+            except AuthenticationFailedError:
+                raise HTTPException(401) from None
+            return Response(options, media_type="application/json")
+
+        @app.post("/api/v1/auth/webauthn", response_model=LoginResponse)
+        async def webauthn_login(
+            body: WebAuthnLogin, request: Request, response: Response
+        ) -> LoginResponse:
+            token = request.cookies.get(COOKIE)
+            if not token:
+                raise HTTPException(401)
+            peer = _peer(request)
+            assert passkeys is not None  # noqa: S101
+            try:
+                info = passkeys.authenticate(token, body.credential, now=int(time.time()))
+            except AuthenticationFailedError:
+                audit("login_webauthn", "?", "failed", peer)
+                raise HTTPException(401) from None
+            audit("login_webauthn", info.principal.username, "ok", peer)
+            _set_session(response, info)
+            return _login_response(info)
+
+        @app.post("/api/v1/webauthn/register/options")
+        async def register_options(
+            request: Request, _who: Annotated[Principal, Depends(anyone)]
+        ) -> Response:
+            token = request.cookies.get(COOKIE, "")
+            assert passkeys is not None  # noqa: S101
+            now = int(time.time())
+            info = accounts.session(token, now=now)
+            return Response(
+                passkeys.registration_options(token, info, now=now), media_type="application/json"
+            )
+
+        @app.post("/api/v1/webauthn/register", response_model=Registered, status_code=201)
+        async def register(
+            body: WebAuthnRegistration,
+            request: Request,
+            who: Annotated[Principal, Depends(anyone)],
+        ) -> Registered:
+            token = request.cookies.get(COOKIE, "")
+            assert passkeys is not None  # noqa: S101
+            now = int(time.time())
+            info = accounts.session(token, now=now)
+            try:
+                rid = passkeys.register(token, info, body.credential, body.label, now=now)
+            except AuthenticationFailedError:
+                audit("webauthn_registered", who.username, "failed", _peer(request))
+                raise HTTPException(422) from None
+            audit("webauthn_registered", who.username, "ok", _peer(request))
+            return Registered(id=rid)
 
     @app.post("/api/v1/auth/logout", status_code=204)
     async def logout(
@@ -659,7 +747,13 @@ def create_app(
     add_pages(app, accounts, store, commands=commands, billing=billing)
 
     # API-2, default deny: every route either depends on a Guard or is listed as public.
-    public = {"/api/v1/auth/login", "/api/v1/auth/totp"} | PAGE_PUBLIC  # totp needs step 1
+    # The second-factor steps need step 1's session, which they check themselves.
+    public = {
+        "/api/v1/auth/login",
+        "/api/v1/auth/totp",
+        "/api/v1/auth/webauthn/options",
+        "/api/v1/auth/webauthn",
+    } | PAGE_PUBLIC
     route_roles: dict[str, frozenset[str]] = {}
     for route in app.routes:
         if not isinstance(route, APIRoute):

@@ -31,7 +31,7 @@ from meterguard.errors import AuthenticationFailedError, InvalidValueError
 from meterguard.headend.services.auth import PasswordHashes, TotpSecret, check_new_password
 from meterguard.headend.store.models import DataAccess, Meter, User, UserMeter, WebSession
 
-__all__ = ["ROLES", "UTILITY_ROLES", "Accounts", "Principal", "SessionInfo"]
+__all__ = ["ROLES", "UTILITY_ROLES", "Accounts", "Principal", "SessionInfo", "token_digest"]
 
 UTILITY_ROLES = frozenset({"operator", "engineer", "security_admin", "auditor"})
 ROLES = UTILITY_ROLES | {"consumer"}
@@ -61,7 +61,8 @@ class SessionInfo:
         return f"SessionInfo(<token redacted>, {self.principal!r}, mfa_done={self.mfa_done})"
 
 
-def _digest(token: str) -> bytes:
+def token_digest(token: str) -> bytes:
+    """What is stored of a session token: its SHA-256."""
     return hashlib.sha256(token.encode()).digest()
 
 
@@ -191,17 +192,22 @@ class Accounts:
                 .where((User.totp_last_step.is_(None)) | (User.totp_last_step < step))
                 .values(totp_last_step=step)
             ).rowcount
-            c.execute(delete(WebSession).where(WebSession.token_hash == _digest(token)))
         if not moved:
             raise AuthenticationFailedError("this one-time code was already used")
-        return self._new_session(info.principal, mfa_done=True, now=now)
+        return self.finish_second_factor(token, info.principal, now=now)
+
+    def finish_second_factor(self, token: str, who: Principal, *, now: int) -> SessionInfo:
+        """After a verified second factor (TOTP or WebAuthn): end the half session, rotate."""
+        with self.engine.begin() as c:
+            c.execute(delete(WebSession).where(WebSession.token_hash == token_digest(token)))
+        return self._new_session(who, mfa_done=True, now=now)
 
     def _new_session(self, who: Principal, *, mfa_done: bool, now: int) -> SessionInfo:
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         with self.engine.begin() as c:
             c.execute(
                 insert(WebSession).values(
-                    token_hash=_digest(token),
+                    token_hash=token_digest(token),
                     user_id=who.user_id,
                     csrf=csrf,
                     mfa_done=mfa_done,
@@ -230,19 +236,19 @@ class Accounts:
                     User.disabled,
                 )
                 .join(User, User.id == WebSession.user_id)
-                .where(WebSession.token_hash == _digest(token))
+                .where(WebSession.token_hash == token_digest(token))
             ).first()
             if row is None:
                 raise AuthenticationFailedError("no such session")
             uid, csrf, mfa, created, seen, name, role, disabled = row
             if disabled or now - int(seen) > IDLE_TIMEOUT or now - int(created) > ABSOLUTE_TIMEOUT:
-                c.execute(delete(WebSession).where(WebSession.token_hash == _digest(token)))
+                c.execute(delete(WebSession).where(WebSession.token_hash == token_digest(token)))
                 raise AuthenticationFailedError("session expired")
             if need_mfa and not mfa:
                 raise AuthenticationFailedError("second factor still needed")
             c.execute(
                 update(WebSession)
-                .where(WebSession.token_hash == _digest(token))
+                .where(WebSession.token_hash == token_digest(token))
                 .values(seen_at=now)
             )
         return SessionInfo(token, str(csrf), Principal(int(uid), str(name), str(role)), bool(mfa))
@@ -250,7 +256,7 @@ class Accounts:
     def logout(self, token: str) -> None:
         """End one session."""
         with self.engine.begin() as c:
-            c.execute(delete(WebSession).where(WebSession.token_hash == _digest(token)))
+            c.execute(delete(WebSession).where(WebSession.token_hash == token_digest(token)))
 
     # ------------------------------------------------------------------ scoping
 

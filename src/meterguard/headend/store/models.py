@@ -41,6 +41,8 @@ __all__ = [
     "Tariff",
     "User",
     "UserMeter",
+    "WebAuthnChallenge",
+    "WebAuthnCredential",
     "WebSession",
 ]
 
@@ -296,3 +298,28 @@ class Consent(Base):
     """The finest resolution utility roles may read: ``interval``, ``hour``, ``day``, ``month``."""
     given_by: Mapped[str] = mapped_column(String(64))
     at: Mapped[int] = mapped_column(BigInteger)
+
+
+class WebAuthnCredential(Base):
+    """A user's registered authenticator (passkey or security key): public key only."""
+
+    __tablename__ = "webauthn_credentials"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(Integer, ForeignKey("users.id"))
+    credential_id: Mapped[bytes] = mapped_column(LargeBinary(1024), unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    sign_count: Mapped[int] = mapped_column(BigInteger)
+    label: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class WebAuthnChallenge(Base):
+    """A ceremony in flight: the challenge issued to one session, single use, short-lived."""
+
+    __tablename__ = "webauthn_challenges"
+
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(16), primary_key=True)
+    challenge: Mapped[bytes] = mapped_column(LargeBinary(64))
+    expires_at: Mapped[int] = mapped_column(BigInteger)

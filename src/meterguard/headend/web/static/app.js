@@ -47,6 +47,7 @@ function setupLogin() {
     if (!r.ok) { statusLine(r.status === 429 ? explain(r) : "Wrong user name or password.", true); return; }
     if (r.data.mfa_required) {
       form.hidden = true; totp.hidden = false; statusLine("Password accepted.");
+      document.getElementById("passkey-choice").hidden = !(r.data.webauthn && window.PublicKeyCredential);
       document.getElementById("totp").focus();
     } else { window.location.assign("/"); }
   });
@@ -57,6 +58,41 @@ function setupLogin() {
     if (!r.ok) { statusLine("That code was not accepted.", true); return; }
     window.location.assign("/");
   });
+}
+
+// ---------------------------------------------------------------- WebAuthn (API-5)
+async function passkeyLogin() {
+  statusLine("Touch your security key…");
+  const o = await api("POST", "/api/v1/auth/webauthn/options");
+  if (!o.ok) { statusLine(explain(o), true); return; }
+  try {
+    const cred = await navigator.credentials.get({
+      publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(o.data),
+    });
+    const r = await api("POST", "/api/v1/auth/webauthn", { credential: cred.toJSON() });
+    if (!r.ok) { statusLine("The security key was not accepted.", true); return; }
+    window.location.assign("/");
+  } catch (e) { statusLine("No security key answered.", true); }
+}
+
+async function passkeyRegister() {
+  statusLine("Touch your security key…");
+  const o = await api("POST", "/api/v1/webauthn/register/options");
+  if (!o.ok) { statusLine(explain(o), true); return; }
+  try {
+    const cred = await navigator.credentials.create({
+      publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(o.data),
+    });
+    const r = await api("POST", "/api/v1/webauthn/register", { credential: cred.toJSON(), label: "security key" });
+    statusLine(r.ok ? "Security key added: you can use it at your next login." : explain(r), !r.ok);
+  } catch (e) { statusLine("No security key was added.", true); }
+}
+
+function setupPasskeys() {
+  const login = document.getElementById("passkey-login");
+  if (login) login.addEventListener("click", passkeyLogin);
+  const reg = document.getElementById("passkey-register");
+  if (reg) reg.addEventListener("click", passkeyRegister);
 }
 
 // ---------------------------------------------------------------- live panels
@@ -123,4 +159,6 @@ function setupLogout() {
   });
 }
 
-document.addEventListener("DOMContentLoaded", () => { setupLogin(); setupDashboard(); setupLogout(); });
+document.addEventListener("DOMContentLoaded", () => {
+  setupLogin(); setupDashboard(); setupLogout(); setupPasskeys();
+});
