@@ -130,6 +130,11 @@ def meter_id(serial: int) -> str:
     return f"MGD{serial:010d}"
 
 
+KEYSTORE_LOCK = threading.Lock()
+"""The key store's one SQLite connection is shared by the ingest lanes, the web API and the
+command service of this process: every use below holds this lock."""
+
+
 def meter_keys(
     data: Path, keystore: KeyStore
 ) -> Callable[[str], tuple[bytes, SecretKey, SecretKey]]:
@@ -138,11 +143,12 @@ def meter_keys(
     titles = {mid: bytes.fromhex(t) for mid, t in info["titles"].items()}
 
     def keys(mid: str) -> tuple[bytes, SecretKey, SecretKey]:
-        return (
-            titles[mid],
-            keystore.active(mid, KeyId.GLOBAL_UNICAST),
-            keystore.active(mid, KeyId.AUTHENTICATION),
-        )
+        with KEYSTORE_LOCK:
+            return (
+                titles[mid],
+                keystore.active(mid, KeyId.GLOBAL_UNICAST),
+                keystore.active(mid, KeyId.AUTHENTICATION),
+            )
 
     return keys
 
@@ -169,19 +175,28 @@ def make_processor(data: Path, store: Store, keystore: KeyStore) -> IngestProces
         store.last_counter,
         rate=50,
         burst=500,
-        candidates=lambda mid: [
-            (k.version, k.key) for k in keystore.candidates(mid, KeyId.GLOBAL_UNICAST)
-        ],
-        on_rotated=lambda mid, version: keystore.confirm(mid, KeyId.GLOBAL_UNICAST, version),
+        candidates=lambda mid: _candidates(keystore, mid),
+        on_rotated=lambda mid, version: _confirm(keystore, mid, version),
     )
+
+
+def _candidates(keystore: KeyStore, mid: str) -> list[tuple[int, SecretKey]]:
+    with KEYSTORE_LOCK:
+        return [(k.version, k.key) for k in keystore.candidates(mid, KeyId.GLOBAL_UNICAST)]
+
+
+def _confirm(keystore: KeyStore, mid: str, version: int) -> None:
+    with KEYSTORE_LOCK:
+        keystore.confirm(mid, KeyId.GLOBAL_UNICAST, version)
 
 
 def rotate_unicast_key(keystore: KeyStore) -> Callable[[str], bytes]:
     """A new unicast key for a meter, kept as ``new``, wrapped under the meter's master key."""
 
     def rotate(mid: str) -> bytes:
-        new = keystore.begin_rotation(mid, KeyId.GLOBAL_UNICAST)
-        return wrap_key(keystore.active(mid, KeyId.MASTER), new.key)
+        with KEYSTORE_LOCK:
+            new = keystore.begin_rotation(mid, KeyId.GLOBAL_UNICAST)
+            return wrap_key(keystore.active(mid, KeyId.MASTER), new.key)
 
     return rotate
 

@@ -249,3 +249,20 @@ def test_key_change_moves_meter_and_head_end_to_a_new_key(store: Store, tmp_path
     rig.commands.approve(OLGA, nxt.id, now=8)
     assert rig.deliver(0, rig.sent[-1][1]) is not None
     assert rig.fleet.control_state(0) is ControlState.DISCONNECTED
+
+
+def test_on_demand_read_is_signed_answered_and_audited(store: Store) -> None:
+    rig = Rig(store)
+    with pytest.raises(AccessDeniedError):
+        rig.commands.read_now(Principal(9, "audrey", "auditor"), rig.ids[1], now=1)
+    sent = rig.commands.read_now(OLGA, rig.ids[1], now=2)  # one person is enough for a read
+    assert sent.state == "sent" and sent.counter == 1 and sent.reading is None
+    result = rig.deliver(1, rig.sent[-1][1])
+    assert result is not None and result.value == int(rig.fleet.a["import_wh"][1])
+    rig.ingest()
+    done = rig.commands.get(sent.id)
+    assert done is not None and done.state == "executed"
+    assert done.reading == int(rig.fleet.a["import_wh"][1])
+    assert ("olga", "on_demand_read", "signed_and_sent") in _audit(store)
+    # A replayed read is refused like any other command.
+    assert rig.deliver(1, rig.sent[-1][1]) is None

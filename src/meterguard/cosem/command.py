@@ -65,6 +65,7 @@ from meterguard.errors import (
 
 __all__ = [
     "DISCONNECT_CONTROL",
+    "IMPORT_REGISTER",
     "LIMITER",
     "MAX_COMMAND",
     "RESULT_TAG",
@@ -87,6 +88,8 @@ SECURITY_SETUP = Obis(0, 0, 43, 0, 0, 255)
 """Security setup (class 64): method 2 key_transfer."""
 TARIFF = Obis(0, 0, 96, 14, 0, 255)
 """Currently active tariff (class 1 data, unsigned)."""
+IMPORT_REGISTER = Obis(1, 0, 1, 8, 0, 255)
+"""Active energy import, total (class 3 register, attribute 2 value in Wh)."""
 MAX_COMMAND = 1024
 """Largest command envelope a meter accepts (bytes)."""
 RESULT_TAG = b"command-result"
@@ -214,19 +217,22 @@ class CommandResult:
     """ActionResult / DataAccessResult code; 0 is success."""
     control_state: ControlState
     at: dt.datetime
+    value: int | None = None
+    """A read's value (an on-demand read of the import register), else None."""
 
 
 def result_body(r: CommandResult) -> Structure:
-    """The DataNotification body a meter pushes on its ``events`` topic."""
-    return Structure(
-        (
-            OctetString(RESULT_TAG),
-            DoubleLongUnsigned(r.counter),
-            Enum(r.result),
-            Enum(int(r.control_state)),
-            OctetString(CosemDateTime.from_datetime(r.at).to_bytes()),
-        )
+    """The DataNotification body a meter pushes on its ``events`` topic (a read adds its value)."""
+    items: tuple[Data, ...] = (
+        OctetString(RESULT_TAG),
+        DoubleLongUnsigned(r.counter),
+        Enum(r.result),
+        Enum(int(r.control_state)),
+        OctetString(CosemDateTime.from_datetime(r.at).to_bytes()),
     )
+    if r.value is not None:
+        items += (DoubleLongUnsigned(r.value),)
+    return Structure(items)
 
 
 def parse_result(body: Data) -> CommandResult | None:
@@ -237,12 +243,15 @@ def parse_result(body: Data) -> CommandResult | None:
     """
     if not (
         isinstance(body, Structure)
-        and len(body.items) == 5
+        and len(body.items) in (5, 6)
         and isinstance(body.items[0], OctetString)
         and body.items[0].value == RESULT_TAG
     ):
         return None
-    _, counter, result, state, stamp = body.items
+    _, counter, result, state, stamp = body.items[:5]
+    value = body.items[5] if len(body.items) == 6 else None
+    if value is not None and not isinstance(value, DoubleLongUnsigned):
+        raise DecodeError("malformed command result value")
     if not (
         isinstance(counter, DoubleLongUnsigned)
         and isinstance(result, Enum)
@@ -255,4 +264,6 @@ def parse_result(body: Data) -> CommandResult | None:
     except ValueError:
         raise DecodeError(f"unknown control state {state.value}") from None
     at = CosemDateTime.from_bytes(stamp.value).to_datetime()
-    return CommandResult(counter.value, result.value, control, at)
+    return CommandResult(
+        counter.value, result.value, control, at, None if value is None else value.value
+    )

@@ -21,11 +21,9 @@ import enum
 import os
 import secrets
 import sqlite3
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import Any, Protocol
 
 from meterguard.crypto.aead import GcmKey
 from meterguard.crypto.keys import KeyId, SecretKey
@@ -276,27 +274,6 @@ class RotationPolicy:
         return None
 
 
-_T = TypeVar("_T")
-_P = ParamSpec("_P")
-
-
-def _locked(
-    method: Callable[Concatenate[KeyStore, _P], _T],
-) -> Callable[Concatenate[KeyStore, _P], _T]:
-    """Serialise a KeyStore method: ingest workers, the API and the command service share it."""
-
-    def run(self: KeyStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        with self._lock:
-            return method(self, *args, **kwargs)
-
-    run.__doc__, run.__name__, run.__qualname__ = (
-        method.__doc__,
-        method.__name__,
-        method.__qualname__,
-    )
-    return run
-
-
 def _aad(meter: str, kind: int, version: int) -> bytes:
     return f"meterguard-key|{meter}|{kind}|{version}".encode()
 
@@ -307,9 +284,8 @@ class KeyStore:
     def __init__(self, path: Path, kek: KeyEncryptionKey) -> None:
         self.path = path
         self.kek = kek
-        # One connection shared by the head-end's threads (ingest lanes, web API, commands);
-        # every public method holds the lock, so a BEGIN ... COMMIT is never interleaved.
-        self._lock = threading.RLock()
+        # One connection, not thread-safe by itself: callers that share a store between
+        # threads serialise their calls (the demo holds one lock around every use).
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.executescript(_SCHEMA)
         os.chmod(path, 0o600)
@@ -349,7 +325,6 @@ class KeyStore:
             (meter, kind, version, state.value, self.kek.key_id, wrapped, nonce, ct),
         )
 
-    @_locked
     def provision(
         self, meter: str, kinds: tuple[KeyId, ...] = tuple(KeyId)
     ) -> dict[KeyId, SecretKey]:
@@ -365,7 +340,6 @@ class KeyStore:
             raise
         return keys
 
-    @_locked
     def import_active(self, meter: str, kind: KeyId, key: SecretKey) -> None:
         """Store a key that already exists on a meter (e.g. from manufacturing), as active."""
         version = self._next_version(meter, int(kind))
@@ -378,7 +352,6 @@ class KeyStore:
         ).fetchone()
         return int(row[0]) + 1
 
-    @_locked
     def active(self, meter: str, kind: KeyId) -> SecretKey:
         """The active key of ``kind`` for ``meter``.
 
@@ -395,7 +368,6 @@ class KeyStore:
             raise ConfigurationError(f"no active {kind.name} key for meter {meter}")
         return self._open(meter, int(kind), int(row[0]), row[1:])
 
-    @_locked
     def begin_rotation(self, meter: str, kind: KeyId) -> StoredKey:
         """Generate the next key as ``new`` (the active one stays until confirmed)."""
         self._db.execute("BEGIN IMMEDIATE")
@@ -413,7 +385,6 @@ class KeyStore:
             raise
         return StoredKey(kind, version, KeyState.NEW, key)
 
-    @_locked
     def candidates(self, meter: str, kind: KeyId) -> list[StoredKey]:
         """The keys a meter may currently hold: ``new`` first, then ``active`` (recovery, KEY-2)."""
         rows = self._db.execute(
@@ -426,7 +397,6 @@ class KeyStore:
             for v, s, w, n, c in rows
         ]
 
-    @_locked
     def confirm(self, meter: str, kind: KeyId, version: int) -> None:
         """The meter proved it uses ``version``: make it active, retire the previous one."""
         self._db.execute("BEGIN IMMEDIATE")

@@ -53,6 +53,7 @@ from meterguard.cosem.axdr import (
 )
 from meterguard.cosem.command import (
     DISCONNECT_CONTROL,
+    IMPORT_REGISTER,
     LIMITER,
     SECURITY_SETUP,
     TARIFF,
@@ -68,6 +69,7 @@ from meterguard.cosem.xdlms import (
     ActionResult,
     DataAccessResult,
     DataNotification,
+    GetRequestNormal,
     SetRequestNormal,
     decode_xdlms,
 )
@@ -403,8 +405,9 @@ class Fleet:
         # can never let the same command act twice.
         self.a["cmd_counter"][i] = opened.counter
         self.save()
-        code = self._execute(i, opened.plain)
-        out = CommandResult(opened.counter, code, ControlState(int(self.a["relay"][i])), self.now)
+        code, value = self._execute(i, opened.plain)
+        state = ControlState(int(self.a["relay"][i]))
+        out = CommandResult(opened.counter, code, state, self.now, value)
         if result is not None:
             stamp = CosemDateTime.from_datetime(self.now)
             note = DataNotification(0x00000002, stamp, result_body(out))
@@ -415,12 +418,21 @@ class Fleet:
             self.save()
         return out
 
-    def _execute(self, i: int, plain: bytes) -> int:
-        """Apply a verified ACTION or SET; the DLMS result code."""
+    def _execute(self, i: int, plain: bytes) -> tuple[int, int | None]:
+        """Apply a verified GET, ACTION or SET: (DLMS result code, value read or None)."""
         try:
             req = decode_xdlms(plain)
         except DecodeError:
-            return int(ActionResult.OTHER_REASON)
+            return int(ActionResult.OTHER_REASON), None
+        if isinstance(req, GetRequestNormal):
+            d = req.attribute.descriptor
+            if d.class_id == 3 and d.instance == IMPORT_REGISTER and d.attribute == 2:
+                return int(DataAccessResult.SUCCESS), int(self.a["import_wh"][i]) & 0xFFFFFFFF
+            return int(DataAccessResult.OBJECT_UNAVAILABLE), None
+        return self._change(i, req), None
+
+    def _change(self, i: int, req: object) -> int:
+        """Apply a verified ACTION or SET; the DLMS result code."""
         if isinstance(req, ActionRequestNormal):
             m = req.method
             if m.class_id == 64 and m.instance == SECURITY_SETUP and m.method == 2:

@@ -736,6 +736,17 @@ def create_app(
 
             return decide
 
+        @app.post("/api/v1/meters/{meter_id}/read", response_model=CommandView, status_code=202)
+        async def read_now(
+            meter_id: str, who: Annotated[Principal, Depends(commanders)]
+        ) -> CommandView:
+            """On-demand read: a signed GET of the import register; the answer fills ``reading``."""
+            assert commands is not None  # noqa: S101
+            try:
+                return commands.read_now(who, meter_id, now=int(time.time()))
+            except InvalidValueError:
+                raise HTTPException(404) from None
+
         for step in ("approve", "reject"):
             app.add_api_route(
                 f"/api/v1/commands/{{command_id}}/{step}",

@@ -226,7 +226,7 @@ class IngestProcessor:
                 result = parse_result(note.body)
                 if result is not None:
                     self.stats["accepted"] += 1
-                    code = (result.counter, result.result, int(result.control_state))
+                    code = (result.counter, result.result, int(result.control_state), result.value)
                     return PushRow(meter_id, ic, topic, payload, redelivered, result=code)
                 readings, alarm = self._decode(meter_id, note, now)
         except ReplayError as exc:

@@ -47,6 +47,7 @@ from meterguard.cosem.axdr import (
 )
 from meterguard.cosem.command import (
     DISCONNECT_CONTROL,
+    IMPORT_REGISTER,
     LIMITER,
     SECURITY_SETUP,
     TARIFF,
@@ -56,6 +57,7 @@ from meterguard.cosem.xdlms import (
     ActionRequestNormal,
     AttributeDescriptor,
     AttributeWithSelection,
+    GetRequestNormal,
     MethodDescriptor,
     SetRequestNormal,
 )
@@ -124,6 +126,7 @@ class CommandView:
     result: int | None
     control_state: int | None
     answered_at: int | None
+    reading: int | None = None
 
 
 def plain_request(kind: str, value: int | None, wrapped_key: bytes | None = None) -> bytes:
@@ -133,6 +136,9 @@ def plain_request(kind: str, value: int | None, wrapped_key: bytes | None = None
         method = MethodDescriptor(64, SECURITY_SETUP, 2)
         item = Structure((Enum(int(KeyId.GLOBAL_UNICAST)), OctetString(wrapped_key)))
         return ActionRequestNormal(0xC1, method, Array((item,))).to_bytes()
+    if kind == "read":
+        attr = AttributeWithSelection(AttributeDescriptor(3, IMPORT_REGISTER, 2))
+        return GetRequestNormal(0xC1, attr).to_bytes()
     if kind in ("disconnect", "reconnect"):
         method = MethodDescriptor(70, DISCONNECT_CONTROL, 1 if kind == "disconnect" else 2)
         return ActionRequestNormal(0xC1, method, Integer(0)).to_bytes()
@@ -161,6 +167,7 @@ def _view(row: Command) -> CommandView:
         row.result,
         row.control_state,
         row.answered_at,
+        row.reading,
     )
 
 
@@ -269,6 +276,91 @@ class Commands:
         assert view is not None  # noqa: S101
         return view
 
+    def read_now(self, who: Principal, meter_id: str, *, now: int) -> CommandView:
+        """An on-demand read: not critical, so one person; still signed, counted and audited.
+
+        Raises:
+            AccessDeniedError: the caller's role may not command.
+            InvalidValueError: unknown or inactive meter.
+        """
+        if who.role not in COMMAND_ROLES:
+            raise AccessDeniedError(f"role {who.role} may not read meters on demand")
+        with self.engine.begin() as conn:
+            if conn.scalar(select(Meter.state).where(Meter.id == meter_id)) != "active":
+                raise InvalidValueError("no such active meter")
+            counter = self._next_counter(conn, meter_id)
+            envelope = self._seal(meter_id, plain_request("read", None), counter, now)
+            cid = conn.execute(
+                insert(Command)
+                .values(
+                    meter_id=meter_id,
+                    kind="read",
+                    state="sent",
+                    proposed_by=who.username,
+                    proposed_at=now,
+                    reason="on-demand read",
+                    approved_by=who.username,
+                    approved_at=now,
+                    counter=counter,
+                )
+                .returning(Command.id)
+            ).scalar_one()
+            self._audit(
+                conn,
+                [
+                    Fields(
+                        at=now,
+                        actor=who.username,
+                        target=meter_id,
+                        action="on_demand_read",
+                        result="signed_and_sent",
+                        request_id=f"command-{cid}",
+                        detail=f"counter {counter}",
+                    )
+                ],
+            )
+        self._send(cid, meter_id, envelope)
+        view = self.get(cid)
+        assert view is not None  # noqa: S101
+        return view
+
+    def _next_counter(self, conn: Connection, meter_id: str) -> int:
+        """The meter's next command counter (unique per meter by constraint)."""
+        last = conn.scalar(
+            select(func.coalesce(func.max(Command.counter), 0)).where(Command.meter_id == meter_id)
+        )
+        return 1 + int(last or 0)
+
+    def _seal(self, meter_id: str, plain: bytes, counter: int, now: int) -> bytes:
+        title, ek, ak = self._keys(meter_id)
+        return seal_command(
+            plain,
+            counter=counter,
+            command_key=self._command_key,
+            headend_title=self.headend_title,
+            meter_title=title,
+            unicast_key=ek,
+            authentication_key=ak,
+            signed_at=dt.datetime.fromtimestamp(now, dt.UTC),
+        )
+
+    def _send(self, command_id: int, meter_id: str, envelope: bytes) -> None:
+        """Publish after the commit; a meter that was not there makes it ``undelivered``."""
+        if self.publish is None:
+            return
+        try:
+            delivered = self.publish(meter_id, envelope)
+        except TransportError as exc:
+            log.warning("command %d not published: %s", command_id, exc)
+            delivered = False
+        if not delivered:  # the meter was offline: it never saw this counter
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(Command)
+                    .where(Command.id == command_id, Command.state == "sent")
+                    .values(state="undelivered")
+                )
+
     def _pending(self, conn: Connection, command_id: int, now: int) -> Command | None:
         row = conn.execute(
             select(Command).where(Command.id == command_id).with_for_update()
@@ -309,29 +401,13 @@ class Commands:
                 error = DualControlError("the proposer of a command cannot approve it")
             else:
                 error = None
-                counter = 1 + int(
-                    conn.scalar(
-                        select(func.coalesce(func.max(Command.counter), 0)).where(
-                            Command.meter_id == cmd.meter_id
-                        )
-                    )
-                    or 0
-                )
-                title, ek, ak = self._keys(cmd.meter_id)
+                counter = self._next_counter(conn, cmd.meter_id)
                 wrapped = None
                 if cmd.kind == "key_change":
                     assert self._rotate_key is not None  # noqa: S101 - checked at proposal
                     wrapped = self._rotate_key(cmd.meter_id)
-                envelope = seal_command(
-                    plain_request(cmd.kind, cmd.value, wrapped),
-                    counter=counter,
-                    command_key=self._command_key,
-                    headend_title=self.headend_title,
-                    meter_title=title,
-                    unicast_key=ek,
-                    authentication_key=ak,
-                    signed_at=dt.datetime.fromtimestamp(now, dt.UTC),
-                )
+                plain = plain_request(cmd.kind, cmd.value, wrapped)
+                envelope = self._seal(cmd.meter_id, plain, counter, now)
                 conn.execute(
                     update(Command)
                     .where(Command.id == cmd.id)
@@ -358,19 +434,8 @@ class Commands:
                 )
         if error is not None:
             raise error
-        if envelope is not None and self.publish is not None:
-            try:
-                delivered = self.publish(cmd.meter_id, envelope)
-            except TransportError as exc:
-                log.warning("command %d not published: %s", command_id, exc)
-                delivered = False
-            if not delivered:  # the meter was offline: it never saw this counter
-                with self.engine.begin() as conn:
-                    conn.execute(
-                        update(Command)
-                        .where(Command.id == command_id, Command.state == "sent")
-                        .values(state="undelivered")
-                    )
+        if envelope is not None:
+            self._send(command_id, cmd.meter_id, envelope)
         return self.get(command_id)
 
     def reject(self, who: Principal, command_id: int, *, now: int) -> CommandView | None:

@@ -243,6 +243,8 @@ class Command(Base):
     result: Mapped[int | None] = mapped_column(Integer, nullable=True)
     control_state: Mapped[int | None] = mapped_column(Integer, nullable=True)
     answered_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    reading: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    """An on-demand read's value (Wh of the import register), as the meter reported it."""
 
 
 class Tariff(Base):

@@ -99,8 +99,8 @@ class PushRow:
     readings: tuple[ReadingRow, ...] = ()
     alarm: tuple[int, int, int] | None = None
     """(sequence, event code, raised at)."""
-    result: tuple[int, int, int] | None = None
-    """A command's outcome: (command counter, DLMS result code, disconnect control state)."""
+    result: tuple[int, int, int, int | None] | None = None
+    """A command's outcome: (counter, DLMS result code, disconnect control state, value read)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,7 +359,7 @@ class Store:
         for p in accepted:
             if p.result is None:
                 continue
-            counter, code, state = p.result
+            counter, code, state, value = p.result
             row = conn.execute(
                 update(Command)
                 .where(
@@ -372,6 +372,7 @@ class Store:
                     result=code,
                     control_state=state,
                     answered_at=now,
+                    reading=value,
                 )
                 .returning(Command.id, Command.kind)
             ).first()

@@ -186,7 +186,7 @@ def add_pages(
             "panel_health.html", chart=health_chart(store.fleet_status()), counts=store.counts()
         )
 
-    def panel_fleet() -> HTMLResponse:
+    def panel_fleet(who: Principal) -> HTMLResponse:
         statuses = store.fleet_status()
         supply = {0: "disconnected", 1: "connected", 2: "ready to reconnect"}
         meters = [
@@ -200,7 +200,8 @@ def add_pages(
             for m in statuses[:FLEET_ROWS]
         ]
         more = max(len(statuses) - FLEET_ROWS, 0)
-        return render("panel_fleet.html", meters=meters, more=more)
+        can = commands is not None and who.role in COMMAND_ROLES
+        return render("panel_fleet.html", meters=meters, more=more, can_command=can)
 
     def panel_commands(who: Principal) -> HTMLResponse:
         if commands is None:
@@ -240,7 +241,7 @@ def add_pages(
         if name == "health":
             return panel_health()
         if name == "fleet":
-            return panel_fleet()
+            return panel_fleet(who)
         if name == "commands":
             return panel_commands(who)
         if name == "events":
