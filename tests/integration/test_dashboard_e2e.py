@@ -225,6 +225,17 @@ def test_dual_approved_disconnect_reaches_the_meter(
     assert errors == [] and eerrors == []
 
 
+def test_operator_reads_a_meter_on_demand(demo: Demo, olga: tuple[Page, list[str]]) -> None:
+    page, errors = olga
+    page.locator("[data-panel=fleet] tr[data-meter=MGD0000000004]").get_by_role(
+        "button", name="Read now"
+    ).click()
+    row = page.locator("[data-panel=commands] tr", has_text="on-demand read").first
+    expect(row.locator(".command-state")).to_have_text("executed", timeout=30_000)
+    expect(row.locator(".reading")).to_have_text(re.compile(r"^\d+ Wh$"))
+    assert errors == []
+
+
 def test_operator_adds_a_security_key_and_logs_in_with_it(
     demo: Demo, olga: tuple[Page, list[str]]
 ) -> None:
