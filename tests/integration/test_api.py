@@ -109,7 +109,7 @@ def test_every_route_declares_its_roles_and_refuses_strangers(site: Site) -> Non
 def test_consumers_see_only_their_own_meters(site: Site) -> None:
     c = site.client()
     login(c, "alice", PASSWORD)
-    assert c.get("/api/v1/meters").json() == {"meters": ["MGD0000000001"]}
+    assert c.get("/api/v1/meters").json() == {"meters": [{"meter_id": "MGD0000000001"}]}
     own = c.get("/api/v1/meters/MGD0000000001/readings")
     assert own.status_code == 200 and len(own.json()["readings"]) == 4
     # BOLA: bob's meter answers exactly like a meter that does not exist.

@@ -55,7 +55,7 @@ def web_checks(data: Path, port: int) -> None:
     with httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=tls, timeout=10) as c:
         r = c.post("/api/v1/auth/login", json={"username": "alice", "password": alice[1]})
         assert r.status_code == 200 and r.json()["mfa_required"] is False
-        assert c.get("/api/v1/meters").json() == {"meters": ["MGD0000000001"]}
+        assert c.get("/api/v1/meters").json() == {"meters": [{"meter_id": "MGD0000000001"}]}
         assert c.get("/api/v1/meters/MGD0000000002/readings").status_code == 404
     with httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=tls, timeout=10) as c:
         r = c.post("/api/v1/auth/login", json={"username": "olga", "password": olga[1]})

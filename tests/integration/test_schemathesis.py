@@ -5,7 +5,9 @@ CLI logs in as alice and as bob through the login endpoint (Web Fuzzing Commons 
 cookies) and runs every check — including ``object_level_authorization`` with alice and
 bob as peers, ``ignored_auth``, undocumented status codes, the Allow header, response
 schemas and server errors — in the coverage, fuzzing and stateful phases. Any failure
-fails this test with schemathesis's report.
+fails this test with schemathesis's report. A second run against the same API with
+consumer scoping deliberately broken must report the object-level authorization bypass
+(so the check is known to bite here).
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ USERS = {
 }
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+@pytest.fixture(params=["as built", "seeded BOLA"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
     now = dt.datetime.now(dt.UTC)
     pki = Pki.init(tmp_path / "pki", now=now)
     pki.issue_server("web", hosts=["127.0.0.1"], now=now, out=tmp_path / "web")
@@ -59,6 +61,8 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     accounts = Accounts(store.engine, SecretKey.generate(32))
     for name, (password, meter) in USERS.items():
         accounts.create_user(name, password, "consumer", now=int(time.time()), meters=(meter,))
+    if request.param == "seeded BOLA":  # the check must be able to fail: break scoping here
+        accounts.visible_meter = lambda _who, meter_id: meter_id in keys  # type: ignore[method-assign]
     commands = Commands(
         store, keys.__getitem__, SigningKey.generate(), b"MGH\0\0\0\0\1", lambda _m, _e: True
     )
@@ -89,15 +93,15 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         time.sleep(0.05)
     assert srv.started
     try:
-        yield f"https://127.0.0.1:{port}", tmp_path
+        yield f"https://127.0.0.1:{port}", tmp_path, request.param
     finally:
         srv.should_exit = True
         thread.join(10)
 
 
 @pytest.mark.timeout(600)
-def test_openapi_document_holds_under_schemathesis(server: tuple[str, Path]) -> None:
-    url, d = server
+def test_openapi_document_holds_under_schemathesis(server: tuple[str, Path, str]) -> None:
+    url, d, variant = server
     auth = {
         "auth": [
             {
@@ -140,6 +144,9 @@ def test_openapi_document_holds_under_schemathesis(server: tuple[str, Path]) -> 
         check=False,
         cwd=d,
     )
+    if variant == "seeded BOLA":  # bob reads alice's meter: schemathesis must say so
+        assert res.returncode != 0 and "ST402 Object-level authorization bypass" in res.stdout
+        return
     assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-2000:]
     tested = re.search(r"Tested: (\d+)", res.stdout)
     assert tested and int(tested[1]) >= 20, res.stdout[-3000:]  # every API operation ran

@@ -142,10 +142,16 @@ class Me(BaseModel):
     role: str
 
 
+class MeterRef(BaseModel):
+    """A meter the caller may see."""
+
+    meter_id: str
+
+
 class MeterList(BaseModel):
     """Meters the caller may see."""
 
-    meters: list[str]
+    meters: list[MeterRef]
 
 
 class Reading(BaseModel):
@@ -511,7 +517,7 @@ def create_app(
 
     @app.get("/api/v1/meters", response_model=MeterList)
     async def meters(who: Annotated[Principal, Depends(anyone)]) -> MeterList:
-        return MeterList(meters=accounts.meters(who))
+        return MeterList(meters=[MeterRef(meter_id=m) for m in accounts.meters(who)])
 
     @app.get("/api/v1/meters/{meter_id}/readings", response_model=Readings)
     async def readings(
