@@ -99,6 +99,7 @@ def test_every_route_declares_its_roles_and_refuses_strangers(site: Site) -> Non
         for method in route.methods:
             path = route.path.replace("{meter_id}", "MGD0000000001").replace("{alarm_id}", "1")
             path = path.replace("{command_id}", "1").replace("{name}", "alarms")
+            path = path.replace("{user_id}", "1")
             r = c.request(method, path, follow_redirects=False)
             if route.path == "/" or route.path.startswith("/ui/"):  # pages: to the login page
                 assert (r.status_code, r.headers.get("location")) == (303, "/login"), route.path
@@ -444,3 +445,36 @@ def test_dashboard_pages_render_under_the_strict_csp(site: Site) -> None:
     assert chart.status_code == 200 and chart.text.count('class="bar"') == 3
     assert c.get("/ui/panel/usage", params={"meter": "MGD0000000002"}).status_code == 404
     assert c.get("/ui/panel/fleet").status_code == 404  # utility panels do not exist for her
+
+
+def test_security_admins_manage_accounts_and_it_is_audited(site: Site) -> None:
+    _, stotp = site.accounts.create_user(
+        "sam", "violet harbours hum at noon", "security_admin", now=int(time.time())
+    )
+    assert stotp is not None
+    sam = utility(site, "sam", "violet harbours hum at noon", stotp)
+    olga = utility(site, "olga", OLGA, site.operator_totp)
+    assert olga.get("/api/v1/users").status_code == 403
+    listed = {u["username"]: u for u in sam.get("/api/v1/users").json()["users"]}
+    assert set(listed) == {"alice", "bob", "olga", "erik", "sam"}
+    assert "password_hash" not in listed["olga"] and "totp_secret" not in listed["olga"]
+    r = sam.post(
+        "/api/v1/users",
+        json={"username": "otto", "password": "blue pianos drift east", "role": "operator"},
+    )
+    assert r.status_code == 201 and r.json()["totp_uri"].startswith("otpauth://totp/")
+    weak = {"username": "carl", "password": "password1", "role": "consumer"}
+    assert sam.post("/api/v1/users", json=weak).status_code == 422
+    taken = {"username": "otto", "password": "green lanterns hum twice", "role": "auditor"}
+    assert sam.post("/api/v1/users", json=taken).status_code == 422
+    escalate = {"username": "eve", "password": "lilac comets sing low", "role": "root"}
+    assert sam.post("/api/v1/users", json=escalate).status_code == 422
+    # Disabling kills the victim's live session at once.
+    oid = listed["olga"]["id"]
+    assert sam.post(f"/api/v1/users/{oid}/disable").status_code == 204
+    assert olga.get("/api/v1/me").status_code == 401
+    assert sam.post(f"/api/v1/users/{listed['sam']['id']}/disable").status_code == 409
+    trail = _trail(site)
+    assert ("sam", "user_created", "operator") in trail
+    assert ("sam", "user_disabled", "done") in trail
+    assert ("olga", "access_denied", "denied") in trail

@@ -254,6 +254,37 @@ class BillRequest(Strict):
     end: int = Field(ge=0, le=2**40)
 
 
+class UserView(BaseModel):
+    """An account as security administrators see it (never a hash or a secret)."""
+
+    id: int
+    username: str
+    role: str
+    disabled: bool
+
+
+class UserList(BaseModel):
+    """Every account."""
+
+    users: list[UserView]
+
+
+class NewUser(Strict):
+    """Create an account (security administrators only)."""
+
+    username: str = Field(pattern=r"^[a-z][a-z0-9._-]{1,31}$")
+    password: str = Field(min_length=8, max_length=256)
+    role: Literal["consumer", "operator", "engineer", "security_admin", "auditor"]
+    meters: list[str] = Field(default_factory=list, max_length=16)
+
+
+class CreatedUser(BaseModel):
+    """The new account; utility roles get their TOTP enrolment URI, shown this once."""
+
+    id: int
+    totp_uri: str | None
+
+
 class FleetMeters(BaseModel):
     """Every meter's status."""
 
@@ -632,6 +663,67 @@ def create_app(
     @app.get("/api/v1/fleet/meters", response_model=FleetMeters)
     async def fleet_meters(_who: Annotated[Principal, Depends(utility)]) -> FleetMeters:
         return FleetMeters(meters=store.fleet_status())
+
+    admins = Guard(frozenset({"security_admin"}))
+    user_readers = Guard(frozenset({"security_admin", "auditor"}))
+
+    @app.get("/api/v1/users", response_model=UserList)
+    async def users(_who: Annotated[Principal, Depends(user_readers)]) -> UserList:
+        return UserList(
+            users=[
+                UserView(id=i, username=n, role=r, disabled=d) for i, n, r, d in accounts.users()
+            ]
+        )
+
+    @app.post("/api/v1/users", response_model=CreatedUser, status_code=201)
+    async def create_user(body: NewUser, who: Annotated[Principal, Depends(admins)]) -> CreatedUser:
+        now = int(time.time())
+        known = {m for m, _, _ in store.meters()}
+        if (body.role != "consumer" and body.meters) or not set(body.meters) <= known:
+            raise HTTPException(422)
+        try:
+            uid, totp = accounts.create_user(
+                body.username, body.password, body.role, now=now, meters=tuple(body.meters)
+            )
+        except InvalidValueError:  # a password that may not be chosen, or a name taken
+            raise HTTPException(422) from None
+        store.audit.append(
+            at=now,
+            actor=who.username,
+            target=f"user:{body.username}",
+            action="user_created",
+            result=body.role,
+            detail=f"meters {','.join(body.meters)}",
+        )
+        return CreatedUser(
+            id=uid, totp_uri=None if totp is None else totp.provisioning_uri(body.username)
+        )
+
+    def _set_disabled(disabled: bool) -> Callable[..., Awaitable[None]]:
+        async def change(user_id: int, who: Annotated[Principal, Depends(admins)]) -> None:
+            if user_id == who.user_id:
+                raise HTTPException(409)  # no locking oneself out
+            if user_id not in {i for i, _, _, _ in accounts.users()}:
+                raise HTTPException(404)
+            accounts.set_disabled(user_id, disabled=disabled)
+            store.audit.append(
+                at=int(time.time()),
+                actor=who.username,
+                target=f"user:{user_id}",
+                action="user_disabled" if disabled else "user_enabled",
+                result="done",
+                detail="sessions ended" if disabled else "",
+            )
+
+        return change
+
+    for verb, flag in (("disable", True), ("enable", False)):
+        app.add_api_route(
+            f"/api/v1/users/{{user_id}}/{verb}",
+            _set_disabled(flag),
+            methods=["POST"],
+            status_code=204,
+        )
 
     security_readers = Guard(frozenset({"operator", "engineer", "security_admin", "auditor"}))
 

@@ -89,11 +89,15 @@ class Accounts:
         """Create a user; utility roles get a TOTP secret to enrol (returned once).
 
         Raises:
-            InvalidValueError: unknown role, or a password that may not be chosen.
+            InvalidValueError: unknown role, a user name taken, or a password that may not
+                be chosen.
         """
         if role not in ROLES:
             raise InvalidValueError(f"unknown role {role!r}")
         check_new_password(password, user_inputs=(username,))
+        with self.engine.connect() as c:
+            if c.scalar(select(User.id).where(User.username == username)) is not None:
+                raise InvalidValueError("that user name is taken")
         with self.engine.begin() as c:
             uid = int(
                 c.execute(
@@ -126,6 +130,14 @@ class Accounts:
         return TotpSecret(
             self._seal.open(sealed[:12], sealed[12:], f"totp:{uid}".encode(), 16).decode()
         )
+
+    def users(self) -> list[tuple[int, str, str, bool]]:
+        """(id, user name, role, disabled) of every account."""
+        with self.engine.connect() as c:
+            rows = c.execute(
+                select(User.id, User.username, User.role, User.disabled).order_by(User.id)
+            )
+            return [(int(a), str(b), str(r), bool(d)) for a, b, r, d in rows]
 
     def set_disabled(self, user_id: int, *, disabled: bool) -> None:
         """Disable (or re-enable) an account; disabling ends all its sessions (API-6)."""
