@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from meterguard.cli.main import main
 from meterguard.crypto.ecc import SigningKey
 from meterguard.errors import InvalidValueError, SignatureInvalidError
 from meterguard.headend.services.billing import Band, Billing, TariffSpec, canonical, verify_bill
@@ -88,3 +92,26 @@ def test_gaps_are_counted_and_missing_ends_refused(store: Store) -> None:
         billing.compute(MID, DAY0 + 1, DAY0 + 900)
     with pytest.raises(InvalidValueError):
         TariffSpec("bad", "tou", "EUR", 0, (Band(0, 7, 1), Band(8, 24, 1))).check()
+
+
+def test_bill_verify_cli_accepts_the_bill_and_refuses_a_changed_one(
+    store: Store, tmp_path: Path
+) -> None:
+    _store_day(store)
+    key = SigningKey.generate()
+    billing = Billing(store, key)
+    billing.assign(MID, billing.add_tariff(TOU, now=1))
+    b = billing.issue(MID, DAY0, DAY0 + 86400, now=2)
+    listing = {"meter_id": MID, "bills": [{"document": b.document, "signature": b.signature}]}
+    (tmp_path / "key.pub").write_text(key.verifying_key().to_bytes().hex() + "\n")
+    good = tmp_path / "bills.json"
+    good.write_text(json.dumps(listing))
+    run = CliRunner().invoke(
+        main, ["bill", "verify", str(good), "--key", str(tmp_path / "key.pub")]
+    )
+    assert run.exit_code == 0 and f"valid bill {MID}" in run.output and "7.16 EUR" in run.output
+    listing["bills"][0]["document"]["total_e4"] = 100  # type: ignore[index]
+    bad = tmp_path / "changed.json"
+    bad.write_text(json.dumps(listing))
+    run = CliRunner().invoke(main, ["bill", "verify", str(bad), "--key", str(tmp_path / "key.pub")])
+    assert run.exit_code == 1 and "INVALID bill" in run.output

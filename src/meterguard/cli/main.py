@@ -647,6 +647,54 @@ def audit_verify(data: Path, state: Path | None, db: str | None, key: Path | Non
     click.echo("audit log verified")
 
 
+@main.group()
+def bill() -> None:
+    """Signed bills."""
+
+
+@bill.command("verify")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--key",
+    "key_hex",
+    required=True,
+    help="The billing public key your utility publishes (hex x||y, or a file holding it; the "
+    "demo's is DATA/headend/billing-key.pub). A key carried inside the bill proves nothing.",
+)
+def bill_verify(path: Path, key_hex: str) -> None:
+    """Check a bill (JSON from the API: one bill, or a meter's list) against the billing key.
+
+    Exits 1 if a signature does not verify or the charges do not add up to the total.
+    """
+    from meterguard.crypto.ecc import VerifyingKey
+    from meterguard.errors import ConfigurationError, InvalidValueError, SignatureInvalidError
+    from meterguard.headend.services.billing import verify_bill
+
+    data = json.loads(path.read_text())
+    bills = data.get("bills", [data])
+    if Path(key_hex).is_file():
+        key_hex = Path(key_hex).read_text().strip()
+    try:
+        key = VerifyingKey.from_bytes(bytes.fromhex(key_hex))
+    except (ValueError, ConfigurationError):
+        raise click.BadParameter("not a P-256 public key (hex x||y)", param_hint="--key") from None
+    bad = 0
+    for b in bills:
+        doc = b["document"]
+        period = f"{doc['period']['start']}..{doc['period']['end']}"
+        try:
+            verify_bill(doc, bytes.fromhex(b["signature"]), key)
+        except (SignatureInvalidError, InvalidValueError, ValueError, KeyError) as exc:
+            bad += 1
+            click.echo(f"INVALID bill {doc.get('meter_id')} {period}: {exc}")
+            continue
+        total = doc["total_e4"] / 10000
+        click.echo(
+            f"valid bill {doc['meter_id']} {period}: {total:.2f} {doc['tariff']['currency']}"
+        )
+    sys.exit(1 if bad else 0)
+
+
 @meter.command("tamper")
 @click.argument("meter_id")
 @click.argument("kind")
