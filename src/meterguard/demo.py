@@ -143,9 +143,10 @@ def meter_keys(
     titles = {mid: bytes.fromhex(t) for mid, t in info["titles"].items()}
 
     def keys(mid: str) -> tuple[bytes, SecretKey, SecretKey]:
+        title = titles.get(mid) or b"MGD" + int(mid[3:]).to_bytes(5, "big")  # provisioned later
         with KEYSTORE_LOCK:
             return (
-                titles[mid],
+                title,
                 keystore.active(mid, KeyId.GLOBAL_UNICAST),
                 keystore.active(mid, KeyId.AUTHENTICATION),
             )
@@ -494,6 +495,7 @@ class DemoSystem:
                     commands=self.commands,
                     billing=self.billing,
                     revoke=self.revoke,
+                    provision=self.provision,
                     passkeys=passkeys,
                 ),
                 host=self.config.host,
@@ -512,6 +514,26 @@ class DemoSystem:
         while not server.started and time.monotonic() < deadline:
             time.sleep(0.05)
         self._web = (server, thread)
+
+    def provision(self, serial: str) -> str:
+        """Register a new meter: serial, key set, database row, admission at ingest.
+
+        The serial goes to the PKI's manufacturing registry (so the meter can enrol, PKI-3),
+        a fresh DLMS key set to the key store, the meter to the database and to ingest. Its
+        keys reach the meter at the factory, out of band (not in this demo, whose fleet has
+        a fixed size).
+        """
+        assert self.pki is not None and self.store is not None  # noqa: S101
+        assert self.keystore is not None  # noqa: S101
+        mid = f"MGD{serial}"
+        self.pki.register(serial)
+        with KEYSTORE_LOCK:
+            self.keystore.provision(mid)
+        title = b"MGD" + int(serial).to_bytes(5, "big")
+        self.store.add_meter(mid, serial=serial, system_title=title, now=int(time.time()))
+        if self.processor is not None:
+            self.processor.admission.known.add(mid)
+        return mid
 
     def revoke(self, mid: str) -> None:
         """Revoke a meter's certificates (CRL to the broker) and refuse it at ingest (PKI-5)."""

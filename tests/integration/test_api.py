@@ -76,7 +76,22 @@ def site(tmp_path: Path) -> Site:
     )
     billing = Billing(store, SigningKey.generate())
     revoked: list[str] = []
-    app = create_app(accounts, store, commands=commands, billing=billing, revoke=revoked.append)
+
+    def provision(serial: str) -> str:
+        mid = f"MGD{serial}"
+        store.add_meter(
+            mid, serial=serial, system_title=b"MGD" + int(serial).to_bytes(5, "big"), now=0
+        )
+        return mid
+
+    app = create_app(
+        accounts,
+        store,
+        commands=commands,
+        billing=billing,
+        revoke=revoked.append,
+        provision=provision,
+    )
     return Site(app, accounts, store, totp, etotp, sent, revoked)
 
 
@@ -478,3 +493,16 @@ def test_security_admins_manage_accounts_and_it_is_audited(site: Site) -> None:
     assert ("sam", "user_created", "operator") in trail
     assert ("sam", "user_disabled", "done") in trail
     assert ("olga", "access_denied", "denied") in trail
+
+
+def test_engineers_provision_meters(site: Site) -> None:
+    olga = utility(site, "olga", OLGA, site.operator_totp)
+    erik = utility(site, "erik", ERIK, site.engineer_totp)
+    assert olga.post("/api/v1/meters", json={"serial": "0000000042"}).status_code == 403
+    r = erik.post("/api/v1/meters", json={"serial": "0000000042"})
+    assert r.status_code == 201 and r.json() == {"meter_id": "MGD0000000042"}
+    assert erik.post("/api/v1/meters", json={"serial": "0000000042"}).status_code == 409
+    for bad in ({"serial": "42"}, {"serial": "0000000043", "keys": "00"}):
+        assert erik.post("/api/v1/meters", json=bad).status_code == 422
+    assert "MGD0000000042" in {m for m, _, _ in site.store.meters()}
+    assert ("erik", "meter_provisioned", "done") in _trail(site)

@@ -31,7 +31,8 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_play
 from sqlalchemy import text
 
 from meterguard.cosem.command import ControlState
-from meterguard.demo import DemoConfig, DemoSystem, request_tamper
+from meterguard.crypto.keys import KeyId
+from meterguard.demo import KEYSTORE_LOCK, DemoConfig, DemoSystem, request_tamper
 from meterguard.meter.device import TamperKind
 
 pytestmark = pytest.mark.integration
@@ -234,6 +235,16 @@ def test_operator_reads_a_meter_on_demand(demo: Demo, olga: tuple[Page, list[str
     expect(row.locator(".command-state")).to_have_text("executed", timeout=30_000)
     expect(row.locator(".reading")).to_have_text(re.compile(r"^\d+ Wh$"))
     assert errors == []
+
+
+def test_provisioning_registers_serial_keys_and_meter(demo: Demo) -> None:
+    system = demo.system
+    assert system.pki is not None and system.keystore is not None and system.store is not None
+    mid = system.provision("0000000777")
+    assert mid == "MGD0000000777" and "0000000777" in system.pki.registry.serials
+    with KEYSTORE_LOCK:  # the demo's threads share the key store
+        assert len(system.keystore.active(mid, KeyId.GLOBAL_UNICAST)) == 16
+    assert mid in {m for m, _, _ in system.store.meters()}
 
 
 def test_operator_adds_a_security_key_and_logs_in_with_it(

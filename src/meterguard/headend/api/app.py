@@ -285,6 +285,18 @@ class CreatedUser(BaseModel):
     totp_uri: str | None
 
 
+class ProvisionRequest(Strict):
+    """Register a new meter by its 10-digit serial (manufacturing record)."""
+
+    serial: str = Field(pattern=r"^\d{10}$")
+
+
+class Provisioned(BaseModel):
+    """The registered meter (its keys stay in the key store: never in a response)."""
+
+    meter_id: str
+
+
 class FleetMeters(BaseModel):
     """Every meter's status."""
 
@@ -370,6 +382,7 @@ def create_app(
     commands: Commands | None = None,
     billing: Billing | None = None,
     revoke: Callable[[str], None] | None = None,
+    provision: Callable[[str], str] | None = None,
     passkeys: Passkeys | None = None,
     api_rate: float = 20.0,
     api_burst: float = 200.0,
@@ -732,6 +745,27 @@ def create_app(
         _who: Annotated[Principal, Depends(security_readers)],
     ) -> SecurityEvents:
         return SecurityEvents(events=store.security_event_rows())
+
+    if provision is not None:
+        installers = Guard(frozenset({"engineer", "security_admin"}))
+
+        @app.post("/api/v1/meters", response_model=Provisioned, status_code=201)
+        async def provision_meter(
+            body: ProvisionRequest, who: Annotated[Principal, Depends(installers)]
+        ) -> Provisioned:
+            if f"MGD{body.serial}" in {m for m, _, _ in store.meters()}:
+                raise HTTPException(409)
+            assert provision is not None  # noqa: S101
+            mid = provision(body.serial)
+            store.audit.append(
+                at=int(time.time()),
+                actor=who.username,
+                target=mid,
+                action="meter_provisioned",
+                result="done",
+                detail="serial registered for enrolment, DLMS keys generated in the key store",
+            )
+            return Provisioned(meter_id=mid)
 
     if revoke is not None:
         retire = Guard(frozenset({"engineer", "security_admin"}))
