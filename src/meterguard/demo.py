@@ -125,6 +125,36 @@ WEB_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 """TLS 1.2 suites for the web (AEAD with forward secrecy; TLS 1.3 suites are AEAD anyway)."""
 
 
+def serve_https(
+    app: Any, host: str, port: int, cert: Path, key: Path
+) -> tuple[uvicorn.Server, threading.Thread]:
+    """Serve ``app`` over HTTPS in a thread, returning once it listens (API-9).
+
+    TLS 1.2+ with AEAD ECDHE suites only (``WEB_CIPHERS``), no server banner.
+    """
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            ssl_certfile=str(cert),
+            ssl_keyfile=str(key),
+            ssl_ciphers=WEB_CIPHERS,
+            server_header=False,
+            date_header=False,
+            log_level="warning",
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not server.started:
+        raise ConfigurationError(f"the web server did not start on {host}:{port}")
+    return server, thread
+
+
 def meter_id(serial: int) -> str:
     """``MGD`` + 10-digit serial."""
     return f"MGD{serial:010d}"
@@ -487,33 +517,18 @@ class DemoSystem:
         passkeys = Passkeys(
             accounts, rp_id="localhost", origins=[f"https://localhost:{self.web_port}"]
         )
-        server = uvicorn.Server(
-            uvicorn.Config(
-                create_app(
-                    accounts,
-                    self.store,
-                    commands=self.commands,
-                    billing=self.billing,
-                    revoke=self.revoke,
-                    provision=self.provision,
-                    passkeys=passkeys,
-                ),
-                host=self.config.host,
-                port=self.web_port,
-                ssl_certfile=str(web / "web.pem"),
-                ssl_keyfile=str(web / "web.key"),
-                ssl_ciphers=WEB_CIPHERS,
-                server_header=False,
-                date_header=False,
-                log_level="warning",
-            )
+        app = create_app(
+            accounts,
+            self.store,
+            commands=self.commands,
+            billing=self.billing,
+            revoke=self.revoke,
+            provision=self.provision,
+            passkeys=passkeys,
         )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 15
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self._web = (server, thread)
+        self._web = serve_https(
+            app, self.config.host, self.web_port, web / "web.pem", web / "web.key"
+        )
 
     def provision(self, serial: str) -> str:
         """Register a new meter: serial, key set, database row, admission at ingest.

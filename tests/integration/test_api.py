@@ -13,7 +13,8 @@ from sqlalchemy import text
 
 from meterguard.crypto.ecc import SigningKey
 from meterguard.crypto.keys import SecretKey
-from meterguard.headend.api.app import COOKIE, HEADERS, PUBLIC, create_app
+from meterguard.errors import ConfigurationError
+from meterguard.headend.api.app import COOKIE, HEADERS, PUBLIC, create_app, route_table
 from meterguard.headend.services.accounts import Accounts, Principal
 from meterguard.headend.services.auth import TotpSecret
 from meterguard.headend.services.billing import Billing
@@ -120,6 +121,13 @@ def test_every_route_declares_its_roles_and_refuses_strangers(site: Site) -> Non
                 assert (r.status_code, r.headers.get("location")) == (303, "/login"), route.path
             else:
                 assert r.status_code == 401, (method, route.path, r.status_code)
+
+
+def test_an_unguarded_route_stops_the_app_from_being_built(site: Site) -> None:
+    app = site.app
+    app.add_api_route("/api/v1/forgotten", lambda: {"open": True})  # type: ignore[attr-defined]
+    with pytest.raises(ConfigurationError, match="/api/v1/forgotten declares no roles"):
+        route_table(app)  # type: ignore[arg-type]
 
 
 def test_consumers_see_only_their_own_meters(site: Site) -> None:

@@ -1,13 +1,18 @@
-"""MQ-1: an sslyze scan of the device listener finds TLS 1.2/1.3 with AEAD ECDHE suites only."""
+"""MQ-1, API-9: sslyze scans of the device listener and the web server find TLS 1.2/1.3 with
+AEAD ECDHE suites only."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 
+from meterguard.broker.process import free_port
+from meterguard.demo import serve_https
 from tests.integration.conftest import World
 
 pytestmark = pytest.mark.integration
@@ -65,3 +70,52 @@ def test_device_listener_offers_only_modern_aead_suites(world: World) -> None:
     tls12, tls13 = accepted("tls_1_2_cipher_suites"), accepted("tls_1_3_cipher_suites")
     assert tls12 and tls12 <= ALLOWED_TLS12, tls12
     assert tls13 and tls13 <= ALLOWED_TLS13, tls13
+
+
+def test_web_listener_offers_only_modern_aead_suites(world: World, tmp_path: Path) -> None:
+    """API-9: the dashboard's HTTPS server, as the demo runs it, scanned by sslyze."""
+    cert, key = world.pki.issue_server(
+        "web-scan", hosts=["127.0.0.1"], now=dt.datetime.now(dt.UTC), out=tmp_path
+    )
+    app = FastAPI()
+    port = free_port("127.0.0.1")
+    server, thread = serve_https(app, "127.0.0.1", port, cert, key)
+    try:
+        res = subprocess.run(  # noqa: S603 - the pinned sslyze with fixed arguments
+            [
+                str(SSLYZE),
+                "--sslv2",
+                "--sslv3",
+                "--tlsv1",
+                "--tlsv1_1",
+                "--tlsv1_2",
+                "--tlsv1_3",
+                "--json_out=-",
+                f"127.0.0.1:{port}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout[res.stdout.index("{") :])
+    [scan] = report["server_scan_results"]
+    assert scan["scan_status"] == "COMPLETED", scan.get("connectivity_error_trace")
+
+    def accepted(name: str) -> set[str]:
+        result = scan["scan_result"][name].get("result") or {}
+        return {c["cipher_suite"]["name"] for c in result.get("accepted_cipher_suites", [])}
+
+    for legacy in (
+        "ssl_2_0_cipher_suites",
+        "ssl_3_0_cipher_suites",
+        "tls_1_0_cipher_suites",
+        "tls_1_1_cipher_suites",
+    ):
+        assert accepted(legacy) == set(), legacy
+    assert accepted("tls_1_2_cipher_suites") and accepted("tls_1_2_cipher_suites") <= ALLOWED_TLS12
+    assert accepted("tls_1_3_cipher_suites") <= ALLOWED_TLS13

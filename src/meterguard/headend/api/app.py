@@ -55,7 +55,7 @@ from meterguard.headend.services.webauthn import Passkeys
 from meterguard.headend.store.repository import AlarmView, MeterStatus, SecurityEventView, Store
 from meterguard.headend.web.pages import PAGE_PUBLIC, add_pages
 
-__all__ = ["COOKIE", "PUBLIC", "Guard", "create_app"]
+__all__ = ["COOKIE", "PUBLIC", "PUBLIC_PATHS", "Guard", "create_app", "route_table"]
 
 PUBLIC: frozenset[str] = frozenset()
 HEADERS = {
@@ -889,19 +889,33 @@ def create_app(
 
     add_pages(app, accounts, store, commands=commands, billing=billing)
 
-    # API-2, default deny: every route either depends on a Guard or is listed as public.
-    # The second-factor steps need step 1's session, which they check themselves.
-    public = {
+    app.state.route_roles = route_table(app)
+    return app
+
+
+PUBLIC_PATHS = frozenset(
+    {
         "/api/v1/auth/login",
+        # The second-factor steps need step 1's session, which they check themselves.
         "/api/v1/auth/totp",
         "/api/v1/auth/webauthn/options",
         "/api/v1/auth/webauthn",
-    } | PAGE_PUBLIC
+    }
+    | PAGE_PUBLIC
+)
+
+
+def route_table(app: FastAPI) -> dict[str, frozenset[str]]:
+    """API-2, default deny: every route's roles, read from its :class:`Guard`.
+
+    Raises:
+        ConfigurationError: a route neither depends on a Guard nor is in :data:`PUBLIC_PATHS`.
+    """
     route_roles: dict[str, frozenset[str]] = {}
     for route in app.routes:
         if not isinstance(route, APIRoute):
-            continue  # the OpenAPI document and nothing else
-        roles = PUBLIC if route.path in public else _roles_of(route)
+            continue  # the static files' mount and nothing else
+        roles = PUBLIC if route.path in PUBLIC_PATHS else _roles_of(route)
         if roles is None:
             raise ConfigurationError(f"route {route.path} declares no roles")
         route_roles[route.path] = roles
@@ -909,5 +923,4 @@ def create_app(
         # clients rely on it): no session, forbidden, not visible, invalid, slowed down.
         for code, text in _ERRORS.items():
             route.responses.setdefault(code, {"model": ErrorBody, "description": text})
-    app.state.route_roles = route_roles
-    return app
+    return route_roles
