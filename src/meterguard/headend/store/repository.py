@@ -617,6 +617,14 @@ class Store:
                 (m, e) for m, e in s.execute(select(SecurityEvent.meter_id, SecurityEvent.event))
             ]
 
+    def latest_interval(self, meter_id: str) -> int | None:
+        """Start of the meter's newest stored interval, or None (one index lookup)."""
+        with Session(self.engine) as s:
+            value = s.scalar(
+                select(func.max(Reading.interval_start)).where(Reading.meter_id == meter_id)
+            )
+        return None if value is None else int(value)
+
     def security_event_rows(self, limit: int = 200) -> list[SecurityEventView]:
         """The newest security events first."""
         q = select(SecurityEvent).order_by(SecurityEvent.id.desc()).limit(limit)

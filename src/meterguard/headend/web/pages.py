@@ -126,9 +126,9 @@ def add_pages(
         if who.role != "consumer" or not accounts.visible_meter(who, meter):
             raise HTTPException(404)
         span, granularity = PERIODS.get(period, PERIODS["week"])
-        latest = store.readings(meter, 0, 2**40)
-        end = latest[-1][0] + 900 if latest else 0
-        rows = [r for r in latest if r[0] >= end - span - 900]
+        newest = store.latest_interval(meter)
+        end = 0 if newest is None else newest + 900  # the meter's clock, not the server's
+        rows = store.readings(meter, max(end - span - 900, 0), end) if newest is not None else []
         chart = usage_chart(usage(rows, granularity), granularity, meter)
         return render("panel_usage.html", chart=chart)
 
