@@ -472,7 +472,9 @@ class DemoSystem:
         if self.billing is None or self.store is None or self.fleet is None:
             return 0
         mid = meter_id(int(self.fleet.a["serial"][0]))
-        rows = self.store.readings(mid, 0, 2**40)
+        billed = self.billing.bills(mid)  # newest period first: read only what follows it
+        since = billed[0].period_end - 900 if billed else 0
+        rows = self.store.readings(mid, since, 2**40)
         if not rows:
             return 0
         ends = {start + 900 for start, _, _ in rows}  # register values are known at these times

@@ -406,6 +406,7 @@ class Fleet:
         self.a["cmd_counter"][i] = opened.counter
         self.save()
         code, value = self._execute(i, opened.plain)
+        self.save()  # what the command changed, before the meter says it did
         state = ControlState(int(self.a["relay"][i]))
         out = CommandResult(opened.counter, code, state, self.now, value)
         if result is not None:
@@ -440,7 +441,6 @@ class Fleet:
             if m.class_id == 70 and m.instance == DISCONNECT_CONTROL and m.method in (1, 2):
                 state = ControlState.DISCONNECTED if m.method == 1 else ControlState.CONNECTED
                 self.a["relay"][i] = int(state)
-                self.save()
                 return int(ActionResult.SUCCESS)
             return int(ActionResult.OBJECT_UNAVAILABLE)
         if isinstance(req, SetRequestNormal):
@@ -449,13 +449,11 @@ class Fleet:
                 if not isinstance(v, DoubleLongUnsigned):
                     return int(DataAccessResult.TYPE_UNMATCHED)
                 self.a["limit_w"][i] = v.value
-                self.save()
                 return int(DataAccessResult.SUCCESS)
             if d.class_id == 1 and d.instance == TARIFF and d.attribute == 2:
                 if not isinstance(v, Unsigned) or not 1 <= v.value <= 8:
                     return int(DataAccessResult.TYPE_UNMATCHED)
                 self.a["tariff"][i] = v.value
-                self.save()
                 return int(DataAccessResult.SUCCESS)
             return int(DataAccessResult.OBJECT_UNAVAILABLE)
         return int(ActionResult.READ_WRITE_DENIED)

@@ -227,24 +227,13 @@ class ConsentView(BaseModel):
     at: int | None
 
 
-class BillOut(BaseModel):
-    """A signed bill: the document, and the ECDSA P-256 signature (hex r||s) over it."""
-
-    id: int
-    meter_id: str
-    period_start: int
-    period_end: int
-    document: dict[str, Any]
-    signature: str
-
-
 class BillList(BaseModel):
     """A meter's bills and the key that verifies them."""
 
     meter_id: str
     billing_key: str
     """Hex x||y of the billing key (P-256)."""
-    bills: list[BillOut]
+    bills: list[BillView]
 
 
 class BillRequest(Strict):
@@ -360,17 +349,6 @@ def _alarm_move(
     return move
 
 
-def _bill_out(b: BillView) -> BillOut:
-    return BillOut(
-        id=b.id,
-        meter_id=b.meter_id,
-        period_start=b.period_start,
-        period_end=b.period_end,
-        document=b.document,
-        signature=b.signature,
-    )
-
-
 def _set_session(response: Response, info: SessionInfo) -> None:
     response.set_cookie(COOKIE, info.token, secure=True, httponly=True, samesite="strict", path="/")
 
@@ -437,16 +415,39 @@ def create_app(
     async def invalid(_r: Request, _e: RequestValidationError) -> JSONResponse:
         return JSONResponse({"error": "invalid request"}, status_code=422)
 
-    def audit(action: str, actor: str, result: str, peer: str) -> None:
-        """LOG-1: logins and their failures go to the tamper-evident audit log."""
+    def audit(actor: str, target: str, action: str, result: str, detail: str = "") -> None:
+        """LOG-1: a security-relevant action to the tamper-evident audit log."""
         store.audit.append(
             at=int(time.time()),
             actor=actor[:64],
-            target="web",
+            target=target[:128],
             action=action,
             result=result,
-            detail=f"from {peer}",
+            detail=detail,
         )
+
+    def login_audit(action: str, actor: str, result: str, request: Request) -> None:
+        """Logins and their failures, with the client's address."""
+        audit(actor, "web", action, result, f"from {_peer(request)}")
+
+    def second_step(
+        request: Request,
+        response: Response,
+        action: str,
+        verify: Callable[[str, int], SessionInfo],
+    ) -> LoginResponse:
+        """A second-factor step on step 1's session: verify, audit, rotate the cookie."""
+        token = request.cookies.get(COOKIE)
+        if not token:
+            raise HTTPException(401)
+        try:
+            info = verify(token, int(time.time()))
+        except AuthenticationFailedError:
+            login_audit(action, "?", "failed", request)
+            raise HTTPException(401) from None
+        login_audit(action, info.principal.username, "ok", request)
+        _set_session(response, info)
+        return _login_response(info)
 
     anyone, utility = Guard(ROLES), Guard(UTILITY_ROLES)
 
@@ -457,14 +458,14 @@ def create_app(
         limits: Limits = request.app.state.limits
         wait = max(limits.allow(f"user:{body.username}", now), limits.allow(f"addr:{peer}", now))
         if wait:
-            audit("login", body.username, "rate_limited", peer)
+            login_audit("login", body.username, "rate_limited", request)
             raise HTTPException(429, headers={"Retry-After": str(int(wait) + 1)})
         try:
             info = accounts.login(body.username, body.password, now=int(now))
         except AuthenticationFailedError:
-            audit("login", body.username, "failed", peer)
+            login_audit("login", body.username, "failed", request)
             raise HTTPException(401) from None
-        audit("login", body.username, "password_ok", peer)
+        login_audit("login", body.username, "password_ok", request)
         _set_session(response, info)
         out = _login_response(info)
         if passkeys is not None and not info.mfa_done:
@@ -473,18 +474,12 @@ def create_app(
 
     @app.post("/api/v1/auth/totp", response_model=LoginResponse)
     async def totp(body: TotpRequest, request: Request, response: Response) -> LoginResponse:
-        token = request.cookies.get(COOKIE)
-        if not token:
-            raise HTTPException(401)
-        peer = _peer(request)
-        try:
-            info = accounts.second_factor(token, body.code, now=int(time.time()))
-        except AuthenticationFailedError:
-            audit("login_totp", "?", "failed", peer)
-            raise HTTPException(401) from None
-        audit("login_totp", info.principal.username, "ok", peer)
-        _set_session(response, info)
-        return _login_response(info)
+        return second_step(
+            request,
+            response,
+            "login_totp",
+            lambda token, now: accounts.second_factor(token, body.code, now=now),
+        )
 
     if passkeys is not None:
 
@@ -504,31 +499,22 @@ def create_app(
         async def webauthn_login(
             body: WebAuthnLogin, request: Request, response: Response
         ) -> LoginResponse:
-            token = request.cookies.get(COOKIE)
-            if not token:
-                raise HTTPException(401)
-            peer = _peer(request)
             assert passkeys is not None  # noqa: S101
-            try:
-                info = passkeys.authenticate(token, body.credential, now=int(time.time()))
-            except AuthenticationFailedError:
-                audit("login_webauthn", "?", "failed", peer)
-                raise HTTPException(401) from None
-            audit("login_webauthn", info.principal.username, "ok", peer)
-            _set_session(response, info)
-            return _login_response(info)
+            keys = passkeys
+            return second_step(
+                request,
+                response,
+                "login_webauthn",
+                lambda token, now: keys.authenticate(token, body.credential, now=now),
+            )
 
         @app.post("/api/v1/webauthn/register/options")
         async def register_options(
             request: Request, _who: Annotated[Principal, Depends(anyone)]
         ) -> Response:
-            token = request.cookies.get(COOKIE, "")
             assert passkeys is not None  # noqa: S101
-            now = int(time.time())
-            info = accounts.session(token, now=now)
-            return Response(
-                passkeys.registration_options(token, info, now=now), media_type="application/json"
-            )
+            options = passkeys.registration_options(request.state.session, now=int(time.time()))
+            return Response(options, media_type="application/json")
 
         @app.post("/api/v1/webauthn/register", response_model=Registered, status_code=201)
         async def register(
@@ -536,16 +522,14 @@ def create_app(
             request: Request,
             who: Annotated[Principal, Depends(anyone)],
         ) -> Registered:
-            token = request.cookies.get(COOKIE, "")
             assert passkeys is not None  # noqa: S101
-            now = int(time.time())
-            info = accounts.session(token, now=now)
+            info, now = request.state.session, int(time.time())
             try:
-                rid = passkeys.register(token, info, body.credential, body.label, now=now)
+                rid = passkeys.register(info, body.credential, body.label, now=now)
             except AuthenticationFailedError:
-                audit("webauthn_registered", who.username, "failed", _peer(request))
+                login_audit("webauthn_registered", who.username, "failed", request)
                 raise HTTPException(422) from None
-            audit("webauthn_registered", who.username, "ok", _peer(request))
+            login_audit("webauthn_registered", who.username, "ok", request)
             return Registered(id=rid)
 
     @app.post("/api/v1/auth/logout", status_code=204)
@@ -617,10 +601,6 @@ def create_app(
     async def fleet(_who: Annotated[Principal, Depends(utility)]) -> FleetCounts:
         return FleetCounts(**store.counts())
 
-    def _own_or_utility(who: Principal, meter_id: str) -> bool:
-        """Consumers: only their meters; utility roles: any registered meter."""
-        return accounts.visible_meter(who, meter_id)
-
     @app.get("/api/v1/meters/{meter_id}/usage", response_model=Usage)
     async def meter_usage(
         meter_id: str,
@@ -630,7 +610,7 @@ def create_app(
         end: Annotated[int, Query(ge=0, le=2**40)] = 2**40,
         granularity: Granularity = "day",
     ) -> Usage:
-        if not _own_or_utility(who, meter_id):
+        if not accounts.visible_meter(who, meter_id):
             raise HTTPException(404)
         if who.role != "consumer":
             allowed = consents.get(meter_id)[0]
@@ -662,13 +642,7 @@ def create_app(
             raise HTTPException(404)
         now = int(time.time())
         consents.set(meter_id, body.granularity, by=who.username, now=now)
-        store.audit.append(
-            at=now,
-            actor=who.username,
-            target=meter_id,
-            action="consent_changed",
-            result=body.granularity,
-        )
+        audit(who.username, meter_id, "consent_changed", body.granularity)
         return ConsentView(
             meter_id=meter_id, granularity=body.granularity, given_by=who.username, at=now
         )
@@ -700,13 +674,12 @@ def create_app(
             )
         except InvalidValueError:  # a password that may not be chosen, or a name taken
             raise HTTPException(422) from None
-        store.audit.append(
-            at=now,
-            actor=who.username,
-            target=f"user:{body.username}",
-            action="user_created",
-            result=body.role,
-            detail=f"meters {','.join(body.meters)}",
+        audit(
+            who.username,
+            f"user:{body.username}",
+            "user_created",
+            body.role,
+            f"meters {','.join(body.meters)}",
         )
         return CreatedUser(
             id=uid, totp_uri=None if totp is None else totp.provisioning_uri(body.username)
@@ -719,13 +692,12 @@ def create_app(
             if user_id not in {i for i, _, _, _ in accounts.users()}:
                 raise HTTPException(404)
             accounts.set_disabled(user_id, disabled=disabled)
-            store.audit.append(
-                at=int(time.time()),
-                actor=who.username,
-                target=f"user:{user_id}",
-                action="user_disabled" if disabled else "user_enabled",
-                result="done",
-                detail="sessions ended" if disabled else "",
+            audit(
+                who.username,
+                f"user:{user_id}",
+                "user_disabled" if disabled else "user_enabled",
+                "done",
+                "sessions ended" if disabled else "",
             )
 
         return change
@@ -757,13 +729,12 @@ def create_app(
                 raise HTTPException(409)
             assert provision is not None  # noqa: S101
             mid = provision(body.serial)
-            store.audit.append(
-                at=int(time.time()),
-                actor=who.username,
-                target=mid,
-                action="meter_provisioned",
-                result="done",
-                detail="serial registered for enrolment, DLMS keys generated in the key store",
+            audit(
+                who.username,
+                mid,
+                "meter_provisioned",
+                "done",
+                "serial registered for enrolment, DLMS keys generated in the key store",
             )
             return Provisioned(meter_id=mid)
 
@@ -777,13 +748,12 @@ def create_app(
             assert revoke is not None  # noqa: S101
             revoke(meter_id)
             store.set_state(meter_id, state)
-            store.audit.append(
-                at=int(time.time()),
-                actor=who.username,
-                target=meter_id,
-                action=action,
-                result="done",
-                detail="certificates revoked, CRL re-published, ingest refuses the meter",
+            audit(
+                who.username,
+                meter_id,
+                action,
+                "done",
+                "certificates revoked, CRL re-published, ingest refuses the meter",
             )
 
         @app.post("/api/v1/meters/{meter_id}/decommission", status_code=204)
@@ -799,35 +769,34 @@ def create_app(
 
         @app.get("/api/v1/meters/{meter_id}/bills", response_model=BillList)
         async def bills(meter_id: str, who: Annotated[Principal, Depends(anyone)]) -> BillList:
-            if not _own_or_utility(who, meter_id):
+            if not accounts.visible_meter(who, meter_id):
                 raise HTTPException(404)
             assert billing is not None  # noqa: S101
             return BillList(
                 meter_id=meter_id,
                 billing_key=billing.verifying_key.to_bytes().hex(),
-                bills=[_bill_out(b) for b in billing.bills(meter_id)],
+                bills=billing.bills(meter_id),
             )
 
-        @app.post("/api/v1/meters/{meter_id}/bills", response_model=BillOut, status_code=201)
+        @app.post("/api/v1/meters/{meter_id}/bills", response_model=BillView, status_code=201)
         async def issue_bill(
             meter_id: str, body: BillRequest, who: Annotated[Principal, Depends(issuers)]
-        ) -> BillOut:
-            if not _own_or_utility(who, meter_id):
+        ) -> BillView:
+            if not accounts.visible_meter(who, meter_id):
                 raise HTTPException(404)
             assert billing is not None  # noqa: S101
             try:
                 b = billing.issue(meter_id, body.start, body.end, now=int(time.time()))
             except InvalidValueError:
                 raise HTTPException(409) from None
-            store.audit.append(
-                at=int(time.time()),
-                actor=who.username,
-                target=meter_id,
-                action="bill_issued",
-                result="signed",
-                detail=f"period {body.start}..{body.end} total_e4 {b.document['total_e4']}",
+            audit(
+                who.username,
+                meter_id,
+                "bill_issued",
+                "signed",
+                f"period {body.start}..{body.end} total_e4 {b.document['total_e4']}",
             )
-            return _bill_out(b)
+            return b
 
     if commands is not None:
         commanders = Guard(COMMAND_ROLES)

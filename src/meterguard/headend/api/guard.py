@@ -73,7 +73,7 @@ class Guard:
         if who.role not in self.roles:
             denied(request, who, f"role {who.role} not in {sorted(self.roles)}")
             raise HTTPException(403)
-        request.state.csrf = info.csrf
+        request.state.session = info  # for routes that need more than the principal
         return who
 
 

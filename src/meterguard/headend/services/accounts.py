@@ -24,6 +24,7 @@ import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from meterguard.crypto.aead import GcmKey
 from meterguard.crypto.keys import SecretKey
@@ -95,23 +96,18 @@ class Accounts:
         if role not in ROLES:
             raise InvalidValueError(f"unknown role {role!r}")
         check_new_password(password, user_inputs=(username,))
-        with self.engine.connect() as c:
-            if c.scalar(select(User.id).where(User.username == username)) is not None:
-                raise InvalidValueError("that user name is taken")
+        row = {
+            "username": username,
+            "role": role,
+            "password_hash": self.hashes.hash(password),
+            "disabled": False,
+            "created_at": now,
+        }
         with self.engine.begin() as c:
-            uid = int(
-                c.execute(
-                    insert(User)
-                    .values(
-                        username=username,
-                        role=role,
-                        password_hash=self.hashes.hash(password),
-                        disabled=False,
-                        created_at=now,
-                    )
-                    .returning(User.id)
-                ).scalar_one()
-            )
+            try:  # the unique user name decides, also between concurrent creations
+                uid = int(c.execute(insert(User).values(**row).returning(User.id)).scalar_one())
+            except IntegrityError:
+                raise InvalidValueError("that user name is taken") from None
             totp = None
             if role in UTILITY_ROLES:
                 totp = TotpSecret.generate()

@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 from sqlalchemy import Connection, func, insert, select, update
 
@@ -110,7 +110,7 @@ class DualControlError(AccessDeniedError):
 
 @dataclass(frozen=True, slots=True)
 class CommandView:
-    """A command as the API shows it."""
+    """A command as the API shows it: one field per column of ``commands``."""
 
     id: int
     meter_id: str
@@ -151,26 +151,6 @@ def plain_request(kind: str, value: int | None, wrapped_key: bytes | None = None
     raise InvalidValueError(f"no request for {kind}")
 
 
-def _view(row: Command) -> CommandView:
-    return CommandView(
-        row.id,
-        row.meter_id,
-        row.kind,
-        row.value,
-        row.state,
-        row.reason,
-        row.proposed_by,
-        row.proposed_at,
-        row.approved_by,
-        row.approved_at,
-        row.counter,
-        row.result,
-        row.control_state,
-        row.answered_at,
-        row.reading,
-    )
-
-
 class Commands:
     """Dual-control commands over the head-end database."""
 
@@ -200,7 +180,7 @@ class Commands:
         """One command, or None."""
         with self.engine.connect() as conn:
             row = conn.execute(select(Command).where(Command.id == command_id)).first()
-        return None if row is None else _view(Command(**row._asdict()))
+        return None if row is None else CommandView(**row._asdict())
 
     def list(self, *, meter_id: str | None = None, limit: int = 100) -> list[CommandView]:
         """Newest first."""
@@ -208,12 +188,43 @@ class Commands:
         if meter_id is not None:
             q = q.where(Command.meter_id == meter_id)
         with self.engine.connect() as conn:
-            return [_view(Command(**r._asdict())) for r in conn.execute(q)]
+            return [CommandView(**r._asdict()) for r in conn.execute(q)]
 
     # ------------------------------------------------------------------ the steps
 
-    def _audit(self, conn: Connection, entries: Iterable[Fields]) -> None:
-        self.store.audit.append_in(conn, list(entries))
+    @staticmethod
+    def _may_command(who: Principal, what: str) -> None:
+        if who.role not in COMMAND_ROLES:
+            raise AccessDeniedError(f"role {who.role} may not {what}")
+
+    @staticmethod
+    def _active_meter(conn: Connection, meter_id: str) -> None:
+        if conn.scalar(select(Meter.state).where(Meter.id == meter_id)) != "active":
+            raise InvalidValueError("no such active meter")
+
+    def _audit(
+        self,
+        conn: Connection,
+        actor: str,
+        cmd: tuple[int, str],
+        action: str,
+        result: str,
+        detail: str = "",
+        *,
+        now: int,
+    ) -> None:
+        """LOG-1: one step of command ``cmd`` = (id, meter), in the step's transaction."""
+        cid, meter_id = cmd
+        entry = Fields(
+            at=now,
+            actor=actor,
+            target=meter_id,
+            action=action,
+            result=result,
+            request_id=f"command-{cid}",
+            detail=detail,
+        )
+        self.store.audit.append_in(conn, [entry])
 
     def propose(
         self,
@@ -231,8 +242,7 @@ class Commands:
             AccessDeniedError: the caller's role may not command.
             InvalidValueError: unknown kind, bad value, unknown or inactive meter.
         """
-        if who.role not in COMMAND_ROLES:
-            raise AccessDeniedError(f"role {who.role} may not propose commands")
+        self._may_command(who, "propose commands")
         if kind not in KINDS or (kind == "key_change" and self._rotate_key is None):
             raise InvalidValueError(f"unknown command kind {kind!r}")
         bounds = KINDS[kind]
@@ -242,9 +252,7 @@ class Commands:
         elif value is None or not bounds[0] <= value <= bounds[1]:
             raise InvalidValueError(f"{kind} needs a value in {bounds[0]}..{bounds[1]}")
         with self.engine.begin() as conn:
-            state = conn.scalar(select(Meter.state).where(Meter.id == meter_id))
-            if state != "active":
-                raise InvalidValueError("no such active meter")
+            self._active_meter(conn, meter_id)
             cid = conn.execute(
                 insert(Command)
                 .values(
@@ -258,19 +266,15 @@ class Commands:
                 )
                 .returning(Command.id)
             ).scalar_one()
+            detail = f"value={value} reason={reason[:200]}"
             self._audit(
                 conn,
-                [
-                    Fields(
-                        at=now,
-                        actor=who.username,
-                        target=meter_id,
-                        action=f"command_proposed:{kind}",
-                        result="proposed",
-                        request_id=f"command-{cid}",
-                        detail=f"value={value} reason={reason[:200]}",
-                    )
-                ],
+                who.username,
+                (cid, meter_id),
+                f"command_proposed:{kind}",
+                "proposed",
+                detail,
+                now=now,
             )
         view = self.get(cid)
         assert view is not None  # noqa: S101
@@ -283,11 +287,9 @@ class Commands:
             AccessDeniedError: the caller's role may not command.
             InvalidValueError: unknown or inactive meter.
         """
-        if who.role not in COMMAND_ROLES:
-            raise AccessDeniedError(f"role {who.role} may not read meters on demand")
+        self._may_command(who, "read meters on demand")
         with self.engine.begin() as conn:
-            if conn.scalar(select(Meter.state).where(Meter.id == meter_id)) != "active":
-                raise InvalidValueError("no such active meter")
+            self._active_meter(conn, meter_id)
             counter = self._next_counter(conn, meter_id)
             envelope = self._seal(meter_id, plain_request("read", None), counter, now)
             cid = conn.execute(
@@ -307,17 +309,12 @@ class Commands:
             ).scalar_one()
             self._audit(
                 conn,
-                [
-                    Fields(
-                        at=now,
-                        actor=who.username,
-                        target=meter_id,
-                        action="on_demand_read",
-                        result="signed_and_sent",
-                        request_id=f"command-{cid}",
-                        detail=f"counter {counter}",
-                    )
-                ],
+                who.username,
+                (cid, meter_id),
+                "on_demand_read",
+                "signed_and_sent",
+                f"counter {counter}",
+                now=now,
             )
         self._send(cid, meter_id, envelope)
         view = self.get(cid)
@@ -361,16 +358,17 @@ class Commands:
                     .values(state="undelivered")
                 )
 
-    def _pending(self, conn: Connection, command_id: int, now: int) -> Command | None:
+    def _pending(self, conn: Connection, command_id: int, now: int) -> CommandView | None:
+        """The command, locked for this transaction; a proposal past its window expires."""
         row = conn.execute(
             select(Command).where(Command.id == command_id).with_for_update()
         ).first()
         if row is None:
             return None
-        cmd = Command(**row._asdict())
+        cmd = CommandView(**row._asdict())
         if cmd.state == "proposed" and now - cmd.proposed_at > APPROVAL_WINDOW:
             conn.execute(update(Command).where(Command.id == cmd.id).values(state="expired"))
-            cmd.state = "expired"
+            cmd = replace(cmd, state="expired")
         return cmd
 
     def approve(self, who: Principal, command_id: int, *, now: int) -> CommandView | None:
@@ -380,24 +378,23 @@ class Commands:
             DualControlError: the approver proposed it (audited as a denial).
             AccessDeniedError: the caller's role may not command.
         """
-        if who.role not in COMMAND_ROLES:
-            raise AccessDeniedError(f"role {who.role} may not approve commands")
+        self._may_command(who, "approve commands")
         envelope: bytes | None = None
         with self.engine.begin() as conn:
             cmd = self._pending(conn, command_id, now)
             if cmd is None or cmd.state != "proposed":
                 return None
+            ref = (cmd.id, cmd.meter_id)
             if cmd.proposed_by == who.username:
-                denied = Fields(
-                    at=now,
-                    actor=who.username,
-                    target=cmd.meter_id,
-                    action=f"command_approved:{cmd.kind}",
-                    result="denied_same_person",
-                    request_id=f"command-{cmd.id}",
-                    detail="dual control: the proposer cannot approve",
+                self._audit(
+                    conn,
+                    who.username,
+                    ref,
+                    f"command_approved:{cmd.kind}",
+                    "denied_same_person",
+                    "dual control: the proposer cannot approve",
+                    now=now,
                 )
-                self._audit(conn, [denied])
                 error = DualControlError("the proposer of a command cannot approve it")
             else:
                 error = None
@@ -415,22 +412,15 @@ class Commands:
                         state="sent", approved_by=who.username, approved_at=now, counter=counter
                     )
                 )
+                both = f"proposed by {cmd.proposed_by}, approved by {who.username}"
                 self._audit(
                     conn,
-                    [
-                        Fields(
-                            at=now,
-                            actor=who.username,
-                            target=cmd.meter_id,
-                            action=f"command_approved:{cmd.kind}",
-                            result="signed_and_sent",
-                            request_id=f"command-{cmd.id}",
-                            detail=(
-                                f"proposed by {cmd.proposed_by}, approved by {who.username},"
-                                f" counter {counter}"
-                            ),
-                        )
-                    ],
+                    who.username,
+                    ref,
+                    f"command_approved:{cmd.kind}",
+                    "signed_and_sent",
+                    f"{both}, counter {counter}",
+                    now=now,
                 )
         if error is not None:
             raise error
@@ -440,8 +430,7 @@ class Commands:
 
     def reject(self, who: Principal, command_id: int, *, now: int) -> CommandView | None:
         """Withdraw (proposer) or reject (another utility user) a pending command."""
-        if who.role not in COMMAND_ROLES:
-            raise AccessDeniedError(f"role {who.role} may not reject commands")
+        self._may_command(who, "reject commands")
         with self.engine.begin() as conn:
             cmd = self._pending(conn, command_id, now)
             if cmd is None or cmd.state != "proposed":
@@ -449,15 +438,10 @@ class Commands:
             conn.execute(update(Command).where(Command.id == cmd.id).values(state="rejected"))
             self._audit(
                 conn,
-                [
-                    Fields(
-                        at=now,
-                        actor=who.username,
-                        target=cmd.meter_id,
-                        action=f"command_rejected:{cmd.kind}",
-                        result="rejected",
-                        request_id=f"command-{cmd.id}",
-                    )
-                ],
+                who.username,
+                (cmd.id, cmd.meter_id),
+                f"command_rejected:{cmd.kind}",
+                "rejected",
+                now=now,
             )
         return self.get(command_id)

@@ -110,7 +110,7 @@ class Passkeys:
 
     # ------------------------------------------------------------------ registration
 
-    def registration_options(self, token: str, info: SessionInfo, *, now: int) -> str:
+    def registration_options(self, info: SessionInfo, *, now: int) -> str:
         """Creation options (JSON) for a fully logged-in session."""
         who = info.principal
         options = generate_registration_options(
@@ -118,7 +118,7 @@ class Passkeys:
             rp_name="meterguard head-end",
             user_id=who.user_id.to_bytes(8, "big"),
             user_name=who.username,
-            challenge=self._issue(token, "register", now),
+            challenge=self._issue(info.token, "register", now),
             authenticator_selection=AuthenticatorSelectionCriteria(
                 resident_key=ResidentKeyRequirement.PREFERRED,
                 user_verification=UserVerificationRequirement.REQUIRED,
@@ -131,14 +131,14 @@ class Passkeys:
         return options_to_json(options)
 
     def register(
-        self, token: str, info: SessionInfo, credential: dict[str, Any], label: str, *, now: int
+        self, info: SessionInfo, credential: dict[str, Any], label: str, *, now: int
     ) -> int:
         """Verify an attestation and store the credential; its row id.
 
         Raises:
             AuthenticationFailedError: no ceremony, or the response does not verify.
         """
-        challenge = self._take(token, "register", now)
+        challenge = self._take(info.token, "register", now)
         try:
             verified = verify_registration_response(
                 credential=json.dumps(credential),

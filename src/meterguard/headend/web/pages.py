@@ -105,7 +105,7 @@ def add_pages(
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def home(request: Request, who: Annotated[Principal, Depends(page)]) -> HTMLResponse:
-        csrf = request.state.csrf
+        csrf = request.state.session.csrf
         if who.role == "consumer":
             meters = accounts.meters(who)
             return render(
