@@ -248,7 +248,7 @@ def ingest_run(
     store, handle = fresh_store(world, f"ingest{world.runs}")
     world.runs += 1
     for mid, (title, _, _) in world.titles.items():
-        store.add_meter(mid, serial=mid[3:], system_title=title, now=0)
+        store.registry.add_meter(mid, serial=mid[3:], system_title=title, now=0)
     due_of: dict[tuple[str, int], float] = {}
     # Index the schedule by (meter, counter) to time each commit against its scheduled send.
     for due, i, frame in plan:
@@ -347,7 +347,7 @@ def raw_db(world: World, msgs: list[tuple[int, bytes]], per_msg: int) -> float:
     store, handle = fresh_store(world, f"raw{world.runs}")
     world.runs += 1
     for mid, (title, _, _) in world.titles.items():
-        store.add_meter(mid, serial=mid[3:], system_title=title, now=0)
+        store.registry.add_meter(mid, serial=mid[3:], system_title=title, now=0)
     if world.db is None:
         path = store.engine.url.database
         store.engine.dispose()

@@ -9,6 +9,8 @@ from "the network is down" (httpx and h11 draw the same lines)::
     │   ├── ConfigurationError         bad settings, bad key length, unknown option
     │   ├── InvalidValueError          a value out of its type's range (also a ValueError)
     │   ├── LocalProtocolError         asked to send something illegal in this state
+    │   ├── NotFoundError              no such object (or not the caller's to see)
+    │   ├── ConflictError              the object's state does not allow the operation
     │   └── CounterExhaustedError      our invocation counter ran out: renew the key
     ├── RemoteError                    the peer sent something we refuse
     │   ├── DecodeError                malformed bytes: truncated, over-long, unknown tag
@@ -45,6 +47,7 @@ __all__ = [
     "AuditProofError",
     "AuthenticationFailedError",
     "ConfigurationError",
+    "ConflictError",
     "CounterExhaustedError",
     "DecodeError",
     "EnrolmentError",
@@ -55,6 +58,7 @@ __all__ = [
     "LocalError",
     "LocalProtocolError",
     "MeterguardError",
+    "NotFoundError",
     "RemoteError",
     "RemoteProtocolError",
     "ReplayError",
@@ -84,6 +88,17 @@ class InvalidValueError(LocalError, ValueError):
 
 class LocalProtocolError(LocalError):
     """The caller asked for something the protocol does not allow in the current state."""
+
+
+class NotFoundError(LocalError):
+    """The named object (a meter, a command, a user) does not exist, or is not the caller's.
+
+    The two look the same on purpose (API-1: another consumer's meter is no meter).
+    """
+
+
+class ConflictError(LocalError):
+    """The object exists but its state does not allow the operation (enable a revoked meter)."""
 
 
 class CounterExhaustedError(LocalError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,12 +14,16 @@ from sqlalchemy import text
 
 from meterguard.crypto.ecc import SigningKey
 from meterguard.crypto.keys import SecretKey
+from meterguard.crypto.keystore import KeyStore, LocalKek
+from meterguard.crypto.pki.store import Pki
 from meterguard.errors import ConfigurationError
 from meterguard.headend.api.app import COOKIE, HEADERS, PUBLIC, create_app, route_table
 from meterguard.headend.services.accounts import Accounts, Principal
 from meterguard.headend.services.auth import TotpSecret
-from meterguard.headend.services.billing import Billing
+from meterguard.headend.services.billing import Band, Billing, TariffSpec
 from meterguard.headend.services.commands import Commands
+from meterguard.headend.services.meters import Meters
+from meterguard.headend.services.usage import consumption_data
 from meterguard.headend.store.db import open_database
 from meterguard.headend.store.repository import PushRow, ReadingRow, Store
 
@@ -27,6 +32,7 @@ PASSWORD = "mauve tractor sings at dawn"  # noqa: S105 - test accounts only
 BOB = "quiet lanterns drift over 7 dunes"
 OLGA = "copper kettles whistle in july rain"
 ERIK = "seven amber foxes cross frozen rivers"
+TARIFF = TariffSpec("standard", "flat", "EUR", 4500, (Band(0, 24, 2800),))
 
 
 @dataclass
@@ -37,7 +43,8 @@ class Site:
     operator_totp: TotpSecret
     engineer_totp: TotpSecret
     sent: list[tuple[str, bytes]]
-    revoked: list[str]
+    pki: Pki
+    keystore: KeyStore
 
     def client(self) -> TestClient:
         return TestClient(self.app, base_url="https://testserver")  # type: ignore[arg-type]
@@ -48,7 +55,9 @@ def site(tmp_path: Path) -> Site:
     store = Store(open_database(f"sqlite:///{tmp_path / 'headend.db'}"))
     for n in (1, 2):
         mid = f"MGD{n:010d}"
-        store.add_meter(mid, serial=mid[3:], system_title=b"MGD" + n.to_bytes(5, "big"), now=0)
+        store.registry.add_meter(
+            mid, serial=mid[3:], system_title=b"MGD" + n.to_bytes(5, "big"), now=0
+        )
         store.add_readings(
             [ReadingRow(mid, 1_800_000_000 + 900 * k, 100 * n + k, 0, 0) for k in range(4)]
         )
@@ -74,26 +83,16 @@ def site(tmp_path: Path) -> Site:
         SigningKey.generate(),
         b"MGH\x00\x00\x00\x00\x01",
         lambda m, e: sent.append((m, e)) is None,
+        reads=consumption_data(store, accounts),
     )
     billing = Billing(store, SigningKey.generate())
-    revoked: list[str] = []
-
-    def provision(serial: str) -> str:
-        mid = f"MGD{serial}"
-        store.add_meter(
-            mid, serial=serial, system_title=b"MGD" + int(serial).to_bytes(5, "big"), now=0
-        )
-        return mid
-
-    app = create_app(
-        accounts,
-        store,
-        commands=commands,
-        billing=billing,
-        revoke=revoked.append,
-        provision=provision,
-    )
-    return Site(app, accounts, store, totp, etotp, sent, revoked)
+    pki = Pki.init(tmp_path / "pki", now=dt.datetime.now(dt.UTC))
+    for n in (1, 2):
+        pki.enrol_meter(f"{n:010d}", tmp_path / f"m{n}", now=dt.datetime.now(dt.UTC))
+    keystore = KeyStore(tmp_path / "keys.db", LocalKek(SecretKey.generate(32)))
+    meters = Meters(store.registry, pki, keystore, store.audit)
+    app = create_app(accounts, store, commands=commands, billing=billing, meters=meters)
+    return Site(app, accounts, store, totp, etotp, sent, pki, keystore)
 
 
 def login(c: TestClient, user: str, password: str) -> dict[str, object]:
@@ -107,6 +106,11 @@ def test_every_route_declares_its_roles_and_refuses_strangers(site: Site) -> Non
     declared = app.state.route_roles  # type: ignore[attr-defined]
     routes = [r for r in app.routes if isinstance(r, APIRoute)]  # type: ignore[attr-defined]
     assert routes
+    # Every route the app serves is walked: none hides from the table (e.g. in an included
+    # router, which FastAPI does not list in ``app.routes``).
+    documented = set(app.openapi()["paths"])  # type: ignore[attr-defined]
+    assert documented <= {r.path for r in routes}, documented - {r.path for r in routes}
+    assert "/api/v1/meters/{meter_id}/readings" in declared
     c = site.client()
     for route in routes:
         assert route.path in declared, f"{route.path} declares no roles (API-2)"
@@ -261,7 +265,20 @@ def operator_client(site: Site) -> TestClient:
     return c
 
 
+def consent(site: Site, granularity: str) -> None:
+    """alice lets the utility see her meter's data as finely as ``granularity``."""
+    alice = site.client()
+    csrf = login(alice, "alice", PASSWORD)["csrf_token"]
+    r = alice.put(
+        "/api/v1/meters/MGD0000000001/consent",
+        json={"granularity": granularity},
+        headers={"X-CSRF-Token": str(csrf)},
+    )
+    assert r.status_code == 200, r.text
+
+
 def test_consumers_see_who_read_their_data(site: Site) -> None:
+    consent(site, "interval")
     op = operator_client(site)
     assert op.get("/api/v1/meters/MGD0000000001/readings?start=0&end=9999999999").status_code == 200
     assert op.get("/api/v1/meters/MGD0000000001/access").status_code == 403  # not the owner's view
@@ -273,6 +290,49 @@ def test_consumers_see_who_read_their_data(site: Site) -> None:
     bob = site.client()
     login(bob, "bob", BOB)
     assert bob.get("/api/v1/meters/MGD0000000001/access").status_code == 404
+
+
+def test_consent_holds_on_every_route_that_returns_consumption_data(site: Site) -> None:
+    """PRIV-1 on readings, usage and on-demand reads alike: raw 15-minute readings are
+    interval data, refused (and audited) to the utility without interval consent."""
+    olga = utility(site, "olga", OLGA, site.operator_totp)
+    base = "/api/v1/meters/MGD0000000001"
+    assert olga.get(f"{base}/readings").status_code == 403  # default consent: day
+    assert olga.get(f"{base}/usage", params={"granularity": "hour"}).status_code == 403
+    assert olga.get(f"{base}/usage", params={"granularity": "day"}).status_code == 200
+    denials = [r for r in _trail(site) if r[:2] == ("olga", "access_denied")]
+    assert len(denials) == 2
+    # On-demand reads: once per consented period (two reads an hour apart are hourly data).
+    assert olga.post(f"{base}/read").status_code == 202
+    assert olga.post(f"{base}/read").status_code == 403
+    consent(site, "interval")
+    assert olga.get(f"{base}/readings").status_code == 200
+    # The consumer herself sees her own data at any granularity, and it is not logged.
+    alice = site.client()
+    login(alice, "alice", PASSWORD)
+    assert alice.get(f"{base}/readings").status_code == 200
+    whats = [a["what"] for a in alice.get(f"{base}/access").json()["accesses"]]
+    assert "on-demand read" in whats and any(w.startswith("readings") for w in whats)
+    assert all(a["actor"] == "olga" for a in alice.get(f"{base}/access").json()["accesses"])
+
+
+def test_staff_reads_of_bills_are_in_the_consumers_access_log(site: Site) -> None:
+    """API-11: a bill read by utility staff appears in the consumer's access log."""
+    erik = utility(site, "erik", ERIK, site.engineer_totp)
+    assert site.app.state.services.billing is not None  # type: ignore[attr-defined]
+    billing = site.app.state.services.billing  # type: ignore[attr-defined]
+    billing.assign("MGD0000000001", billing.add_tariff(TARIFF, now=0))
+    r = erik.post(
+        "/api/v1/meters/MGD0000000001/bills", json={"start": 1_800_000_900, "end": 1_800_003_600}
+    )
+    assert r.status_code == 201, r.text
+    olga = utility(site, "olga", OLGA, site.operator_totp)
+    assert len(olga.get("/api/v1/meters/MGD0000000001/bills").json()["bills"]) == 1
+    alice = site.client()
+    login(alice, "alice", PASSWORD)
+    assert len(alice.get("/api/v1/meters/MGD0000000001/bills").json()["bills"]) == 1
+    log = alice.get("/api/v1/meters/MGD0000000001/access").json()["accesses"]
+    assert [(a["actor"], a["what"]) for a in log] == [("olga", "1 bill(s)"), ("erik", "1 bill(s)")]
 
 
 def test_logins_are_audited(site: Site) -> None:
@@ -425,8 +485,8 @@ def test_decommissioning_is_for_engineers_and_revokes(site: Site) -> None:
     assert olga.post("/api/v1/meters/MGD0000000002/decommission").status_code == 403
     assert erik.post("/api/v1/meters/MGD0000000002/revoke").status_code == 403  # security admin
     assert erik.post("/api/v1/meters/MGD0000000002/decommission").status_code == 204
-    assert site.revoked == ["MGD0000000002"]
-    states = {m: s for m, _, s in site.store.meters()}
+    assert site.pki.revoked_meters() == {"0000000002"}  # PKI-5: its certificates, at the CA
+    states = {m: s for m, _, s in site.store.registry.meters()}
     assert states["MGD0000000002"] == "decommissioned"
     assert erik.post("/api/v1/meters/MGD0000000099/decommission").status_code == 404
     r = olga.post(
@@ -512,5 +572,5 @@ def test_engineers_provision_meters(site: Site) -> None:
     assert erik.post("/api/v1/meters", json={"serial": "0000000042"}).status_code == 409
     for bad in ({"serial": "42"}, {"serial": "0000000043", "keys": "00"}):
         assert erik.post("/api/v1/meters", json=bad).status_code == 422
-    assert "MGD0000000042" in {m for m, _, _ in site.store.meters()}
+    assert "MGD0000000042" in {m for m, _, _ in site.store.registry.meters()}
     assert ("erik", "meter_provisioned", "done") in _trail(site)

@@ -110,7 +110,7 @@ def test_a_head_signed_by_another_key_is_refused(store: Store, tmp_path: Path) -
 
 def test_alarms_and_security_events_are_audited(store: Store) -> None:
     m = "MGD0000000042"
-    store.add_meter(m, serial=m[3:], system_title=b"MGD\x00\x00\x00\x00\x2a", now=0)
+    store.registry.add_meter(m, serial=m[3:], system_title=b"MGD\x00\x00\x00\x00\x2a", now=0)
     store.commit_ingest(
         [PushRow(m, 7, "t", b"", False, (), (1, 0x2A, 5))],
         [RefusalRow(f"meters/{m}/data", "tag", b"x", "authentication_failed", m)],

@@ -23,7 +23,7 @@ MID = "MGD0000000001"
 
 def _store_day(store: Store, *, skip: frozenset[int] = frozenset()) -> None:
     """A day of 15-minute readings: 100 Wh per interval at night (0-7 h), 300 Wh by day."""
-    store.add_meter(MID, serial=MID[3:], system_title=b"MGD\x00\x00\x00\x00\x01", now=0)
+    store.registry.add_meter(MID, serial=MID[3:], system_title=b"MGD\x00\x00\x00\x00\x01", now=0)
     cum, rows = 50_000, [ReadingRow(MID, DAY0 - 900, 50_000, 0, 0)]
     for k in range(96):
         start = DAY0 + 900 * k

@@ -23,8 +23,9 @@ from meterguard.crypto.keywrap import wrap_key
 from meterguard.errors import AccessDeniedError, InvalidValueError
 from meterguard.headend.ingest.admission import Admission
 from meterguard.headend.ingest.processor import IngestProcessor, Refused
-from meterguard.headend.services.accounts import Principal
+from meterguard.headend.services.accounts import Accounts, Principal
 from meterguard.headend.services.commands import Commands, DualControlError
+from meterguard.headend.services.usage import consumption_data
 from meterguard.headend.store.models import AuditRecord
 from meterguard.headend.store.repository import Store
 from meterguard.meter.fleet import Fleet
@@ -47,12 +48,17 @@ class Rig:
         self.ids = [f"MGD{int(s):010d}" for s in self.fleet.a["serial"]]
         keys: dict[str, tuple[bytes, SecretKey, SecretKey]] = {}
         for i, mid in enumerate(self.ids):
-            store.add_meter(mid, serial=mid[3:], system_title=self.fleet.system_title(i), now=0)
+            store.registry.add_meter(
+                mid, serial=mid[3:], system_title=self.fleet.system_title(i), now=0
+            )
             ek, ak, _ = self.fleet.keys(i)
             keys[mid] = (self.fleet.system_title(i), ek, ak)
         self.keys = keys
         self.sent: list[tuple[str, bytes]] = []
-        self.commands = Commands(store, keys.__getitem__, self.key, HEADEND, self._publish)
+        self.reads = consumption_data(store, Accounts(store.engine, SecretKey.generate(32)))
+        self.commands = Commands(
+            store, keys.__getitem__, self.key, HEADEND, self._publish, reads=self.reads
+        )
         self.processor = IngestProcessor(
             Admission(known=set(self.ids), revoked=set()),
             keys.__getitem__,
@@ -150,7 +156,9 @@ def test_the_meter_refuses_and_alarms_what_it_cannot_verify(store: Store) -> Non
 
     forged = bytearray(envelope)
     forged[-5] ^= 0x01  # inside the ECDSA signature
-    other_key = Commands(store, rig.keys.__getitem__, SigningKey.generate(), HEADEND, rig._publish)
+    other_key = Commands(
+        store, rig.keys.__getitem__, SigningKey.generate(), HEADEND, rig._publish, reads=rig.reads
+    )
     # A command re-signed by someone else's key (e.g. a stolen meter key, no command key):
     stray = rig.commands.propose(ERIK, rig.ids[0], "disconnect", None, "x", now=12)
     other_key.approve(OLGA, stray.id, now=13)
@@ -220,7 +228,9 @@ def test_key_change_moves_meter_and_head_end_to_a_new_key(store: Store, tmp_path
         new = keystore.begin_rotation(mid, KeyId.GLOBAL_UNICAST)
         return wrap_key(keystore.active(mid, KeyId.MASTER), new.key)
 
-    rig.commands = Commands(store, keys, rig.key, HEADEND, rig._publish, rotate_key=rotate)
+    rig.commands = Commands(
+        store, keys, rig.key, HEADEND, rig._publish, rotate_key=rotate, reads=rig.reads
+    )
     rig.processor = IngestProcessor(
         Admission(known=set(rig.ids), revoked=set()),
         keys,

@@ -32,7 +32,7 @@ from sqlalchemy import text
 
 from meterguard.cosem.command import ControlState
 from meterguard.crypto.keys import KeyId
-from meterguard.demo import KEYSTORE_LOCK, DemoConfig, DemoSystem, request_tamper
+from meterguard.demo import DemoConfig, DemoSystem, request_tamper
 from meterguard.meter.device import TamperKind
 
 pytestmark = pytest.mark.integration
@@ -239,12 +239,18 @@ def test_operator_reads_a_meter_on_demand(demo: Demo, olga: tuple[Page, list[str
 
 def test_provisioning_registers_serial_keys_and_meter(demo: Demo) -> None:
     system = demo.system
-    assert system.pki is not None and system.keystore is not None and system.store is not None
-    mid = system.provision("0000000777")
+    he = system.headend
+    assert system.pki is not None and he is not None
+    mid = he.meters.provision("erik", "engineer", "0000000777", now=int(time.time()))
+    system.pki.refresh()
     assert mid == "MGD0000000777" and "0000000777" in system.pki.registry.serials
-    with KEYSTORE_LOCK:  # the demo's threads share the key store
-        assert len(system.keystore.active(mid, KeyId.GLOBAL_UNICAST)) == 16
-    assert mid in {m for m, _, _ in system.store.meters()}
+    with he.keys.lock:  # the demo's threads share the key store
+        assert len(he.keys.store.active(mid, KeyId.GLOBAL_UNICAST)) == 16
+    assert mid in {m for m, _, _ in he.store.registry.meters()}
+    deadline = time.monotonic() + 10  # the registry watch admits it to ingest
+    while mid not in he.processor.admission.known and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert mid in he.processor.admission.known
 
 
 def test_operator_adds_a_security_key_and_logs_in_with_it(

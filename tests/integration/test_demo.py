@@ -86,13 +86,13 @@ def test_demo_runs_stores_readings_and_shows_a_tamper_alarm(tmp_path: Path) -> N
     )
     try:
         deadline = time.monotonic() + 60
-        while not (data / "demo.json").exists() and time.monotonic() < deadline:
+        while not (data / "system.json").exists() and time.monotonic() < deadline:
             time.sleep(0.2)
         time.sleep(5)
         res = cli("meter", "tamper", "MGD0000000004", "cover-open", "--data", str(data))
         assert res.returncode == 0, res.stderr
         # MQ-4: a valid meter (its own certificate) connects with another meter's client id.
-        info = json.loads((data / "demo.json").read_text())
+        info = json.loads((data / "system.json").read_text())
         me = data / "meters" / "MGD0000000002"
         impostor = connect(
             int(info["device_port"]),

@@ -40,7 +40,9 @@ def rig(world: World, tmp_path: Path) -> Iterator[tuple[Fleet, Store, IngestWork
     store = Store(open_database(f"sqlite:///{tmp_path / 'headend.db'}"))
     ids = [f"MGD{int(fleet.a['serial'][i]):010d}" for i in range(3)]
     for i, meter_id in enumerate(ids[:2]):  # the third meter is not registered at the head-end
-        store.add_meter(meter_id, serial=meter_id[3:], system_title=fleet.system_title(i), now=0)
+        store.registry.add_meter(
+            meter_id, serial=meter_id[3:], system_title=fleet.system_title(i), now=0
+        )
 
     def keys(meter_id: str) -> tuple[bytes, SecretKey, SecretKey]:
         i = ids.index(meter_id)

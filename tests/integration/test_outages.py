@@ -212,7 +212,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
 def sqlite_store(rig: Rig) -> Store:
     store = Store(open_database(f"sqlite:///{rig.base / 'headend.db'}"))
     for i, mid in enumerate(rig.ids):
-        store.add_meter(mid, serial=mid[3:], system_title=rig.fleet.system_title(i), now=0)
+        store.registry.add_meter(mid, serial=mid[3:], system_title=rig.fleet.system_title(i), now=0)
     return store
 
 
@@ -276,7 +276,9 @@ def test_database_outage_loses_nothing(rig: Rig) -> None:
     try:
         store = Store(open_database(f"postgresql://postgres@127.0.0.1:{proxy.port}/{name}"))
         for i, mid in enumerate(rig.ids):
-            store.add_meter(mid, serial=mid[3:], system_title=rig.fleet.system_title(i), now=0)
+            store.registry.add_meter(
+                mid, serial=mid[3:], system_title=rig.fleet.system_title(i), now=0
+            )
         w = rig.worker(store, "ingest-db-outage", topics=("data",), processor=processor(rig, store))
         rig.run(w)
         produced = rig.publish_for(1.0)

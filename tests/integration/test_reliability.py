@@ -33,7 +33,7 @@ def spawn(*args: str) -> subprocess.Popen[str]:
 def assert_every_interval_once(data: Path) -> None:
     """Per meter, contiguous from the first reading the head-end saw to the last interval the
     meter pushed; nothing twice; no security event (a redelivery is not a replay attack)."""
-    info = json.loads((data / "demo.json").read_text())
+    info = json.loads((data / "system.json").read_text())
     store = Store(open_database(info["db"]))
     with np.load(data / "fleet" / "fleet.npz") as fleet:
         last = {
@@ -68,7 +68,7 @@ def test_worker_killed_and_restarted_loses_nothing(tmp_path: Path) -> None:
     )
     try:
         deadline = time.monotonic() + 60
-        while not (data / "demo.json").exists() and time.monotonic() < deadline:
+        while not (data / "system.json").exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         worker = spawn("ingest", "run", "--data", str(data), "--client-id", "ingest-a")
         time.sleep(6)
@@ -102,7 +102,7 @@ def test_two_worker_processes_share_one_stream_exactly_once(tmp_path: Path) -> N
     workers: list[subprocess.Popen[str]] = []
     try:
         deadline = time.monotonic() + 60
-        while not (data / "demo.json").exists() and time.monotonic() < deadline:
+        while not (data / "system.json").exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         workers.extend(
             spawn("ingest", "run", "--data", str(data), "--client-id", name, "--duration", "24")

@@ -33,6 +33,7 @@ from meterguard.headend.api.app import create_app
 from meterguard.headend.services.accounts import Accounts
 from meterguard.headend.services.billing import Billing
 from meterguard.headend.services.commands import Commands
+from meterguard.headend.services.usage import consumption_data
 from meterguard.headend.store.db import open_database
 from meterguard.headend.store.repository import ReadingRow, Store
 
@@ -53,7 +54,7 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
     keys = {}
     for n in (1, 2):
         mid, title = f"MGD{n:010d}", b"MGD" + n.to_bytes(5, "big")
-        store.add_meter(mid, serial=mid[3:], system_title=title, now=0)
+        store.registry.add_meter(mid, serial=mid[3:], system_title=title, now=0)
         store.add_readings(
             [ReadingRow(mid, 1_800_000_000 + 900 * k, 100 * n + k, 0, 0) for k in range(4)]
         )
@@ -64,7 +65,12 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
     if request.param == "seeded BOLA":  # the check must be able to fail: break scoping here
         accounts.visible_meter = lambda _who, meter_id: meter_id in keys  # type: ignore[method-assign]
     commands = Commands(
-        store, keys.__getitem__, SigningKey.generate(), b"MGH\0\0\0\0\1", lambda _m, _e: True
+        store,
+        keys.__getitem__,
+        SigningKey.generate(),
+        b"MGH\0\0\0\0\1",
+        lambda _m, _e: True,
+        reads=consumption_data(store, accounts),
     )
     app = create_app(
         accounts,

@@ -26,7 +26,7 @@ def _rows(meter: str, n: int, start: int = 1_800_000_000) -> list[ReadingRow]:
 
 
 def test_readings_are_stored_exactly_once(store: Store) -> None:
-    store.add_meter(
+    store.registry.add_meter(
         "MGD0000000001", serial="0000000001", system_title=b"MGD\x00\x00\x00\x00\x01", now=1
     )
     assert store.add_readings(_rows("MGD0000000001", 10)) == 10
@@ -38,7 +38,7 @@ def test_readings_are_stored_exactly_once(store: Store) -> None:
 
 def test_alarms_events_quarantine(store: Store) -> None:
     m = "MGD0000000003"
-    store.add_meter(m, serial=m[3:], system_title=b"MGD\x00\x00\x00\x00\x03", now=1)
+    store.registry.add_meter(m, serial=m[3:], system_title=b"MGD\x00\x00\x00\x00\x03", now=1)
     alarm = PushRow(m, 5, f"meters/{m}/alarms", b"", False, (), (1, 44, 5))
     store.commit_ingest([alarm], [], now=5)
     again = store.commit_ingest([PushRow(m, 5, alarm.topic, b"", True, (), (1, 44, 5))], [], now=6)
@@ -86,7 +86,7 @@ def _push(meter: str, ic: int, *, dup: bool = False, alarm: bool = False) -> Pus
 
 def _meter(store: Store, n: int) -> str:
     mid = f"MGD{n:010d}"
-    store.add_meter(mid, serial=mid[3:], system_title=b"MGD" + n.to_bytes(5, "big"), now=1)
+    store.registry.add_meter(mid, serial=mid[3:], system_title=b"MGD" + n.to_bytes(5, "big"), now=1)
     return mid
 
 

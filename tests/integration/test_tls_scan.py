@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 
 from meterguard.broker.process import free_port
-from meterguard.demo import serve_https
+from meterguard.system.web import serve_https
 from tests.integration.conftest import World
 
 pytestmark = pytest.mark.integration

@@ -1,6 +1,11 @@
-"""DESIGN §2: cosem/ and crypto/ import no IO or framework and read no clock.
+"""DESIGN §2: the layers and their one-way imports.
 
-Only crypto/ imports crypto.hazmat.
+* cosem/ and crypto/ (and the pure contracts: identity, the MQTT topics) import no IO or
+  framework and read no clock; only crypto/ imports crypto.hazmat;
+* the head-end never imports the meter (they meet only on the wire), nor the assembly
+  layer; the meter never imports the head-end;
+* services hold no SQL and no web framework; routes and pages hold no SQL;
+* system/ (assembly) is imported only by the CLI and the demo.
 """
 
 from __future__ import annotations
@@ -41,7 +46,10 @@ FORBIDDEN = {
 # The protocol core is pure: not even files. (crypto/ may persist keys and the PKI on disk.)
 FORBIDDEN_IN_COSEM = {"os", "pathlib", "io", "shutil", "tempfile", "sqlite3", "json"}
 CLOCK_CALLS = {"now", "utcnow", "today", "time", "monotonic", "perf_counter"}
-PURE = [p for pkg in ("cosem", "crypto") for p in sorted((SRC / pkg).rglob("*.py"))]
+PURE = [p for pkg in ("cosem", "crypto") for p in sorted((SRC / pkg).rglob("*.py"))] + [
+    SRC / "identity.py",
+    SRC / "mqtt" / "contract.py",
+]
 
 
 def _imports(tree: ast.AST) -> set[str]:
@@ -102,3 +110,63 @@ def test_the_checker_catches_a_violation(tmp_path: Path) -> None:
         n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
     ]
     assert any(c.func.attr in CLOCK_CALLS for c in calls)  # type: ignore[attr-defined]
+
+
+def _package_imports(pkg: str) -> list[tuple[str, str]]:
+    """(module path, imported name) for every import in a package of src/."""
+    return [
+        (str(path.relative_to(SRC)), name)
+        for path in sorted((SRC / pkg).rglob("*.py"))
+        for name in _imports(ast.parse(path.read_text(encoding="utf-8")))
+    ]
+
+
+# (package, imports it must never make)
+BOUNDARIES = [
+    ("headend", ("meterguard.meter", "meterguard.system", "meterguard.demo", "meterguard.cli")),
+    ("meter", ("meterguard.headend", "meterguard.system", "meterguard.demo", "meterguard.cli")),
+    ("headend/services", ("sqlalchemy", "fastapi", "starlette")),
+    ("headend/api", ("sqlalchemy",)),
+    ("headend/web", ("sqlalchemy",)),
+    ("headend/ingest", ("fastapi", "starlette")),
+    ("audit", ("meterguard.headend", "meterguard.meter", "meterguard.system")),
+    ("mqtt", ("meterguard.headend", "meterguard.meter", "meterguard.system")),
+    ("broker", ("meterguard.headend", "meterguard.meter", "meterguard.system")),
+]
+SQL_DEBT = {
+    "headend/services/accounts.py",
+    "headend/services/billing.py",
+    "headend/services/commands.py",
+    "headend/services/webauthn.py",
+}
+"""Services that still issue SQL themselves (issue 11, item 4: their repositories are to come).
+The list may only shrink: a module that no longer needs its place fails the test too."""
+
+
+@pytest.mark.parametrize(("pkg", "forbidden"), BOUNDARIES, ids=[b[0] for b in BOUNDARIES])
+def test_layers_import_one_way(pkg: str, forbidden: tuple[str, ...]) -> None:
+    def excused(path: str, name: str) -> bool:
+        return name.split(".", 1)[0] == "sqlalchemy" and path in SQL_DEBT
+
+    bad = [
+        (path, name)
+        for path, name in _package_imports(pkg)
+        if name.startswith(forbidden) and not excused(path, name)
+    ]
+    assert not bad, bad
+
+
+def test_the_sql_debt_list_only_shrinks() -> None:
+    still = {
+        path for path, name in _package_imports("headend/services") if name.startswith("sqlalchemy")
+    }
+    assert still == SQL_DEBT, f"gone: {sorted(SQL_DEBT - still)}, new: {sorted(still - SQL_DEBT)}"
+
+
+def test_only_the_cli_and_the_demo_assemble_the_system() -> None:
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC)
+        if rel.parts[0] in ("system", "cli") or rel.name == "demo.py":
+            continue
+        names = _imports(ast.parse(path.read_text(encoding="utf-8")))
+        assert not any(n.startswith("meterguard.system") for n in names), rel

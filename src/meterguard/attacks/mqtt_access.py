@@ -20,6 +20,7 @@ from meterguard.attacks.probe import Probe, connect
 from meterguard.broker.process import ManagedBroker
 from meterguard.crypto.pki.authority import Authority, build_csr
 from meterguard.crypto.pki.store import Pki, pem, write_key
+from meterguard.mqtt.contract import command_topic, upstream_topic
 
 __all__ = ["SCENARIOS", "AccessScenario", "Outcome", "Setting", "run"]
 
@@ -226,10 +227,10 @@ def run(s: AccessScenario, setting: Setting) -> Outcome:
 def _act(s: AccessScenario, setting: Setting, attacker: Probe) -> Outcome:
     port, victim_id = setting.broker.layout.device_port, setting.victim_id
     if s.action == "publish-other":
-        rc = attacker.publish(f"meters/{victim_id}/data", b"forged reading")
+        rc = attacker.publish(upstream_topic(victim_id, "data"), b"forged reading")
         return Outcome(rc is not None and rc.is_failure, f"PUBACK {rc}")
     if s.action in ("subscribe-all", "read-other-commands"):
-        topic = "#" if s.action == "subscribe-all" else f"meters/{victim_id}/commands"
+        topic = "#" if s.action == "subscribe-all" else command_topic(victim_id)
         granted = attacker.subscribe(topic)
         # Mosquitto may grant a wildcard and filter each message by the read ACL instead:
         # what matters is that nothing of the victim's ever reaches the attacker.
@@ -249,7 +250,7 @@ def _act(s: AccessScenario, setting: Setting, attacker: Probe) -> Outcome:
             while victim.connected and time.monotonic() < deadline:
                 time.sleep(0.05)
             # MQ-4: it knocks the victim off (Mosquitto 2.0), but cannot write as the victim.
-            rc = impostor.publish(f"meters/{victim_id}/data", b"forged reading")
+            rc = impostor.publish(upstream_topic(victim_id, "data"), b"forged reading")
             impostor.close()
             ok = (not victim.connected) and rc is not None and rc.is_failure
             return Outcome(ok, f"victim disconnect rc={victim.disconnect_rc}; impostor PUBACK {rc}")
@@ -271,8 +272,8 @@ def _victim_traffic(setting: Setting, attacker: Probe) -> list[tuple[str, bytes]
     time.sleep(0.3)
     headend = connect(layout.service_port, setting.root, cert, key, client_id="headend-probe")
     try:
-        victim.publish(f"meters/{setting.victim_id}/data", b"victim reading")
-        headend.publish(f"meters/{setting.victim_id}/commands", b"victim command")
+        victim.publish(upstream_topic(setting.victim_id, "data"), b"victim reading")
+        headend.publish(command_topic(setting.victim_id), b"victim command")
         time.sleep(1.0)
         return [m for m in attacker.messages if setting.victim_id in m[0]]
     finally:

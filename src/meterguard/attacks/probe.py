@@ -19,6 +19,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from meterguard.mqtt.tls import pinned_client_context
+
 
 @dataclass
 class Probe:
@@ -74,11 +76,7 @@ def connect(
 ) -> Probe:
     """Connect over TLS 1.2+ pinned to ``root`` only (PKI-7: no system CAs)."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_verify_locations(cafile=str(root))
-    if cert is not None and key is not None:
-        ctx.load_cert_chain(str(cert), str(key))
+    ctx = pinned_client_context(root, cert, key)
     client.tls_set_context(ctx)
     probe = Probe(client)
 

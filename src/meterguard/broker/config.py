@@ -26,6 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from meterguard.mqtt.contract import UPSTREAM, command_topic, upstream_topic
+
 __all__ = ["BrokerLayout", "BrokerLimits", "render"]
 
 TLS12_CIPHERS = ":".join(
@@ -36,7 +38,6 @@ TLS12_CIPHERS = ":".join(
     ]
 )
 TLS13_CIPHERS = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
-UPSTREAM = ("data", "alarms", "events", "status")
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,13 +183,13 @@ def render(
     # MQ-3: by user name (the certificate CN), never by client id; anything not listed is denied.
     device_acl = "\n".join(
         ["# Each meter: its own upstream topics, its own command topic, nothing else."]
-        + [f"pattern write meters/%u/{t}" for t in UPSTREAM]
-        + ["pattern read meters/%u/commands", ""]
+        + [f"pattern write {upstream_topic('%u', t)}" for t in UPSTREAM]
+        + [f"pattern read {command_topic('%u')}", ""]
     )
     service_lines = ["# Head-end workers by name: all upstream topics, all command topics."]
     for user in sorted(service_users or []):
         service_lines.append(f"user {user}")
-        service_lines += [f"topic read meters/+/{t}" for t in UPSTREAM]
-        service_lines += ["topic write meters/+/commands", ""]
+        service_lines += [f"topic read {upstream_topic('+', t)}" for t in UPSTREAM]
+        service_lines += [f"topic write {command_topic('+')}", ""]
     service_acl = "\n".join([*service_lines, ""])
     return {layout.config: conf, layout.device_acl: device_acl, layout.service_acl: service_acl}

@@ -18,7 +18,9 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
@@ -31,6 +33,10 @@ from meterguard.errors import (
     MeterguardError,
     SecurityError,
 )
+
+if TYPE_CHECKING:
+    from meterguard.system.config import RunInfo
+    from meterguard.system.headend import HeadEnd
 
 __all__ = ["main"]
 
@@ -59,6 +65,42 @@ def _key(value: str | None, name: str) -> SecretKey | None:
         return SecretKey.from_hex(value)
     except ConfigurationError as exc:
         raise click.BadParameter(str(exc), param_hint=name) from None
+
+
+T = TypeVar("T")
+
+
+def _guarded(work: Callable[[], T]) -> T:
+    """Run ``work``; a meterguard error becomes one clear line and exit 1, never a traceback."""
+    try:
+        return work()
+    except MeterguardError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _run_info(data: Path) -> RunInfo:
+    """What the system in ``data`` published (one line and exit 1 if there is none)."""
+    from meterguard.system.config import RunInfo
+
+    return _guarded(lambda: RunInfo.read(data))
+
+
+def _join(data: Path) -> tuple[HeadEnd, RunInfo]:
+    """The head-end of the system in ``data`` (its database, key store and PKI)."""
+    from meterguard.system.headend import HeadEnd
+
+    return _guarded(lambda: HeadEnd.join(data))
+
+
+CLI_ROLE = "security_admin"
+"""Whoever can run the CLI on a data directory holds its PKI and key-encryption key: the
+lifecycle service treats them as a security administrator, and audits them by OS user."""
+
+
+def _cli_actor() -> str:
+    import getpass
+
+    return f"cli:{getpass.getuser()}"[:64]
 
 
 @click.group()
@@ -399,15 +441,75 @@ def pki_service(directory: Path, name: str, out: Path) -> None:
 
 
 @pki.command("revoke")
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("directory", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option("--serial", required=True, help="10-digit meter serial.")
 def pki_revoke(directory: Path, serial: str) -> None:
-    """Revoke every certificate of a meter and re-publish the CRL (a running broker reloads it)."""
+    """Revoke every certificate of a meter and re-publish the CRL.
+
+    When DIRECTORY is the PKI of a system's data directory, this is the same operation as
+    `meterguard meter revoke` (and the API's): the meter is marked revoked in the head-end's
+    registry, audited, refused by running ingest workers and the broker reloads its CRL.
+    """
+    from meterguard.identity import meter_id
+    from meterguard.system.layout import DataLayout
+
+    if DataLayout(directory.parent).info.exists():
+        _move(directory.parent, _guarded(lambda: meter_id(serial)), "revoke")
+        return
     from meterguard.crypto.pki.store import Pki
 
     store = Pki.open(directory)
     count = store.revoke_meter(serial, now=dt.datetime.now(dt.UTC))
     click.echo(f"revoked {count} certificate(s) of meter {serial}; CRL at {store.crl_path}")
+
+
+def _move(data: Path, mid: str, action: str) -> None:
+    """A lifecycle move through the one service the API also calls."""
+    import time
+
+    headend, _ = _join(data)
+    state = _guarded(
+        lambda: headend.meters.move(_cli_actor(), CLI_ROLE, mid, action, now=int(time.time()))
+    )
+    click.echo(
+        f"meter {mid} is {state}; running ingest workers refuse its messages within seconds"
+        + (
+            "; its certificates are revoked and the broker reloads the CRL"
+            if action in ("revoke", "decommission")
+            else ""
+        )
+    )
+
+
+def _lifecycle_command(action: str, summary: str) -> None:
+    @meter.command(action, help=summary)
+    @click.argument("meter_id")
+    @EXISTING_DATA_OPTION
+    def command(meter_id: str, data: Path) -> None:
+        _move(data, meter_id, action)
+
+
+for _action, _summary in (
+    ("disable", "Refuse a meter's messages at ingest until it is enabled again."),
+    ("enable", "Accept a disabled meter's messages again."),
+    ("decommission", "Retire a meter: its certificates are revoked, its messages refused."),
+    ("revoke", "Revoke a meter's certificates (a compromised meter): CRL, broker, ingest."),
+):
+    _lifecycle_command(_action, _summary)
+
+
+@meter.command("provision")
+@click.argument("serial")
+@EXISTING_DATA_OPTION
+def meter_provision(serial: str, data: Path) -> None:
+    """Register a new meter by its 10-digit SERIAL: PKI record, DLMS keys, database, ingest."""
+    import time
+
+    headend, _ = _join(data)
+    mid = _guarded(
+        lambda: headend.meters.provision(_cli_actor(), CLI_ROLE, serial, now=int(time.time()))
+    )
+    click.echo(f"meter {mid} provisioned: it may enrol; its keys stay in the key store")
 
 
 @main.group()
@@ -591,8 +693,8 @@ def status(data: Path, as_json: bool) -> None:
     from meterguard.headend.store.db import open_database
     from meterguard.headend.store.repository import Store
 
-    config = json.loads((data / "demo.json").read_text())
-    counts = Store(open_database(config["db"])).counts()
+    info = _run_info(data)
+    counts = _guarded(lambda: Store(open_database(info.db)).counts())
     if as_json:
         click.echo(json.dumps(counts))
     else:
@@ -629,7 +731,7 @@ def audit_verify(data: Path, state: Path | None, db: str | None, key: Path | Non
     from meterguard.crypto.ecc import VerifyingKey
     from meterguard.headend.store.db import open_database
 
-    url = db or json.loads((data / "demo.json").read_text())["db"]
+    url = db or _run_info(data).db
     public = VerifyingKey.from_bytes(
         bytes.fromhex((key or data / "audit" / "audit-key.pub").read_text().strip())
     )
@@ -764,16 +866,21 @@ def ingest_run(data: Path, client_id: str, duration: float | None) -> None:
     """Run an ingest worker for a demo's data directory (scale-out: several side by side)."""
     import time
 
-    from meterguard.demo import make_worker
-
-    worker = make_worker(data, client_id)
+    headend, info = _join(data)
+    headend.start_watch()  # revocations from any process reach this worker (PKI-5)
+    worker = headend.worker(info, client_id, ("data", "alarms", "events", "status"))
     stopping = _stop_on_signals()
     if duration is not None:
-        threading.Timer(duration, stopping.set).start()
+        timer = threading.Timer(duration, stopping.set)
+        timer.daemon = True  # a signal before the duration ends the process at once
+        timer.start()
     click.echo(f"ingest worker {client_id} running")
     sys.stdout.flush()
     started = time.monotonic()
-    worker.run(stopping)
+    try:
+        worker.run(stopping)
+    finally:
+        headend.stop()
     click.echo(
         f"ingest worker {client_id}: {worker.committed} messages committed in "
         f"{time.monotonic() - started:.1f} s; {worker.processor.stats}; "

@@ -6,51 +6,23 @@ head-end detect a gap or a rewritten entry. A log book keeps a bounded window
 of entries (like a meter's profile buffer); the chain continues past what is
 kept, anchored by the hash before the oldest kept entry.
 
-Event codes follow the IDIS numbering where it has one; the sensors IDIS does
-not number (current without voltage, reverse energy, module removal) use the
-manufacturer-specific range 230+. This module does no IO; the meter persists
+The event codes are the meter's and the head-end's shared vocabulary and live in
+:mod:`meterguard.cosem.eventcodes`. This module does no IO; the meter persists
 :meth:`LogBook.to_state`.
 """
 
 from __future__ import annotations
 
-import enum
 import hashlib
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from meterguard.cosem.eventcodes import EventCode
+
 __all__ = ["EventCode", "LogBook", "LogEntry"]
 
 GENESIS = bytes(32)
-
-
-class EventCode(enum.IntEnum):
-    """Event codes written to the log books."""
-
-    POWER_DOWN = 1
-    POWER_UP = 2
-    CLOCK_ADJUSTED = 4
-    FIRMWARE_READY_FOR_ACTIVATION = 17
-    FIRMWARE_ACTIVATED = 18
-    TERMINAL_COVER_REMOVED = 40
-    TERMINAL_COVER_CLOSED = 41
-    STRONG_DC_FIELD_DETECTED = 42
-    STRONG_DC_FIELD_GONE = 43
-    METER_COVER_REMOVED = 44
-    METER_COVER_CLOSED = 45
-    AUTHENTICATION_FAILURE = 46
-    DECRYPTION_OR_AUTHENTICATION_FAILURE = 47
-    REPLAY_ATTACK = 48
-    KEY_CHANGED = 53
-    REMOTE_DISCONNECTION = 62
-    REMOTE_RECONNECTION = 63
-    TAMPER_CLEARED = 229
-    CURRENT_WITHOUT_VOLTAGE = 230
-    REVERSE_ENERGY = 231
-    COMMUNICATION_MODULE_REMOVED = 232
-    ASSOCIATION_ESTABLISHED = 233
-    ASSOCIATION_RELEASED = 234
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,10 +23,13 @@ the PKI directory; it does not talk to the network (the head-end serves EST).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import ipaddress
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,6 +127,10 @@ class Registry:
         )
 
 
+def _load_registry(directory: Path) -> Registry:
+    return Registry.from_json(json.loads((directory / "registry.json").read_text()))
+
+
 class Pki:
     """Root, device CA, service CA and the registry, on disk."""
 
@@ -182,7 +189,7 @@ class Pki:
             load_certificates(directory / "service-ca.pem")[0],
             _read_key(directory / "service-ca.key"),
         )
-        registry = Registry.from_json(json.loads((directory / "registry.json").read_text()))
+        registry = _load_registry(directory)
         root = load_certificates(directory / "root" / "root.pem")[0]
         return cls(directory, root=root, device=device, service=service, registry=registry)
 
@@ -190,6 +197,23 @@ class Pki:
         _write(
             self.directory / "registry.json", json.dumps(self.registry.to_json(), indent=1).encode()
         )
+
+    @contextlib.contextmanager
+    def _update(self) -> Iterator[Registry]:
+        """Change the registry under an exclusive lock, starting from what is on disk.
+
+        Several processes share one PKI directory (the running head-end provisions, the CLI
+        revokes): each change re-reads the registry under the lock, so none is lost.
+        """
+        with (self.directory / ".lock").open("a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.registry = _load_registry(self.directory)
+            yield self.registry
+            self._save_registry()
+
+    def refresh(self) -> None:
+        """Re-read the registry (another process may have changed it)."""
+        self.registry = _load_registry(self.directory)
 
     @property
     def crl_path(self) -> Path:
@@ -202,16 +226,16 @@ class Pki:
         """Register a meter serial (manufacturing record) so the CA will certify it."""
         if not (serial.isdigit() and len(serial) == 10):
             raise ConfigurationError("a meter serial is 10 digits")
-        self.registry.serials.add(serial)
-        self._save_registry()
+        with self._update() as registry:
+            registry.serials.add(serial)
 
     def _record(self, cert: x509.Certificate, kind: str, serial: str) -> None:
-        self.registry.issued[format(cert.serial_number, "x")] = {
-            "meter": serial,
-            "kind": kind,
-            "not_after": cert.not_valid_after_utc.isoformat(),
-        }
-        self._save_registry()
+        with self._update() as registry:
+            registry.issued[format(cert.serial_number, "x")] = {
+                "meter": serial,
+                "kind": kind,
+                "not_after": cert.not_valid_after_utc.isoformat(),
+            }
 
     def issue_factory(
         self, csr: x509.CertificateSigningRequest, *, now: dt.datetime
@@ -315,17 +339,18 @@ class Pki:
     def revoke_meter(self, serial: str, *, now: dt.datetime) -> int:
         """Revoke every unexpired certificate of a meter and re-publish the CRL (PKI-5)."""
         count = 0
-        for number, rec in self.registry.issued.items():
-            live = dt.datetime.fromisoformat(rec["not_after"]) > now
-            if rec["meter"] == serial and number not in self.registry.revoked and live:
-                self.registry.revoked[number] = now.isoformat()
-                count += 1
-        self._save_registry()
-        self.publish_crl(now=now)
+        with self._update() as registry:
+            for number, rec in registry.issued.items():
+                live = dt.datetime.fromisoformat(rec["not_after"]) > now
+                if rec["meter"] == serial and number not in registry.revoked and live:
+                    registry.revoked[number] = now.isoformat()
+                    count += 1
+            self.publish_crl(now=now)
         return count
 
     def revoked_meters(self) -> set[str]:
-        """Serials of the meters that have a revoked certificate."""
+        """Serials of the meters that have a revoked certificate (as on disk now)."""
+        self.refresh()
         return {
             rec["meter"]
             for number, rec in self.registry.issued.items()
@@ -390,8 +415,8 @@ class Pki:
             validity=SERVER_VALIDITY,
             usage=ExtendedKeyUsageOID.CLIENT_AUTH,
         )
-        self.registry.services.add(name)
-        self._save_registry()
+        with self._update() as registry:
+            registry.services.add(name)
         return self._write_pair(out, name, cert, key)
 
     def _write_pair(

@@ -43,6 +43,9 @@ class Limits:
 class Guard:
     """A dependency admitting only a fully logged-in caller with one of ``roles``.
 
+    A plain ``def``: FastAPI runs it in its thread pool, so the session lookup (a database
+    read) never blocks the event loop.
+
     The roles live on the dependency itself, so the route table's declared roles are the
     enforced ones (API-2): :func:`create_app` reads them back from each route.
     """
@@ -50,7 +53,7 @@ class Guard:
     def __init__(self, roles: frozenset[str]) -> None:
         self.roles = roles
 
-    async def __call__(
+    def __call__(
         self, request: Request, x_csrf_token: Annotated[str | None, Header()] = None
     ) -> Principal:
         """Check the session, the CSRF token of a state change, and the role; return the caller."""

@@ -13,14 +13,17 @@ the PKI registry and the meter registry) and can be swapped at any time.
 
 from __future__ import annotations
 
-import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from meterguard.errors import AccessDeniedError, DecodeError
+from meterguard.errors import AccessDeniedError
+from meterguard.identity import meter_id
+from meterguard.mqtt.contract import parse_upstream
 
 __all__ = ["Admission", "meter_id_from_topic"]
 
-_TOPIC = re.compile(r"^meters/(MGD\d{10})/(data|alarms|events|status)$")
+RETIRED = frozenset({"revoked", "decommissioned"})
+"""Registry states whose certificates are revoked."""
 
 
 def meter_id_from_topic(topic: str) -> tuple[str, str]:
@@ -29,10 +32,7 @@ def meter_id_from_topic(topic: str) -> tuple[str, str]:
     Raises:
         DecodeError: not a meter upstream topic.
     """
-    m = _TOPIC.match(topic)
-    if m is None:
-        raise DecodeError(f"not a meter upstream topic: {topic!r}")
-    return m.group(1), m.group(2)
+    return parse_upstream(topic)
 
 
 @dataclass
@@ -43,6 +43,18 @@ class Admission:
     revoked: set[str] = field(default_factory=set)
     disabled: set[str] = field(default_factory=set)
     refused: int = 0
+
+    def load(self, states: Mapping[str, str], pki_revoked: Iterable[str] = ()) -> None:
+        """Replace the sets from the registry (meter id → state) and the PKI's revoked serials.
+
+        Each set is swapped whole, so a worker thread reading them meanwhile sees either the
+        old or the new one, never half of a change.
+        """
+        self.known = set(states)
+        self.revoked = {m for m, s in states.items() if s in RETIRED} | {
+            meter_id(s) for s in pki_revoked
+        }
+        self.disabled = {m for m, s in states.items() if s == "disabled"}
 
     def check(self, topic: str) -> str:
         """Return the meter id if its messages may be processed.

@@ -54,7 +54,7 @@ from meterguard.errors import (
     SecurityError,
     TransportError,
 )
-from meterguard.headend.ingest.admission import Admission
+from meterguard.headend.ingest.admission import Admission, meter_id_from_topic
 from meterguard.headend.store.repository import PUSH_WINDOW, PushRow, ReadingRow
 
 log = logging.getLogger(__name__)
@@ -195,7 +195,9 @@ class IngestProcessor:
         try:
             meter_id = self.admission.check(topic)
         except SecurityError as exc:
-            return self._refuse(None, str(exc), exc.event)
+            # The topic parsed (the broker's ACL ties it to the certificate's CN): the event
+            # names the refused meter, so its owner's record shows it (PKI-5).
+            return self._refuse(meter_id_from_topic(topic)[0], str(exc), exc.event)
         except DecodeError as exc:
             return self._refuse(None, str(exc), None)
         if len(payload) > MAX_PAYLOAD:

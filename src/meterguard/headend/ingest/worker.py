@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import random
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +39,8 @@ from meterguard.errors import RemoteProtocolError, TransportError
 from meterguard.headend.ingest.processor import IngestProcessor, Refused
 from meterguard.headend.store.repository import CommitOutcome, PushRow, RefusalRow, Store
 from meterguard.headend.transport.mqtt import ConsumerSettings, MqttConsumer
+from meterguard.mqtt.contract import shared_subscription
+from meterguard.mqtt.tls import pinned_client_context
 
 __all__ = ["IngestWorker", "WorkerSettings"]
 
@@ -105,10 +106,7 @@ class IngestWorker:
         self.db_failures = 0
         self.reconnects = 0
         self._batch = _Batch()
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_verify_locations(cafile=str(settings.root))  # the pinned private root
-        ctx.load_cert_chain(str(settings.cert), str(settings.key))
+        ctx = pinned_client_context(settings.root, settings.cert, settings.key)
         self._consumer = MqttConsumer(
             ConsumerSettings(
                 settings.host,
@@ -190,7 +188,7 @@ class IngestWorker:
     def _connect(self) -> None:
         c = self._consumer
         resumed = c.connect()
-        c.subscribe(f"$share/{self.settings.group}-{t}/meters/+/{t}" for t in self.settings.topics)
+        c.subscribe(shared_subscription(self.settings.group, t) for t in self.settings.topics)
         log.info(
             "ingest worker %s connected (session resumed: %s)", self.settings.client_id, resumed
         )

@@ -30,7 +30,7 @@ from meterguard.crypto.aead import GcmKey
 from meterguard.crypto.keys import SecretKey
 from meterguard.errors import AuthenticationFailedError, InvalidValueError
 from meterguard.headend.services.auth import PasswordHashes, TotpSecret, check_new_password
-from meterguard.headend.store.models import DataAccess, Meter, User, UserMeter, WebSession
+from meterguard.headend.store.models import Meter, User, UserMeter, WebSession
 
 __all__ = ["ROLES", "UTILITY_ROLES", "Accounts", "Principal", "SessionInfo", "token_digest"]
 
@@ -287,25 +287,3 @@ class Accounts:
             else:
                 q = select(Meter.id)
             return sorted(str(m) for m in c.scalars(q))
-
-    def record_access(self, who: Principal, meter_id: str, what: str, *, now: int) -> None:
-        """Note that someone other than the meter's consumer read its data (API-11)."""
-        if who.role == "consumer":
-            return  # a consumer reading their own data is not news to them
-        with self.engine.begin() as c:
-            c.execute(
-                insert(DataAccess).values(
-                    at=now, meter_id=meter_id, actor=who.username, role=who.role, what=what[:128]
-                )
-            )
-
-    def access_log(self, meter_id: str, limit: int = 200) -> list[tuple[int, str, str, str]]:
-        """(at, actor, role, what) of accesses to ``meter_id``'s data, newest first."""
-        with self.engine.connect() as c:
-            rows = c.execute(
-                select(DataAccess.at, DataAccess.actor, DataAccess.role, DataAccess.what)
-                .where(DataAccess.meter_id == meter_id)
-                .order_by(DataAccess.id.desc())
-                .limit(limit)
-            ).all()
-        return [(int(a), str(b), str(r), str(w)) for a, b, r, w in rows]

@@ -33,6 +33,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from sqlalchemy import Connection, func, insert, select, update
 
@@ -151,6 +152,13 @@ def plain_request(kind: str, value: int | None, wrapped_key: bytes | None = None
     raise InvalidValueError(f"no request for {kind}")
 
 
+class OnDemandReads(Protocol):
+    """Admits on-demand reads (:class:`~meterguard.headend.services.usage.ConsumptionData`)."""
+
+    def on_demand_read(self, who: Principal, meter_id: str, *, now: int) -> None:
+        """PRIV-1 and API-11 for one read."""
+
+
 class Commands:
     """Dual-control commands over the head-end database."""
 
@@ -162,8 +170,11 @@ class Commands:
         headend_title: bytes,
         publish: Publish | None = None,
         rotate_key: RotateKey | None = None,
+        *,
+        reads: OnDemandReads,
     ) -> None:
         self.store = store
+        self._reads = reads
         self.engine = store.engine
         self._keys = meter_keys
         self._command_key = command_key
@@ -283,11 +294,17 @@ class Commands:
     def read_now(self, who: Principal, meter_id: str, *, now: int) -> CommandView:
         """An on-demand read: not critical, so one person; still signed, counted and audited.
 
+        The read is consumption data: the consumption-data service admits it (once per
+        consented period, PRIV-1) and logs it in the consumer's access log (API-11).
+
         Raises:
-            AccessDeniedError: the caller's role may not command.
-            InvalidValueError: unknown or inactive meter.
+            AccessDeniedError: the caller's role may not command, or the consent does not
+                allow another read yet.
+            NotFoundError: no such meter.
+            InvalidValueError: inactive meter.
         """
         self._may_command(who, "read meters on demand")
+        self._reads.on_demand_read(who, meter_id, now=now)
         with self.engine.begin() as conn:
             self._active_meter(conn, meter_id)
             counter = self._next_counter(conn, meter_id)

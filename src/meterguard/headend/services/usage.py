@@ -1,25 +1,48 @@
-"""Usage over a period at a chosen granularity, and consumers' consent to it (PRIV-1).
+"""Every read of a consumer's consumption data goes through here (PRIV-1, API-11, API-1).
 
-Readings hold cumulative registers at the end of each 15-minute interval; usage is the
-difference between consecutive readings, summed into ``interval``, ``hour``, ``day`` or
-``month`` buckets (UTC). The consumer sees their own meter at any granularity; anyone
-else (utility roles) at most as finely as the consumer's recorded consent allows —
-``day`` when none was given. Consents are stored with who gave them and when; this
-module never decides *who* is asking (the API passes the role it authenticated).
+:class:`ConsumptionData` is the one service behind every route, page and command that
+returns consumption data — raw readings, usage by granularity, bills, on-demand reads —
+so its three rules hold everywhere alike:
+
+* **scope** (API-1): a meter the caller may not see is :class:`~meterguard.errors.
+  NotFoundError`, exactly like one that does not exist;
+* **consent** (PRIV-1): the consumer sees their own meter at any granularity; anyone else
+  (utility roles) at most as finely as the consumer's recorded consent — ``day`` when none
+  was given. Raw 15-minute readings are ``interval`` data; an on-demand register read is
+  allowed once per consented period (two reads an hour apart are hourly data); bills are
+  the billing contract's own data (a flat bill needs two register values, a time-of-use bill
+  band totals) and are always readable by the utility;
+* **access log** (API-11): every read by someone other than the consumer is recorded, with
+  who and what, in the log the consumer sees.
+
+Usage is the difference between consecutive cumulative readings, summed into ``interval``,
+``hour``, ``day`` or ``month`` buckets (UTC). This module holds no SQL: the readings, the
+consents, the access log and the scope are given to it. It never decides *who* is asking
+(the API passes the :class:`~meterguard.headend.services.accounts.Principal` it
+authenticated).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from sqlalchemy import Engine, delete, insert, select
+from meterguard.errors import AccessDeniedError, InvalidValueError, NotFoundError
+from meterguard.headend.services.accounts import Principal
 
-from meterguard.errors import InvalidValueError
-from meterguard.headend.store.models import Consent
-
-__all__ = ["DEFAULT_CONSENT", "GRANULARITIES", "Bucket", "Consents", "finer", "usage"]
+__all__ = [
+    "DEFAULT_CONSENT",
+    "GRANULARITIES",
+    "Bucket",
+    "ConsentView",
+    "ConsumptionData",
+    "consumption_data",
+    "finer",
+    "usage",
+]
 
 GRANULARITIES = ("interval", "hour", "day", "month")
 """Finest first."""
@@ -55,8 +78,7 @@ def usage(readings: list[tuple[int, int, int]], granularity: str) -> list[Bucket
     The first row is the baseline; a gap's energy lands in the bucket of the reading that
     closes it.
     """
-    if granularity not in GRANULARITIES:
-        raise InvalidValueError(f"granularity is one of {', '.join(GRANULARITIES)}")
+    _check(granularity)
     out: dict[int, list[int]] = {}
     for (_, i0, e0), (t1, i1, e1) in itertools.pairwise(readings):
         b = out.setdefault(_bucket_start(t1, granularity), [0, 0])
@@ -65,28 +87,274 @@ def usage(readings: list[tuple[int, int, int]], granularity: str) -> list[Bucket
     return [Bucket(k, v[0], v[1]) for k, v in sorted(out.items())]
 
 
-class Consents:
-    """Consumers' recorded consents."""
+class Readings(Protocol):
+    """Stored, verified readings (:class:`~meterguard.headend.store.repository.Store`)."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def readings(self, meter_id: str, start: int, end: int) -> list[tuple[int, int, int]]:
+        """(interval start, cumulative import, cumulative export) in ``[start, end)``."""
 
-    def get(self, meter_id: str) -> tuple[str, str | None, int | None]:
-        """(granularity, given by, at); the default when none was recorded."""
-        with self.engine.connect() as conn:
-            row = conn.execute(select(Consent).where(Consent.meter_id == meter_id)).first()
-        if row is None:
-            return DEFAULT_CONSENT, None, None
-        return row.granularity, row.given_by, row.at
+    def latest_interval(self, meter_id: str) -> int | None:
+        """Start of the newest stored interval."""
+
+
+class Consents(Protocol):
+    """Recorded consents (:class:`~meterguard.headend.store.privacy.ConsentRepository`)."""
+
+    def get(self, meter_id: str) -> tuple[str, str, int] | None:
+        """(granularity, given by, at) or None."""
 
     def set(self, meter_id: str, granularity: str, *, by: str, now: int) -> None:
-        """Record a consent (replacing the previous one)."""
-        if granularity not in GRANULARITIES:
-            raise InvalidValueError(f"granularity is one of {', '.join(GRANULARITIES)}")
-        with self.engine.begin() as conn:
-            conn.execute(delete(Consent).where(Consent.meter_id == meter_id))
-            conn.execute(
-                insert(Consent).values(
-                    meter_id=meter_id, granularity=granularity, given_by=by, at=now
-                )
+        """Record a consent."""
+
+
+class AccessLog(Protocol):
+    """The consumers' access log (``AccessLogRepository`` in ``headend/store/privacy``)."""
+
+    def record(self, *, at: int, meter_id: str, actor: str, role: str, what: str) -> None:
+        """Append one access."""
+
+    def recent(self, meter_id: str, limit: int = 200) -> list[tuple[int, str, str, str]]:
+        """(at, actor, role, what), newest first."""
+
+    def last(self, meter_id: str, what: str) -> int | None:
+        """When ``what`` was last recorded."""
+
+
+class Scope(Protocol):
+    """Which meters a caller may see (:class:`~meterguard.headend.services.accounts.Accounts`)."""
+
+    def visible_meter(self, who: Principal, meter_id: str) -> bool:
+        """API-1."""
+
+
+class AuditLog(Protocol):
+    """The audit log (LOG-1)."""
+
+    def append(
+        self, *, at: int, actor: str, target: str, action: str, result: str, detail: str = ""
+    ) -> object:
+        """Append one entry."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentView:
+    """A meter's consent: the granularity, who gave it and when (None: the default)."""
+
+    granularity: str
+    given_by: str | None
+    at: int | None
+
+
+_PERIOD = {"interval": 900, "hour": 3600, "day": 86400, "month": 31 * 86400}
+"""The shortest time between two on-demand reads that a consent allows."""
+ON_DEMAND = "on-demand read"
+CONSENT_ROLES = frozenset({"consumer", "auditor"})
+"""Who may see a meter's consent (the consumer sets it; auditors check it)."""
+
+
+class ConsumptionData:
+    """The consumption-data service."""
+
+    def __init__(
+        self,
+        readings: Readings,
+        consents: Consents,
+        access: AccessLog,
+        scope: Scope,
+        audit: AuditLog,
+    ) -> None:
+        self._readings, self._consents, self._access = readings, consents, access
+        self._scope, self._audit = scope, audit
+
+    def __repr__(self) -> str:
+        return "ConsumptionData()"
+
+    # ------------------------------------------------------------------ the rules
+
+    def visible(self, who: Principal, meter_id: str) -> None:
+        """API-1: the meter exists and is the caller's to see.
+
+        Raises:
+            NotFoundError: it is not (another consumer's meter looks like no meter).
+        """
+        if not self._scope.visible_meter(who, meter_id):
+            raise NotFoundError(f"no meter {meter_id[:20]} for {who.username}")
+
+    def consent(self, meter_id: str) -> ConsentView:
+        """The meter's consent (the default, ``day``, when none was recorded)."""
+        row = self._consents.get(meter_id)
+        return ConsentView(DEFAULT_CONSENT, None, None) if row is None else ConsentView(*row)
+
+    def _allow(self, who: Principal, meter_id: str, granularity: str) -> None:
+        """PRIV-1: the utility sees data at most as finely as the consumer consented."""
+        self.visible(who, meter_id)
+        if who.role == "consumer":
+            return
+        allowed = self.consent(meter_id).granularity
+        if finer(granularity, allowed):
+            raise AccessDeniedError(f"{granularity} data of {meter_id}: consent is {allowed}")
+
+    def _log(self, who: Principal, meter_id: str, what: str, now: int) -> None:
+        """API-11: a read by anyone but the consumer goes to the consumer's access log."""
+        if who.role != "consumer":
+            self._access.record(
+                at=now, meter_id=meter_id, actor=who.username, role=who.role, what=what
             )
+
+    # ------------------------------------------------------------------ reads
+
+    def readings(
+        self, who: Principal, meter_id: str, start: int, end: int, *, now: int
+    ) -> list[tuple[int, int, int]]:
+        """Raw 15-minute readings (``interval`` data) in ``[start, end)``.
+
+        Raises:
+            NotFoundError: not the caller's meter.
+            AccessDeniedError: the consumer did not consent to interval data.
+        """
+        self._allow(who, meter_id, "interval")
+        rows = self._readings.readings(meter_id, start, end)
+        self._log(who, meter_id, f"readings {start}..{end}", now)
+        return rows
+
+    def usage(
+        self, who: Principal, meter_id: str, start: int, end: int, granularity: str, *, now: int
+    ) -> list[Bucket]:
+        """Usage in ``[start, end)`` by ``granularity``.
+
+        Raises:
+            NotFoundError: not the caller's meter.
+            AccessDeniedError: finer than the consumer consented to.
+            InvalidValueError: unknown granularity.
+        """
+        _check(granularity)
+        self._allow(who, meter_id, granularity)
+        rows = self._readings.readings(meter_id, max(start - 900, 0), end)
+        self._log(who, meter_id, f"usage by {granularity} {start}..{end}", now)
+        return usage(rows, granularity)
+
+    def recent_usage(
+        self, who: Principal, meter_id: str, span: int, granularity: str, *, now: int
+    ) -> list[Bucket]:
+        """Usage over the ``span`` seconds up to the meter's newest reading (its own clock)."""
+        _check(granularity)
+        self._allow(who, meter_id, granularity)
+        newest = self._readings.latest_interval(meter_id)
+        if newest is None:
+            return []
+        end = newest + 900
+        rows = self._readings.readings(meter_id, max(end - span - 900, 0), end)
+        self._log(who, meter_id, f"usage by {granularity}, last {span // 3600} h", now)
+        return usage(rows, granularity)
+
+    def bills(self, who: Principal, meter_id: str, bills: Sequence[object], *, now: int) -> None:
+        """Admit a read of the meter's bills (the billing contract's data) and log it.
+
+        Call before handing ``bills`` out; nothing is logged when there are none.
+
+        Raises:
+            NotFoundError: not the caller's meter.
+        """
+        self.visible(who, meter_id)
+        if bills:
+            self._log(who, meter_id, f"{len(bills)} bill(s)", now)
+
+    def on_demand_read(self, who: Principal, meter_id: str, *, now: int) -> None:
+        """Admit an on-demand register read and log it.
+
+        A register read an hour after another tells hourly consumption: the utility may read
+        on demand once per period of the consumer's consent (one a day by default).
+
+        Raises:
+            NotFoundError: not the caller's meter.
+            AccessDeniedError: a read within the consented period was made already.
+        """
+        self.visible(who, meter_id)
+        if who.role != "consumer":
+            allowed = self.consent(meter_id).granularity
+            last = self._access.last(meter_id, ON_DEMAND)
+            if last is not None and now - last < _PERIOD[allowed]:
+                raise AccessDeniedError(
+                    f"on-demand read of {meter_id}: consent is {allowed}, the last read was "
+                    f"{now - last} s ago"
+                )
+        self._log(who, meter_id, ON_DEMAND, now)
+
+    # ------------------------------------------------------------------ consent
+
+    def consent_of(self, who: Principal, meter_id: str) -> ConsentView:
+        """The consent of a meter the caller may see (the consumer; auditors).
+
+        Raises:
+            NotFoundError: not the caller's meter.
+            AccessDeniedError: the role may not see consents.
+        """
+        if who.role not in CONSENT_ROLES:
+            raise AccessDeniedError(f"consents are not for the {who.role} role")
+        self.visible(who, meter_id)
+        return self.consent(meter_id)
+
+    def set_consent(self, who: Principal, meter_id: str, granularity: str, *, now: int) -> None:
+        """The consumer records how finely the utility may see their data (audited).
+
+        Raises:
+            NotFoundError: not the caller's meter.
+            AccessDeniedError: only the consumer may consent.
+            InvalidValueError: unknown granularity.
+        """
+        _check(granularity)
+        if who.role != "consumer":
+            raise AccessDeniedError("only the consumer consents")
+        self.visible(who, meter_id)
+        self._consents.set(meter_id, granularity, by=who.username, now=now)
+        self._audit.append(
+            at=now,
+            actor=who.username,
+            target=meter_id,
+            action="consent_changed",
+            result=granularity,
+        )
+
+    def access_log(self, who: Principal, meter_id: str) -> list[tuple[int, str, str, str]]:
+        """Who read the meter's data (the consumer; auditors), newest first.
+
+        Raises:
+            NotFoundError: not the caller's meter.
+            AccessDeniedError: the role may not see it.
+        """
+        if who.role not in CONSENT_ROLES:
+            raise AccessDeniedError(f"the access log is not for the {who.role} role")
+        self.visible(who, meter_id)
+        return self._access.recent(meter_id)
+
+
+def _check(granularity: str) -> None:
+    if granularity not in GRANULARITIES:
+        raise InvalidValueError(f"granularity is one of {', '.join(GRANULARITIES)}")
+
+
+class _StoreLike(Protocol):
+    """What :func:`consumption_data` takes from the store: readings, consents, access, audit."""
+
+    @property
+    def consents(self) -> Consents:
+        """Recorded consents."""
+
+    @property
+    def access(self) -> AccessLog:
+        """The consumers' access log."""
+
+    @property
+    def audit(self) -> AuditLog:
+        """The audit log."""
+
+    def readings(self, meter_id: str, start: int, end: int) -> list[tuple[int, int, int]]:
+        """Stored readings."""
+
+    def latest_interval(self, meter_id: str) -> int | None:
+        """The newest stored interval."""
+
+
+def consumption_data(store: _StoreLike, scope: Scope) -> ConsumptionData:
+    """The service over a store's repositories and a scope (the accounts service)."""
+    return ConsumptionData(store, store.consents, store.access, scope, store.audit)

@@ -37,6 +37,7 @@ __all__ = [
     "PushCounter",
     "Quarantined",
     "Reading",
+    "RegistryVersion",
     "SecurityEvent",
     "Tariff",
     "User",
@@ -61,6 +62,19 @@ class Meter(Base):
     system_title: Mapped[bytes] = mapped_column(LargeBinary(8), unique=True)
     state: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class RegistryVersion(Base):
+    """The meter registry's version: one row, bumped with every meter added or changed.
+
+    Running workers and brokers notice a revocation from any process with one cheap read
+    (PKI-5).
+    """
+
+    __tablename__ = "registry_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
 
 
 class Reading(Base):

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from meterguard.errors import TransportError
 from meterguard.headend.store.audit import AuditWriter, Fields
+from meterguard.headend.store.meters import MeterRepository
 from meterguard.headend.store.models import (
     Alarm,
     Command,
@@ -41,6 +42,7 @@ from meterguard.headend.store.models import (
     Reading,
     SecurityEvent,
 )
+from meterguard.headend.store.privacy import AccessLogRepository, ConsentRepository
 
 __all__ = [
     "AlarmView",
@@ -171,38 +173,13 @@ class Store:
         self._qmark = engine.dialect.paramstyle == "qmark"
         self._partitioned = engine.dialect.name == "postgresql"
         self.audit = AuditWriter(engine)
+        self.registry = MeterRepository(engine)
+        self.consents = ConsentRepository(engine)
+        self.access = AccessLogRepository(engine)
         self._months: set[int] = set()
 
     def __repr__(self) -> str:
         return f"Store({self.engine.url.render_as_string(hide_password=True)})"
-
-    # -- meters
-
-    def add_meter(self, meter_id: str, *, serial: str, system_title: bytes, now: int) -> None:
-        """Register a meter (idempotent)."""
-        stmt = (
-            self._insert(Meter)
-            .values(
-                id=meter_id,
-                serial=serial,
-                system_title=system_title,
-                state="active",
-                created_at=now,
-            )
-            .on_conflict_do_nothing()
-        )
-        with self.engine.begin() as conn:
-            conn.execute(stmt)
-
-    def meters(self) -> list[tuple[str, bytes, str]]:
-        """(id, system title, state) of every meter."""
-        with Session(self.engine) as s:
-            return [(m.id, m.system_title, m.state) for m in s.scalars(select(Meter))]
-
-    def set_state(self, meter_id: str, state: str) -> None:
-        """Disable, re-enable or decommission a meter."""
-        with self.engine.begin() as conn:
-            conn.execute(update(Meter).where(Meter.id == meter_id).values(state=state))
 
     # -- readings
 

@@ -11,7 +11,6 @@ meter is offline and the command was not delivered. It never builds or signs a c
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from meterguard.errors import TransportError
+from meterguard.mqtt.contract import command_topic
+from meterguard.mqtt.tls import pinned_client_context
 
 __all__ = ["CommandPublisher", "PublisherSettings"]
 
@@ -49,10 +50,7 @@ class CommandPublisher:
         self.connected = threading.Event()
         self._acks: dict[int, int] = {}
         self._cond = threading.Condition()
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_verify_locations(cafile=str(settings.root))
-        ctx.load_cert_chain(str(settings.cert), str(settings.key))
+        ctx = pinned_client_context(settings.root, settings.cert, settings.key)
         c = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=mqtt.MQTTv5
         )
@@ -84,7 +82,7 @@ class CommandPublisher:
         """
         if not self.connected.wait(self.settings.timeout):
             raise TransportError("command publisher is not connected to the broker")
-        info = self._client.publish(f"meters/{meter_id}/commands", envelope, qos=1)
+        info = self._client.publish(command_topic(meter_id), envelope, qos=1)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise TransportError(f"publish failed: {mqtt.error_string(info.rc)}")
         with self._cond:

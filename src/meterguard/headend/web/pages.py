@@ -19,6 +19,7 @@ pages themselves only read.
 """
 
 import datetime as dt
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,14 +28,13 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from meterguard.cosem.eventcodes import EventCode
+from meterguard.errors import AccessDeniedError, NotFoundError
+from meterguard.headend.api.deps import Services
 from meterguard.headend.api.guard import Guard
-from meterguard.headend.services.accounts import ROLES, Accounts, Principal
-from meterguard.headend.services.billing import Billing
-from meterguard.headend.services.commands import COMMAND_ROLES, Commands
-from meterguard.headend.services.usage import Consents, usage
-from meterguard.headend.store.repository import Store
+from meterguard.headend.services.accounts import ROLES, Principal
+from meterguard.headend.services.commands import COMMAND_ROLES
 from meterguard.headend.web.charts import health_chart, usage_chart
-from meterguard.meter.logbook import EventCode
 
 __all__ = ["PAGE_PUBLIC", "PageGuard", "add_pages"]
 
@@ -47,12 +47,12 @@ FLEET_ROWS = 50
 class PageGuard(Guard):
     """A :class:`Guard` that sends a browser without a valid session to the login page."""
 
-    async def __call__(
+    def __call__(
         self, request: Request, x_csrf_token: Annotated[str | None, Header()] = None
     ) -> Principal:
         """As :meth:`Guard.__call__`, but 401 becomes a redirect to ``/login``."""
         try:
-            return await super().__call__(request, x_csrf_token)
+            return super().__call__(request, x_csrf_token)
         except HTTPException as exc:
             if exc.status_code == 401:
                 raise HTTPException(303, headers={"Location": "/login"}) from None
@@ -76,22 +76,16 @@ def _money(e4: int, currency: str) -> str:
     return f"{e4 / 10000:.2f} {currency}"
 
 
-def add_pages(
-    app: FastAPI,
-    accounts: Accounts,
-    store: Store,
-    *,
-    commands: Commands | None,
-    billing: Billing | None,
-) -> None:
+def add_pages(app: FastAPI, svc: Services) -> None:
     """Add the dashboard's routes and static files to ``app``."""
+    accounts, store, data = svc.accounts, svc.store, svc.data
+    commands, billing = svc.commands, svc.billing
     env = Environment(
         loader=FileSystemLoader(HERE / "templates"),
         autoescape=select_autoescape(["html"]),
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    consents = Consents(store.engine)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     page = PageGuard(ROLES)
@@ -100,11 +94,11 @@ def add_pages(
         return HTMLResponse(env.get_template(name).render(**ctx))
 
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
-    async def login_page() -> HTMLResponse:
+    def login_page() -> HTMLResponse:
         return render("login.html", who=None, csrf="")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def home(request: Request, who: Annotated[Principal, Depends(page)]) -> HTMLResponse:
+    def home(request: Request, who: Annotated[Principal, Depends(page)]) -> HTMLResponse:
         csrf = request.state.session.csrf
         if who.role == "consumer":
             meters = accounts.meters(who)
@@ -113,7 +107,7 @@ def add_pages(
                 who=who,
                 csrf=csrf,
                 meters=meters,
-                consents={m: consents.get(m)[0] for m in meters},
+                consents={m: data.consent(m).granularity for m in meters},
             )
         return render(
             "utility.html",
@@ -123,14 +117,14 @@ def add_pages(
         )
 
     def panel_usage(who: Principal, meter: str, period: str) -> HTMLResponse:
-        if who.role != "consumer" or not accounts.visible_meter(who, meter):
+        if who.role != "consumer":
             raise HTTPException(404)
         span, granularity = PERIODS.get(period, PERIODS["week"])
-        newest = store.latest_interval(meter)
-        end = 0 if newest is None else newest + 900  # the meter's clock, not the server's
-        rows = store.readings(meter, max(end - span - 900, 0), end) if newest is not None else []
-        chart = usage_chart(usage(rows, granularity), granularity, meter)
-        return render("panel_usage.html", chart=chart)
+        try:  # up to the meter's newest reading: the meter's clock, not the server's
+            buckets = data.recent_usage(who, meter, span, granularity, now=int(time.time()))
+        except (NotFoundError, AccessDeniedError):
+            raise HTTPException(404) from None
+        return render("panel_usage.html", chart=usage_chart(buckets, granularity, meter))
 
     def panel_alarms(who: Principal, meter: str) -> HTMLResponse:
         if who.role == "consumer":
@@ -156,10 +150,15 @@ def add_pages(
         )
 
     def panel_bills(who: Principal, meter: str) -> HTMLResponse:
-        if billing is None or not accounts.visible_meter(who, meter):
+        if billing is None:
             raise HTTPException(404)
+        bills = billing.bills(meter)
+        try:  # staff reads of bills go to the consumer's access log (API-11)
+            data.bills(who, meter, bills, now=int(time.time()))
+        except NotFoundError:
+            raise HTTPException(404) from None
         out = []
-        for b in billing.bills(meter):
+        for b in bills:
             doc = b.document
             out.append(
                 {
@@ -173,12 +172,13 @@ def add_pages(
         return render("panel_bills.html", bills=out, key=key)
 
     def panel_access(who: Principal, meter: str) -> HTMLResponse:
-        if who.role != "consumer" or not accounts.visible_meter(who, meter):
+        if who.role != "consumer":
             raise HTTPException(404)
-        rows = [
-            {"at": _utc(a), "actor": b, "role": r, "what": w}
-            for a, b, r, w in accounts.access_log(meter)
-        ]
+        try:
+            log = data.access_log(who, meter)
+        except NotFoundError:
+            raise HTTPException(404) from None
+        rows = [{"at": _utc(a), "actor": b, "role": r, "what": w} for a, b, r, w in log]
         return render("panel_access.html", accesses=rows)
 
     def panel_health() -> HTMLResponse:
@@ -221,7 +221,7 @@ def add_pages(
         return render("panel_events.html", events=rows)
 
     @app.get("/ui/panel/{name}", response_class=HTMLResponse, include_in_schema=False)
-    async def panel(
+    def panel(
         name: str,
         who: Annotated[Principal, Depends(page)],
         meter: str = "",

@@ -30,7 +30,6 @@ from __future__ import annotations
 import logging
 import random
 import sqlite3
-import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,13 +39,16 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from meterguard.mqtt.contract import UPSTREAM, command_topic, upstream_topic
+from meterguard.mqtt.tls import pinned_client_context
+
 __all__ = ["MeterMqttClient", "MqttSettings", "Outbox"]
 
 log = logging.getLogger(__name__)
 
 SESSION_TAKEN_OVER = 0x8E
 NO_MATCHING_SUBSCRIBERS = 0x10
-TOPICS = ("data", "alarms", "events", "status")
+TOPICS = UPSTREAM
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,15 +129,6 @@ class Outbox:
         self._db.close()
 
 
-def tls_context(settings: MqttSettings) -> ssl.SSLContext:
-    """A TLS 1.2+ context trusting only our root (PKI-7), presenting the meter's certificate."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_verify_locations(cafile=str(settings.root))
-    ctx.load_cert_chain(str(settings.cert), str(settings.key))
-    return ctx
-
-
 class MeterMqttClient:
     """One meter's connection to the broker."""
 
@@ -169,7 +162,7 @@ class MeterMqttClient:
         c = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=settings.meter_id, protocol=mqtt.MQTTv5
         )
-        c.tls_set_context(tls_context(settings))
+        c.tls_set_context(pinned_client_context(settings.root, settings.cert, settings.key))
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
@@ -180,9 +173,7 @@ class MeterMqttClient:
 
     def topic(self, kind: str) -> str:
         """``meters/<id>/<kind>``."""
-        if kind not in TOPICS:
-            raise ValueError(f"unknown topic kind {kind!r}")
-        return f"meters/{self.settings.meter_id}/{kind}"
+        return upstream_topic(self.settings.meter_id, kind)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -273,7 +264,7 @@ class MeterMqttClient:
     @property
     def topic_commands(self) -> str:
         """``meters/<id>/commands``."""
-        return f"meters/{self.settings.meter_id}/commands"
+        return command_topic(self.settings.meter_id)
 
     def _on_disconnect(
         self, c: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object

@@ -1,0 +1,160 @@
+"""Fleet, alarms, security events and accounts: what utility roles and administrators see.
+
+(No ``from __future__ import annotations``: FastAPI reads these annotations at runtime.)
+
+Alarms stay latched until an authorised role clears them (TAMP-2): operators acknowledge,
+engineers and security administrators clear. Account administration is the security
+administrator's (auditors may read the list).
+"""
+
+import time
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path
+
+from meterguard.errors import InvalidValueError
+from meterguard.headend.api.deps import Svc, audit
+from meterguard.headend.api.guard import Guard
+from meterguard.headend.api.schemas import (
+    MAX_ID,
+    AlarmList,
+    CreatedUser,
+    FleetCounts,
+    FleetMeters,
+    NewUser,
+    SecurityEvents,
+    UserList,
+    UserView,
+)
+from meterguard.headend.services.accounts import ROLES, UTILITY_ROLES, Principal
+
+__all__ = ["ACK_ROLES", "CLEAR_ROLES", "router"]
+
+router = APIRouter()
+anyone, utility = Guard(ROLES), Guard(UTILITY_ROLES)
+ACK_ROLES = frozenset({"operator", "engineer", "security_admin"})
+CLEAR_ROLES = frozenset({"engineer", "security_admin"})
+Id = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+@router.get("/api/v1/alarms", response_model=AlarmList)
+def alarms(svc: Svc, who: Annotated[Principal, Depends(anyone)]) -> AlarmList:
+    """Alarms the caller may see (consumers: their meters'), newest first."""
+    scope = svc.accounts.meters(who) if who.role == "consumer" else None
+    return AlarmList(alarms=svc.store.alarm_rows(scope))
+
+
+def _alarm_move(guard: Guard, from_states: tuple[str, ...], to: str) -> Callable[..., None]:
+    def move(alarm_id: Id, svc: Svc, who: Annotated[Principal, Depends(guard)]) -> None:
+        moved = svc.store.move_alarm(
+            alarm_id, from_states=from_states, to=to, actor=who.username, now=int(time.time())
+        )
+        if moved is None:
+            raise HTTPException(404)
+
+    return move
+
+
+for _action, _allowed, _from, _to in (
+    ("acknowledge", ACK_ROLES, ("open",), "acknowledged"),
+    ("clear", CLEAR_ROLES, ("open", "acknowledged"), "cleared"),
+):
+    router.add_api_route(
+        f"/api/v1/alarms/{{alarm_id}}/{_action}",
+        _alarm_move(Guard(_allowed), _from, _to),
+        methods=["POST"],
+        status_code=204,
+    )
+
+
+@router.get("/api/v1/fleet", response_model=FleetCounts)
+def fleet(svc: Svc, _who: Annotated[Principal, Depends(utility)]) -> FleetCounts:
+    """Fleet totals."""
+    return FleetCounts(**svc.store.counts())
+
+
+@router.get("/api/v1/fleet/meters", response_model=FleetMeters)
+def fleet_meters(svc: Svc, _who: Annotated[Principal, Depends(utility)]) -> FleetMeters:
+    """Every meter's status."""
+    return FleetMeters(meters=svc.store.fleet_status())
+
+
+security_readers = Guard(frozenset({"operator", "engineer", "security_admin", "auditor"}))
+
+
+@router.get("/api/v1/security-events", response_model=SecurityEvents)
+def security_events(
+    svc: Svc, _who: Annotated[Principal, Depends(security_readers)]
+) -> SecurityEvents:
+    """Newest first."""
+    return SecurityEvents(events=svc.store.security_event_rows())
+
+
+admins = Guard(frozenset({"security_admin"}))
+user_readers = Guard(frozenset({"security_admin", "auditor"}))
+
+
+@router.get("/api/v1/users", response_model=UserList)
+def users(svc: Svc, _who: Annotated[Principal, Depends(user_readers)]) -> UserList:
+    """Every account (never a hash or a secret)."""
+    return UserList(
+        users=[
+            UserView(id=i, username=n, role=r, disabled=d) for i, n, r, d in svc.accounts.users()
+        ]
+    )
+
+
+@router.post("/api/v1/users", response_model=CreatedUser, status_code=201)
+def create_user(body: NewUser, svc: Svc, who: Annotated[Principal, Depends(admins)]) -> CreatedUser:
+    """Create an account; a utility role's TOTP enrolment URI is shown this once."""
+    now = int(time.time())
+    known = {m for m, _, _ in svc.store.registry.meters()}
+    if (body.role != "consumer" and body.meters) or not set(body.meters) <= known:
+        raise HTTPException(422)
+    try:
+        uid, totp = svc.accounts.create_user(
+            body.username, body.password, body.role, now=now, meters=tuple(body.meters)
+        )
+    except InvalidValueError:  # a password that may not be chosen, or a name taken
+        raise HTTPException(422) from None
+    audit(
+        svc,
+        who.username,
+        f"user:{body.username}",
+        "user_created",
+        body.role,
+        f"meters {','.join(body.meters)}",
+    )
+    return CreatedUser(
+        id=uid, totp_uri=None if totp is None else totp.provisioning_uri(body.username)
+    )
+
+
+def _set_disabled(disabled: bool) -> Callable[..., None]:
+    def change(user_id: Id, svc: Svc, who: Annotated[Principal, Depends(admins)]) -> None:
+        if user_id == who.user_id:
+            raise HTTPException(409)  # no locking oneself out
+        if user_id not in {i for i, _, _, _ in svc.accounts.users()}:
+            raise HTTPException(404)
+        svc.accounts.set_disabled(user_id, disabled=disabled)
+        audit(
+            svc,
+            who.username,
+            f"user:{user_id}",
+            "user_disabled" if disabled else "user_enabled",
+            "done",
+            "sessions ended" if disabled else "",
+        )
+
+    change.__name__ = "disable_user" if disabled else "enable_user"
+    return change
+
+
+for _verb, _flag in (("disable", True), ("enable", False)):
+    router.add_api_route(
+        f"/api/v1/users/{{user_id}}/{_verb}",
+        _set_disabled(_flag),
+        methods=["POST"],
+        status_code=204,
+    )

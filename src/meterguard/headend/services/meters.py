@@ -1,0 +1,182 @@
+"""The meter lifecycle, in one place: provision, disable, enable, decommission, revoke.
+
+Every entry point — the web API, the ``meterguard meter …`` CLI, the demo — calls
+:class:`Meters`; none of them decides a rule of its own. A change is recorded in the
+meter registry (the database, the source of truth that running workers watch: see
+:mod:`meterguard.system.watch`), at the PKI when certificates are revoked (CRL re-published,
+which the broker's owner reloads), and in the audit log (LOG-1).
+
+States and moves (``ROLES`` says who may make each one)::
+
+    active ──disable──▶ disabled ──enable──▶ active
+    active|disabled ──decommission──▶ decommissioned     (certificates revoked)
+    active|disabled|decommissioned ──revoke──▶ revoked   (certificates revoked)
+
+A decommissioned or revoked meter never comes back: a replacement is provisioned and
+enrolled anew. Disabling is reversible and leaves the certificates alone; ingest refuses a
+disabled meter's messages all the same (PKI-5). This module holds no SQL and does no IO of
+its own: the registry, the PKI, the key store and the audit log are given to it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from meterguard.errors import AccessDeniedError, ConflictError, NotFoundError
+from meterguard.identity import meter_id, serial_of, system_title
+
+__all__ = ["MOVES", "ROLES", "Meters", "Move"]
+
+
+class Registry(Protocol):
+    """The meter registry (:class:`~meterguard.headend.store.meters.MeterRepository`)."""
+
+    def add_meter(self, meter_id: str, *, serial: str, system_title: bytes, now: int) -> bool:
+        """Register a meter; True if it was new."""
+
+    def state(self, meter_id: str) -> str | None:
+        """A meter's state, None if unknown."""
+
+    def set_state(self, meter_id: str, state: str, *, expect: frozenset[str]) -> bool:
+        """Compare-and-set a meter's state."""
+
+
+class Certificates(Protocol):
+    """The PKI's side of a meter (:class:`~meterguard.crypto.pki.store.Pki`)."""
+
+    def register(self, serial: str) -> None:
+        """Manufacturing record: the CA will certify this serial."""
+
+    def revoke_meter(self, serial: str, *, now: dt.datetime) -> int:
+        """Revoke the meter's certificates and re-publish the CRL."""
+
+
+class MeterKeys(Protocol):
+    """The key store's side of a meter."""
+
+    def provision(self, meter: str) -> object:
+        """Generate the meter's DLMS key set."""
+
+
+class AuditLog(Protocol):
+    """Where security-relevant actions go (:class:`~meterguard.headend.store.audit.AuditWriter`)."""
+
+    def append(
+        self, *, at: int, actor: str, target: str, action: str, result: str, detail: str = ""
+    ) -> object:
+        """Append one entry."""
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """One lifecycle move: from which states, to which, and whether certificates are revoked."""
+
+    expect: frozenset[str]
+    to: str
+    revokes: bool
+    audit_action: str
+
+
+MOVES: Mapping[str, Move] = {
+    "disable": Move(frozenset({"active"}), "disabled", False, "meter_disabled"),
+    "enable": Move(frozenset({"disabled"}), "active", False, "meter_enabled"),
+    "decommission": Move(
+        frozenset({"active", "disabled"}), "decommissioned", True, "meter_decommissioned"
+    ),
+    "revoke": Move(
+        frozenset({"active", "disabled", "decommissioned"}), "revoked", True, "certificate_revoked"
+    ),
+}
+_INSTALLERS = frozenset({"engineer", "security_admin"})
+ROLES: Mapping[str, frozenset[str]] = {
+    "provision": _INSTALLERS,
+    "disable": _INSTALLERS,
+    "enable": _INSTALLERS,
+    "decommission": _INSTALLERS,
+    # Revocation is the security administrator's alone (a compromised identity).
+    "revoke": frozenset({"security_admin"}),
+}
+"""Who may make each move: the API's guards read this table, and so does the service."""
+
+
+class Meters:
+    """The meter lifecycle service."""
+
+    def __init__(
+        self, registry: Registry, pki: Certificates, keys: MeterKeys, audit: AuditLog
+    ) -> None:
+        self._registry, self._pki, self._keys, self._audit = registry, pki, keys, audit
+
+    def __repr__(self) -> str:
+        return "Meters()"
+
+    @staticmethod
+    def _allowed(action: str, role: str) -> None:
+        if role not in ROLES[action]:
+            raise AccessDeniedError(f"{action} of a meter is not for the {role} role")
+
+    def provision(self, actor: str, role: str, serial: str, *, now: int) -> str:
+        """Register a new meter: database row, PKI manufacturing record, a fresh DLMS key set.
+
+        Its keys reach the meter at the factory, out of band; they never leave the key store
+        through this service.
+
+        Raises:
+            AccessDeniedError: the role may not provision.
+            InvalidValueError: not a 10-digit serial.
+            ConflictError: a meter with this serial exists.
+        """
+        self._allowed("provision", role)
+        mid = meter_id(serial)
+        # The registry's primary key decides a race between two provisionings of one serial.
+        if not self._registry.add_meter(
+            mid, serial=serial, system_title=system_title(serial), now=now
+        ):
+            raise ConflictError(f"meter {mid} exists")
+        self._pki.register(serial)
+        self._keys.provision(mid)
+        self._audit.append(
+            at=now,
+            actor=actor,
+            target=mid,
+            action="meter_provisioned",
+            result="done",
+            detail="serial registered for enrolment, DLMS keys generated in the key store",
+        )
+        return mid
+
+    def move(self, actor: str, role: str, mid: str, action: str, *, now: int) -> str:
+        """Make a lifecycle move (``disable``, ``enable``, ``decommission``, ``revoke``).
+
+        Returns the meter's new state. Running workers refuse its later messages within
+        their watch interval (PKI-5), also on a session opened before.
+
+        Raises:
+            AccessDeniedError: the role may not make this move.
+            NotFoundError: no such meter.
+            ConflictError: the meter's state does not allow the move.
+        """
+        self._allowed(action, role)
+        move = MOVES[action]
+        state = self._registry.state(mid)
+        if state is None:
+            raise NotFoundError(f"no meter {mid[:20]}")
+        if state not in move.expect:
+            raise ConflictError(f"meter {mid} is {state}: it cannot be {move.to}")
+        detail = f"{state} -> {move.to}"
+        if move.revokes:
+            # PKI-5: certificates first, so a meter is never marked retired while its
+            # certificate would still open a new session.
+            count = self._pki.revoke_meter(
+                serial_of(mid), now=dt.datetime.fromtimestamp(now, dt.UTC)
+            )
+            detail += f"; {count} certificate(s) revoked, CRL re-published"
+        if not self._registry.set_state(mid, move.to, expect=move.expect):
+            raise ConflictError(f"meter {mid} changed state meanwhile")
+        self._audit.append(
+            at=now, actor=actor, target=mid, action=move.audit_action, result="done", detail=detail
+        )
+        return move.to

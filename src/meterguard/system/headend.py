@@ -1,0 +1,229 @@
+"""Builders of the head-end from one configuration: every process assembles it here.
+
+* :func:`signing_key` — a head-end signing key of its own (command, billing, audit keys);
+* :class:`HeadEnd` — the database, the key store, the PKI and the services over them
+  (:class:`~meterguard.headend.services.meters.Meters`, commands, billing, accounts), the
+  ingest processor with its :class:`~meterguard.system.watch.RegistryWatch`, ingest lanes,
+  the command publisher and the web app. ``meterguard demo`` starts all of it beside a
+  broker and a fleet; ``meterguard ingest run`` only the processor, the watch and a worker;
+  the CLI's administrative commands only the services.
+
+This module assembles; it decides no rule (the services do) and runs no broker or meter.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from meterguard.crypto.ecc import SigningKey
+from meterguard.crypto.keystore import read_key_file
+from meterguard.crypto.pki.store import Pki
+from meterguard.headend.api.app import create_app
+from meterguard.headend.ingest.admission import Admission
+from meterguard.headend.ingest.processor import IngestProcessor
+from meterguard.headend.ingest.worker import IngestWorker, WorkerSettings
+from meterguard.headend.services.accounts import Accounts
+from meterguard.headend.services.billing import Billing
+from meterguard.headend.services.commands import Commands
+from meterguard.headend.services.meters import Meters
+from meterguard.headend.services.usage import consumption_data
+from meterguard.headend.services.webauthn import Passkeys
+from meterguard.headend.store.db import open_database
+from meterguard.headend.store.repository import Store
+from meterguard.headend.transport.commands import CommandPublisher, PublisherSettings
+from meterguard.system.config import RunInfo
+from meterguard.system.keys import SharedKeyStore
+from meterguard.system.layout import DataLayout
+from meterguard.system.watch import RegistryWatch
+from meterguard.system.web import serve_https
+
+__all__ = ["HEADEND_TITLE", "LANES", "HeadEnd", "signing_key"]
+
+HEADEND_TITLE = b"MGH" + (1).to_bytes(5, "big")
+"""The head-end's system title (originator of every command)."""
+LANES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("headend-ingest-1", ("data", "events", "status")),
+    # Alarms on a worker of their own: a backlog of readings never delays a tamper alarm (DOS-3).
+    ("headend-alarms-1", ("alarms",)),
+)
+INGEST_IDENTITY = "headend-ingest-1"
+"""The service certificate every ingest worker presents (its client id is its own)."""
+COMMANDS_IDENTITY = "headend-commands-1"
+
+
+def signing_key(path_dir: Path, name: str) -> SigningKey:
+    """A signing key of its own (``<dir>/<name>.pem``, 0600), created on first use.
+
+    Its public half is written beside it (``<name>.pub``, hex x||y) for verifiers.
+    """
+    path_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = path_dir / f"{name}.pem"
+    if not path.exists():
+        SigningKey.generate().save(path)
+    key = SigningKey.load(path)
+    (path_dir / f"{name}.pub").write_text(key.verifying_key().to_bytes().hex() + "\n")
+    return key
+
+
+@dataclass
+class HeadEnd:
+    """The head-end's parts over one data directory."""
+
+    layout: DataLayout
+    store: Store
+    keys: SharedKeyStore
+    pki: Pki
+    meters: Meters
+    processor: IngestProcessor
+    watch: RegistryWatch
+    commands: Commands | None = None
+    billing: Billing | None = None
+    accounts: Accounts | None = None
+    publisher: CommandPublisher | None = None
+    workers: list[IngestWorker] = field(default_factory=list)
+    web_port: int = 0
+    _web: Any = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    @classmethod
+    def open(
+        cls,
+        layout: DataLayout,
+        db_url: str,
+        *,
+        create_keys: bool = False,
+        watch_every: float = 1.0,
+        on_registry_change: Callable[[], None] | None = None,
+    ) -> HeadEnd:
+        """Open the database (migrated), the key store and the PKI, and build the services.
+
+        Raises:
+            TransportError: the database cannot be reached.
+            ConfigurationError: no PKI or key store where the layout says.
+        """
+        store = Store(open_database(db_url))
+        keys = SharedKeyStore.open(layout.keystore, layout.kek, create=create_keys)
+        pki = Pki.open(layout.pki)
+        processor = IngestProcessor(
+            Admission(),
+            keys.meter_keys,
+            store.last_counter,
+            rate=50,
+            burst=500,
+            candidates=keys.candidates,
+            on_rotated=keys.confirm,
+        )
+        watch = RegistryWatch(
+            store.registry,
+            processor.admission,
+            crl=pki.crl_path,
+            revoked_by_pki=pki.revoked_meters,
+            on_change=on_registry_change,
+            every=watch_every,
+        )
+        meters = Meters(store.registry, pki, keys, store.audit)
+        return cls(layout, store, keys, pki, meters, processor, watch)
+
+    @classmethod
+    def join(cls, data: Path, *, watch_every: float = 1.0) -> tuple[HeadEnd, RunInfo]:
+        """Open the head-end of the system that runs (or ran) in ``data``.
+
+        Raises:
+            ConfigurationError: no system in ``data``.
+            TransportError: its database cannot be reached.
+        """
+        info = RunInfo.read(data)
+        return cls.open(DataLayout(data), info.db, watch_every=watch_every), info
+
+    # ------------------------------------------------------------------ parts
+
+    def start_watch(self) -> None:
+        """Load the registry into ingest admission now, then follow it (PKI-5)."""
+        self._threads.append(self.watch.start(self._stop))
+
+    def worker(self, info: RunInfo, client_id: str, topics: Sequence[str]) -> IngestWorker:
+        """An ingest worker on the service listener, sharing this head-end's processor."""
+        cert, key = self.layout.service(INGEST_IDENTITY)
+        settings = WorkerSettings(
+            info.host,
+            info.service_port,
+            self.layout.trust_root,
+            cert,
+            key,
+            client_id=client_id,
+            topics=tuple(topics),
+        )
+        return IngestWorker(settings, self.processor, self.store)
+
+    def start_lanes(self, info: RunInfo, lanes: Sequence[tuple[str, Sequence[str]]]) -> None:
+        """Start ingest workers in threads and wait until each is connected."""
+        for client_id, topics in lanes:
+            w = self.worker(info, client_id, topics)
+            thread = threading.Thread(target=w.run, args=(self._stop,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+            self.workers.append(w)
+            w.connected.wait(10)
+
+    def start_commands(self, host: str, service_port: int, command_key: SigningKey) -> Commands:
+        """The command service and its publisher (its own service identity, API-10)."""
+        cert, key = self.layout.service(COMMANDS_IDENTITY)
+        self.publisher = CommandPublisher(
+            PublisherSettings(host, service_port, self.layout.trust_root, cert, key)
+        )
+        self.publisher.start()
+        self.commands = Commands(
+            self.store,
+            self.keys.meter_keys,
+            command_key,
+            HEADEND_TITLE,
+            self.publisher.publish,
+            rotate_key=self.keys.rotate_unicast_key,
+            reads=consumption_data(self.store, self.accounts or self.open_accounts()),
+        )
+        return self.commands
+
+    def open_accounts(self) -> Accounts:
+        """The accounts service (its secrets key in the web directory)."""
+        web = self.layout.web
+        web.mkdir(mode=0o700, exist_ok=True)
+        self.accounts = Accounts(self.store.engine, read_key_file(web / "secrets.key", create=True))
+        return self.accounts
+
+    def start_web(self, host: str, port: int, *, now: dt.datetime) -> int:
+        """Serve the API and dashboard over HTTPS (a server certificate from the PKI)."""
+        web = self.layout.web
+        accounts = self.accounts or self.open_accounts()
+        if not (web / "web.pem").exists():
+            self.pki.issue_server("web", hosts=[host, "localhost"], now=now, out=web)
+        self.web_port = port
+        # WebAuthn needs a domain as relying-party id (browsers refuse IP addresses).
+        passkeys = Passkeys(accounts, rp_id="localhost", origins=[f"https://localhost:{port}"])
+        app = create_app(
+            accounts,
+            self.store,
+            meters=self.meters,
+            commands=self.commands,
+            billing=self.billing,
+            passkeys=passkeys,
+        )
+        self._web = serve_https(app, host, port, web / "web.pem", web / "web.key")
+        return port
+
+    def stop(self) -> None:
+        """Stop what this head-end started."""
+        if self.publisher is not None:
+            self.publisher.stop()
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(10)
+        if self._web is not None:
+            server, thread = self._web
+            server.should_exit = True
+            thread.join(10)

@@ -1,0 +1,92 @@
+"""The head-end's key store shared by the threads of one process (ingest lanes, API, commands).
+
+:class:`~meterguard.crypto.keystore.KeyStore` holds one SQLite connection and no lock (the
+crypto core stays free of threading); :class:`SharedKeyStore` serialises every use under one
+lock and offers what the head-end's parts need: a meter's active keys for verification, the
+candidates of a rotation in flight and its confirmation, a new unicast key wrapped under the
+master key for a key change, and provisioning. Several processes may open the same store:
+SQLite serialises their writes. Key material is only ever returned to the caller, never logged.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from meterguard.crypto.keys import KeyId, SecretKey
+from meterguard.crypto.keystore import KeyStore, LocalKek
+from meterguard.crypto.keywrap import wrap_key
+from meterguard.errors import ConfigurationError
+from meterguard.identity import serial_of, system_title
+
+__all__ = ["SharedKeyStore"]
+
+
+class SharedKeyStore:
+    """One key store, one lock."""
+
+    def __init__(self, store: KeyStore) -> None:
+        self.store = store
+        self.lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: Path, kek: Path, *, create: bool = False) -> SharedKeyStore:
+        """Open (or create) the key store at ``path`` under the KEK file ``kek``."""
+        return cls(KeyStore(path, LocalKek.from_file(kek, create=create)))
+
+    def __repr__(self) -> str:
+        return f"SharedKeyStore({self.store!r})"
+
+    def meter_keys(self, mid: str) -> tuple[bytes, SecretKey, SecretKey]:
+        """Meter id → (system title, active unicast key, active authentication key).
+
+        Raises:
+            ConfigurationError: the meter has no active keys.
+        """
+        with self.lock:
+            return (
+                system_title(serial_of(mid)),
+                self.store.active(mid, KeyId.GLOBAL_UNICAST),
+                self.store.active(mid, KeyId.AUTHENTICATION),
+            )
+
+    def candidates(self, mid: str) -> list[tuple[int, SecretKey]]:
+        """(version, unicast key) of the keys a rotation in flight may have given the meter."""
+        with self.lock:
+            return [(k.version, k.key) for k in self.store.candidates(mid, KeyId.GLOBAL_UNICAST)]
+
+    def confirm(self, mid: str, version: int) -> None:
+        """The meter's pushes verified under this unicast key version: make it active."""
+        with self.lock:
+            self.store.confirm(mid, KeyId.GLOBAL_UNICAST, version)
+
+    def rotate_unicast_key(self, mid: str) -> bytes:
+        """A new unicast key, kept as ``new``, wrapped under the meter's master key (DM-12)."""
+        with self.lock:
+            new = self.store.begin_rotation(mid, KeyId.GLOBAL_UNICAST)
+            return wrap_key(self.store.active(mid, KeyId.MASTER), new.key)
+
+    def provision(self, mid: str) -> None:
+        """A fresh DLMS key set for a new meter (KEY-1)."""
+        with self.lock:
+            self.store.provision(mid)
+
+    def import_factory_keys(self, mid: str, ek: SecretKey, ak: SecretKey, kek: SecretKey) -> bool:
+        """Import a meter's factory keys unless it has active ones; True if imported."""
+        with self.lock:
+            try:
+                self.store.active(mid, KeyId.GLOBAL_UNICAST)
+            except ConfigurationError:  # no active key yet
+                for kind, key in (
+                    (KeyId.GLOBAL_UNICAST, ek),
+                    (KeyId.AUTHENTICATION, ak),
+                    (KeyId.MASTER, kek),
+                ):
+                    self.store.import_active(mid, kind, key)
+                return True
+        return False
+
+    def close(self) -> None:
+        """Close the store."""
+        with self.lock:
+            self.store.close()

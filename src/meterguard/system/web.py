@@ -1,0 +1,53 @@
+"""The web server: the API and dashboard over HTTPS in a thread (API-9).
+
+TLS 1.2+ with AEAD ECDHE suites only, no server banner; the certificate comes from the
+PKI's service CA. This module only serves; the app is built by
+:func:`meterguard.headend.api.app.create_app`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from meterguard.errors import ConfigurationError
+
+__all__ = ["WEB_CIPHERS", "serve_https"]
+
+WEB_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+"""TLS 1.2 suites for the web (AEAD with forward secrecy; TLS 1.3 suites are AEAD anyway)."""
+
+
+def serve_https(
+    app: Any, host: str, port: int, cert: Path, key: Path
+) -> tuple[uvicorn.Server, threading.Thread]:
+    """Serve ``app`` over HTTPS in a thread, returning once it listens.
+
+    Raises:
+        ConfigurationError: the server did not start within 15 s.
+    """
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            ssl_certfile=str(cert),
+            ssl_keyfile=str(key),
+            ssl_ciphers=WEB_CIPHERS,
+            server_header=False,
+            date_header=False,
+            log_level="warning",
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not server.started:
+        raise ConfigurationError(f"the web server did not start on {host}:{port}")
+    return server, thread
