@@ -78,7 +78,7 @@ def site(tmp_path: Path) -> Site:
     }
     sent: list[tuple[str, bytes]] = []
     commands = Commands(
-        store,
+        store.commands,
         keys.__getitem__,
         SigningKey.generate(),
         b"MGH\x00\x00\x00\x00\x01",

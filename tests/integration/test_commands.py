@@ -57,7 +57,7 @@ class Rig:
         self.sent: list[tuple[str, bytes]] = []
         self.reads = consumption_data(store, Accounts(store.engine, SecretKey.generate(32)))
         self.commands = Commands(
-            store, keys.__getitem__, self.key, HEADEND, self._publish, reads=self.reads
+            store.commands, keys.__getitem__, self.key, HEADEND, self._publish, reads=self.reads
         )
         self.processor = IngestProcessor(
             Admission(known=set(self.ids), revoked=set()),
@@ -157,7 +157,12 @@ def test_the_meter_refuses_and_alarms_what_it_cannot_verify(store: Store) -> Non
     forged = bytearray(envelope)
     forged[-5] ^= 0x01  # inside the ECDSA signature
     other_key = Commands(
-        store, rig.keys.__getitem__, SigningKey.generate(), HEADEND, rig._publish, reads=rig.reads
+        store.commands,
+        rig.keys.__getitem__,
+        SigningKey.generate(),
+        HEADEND,
+        rig._publish,
+        reads=rig.reads,
     )
     # A command re-signed by someone else's key (e.g. a stolen meter key, no command key):
     stray = rig.commands.propose(ERIK, rig.ids[0], "disconnect", None, "x", now=12)
@@ -229,7 +234,7 @@ def test_key_change_moves_meter_and_head_end_to_a_new_key(store: Store, tmp_path
         return wrap_key(keystore.active(mid, KeyId.MASTER), new.key)
 
     rig.commands = Commands(
-        store, keys, rig.key, HEADEND, rig._publish, rotate_key=rotate, reads=rig.reads
+        store.commands, keys, rig.key, HEADEND, rig._publish, rotate_key=rotate, reads=rig.reads
     )
     rig.processor = IngestProcessor(
         Admission(known=set(rig.ids), revoked=set()),

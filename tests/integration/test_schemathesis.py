@@ -65,7 +65,7 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
     if request.param == "seeded BOLA":  # the check must be able to fail: break scoping here
         accounts.visible_meter = lambda _who, meter_id: meter_id in keys  # type: ignore[method-assign]
     commands = Commands(
-        store,
+        store.commands,
         keys.__getitem__,
         SigningKey.generate(),
         b"MGH\0\0\0\0\1",

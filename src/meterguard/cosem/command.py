@@ -150,7 +150,7 @@ def seal_command(
 
 
 def open_command(
-    raw: bytes,
+    unverified: bytes,
     *,
     command_key: VerifyingKey,
     headend_title: bytes,
@@ -173,9 +173,9 @@ def open_command(
         AuthenticationFailedError: the inner APDU does not verify with this meter's keys.
         InsufficientProtectionError: the inner APDU is not authenticated and encrypted.
     """
-    if len(raw) > MAX_COMMAND:
-        raise DecodeError(f"command of {len(raw)} bytes")
-    envelope = decode_apdu(raw)
+    if len(unverified) > MAX_COMMAND:
+        raise DecodeError(f"command of {len(unverified)} bytes")
+    envelope = decode_apdu(unverified)
     if not isinstance(envelope, GeneralSigning):
         raise DecodeError("a command must be general-signing")
     if envelope.originator_system_title != headend_title:

@@ -86,14 +86,15 @@ from meterguard.errors import (
     SignatureInvalidError,
     UnexpectedSystemTitleError,
 )
-from meterguard.meter.device import (
+from meterguard.identity import system_title
+from meterguard.meter.logbook import EventCode
+from meterguard.meter.metrology import HouseholdModel
+from meterguard.meter.rules import (
     ALARM_AUTHENTICATION_FAILURE,
     ALARM_DECRYPTION_FAILURE,
     ALARM_REPLAY,
     TamperKind,
 )
-from meterguard.meter.logbook import EventCode
-from meterguard.meter.metrology import HouseholdModel
 
 __all__ = ["Fleet", "FleetStats", "Push"]
 
@@ -227,8 +228,8 @@ class Fleet:
     # ------------------------------------------------------------------ one meter's view
 
     def system_title(self, i: int) -> bytes:
-        """``MGD`` + 5-byte serial."""
-        return b"MGD" + int(self.a["serial"][i]).to_bytes(5, "big")
+        """``MGD`` + 5-byte serial (:func:`meterguard.identity.system_title`)."""
+        return system_title(int(self.a["serial"][i]))
 
     def keys(self, i: int) -> tuple[SecretKey, SecretKey, SecretKey]:
         """(EK, AK, KEK) of meter ``i`` (for its head-end registration; never logged)."""
@@ -370,7 +371,12 @@ class Fleet:
     # ------------------------------------------------------------------ commands, API-10
 
     def command(
-        self, i: int, raw: bytes, *, result: Push | None = None, alarm: Push | None = None
+        self,
+        i: int,
+        unverified_envelope: bytes,
+        *,
+        result: Push | None = None,
+        alarm: Push | None = None,
     ) -> CommandResult | None:
         """Verify and execute one command for meter ``i``; push the result, or alarm.
 
@@ -382,7 +388,7 @@ class Fleet:
         ek, ak, _ = self.keys(i)
         try:
             opened = open_command(
-                raw,
+                unverified_envelope,
                 command_key=self.command_key,
                 headend_title=self.headend_title,
                 meter_title=self.system_title(i),

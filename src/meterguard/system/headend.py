@@ -179,7 +179,7 @@ class HeadEnd:
         )
         self.publisher.start()
         self.commands = Commands(
-            self.store,
+            self.store.commands,
             self.keys.meter_keys,
             command_key,
             HEADEND_TITLE,

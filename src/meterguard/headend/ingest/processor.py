@@ -1,6 +1,6 @@
 """One meter message through ingest: admit, throttle, verify, decode (DOS-1, DH-4, REL-2).
 
-:class:`IngestProcessor` turns ``(topic, payload)`` from the broker into
+:class:`IngestProcessor` turns ``(topic, unverified_payload)`` from the broker into
 reading rows or an alarm, or a typed refusal, without doing any network IO:
 
 1. **admission** by meter id (unknown, revoked, disabled → refused, PKI-5);
@@ -171,7 +171,7 @@ class IngestProcessor:
                     m.floor.advance(ic)
 
     def handle(
-        self, topic: str, payload: bytes, *, now: float, redelivered: bool = False
+        self, topic: str, unverified_payload: bytes, *, now: float, redelivered: bool = False
     ) -> Accepted | Refused:
         """Process one message (thread-safe: the bulk and the alarm lane share one processor).
 
@@ -180,10 +180,10 @@ class IngestProcessor:
                 key store down); the message was not judged and must be retried.
         """
         with self._lock:
-            return self._handle(topic, payload, now=now, redelivered=redelivered)
+            return self._handle(topic, unverified_payload, now=now, redelivered=redelivered)
 
     def _handle(
-        self, topic: str, payload: bytes, *, now: float, redelivered: bool
+        self, topic: str, unverified_payload: bytes, *, now: float, redelivered: bool
     ) -> Accepted | Refused:
         """Process one message; never raises for bad input.
 
@@ -200,8 +200,12 @@ class IngestProcessor:
             return self._refuse(meter_id_from_topic(topic)[0], str(exc), exc.event)
         except DecodeError as exc:
             return self._refuse(None, str(exc), None)
-        if len(payload) > MAX_PAYLOAD:
-            return self._refuse(meter_id, f"payload of {len(payload)} bytes", "oversized_message")
+        if len(unverified_payload) > MAX_PAYLOAD:
+            return self._refuse(
+                meter_id,
+                f"unverified_payload of {len(unverified_payload)} bytes",
+                "oversized_message",
+            )
         try:
             m = self._meter(meter_id)
         except TransportError:
@@ -217,7 +221,7 @@ class IngestProcessor:
             event = "chatty_or_compromised" if m.throttled % self.chatty_after == 1 else None
             return Refused(meter_id, "over its contract rate", event)
         try:
-            ic, plain = self._unprotect(meter_id, m, payload, now)
+            ic, plain = self._unprotect(meter_id, m, unverified_payload, now)
             entries = profile_entries(plain)  # the common shape, decoded fast
             if entries is not None and len(entries) <= MAX_ENTRIES:
                 readings, alarm = _rows(meter_id, entries, int(now)), None
@@ -229,7 +233,9 @@ class IngestProcessor:
                 if result is not None:
                     self.stats["accepted"] += 1
                     code = (result.counter, result.result, int(result.control_state), result.value)
-                    return PushRow(meter_id, ic, topic, payload, redelivered, result=code)
+                    return PushRow(
+                        meter_id, ic, topic, unverified_payload, redelivered, result=code
+                    )
                 readings, alarm = self._decode(meter_id, note, now)
         except ReplayError as exc:
             if redelivered:
@@ -241,9 +247,11 @@ class IngestProcessor:
         except MeterguardError as exc:
             return self._refuse(meter_id, str(exc), None)
         self.stats["accepted"] += 1
-        return PushRow(meter_id, ic, topic, payload, redelivered, readings, alarm)
+        return PushRow(meter_id, ic, topic, unverified_payload, redelivered, readings, alarm)
 
-    def _unprotect(self, meter_id: str, m: _Meter, payload: bytes, now: float) -> tuple[int, bytes]:
+    def _unprotect(
+        self, meter_id: str, m: _Meter, unverified_payload: bytes, now: float
+    ) -> tuple[int, bytes]:
         """Verify with the active key; after a key change, with the key the meter moved to.
 
         A meter switches its unicast key right after answering a key_change command, so its
@@ -253,7 +261,7 @@ class IngestProcessor:
         meter's key and ``on_rotated`` confirms it in the key store (KEY-2).
         """
         try:
-            return m.unprotector.unprotect(payload, m.floor)
+            return m.unprotector.unprotect(unverified_payload, m.floor)
         except AuthenticationFailedError:
             if self.candidates is None or now - m.candidates_checked < CANDIDATE_EVERY:
                 raise
@@ -267,7 +275,7 @@ class IngestProcessor:
                     peer_system_title=m.title,
                 )
                 try:
-                    out = trial.unprotect(payload, m.floor)
+                    out = trial.unprotect(unverified_payload, m.floor)
                 except AuthenticationFailedError:
                     continue
                 m.unprotector, m.unicast_key = trial, key

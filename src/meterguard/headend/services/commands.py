@@ -31,11 +31,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Protocol
-
-from sqlalchemy import Connection, func, insert, select, update
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import replace
+from typing import Any, Protocol
 
 from meterguard.cosem.axdr import (
     Array,
@@ -67,8 +66,7 @@ from meterguard.crypto.keys import KeyId, SecretKey
 from meterguard.errors import AccessDeniedError, InvalidValueError, TransportError
 from meterguard.headend.services.accounts import Principal
 from meterguard.headend.store.audit import Fields
-from meterguard.headend.store.models import Command, Meter
-from meterguard.headend.store.repository import Store
+from meterguard.headend.store.commands import CommandView
 
 __all__ = [
     "APPROVAL_WINDOW",
@@ -109,27 +107,6 @@ class DualControlError(AccessDeniedError):
     event = "dual_control_violation"
 
 
-@dataclass(frozen=True, slots=True)
-class CommandView:
-    """A command as the API shows it: one field per column of ``commands``."""
-
-    id: int
-    meter_id: str
-    kind: str
-    value: int | None
-    state: str
-    reason: str
-    proposed_by: str
-    proposed_at: int
-    approved_by: str | None
-    approved_at: int | None
-    counter: int | None
-    result: int | None
-    control_state: int | None
-    answered_at: int | None
-    reading: int | None = None
-
-
 def plain_request(kind: str, value: int | None, wrapped_key: bytes | None = None) -> bytes:
     """The plain DLMS request a command kind stands for."""
     if kind == "key_change" and wrapped_key is not None:
@@ -159,12 +136,50 @@ class OnDemandReads(Protocol):
         """PRIV-1 and API-11 for one read."""
 
 
+class Unit(Protocol):
+    """One step's unit of work (:class:`~meterguard.headend.store.commands.CommandUnit`)."""
+
+    def meter_state(self, meter_id: str) -> str | None:
+        """The meter's lifecycle state."""
+
+    def add(self, **values: Any) -> int:
+        """A new command's id."""
+
+    def locked(self, command_id: int) -> CommandView | None:
+        """The command, locked for the step."""
+
+    def set(self, command_id: int, **values: Any) -> None:
+        """Change a command."""
+
+    def next_counter(self, meter_id: str) -> int:
+        """The meter's next command counter."""
+
+    def audit(self, entries: Sequence[Fields]) -> None:
+        """LOG-1 entries in the step's transaction."""
+
+
+class Repository(Protocol):
+    """Where commands are kept (:class:`~meterguard.headend.store.commands.CommandRepository`)."""
+
+    def transaction(self) -> AbstractContextManager[Unit]:
+        """One step, all or nothing."""
+
+    def get(self, command_id: int) -> CommandView | None:
+        """One command."""
+
+    def list(self, *, meter_id: str | None = None, limit: int = 100) -> list[CommandView]:
+        """Newest first."""
+
+    def mark_undelivered(self, command_id: int) -> None:
+        """No meter took it."""
+
+
 class Commands:
-    """Dual-control commands over the head-end database."""
+    """Dual-control commands: the rules, over a repository (unit-testable in memory)."""
 
     def __init__(
         self,
-        store: Store,
+        repository: Repository,
         meter_keys: MeterKeys,
         command_key: SigningKey,
         headend_title: bytes,
@@ -173,9 +188,8 @@ class Commands:
         *,
         reads: OnDemandReads,
     ) -> None:
-        self.store = store
+        self._repo = repository
         self._reads = reads
-        self.engine = store.engine
         self._keys = meter_keys
         self._command_key = command_key
         self.headend_title = headend_title
@@ -189,17 +203,11 @@ class Commands:
 
     def get(self, command_id: int) -> CommandView | None:
         """One command, or None."""
-        with self.engine.connect() as conn:
-            row = conn.execute(select(Command).where(Command.id == command_id)).first()
-        return None if row is None else CommandView(**row._asdict())
+        return self._repo.get(command_id)
 
     def list(self, *, meter_id: str | None = None, limit: int = 100) -> list[CommandView]:
         """Newest first."""
-        q = select(Command).order_by(Command.id.desc()).limit(limit)
-        if meter_id is not None:
-            q = q.where(Command.meter_id == meter_id)
-        with self.engine.connect() as conn:
-            return [CommandView(**r._asdict()) for r in conn.execute(q)]
+        return self._repo.list(meter_id=meter_id, limit=limit)
 
     # ------------------------------------------------------------------ the steps
 
@@ -209,13 +217,13 @@ class Commands:
             raise AccessDeniedError(f"role {who.role} may not {what}")
 
     @staticmethod
-    def _active_meter(conn: Connection, meter_id: str) -> None:
-        if conn.scalar(select(Meter.state).where(Meter.id == meter_id)) != "active":
+    def _active_meter(tx: Unit, meter_id: str) -> None:
+        if tx.meter_state(meter_id) != "active":
             raise InvalidValueError("no such active meter")
 
+    @staticmethod
     def _audit(
-        self,
-        conn: Connection,
+        tx: Unit,
         actor: str,
         cmd: tuple[int, str],
         action: str,
@@ -235,7 +243,7 @@ class Commands:
             request_id=f"command-{cid}",
             detail=detail,
         )
-        self.store.audit.append_in(conn, [entry])
+        tx.audit([entry])
 
     def propose(
         self,
@@ -262,24 +270,20 @@ class Commands:
                 raise InvalidValueError(f"{kind} takes no value")
         elif value is None or not bounds[0] <= value <= bounds[1]:
             raise InvalidValueError(f"{kind} needs a value in {bounds[0]}..{bounds[1]}")
-        with self.engine.begin() as conn:
-            self._active_meter(conn, meter_id)
-            cid = conn.execute(
-                insert(Command)
-                .values(
-                    meter_id=meter_id,
-                    kind=kind,
-                    value=value,
-                    state="proposed",
-                    proposed_by=who.username,
-                    proposed_at=now,
-                    reason=reason,
-                )
-                .returning(Command.id)
-            ).scalar_one()
+        with self._repo.transaction() as tx:
+            self._active_meter(tx, meter_id)
+            cid = tx.add(
+                meter_id=meter_id,
+                kind=kind,
+                value=value,
+                state="proposed",
+                proposed_by=who.username,
+                proposed_at=now,
+                reason=reason,
+            )
             detail = f"value={value} reason={reason[:200]}"
             self._audit(
-                conn,
+                tx,
                 who.username,
                 (cid, meter_id),
                 f"command_proposed:{kind}",
@@ -305,27 +309,23 @@ class Commands:
         """
         self._may_command(who, "read meters on demand")
         self._reads.on_demand_read(who, meter_id, now=now)
-        with self.engine.begin() as conn:
-            self._active_meter(conn, meter_id)
-            counter = self._next_counter(conn, meter_id)
+        with self._repo.transaction() as tx:
+            self._active_meter(tx, meter_id)
+            counter = tx.next_counter(meter_id)
             envelope = self._seal(meter_id, plain_request("read", None), counter, now)
-            cid = conn.execute(
-                insert(Command)
-                .values(
-                    meter_id=meter_id,
-                    kind="read",
-                    state="sent",
-                    proposed_by=who.username,
-                    proposed_at=now,
-                    reason="on-demand read",
-                    approved_by=who.username,
-                    approved_at=now,
-                    counter=counter,
-                )
-                .returning(Command.id)
-            ).scalar_one()
+            cid = tx.add(
+                meter_id=meter_id,
+                kind="read",
+                state="sent",
+                proposed_by=who.username,
+                proposed_at=now,
+                reason="on-demand read",
+                approved_by=who.username,
+                approved_at=now,
+                counter=counter,
+            )
             self._audit(
-                conn,
+                tx,
                 who.username,
                 (cid, meter_id),
                 "on_demand_read",
@@ -337,13 +337,6 @@ class Commands:
         view = self.get(cid)
         assert view is not None  # noqa: S101
         return view
-
-    def _next_counter(self, conn: Connection, meter_id: str) -> int:
-        """The meter's next command counter (unique per meter by constraint)."""
-        last = conn.scalar(
-            select(func.coalesce(func.max(Command.counter), 0)).where(Command.meter_id == meter_id)
-        )
-        return 1 + int(last or 0)
 
     def _seal(self, meter_id: str, plain: bytes, counter: int, now: int) -> bytes:
         title, ek, ak = self._keys(meter_id)
@@ -368,23 +361,14 @@ class Commands:
             log.warning("command %d not published: %s", command_id, exc)
             delivered = False
         if not delivered:  # the meter was offline: it never saw this counter
-            with self.engine.begin() as conn:
-                conn.execute(
-                    update(Command)
-                    .where(Command.id == command_id, Command.state == "sent")
-                    .values(state="undelivered")
-                )
+            self._repo.mark_undelivered(command_id)
 
-    def _pending(self, conn: Connection, command_id: int, now: int) -> CommandView | None:
-        """The command, locked for this transaction; a proposal past its window expires."""
-        row = conn.execute(
-            select(Command).where(Command.id == command_id).with_for_update()
-        ).first()
-        if row is None:
-            return None
-        cmd = CommandView(**row._asdict())
-        if cmd.state == "proposed" and now - cmd.proposed_at > APPROVAL_WINDOW:
-            conn.execute(update(Command).where(Command.id == cmd.id).values(state="expired"))
+    @staticmethod
+    def _pending(tx: Unit, command_id: int, now: int) -> CommandView | None:
+        """The command, locked for this step; a proposal past its window expires."""
+        cmd = tx.locked(command_id)
+        if cmd is not None and cmd.state == "proposed" and now - cmd.proposed_at > APPROVAL_WINDOW:
+            tx.set(cmd.id, state="expired")
             cmd = replace(cmd, state="expired")
         return cmd
 
@@ -397,14 +381,14 @@ class Commands:
         """
         self._may_command(who, "approve commands")
         envelope: bytes | None = None
-        with self.engine.begin() as conn:
-            cmd = self._pending(conn, command_id, now)
+        with self._repo.transaction() as tx:
+            cmd = self._pending(tx, command_id, now)
             if cmd is None or cmd.state != "proposed":
                 return None
             ref = (cmd.id, cmd.meter_id)
             if cmd.proposed_by == who.username:
                 self._audit(
-                    conn,
+                    tx,
                     who.username,
                     ref,
                     f"command_approved:{cmd.kind}",
@@ -415,23 +399,19 @@ class Commands:
                 error = DualControlError("the proposer of a command cannot approve it")
             else:
                 error = None
-                counter = self._next_counter(conn, cmd.meter_id)
+                counter = tx.next_counter(cmd.meter_id)
                 wrapped = None
                 if cmd.kind == "key_change":
                     assert self._rotate_key is not None  # noqa: S101 - checked at proposal
                     wrapped = self._rotate_key(cmd.meter_id)
                 plain = plain_request(cmd.kind, cmd.value, wrapped)
                 envelope = self._seal(cmd.meter_id, plain, counter, now)
-                conn.execute(
-                    update(Command)
-                    .where(Command.id == cmd.id)
-                    .values(
-                        state="sent", approved_by=who.username, approved_at=now, counter=counter
-                    )
+                tx.set(
+                    cmd.id, state="sent", approved_by=who.username, approved_at=now, counter=counter
                 )
                 both = f"proposed by {cmd.proposed_by}, approved by {who.username}"
                 self._audit(
-                    conn,
+                    tx,
                     who.username,
                     ref,
                     f"command_approved:{cmd.kind}",
@@ -448,13 +428,13 @@ class Commands:
     def reject(self, who: Principal, command_id: int, *, now: int) -> CommandView | None:
         """Withdraw (proposer) or reject (another utility user) a pending command."""
         self._may_command(who, "reject commands")
-        with self.engine.begin() as conn:
-            cmd = self._pending(conn, command_id, now)
+        with self._repo.transaction() as tx:
+            cmd = self._pending(tx, command_id, now)
             if cmd is None or cmd.state != "proposed":
                 return None
-            conn.execute(update(Command).where(Command.id == cmd.id).values(state="rejected"))
+            tx.set(cmd.id, state="rejected")
             self._audit(
-                conn,
+                tx,
                 who.username,
                 (cmd.id, cmd.meter_id),
                 f"command_rejected:{cmd.kind}",

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from meterguard.errors import TransportError
 from meterguard.headend.store.audit import AuditWriter, Fields
+from meterguard.headend.store.commands import CommandRepository
 from meterguard.headend.store.meters import MeterRepository
 from meterguard.headend.store.models import (
     Alarm,
@@ -176,6 +177,7 @@ class Store:
         self.registry = MeterRepository(engine)
         self.consents = ConsentRepository(engine)
         self.access = AccessLogRepository(engine)
+        self.commands = CommandRepository(engine, self.audit)
         self._months: set[int] = set()
 
     def __repr__(self) -> str:

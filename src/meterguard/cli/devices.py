@@ -1,0 +1,213 @@
+"""Meters: ``meter serve`` (one meter over DLMS/TCP), ``meter tamper``, ``fleet run``.
+
+Each command parses its options, calls the library and prints; see :mod:`meterguard.cli.main`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from meterguard.cli.common import EXISTING_DATA_OPTION, SPEED_OPTION, _key, _stop_on_signals
+from meterguard.errors import (
+    ConfigurationError,
+)
+
+if TYPE_CHECKING:
+    pass
+
+
+@click.group()
+def meter() -> None:
+    """The simulated smart meter."""
+
+
+@meter.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=4059, show_default=True, type=int, help="TCP port (0 picks a free one)."
+)
+@click.option(
+    "--state",
+    "state_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="State directory (keys, counters, log books); created on first start.",
+)
+@click.option("--system-title", help="16 hex digits; first start only (default MGD + serial 1).")
+@click.option(
+    "--ek", envvar="MG_EK", help="Global unicast key (hex), first start only [env MG_EK]."
+)
+@click.option(
+    "--ak", envvar="MG_AK", help="Authentication key (hex), first start only [env MG_AK]."
+)
+@click.option(
+    "--kek", envvar="MG_KEK", help="Master key / KEK (hex), first start only [env MG_KEK]."
+)
+@click.option(
+    "--pdu", default=1024, show_default=True, type=int, help="Server max receive PDU size."
+)
+@click.option("--verbose", "-v", is_flag=True, help="Log connections and security events.")
+def serve(
+    host: str,
+    port: int,
+    state_dir: Path,
+    system_title: str | None,
+    ek: str | None,
+    ak: str | None,
+    kek: str | None,
+    pdu: int,
+    verbose: bool,
+) -> None:
+    """Run one meter serving DLMS/COSEM over TCP (wrapper) until interrupted."""
+    from meterguard.clock import SystemClock
+    from meterguard.meter.device import Meter, MeterIdentity
+    from meterguard.meter.state import STATE_FILE, load_state
+    from meterguard.meter.transport.tcp import DlmsTcpServer
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+    existing = load_state(state_dir / STATE_FILE)
+    if existing is not None:
+        title = bytes.fromhex(existing["system_title"])
+        identity = MeterIdentity(existing["serial"], title, int(existing["seed"]))
+        keys = existing["keys"]
+        ek, ak, kek = keys["ek"], keys["ak"], keys["kek"]
+    else:
+        title = bytes.fromhex(system_title) if system_title else b"MGD" + (1).to_bytes(5, "big")
+        if len(title) != 8:
+            raise click.BadParameter("a system title is 8 bytes", param_hint="--system-title")
+        if not (ek and ak and kek):
+            raise click.UsageError(
+                "first start needs --ek, --ak and --kek (or MG_EK, MG_AK, MG_KEK)"
+            )
+        serial = int.from_bytes(title[3:], "big")
+        identity = MeterIdentity(f"{serial:010d}", title, serial)
+    unicast, auth, master = _key(ek, "--ek"), _key(ak, "--ak"), _key(kek, "--kek")
+    assert unicast is not None and auth is not None and master is not None  # noqa: S101
+    device = Meter(
+        identity,
+        clock=SystemClock(),
+        unicast_key=unicast,
+        authentication_key=auth,
+        master_key=master,
+        state_dir=state_dir,
+    )
+    server = DlmsTcpServer(device, host=host, port=port, max_receive_pdu_size=pdu)
+
+    async def run() -> None:
+        bound_host, bound_port = await server.start()
+        click.echo(
+            f"meter {identity.serial} (system title {title.hex().upper()}) "
+            f"listening on {bound_host}:{bound_port}",
+            err=False,
+        )
+        sys.stdout.flush()
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        task = asyncio.create_task(server.serve_forever())
+        await stop.wait()
+        task.cancel()
+        await server.close()
+
+    asyncio.run(run())
+    stopped = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    click.echo(f"meter {identity.serial} stopped at {stopped}")
+
+
+@click.group()
+def fleet() -> None:
+    """Many simulated meters in one process."""
+
+
+@fleet.command("run")
+@click.option(
+    "--meters", "count", default=200, show_default=True, type=click.IntRange(1, 1_000_000)
+)
+@click.option(
+    "--state",
+    "state_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="State directory (fleet.npz: keys, counters, positions).",
+)
+@SPEED_OPTION
+@click.option(
+    "--duration", type=click.FloatRange(min=0.0), help="Stop after this many real seconds."
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Append every protected push as 'serial hex-apdu' lines to this file.",
+)
+def fleet_run(
+    count: int, state_dir: Path, speed: float, duration: float | None, out: Path | None
+) -> None:
+    """Simulate the fleet on accelerated time; every 15-minute reading is a protected push."""
+    import time
+
+    from meterguard.meter.fleet import Fleet
+
+    fleet_obj = Fleet.open(state_dir, count, now=dt.datetime.now(dt.UTC))
+    sink = out.open("a", encoding="ascii") if out is not None else None
+    pushes = 0
+
+    def push(i: int, apdu: bytes) -> None:
+        nonlocal pushes
+        pushes += 1
+        if sink is not None:
+            sink.write(f"{int(fleet_obj.a['serial'][i]):010d} {apdu.hex()}\n")
+
+    started = time.monotonic()
+    sim_start = fleet_obj.now
+    stopping = _stop_on_signals()
+    click.echo(
+        f"fleet of {len(fleet_obj)} meters "
+        f"({fleet_obj.nbytes / len(fleet_obj):.0f} B each at rest), "
+        f"simulated time {sim_start.isoformat(timespec='minutes')}, speed x{speed:g}"
+    )
+    try:
+        while not stopping.is_set():
+            elapsed = time.monotonic() - started
+            if duration is not None and elapsed >= duration:
+                break
+            target = sim_start + dt.timedelta(seconds=elapsed * speed)
+            stats = fleet_obj.step(target, push)
+            lag = (target - fleet_obj.now).total_seconds()
+            click.echo(
+                f"sim {fleet_obj.now.isoformat(timespec='minutes')}  readings +{stats.readings}  "
+                f"pushes {pushes}  lag {max(lag, 0):.0f}s"
+            )
+            time.sleep(max(0.0, 1.0 - (time.monotonic() - started - elapsed)))
+    finally:
+        fleet_obj.save()
+        if sink is not None:
+            sink.close()
+    click.echo(f"stopped; {pushes} protected pushes; state in {state_dir}")
+
+
+@meter.command("tamper")
+@click.argument("meter_id")
+@click.argument("kind")
+@EXISTING_DATA_OPTION
+def meter_tamper(meter_id: str, kind: str, data: Path) -> None:
+    """Fire a tamper sensor (e.g. cover-open, magnetic-field) on a meter of a running demo."""
+    from meterguard.demo import request_tamper
+    from meterguard.meter.device import TamperKind
+
+    try:
+        sensor = TamperKind.parse(kind)
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc), param_hint="KIND") from None
+    request_tamper(data, meter_id, sensor)
+    click.echo(f"tamper {sensor.label} requested on {meter_id}")

@@ -1,0 +1,377 @@
+"""Operations on a system: pki, the meter lifecycle, broker, status, audit, bill, ingest.
+
+Each command parses its options, calls the library and prints; see :mod:`meterguard.cli.main`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from meterguard.cli.common import (
+    CLI_ROLE,
+    EXISTING_DATA_OPTION,
+    _cli_actor,
+    _guarded,
+    _join,
+    _run_info,
+    _stop_on_signals,
+)
+from meterguard.cli.devices import meter
+from meterguard.errors import (
+    ConfigurationError,
+)
+
+if TYPE_CHECKING:
+    pass
+
+
+@click.group()
+def pki() -> None:
+    """The PKI: root, device and service CAs, meter enrolment, revocation."""
+
+
+@pki.command("init")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def pki_init(directory: Path) -> None:
+    """Create a root CA, a device CA and a service CA in DIRECTORY."""
+    from meterguard.crypto.pki.store import Pki
+
+    Pki.init(directory, now=dt.datetime.now(dt.UTC))
+    click.echo(
+        f"PKI created in {directory}; keep {directory / 'root' / 'root.key'} offline from now on"
+    )
+
+
+@pki.command("enroll")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--serial", required=True, help="10-digit meter serial.")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The meter's directory: its key is generated there and never leaves it.",
+)
+def pki_enroll(directory: Path, serial: str, out: Path) -> None:
+    """Register SERIAL and enrol a meter: a factory certificate, then an operational one (EST)."""
+    from cryptography import x509
+
+    from meterguard.crypto.pki.authority import meter_id
+    from meterguard.crypto.pki.store import Pki
+
+    cert, _ = Pki.open(directory).enrol_meter(serial, out, now=dt.datetime.now(dt.UTC))
+    operational = x509.load_pem_x509_certificates(cert.read_bytes())[0]
+    click.echo(
+        f"meter {meter_id(serial)} enrolled: {cert} valid until "
+        f"{operational.not_valid_after_utc.isoformat(timespec='minutes')}"
+    )
+
+
+@pki.command("service")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", required=True, help="Head-end worker name (its MQTT user name).")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path))
+def pki_service(directory: Path, name: str, out: Path) -> None:
+    """Issue a head-end worker's client certificate (service CA)."""
+    from meterguard.crypto.pki.store import Pki, pem
+
+    store = Pki.open(directory)
+    cert, key = store.issue_service_client(name, now=dt.datetime.now(dt.UTC), out=out)
+    (out / "root.pem").write_bytes(pem(store.root))
+    click.echo(f"service client {name}: {cert}, {key}")
+
+
+@pki.command("revoke")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--serial", required=True, help="10-digit meter serial.")
+def pki_revoke(directory: Path, serial: str) -> None:
+    """Revoke every certificate of a meter and re-publish the CRL.
+
+    When DIRECTORY is the PKI of a system's data directory, this is the same operation as
+    `meterguard meter revoke` (and the API's): the meter is marked revoked in the head-end's
+    registry, audited, refused by running ingest workers and the broker reloads its CRL.
+    """
+    from meterguard.identity import meter_id
+    from meterguard.system.layout import DataLayout
+
+    if DataLayout(directory.parent).info.exists():
+        _move(directory.parent, _guarded(lambda: meter_id(serial)), "revoke")
+        return
+    from meterguard.crypto.pki.store import Pki
+
+    store = Pki.open(directory)
+    count = store.revoke_meter(serial, now=dt.datetime.now(dt.UTC))
+    click.echo(f"revoked {count} certificate(s) of meter {serial}; CRL at {store.crl_path}")
+
+
+def _move(data: Path, mid: str, action: str) -> None:
+    """A lifecycle move through the one service the API also calls."""
+    import time
+
+    headend, _ = _join(data)
+    state = _guarded(
+        lambda: headend.meters.move(_cli_actor(), CLI_ROLE, mid, action, now=int(time.time()))
+    )
+    click.echo(
+        f"meter {mid} is {state}; running ingest workers refuse its messages within seconds"
+        + (
+            "; its certificates are revoked and the broker reloads the CRL"
+            if action in ("revoke", "decommission")
+            else ""
+        )
+    )
+
+
+def _lifecycle_command(action: str, summary: str) -> None:
+    @meter.command(action, help=summary)
+    @click.argument("meter_id")
+    @EXISTING_DATA_OPTION
+    def command(meter_id: str, data: Path) -> None:
+        _move(data, meter_id, action)
+
+
+for _action, _summary in (
+    ("disable", "Refuse a meter's messages at ingest until it is enabled again."),
+    ("enable", "Accept a disabled meter's messages again."),
+    ("decommission", "Retire a meter: its certificates are revoked, its messages refused."),
+    ("revoke", "Revoke a meter's certificates (a compromised meter): CRL, broker, ingest."),
+):
+    _lifecycle_command(_action, _summary)
+
+
+@meter.command("provision")
+@click.argument("serial")
+@EXISTING_DATA_OPTION
+def meter_provision(serial: str, data: Path) -> None:
+    """Register a new meter by its 10-digit SERIAL: PKI record, DLMS keys, database, ingest."""
+    import time
+
+    headend, _ = _join(data)
+    mid = _guarded(
+        lambda: headend.meters.provision(_cli_actor(), CLI_ROLE, serial, now=int(time.time()))
+    )
+    click.echo(f"meter {mid} provisioned: it may enrol; its keys stay in the key store")
+
+
+@click.group()
+def broker() -> None:
+    """The managed Mosquitto broker."""
+
+
+@broker.command("run")
+@click.option(
+    "--dir",
+    "directory",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Broker directory (configuration, server certificate, log).",
+)
+@click.option("--pki", "pki_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--device-port", default=8883, show_default=True, type=int)
+@click.option("--service-port", default=8884, show_default=True, type=int)
+@click.option("--duration", type=click.FloatRange(min=0.0), help="Stop after this many seconds.")
+def broker_run(
+    directory: Path,
+    pki_dir: Path,
+    host: str,
+    device_port: int,
+    service_port: int,
+    duration: float | None,
+) -> None:
+    """Run Mosquitto with the generated TLS configuration; reload it when the CRL or ACLs change."""
+    import time
+
+    from meterguard.broker.process import ManagedBroker
+    from meterguard.crypto.pki.store import Pki
+
+    store = Pki.open(pki_dir)
+    managed = ManagedBroker.prepare(
+        directory,
+        store,
+        host=host,
+        device_port=device_port,
+        service_port=service_port,
+        now=dt.datetime.now(dt.UTC),
+    )
+    managed.start()
+    click.echo(
+        f"broker up: devices on {host}:{managed.layout.device_port}, "
+        f"head-end on {host}:{managed.layout.service_port}; log {directory / 'mosquitto.log'}"
+    )
+    stopping = _stop_on_signals()
+    watched = store.directory / "registry.json"
+    seen = watched.stat().st_mtime_ns
+    started = time.monotonic()
+    try:
+        while not stopping.is_set() and (duration is None or time.monotonic() - started < duration):
+            time.sleep(0.5)
+            if managed.proc is None or managed.proc.poll() is not None:
+                raise click.ClickException(f"mosquitto stopped: {managed.log_tail()}")
+            mtime = watched.stat().st_mtime_ns
+            if mtime != seen:  # a revocation or a new service client: new CRL/ACL, reload
+                seen = mtime
+                managed.sync(Pki.open(pki_dir))
+                click.echo("registry changed: CRL and ACLs reloaded")
+    finally:
+        managed.stop()
+
+
+@click.command("status")
+@EXISTING_DATA_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(data: Path, as_json: bool) -> None:
+    """Counts of a demo's data: meters, readings, alarms, security events, rejected messages."""
+    from meterguard.headend.store.db import open_database
+    from meterguard.headend.store.repository import Store
+
+    info = _run_info(data)
+    counts = _guarded(lambda: Store(open_database(info.db)).counts())
+    if as_json:
+        click.echo(json.dumps(counts))
+    else:
+        for k, v in counts.items():
+            click.echo(f"{k:18} {v}")
+
+
+@click.group()
+def audit() -> None:
+    """The tamper-evident audit log."""
+
+
+@audit.command("verify")
+@EXISTING_DATA_OPTION
+@click.option(
+    "--state",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The auditor's pinned tree head (default: DATA/auditor/state.json). Keep it where "
+    "the operators cannot write.",
+)
+@click.option("--db", help="Database URL (default: the demo's).")
+@click.option(
+    "--key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The audit public key, hex x||y (default: DATA/audit/audit-key.pub).",
+)
+def audit_verify(data: Path, state: Path | None, db: str | None, key: Path | None) -> None:
+    """Check the audit log: entries, signed tree heads, consistency with the last verified head.
+
+    Exits 1 and lists every problem if an entry was changed, removed or reordered, or a head
+    does not verify — also when the log was rewritten and re-signed with the audit key.
+    """
+    from meterguard.audit.auditor import Auditor
+    from meterguard.crypto.ecc import VerifyingKey
+    from meterguard.headend.store.db import open_database
+
+    url = db or _run_info(data).db
+    public = VerifyingKey.from_bytes(
+        bytes.fromhex((key or data / "audit" / "audit-key.pub").read_text().strip())
+    )
+    report = Auditor(
+        open_database(url, migrate_schema=False), public, state or data / "auditor" / "state.json"
+    ).run()
+    click.echo(
+        f"{report.entries} entries, {report.heads} signed tree heads; pinned head "
+        f"{report.pinned_before} -> {report.pinned_now}"
+    )
+    for problem in report.problems:
+        click.echo(f"PROBLEM: {problem}")
+    if not report.ok:
+        sys.exit(1)
+    click.echo("audit log verified")
+
+
+@click.group()
+def bill() -> None:
+    """Signed bills."""
+
+
+@bill.command("verify")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--key",
+    "key_hex",
+    required=True,
+    help="The billing public key your utility publishes (hex x||y, or a file holding it; the "
+    "demo's is DATA/headend/billing-key.pub). A key carried inside the bill proves nothing.",
+)
+def bill_verify(path: Path, key_hex: str) -> None:
+    """Check a bill (JSON from the API: one bill, or a meter's list) against the billing key.
+
+    Exits 1 if a signature does not verify or the charges do not add up to the total.
+    """
+    from meterguard.crypto.ecc import VerifyingKey
+    from meterguard.errors import InvalidValueError, SignatureInvalidError
+    from meterguard.headend.services.billing import verify_bill
+
+    data = json.loads(path.read_text())
+    bills = data.get("bills", [data])
+    if Path(key_hex).is_file():
+        key_hex = Path(key_hex).read_text().strip()
+    try:
+        key = VerifyingKey.from_bytes(bytes.fromhex(key_hex))
+    except (ValueError, ConfigurationError):
+        raise click.BadParameter("not a P-256 public key (hex x||y)", param_hint="--key") from None
+    bad = 0
+    for b in bills:
+        doc = b["document"]
+        period = f"{doc['period']['start']}..{doc['period']['end']}"
+        try:
+            verify_bill(doc, bytes.fromhex(b["signature"]), key)
+        except (SignatureInvalidError, InvalidValueError, ValueError, KeyError) as exc:
+            bad += 1
+            click.echo(f"INVALID bill {doc.get('meter_id')} {period}: {exc}")
+            continue
+        total = doc["total_e4"] / 10000
+        click.echo(
+            f"valid bill {doc['meter_id']} {period}: {total:.2f} {doc['tariff']['currency']}"
+        )
+    sys.exit(1 if bad else 0)
+
+
+@click.group()
+def ingest() -> None:
+    """Head-end ingest workers."""
+
+
+@ingest.command("run")
+@EXISTING_DATA_OPTION
+@click.option(
+    "--client-id",
+    default="headend-ingest-2",
+    show_default=True,
+    help="Distinct per worker; the same id resumes that worker's session.",
+)
+@click.option("--duration", type=click.FloatRange(min=0.0), help="Stop after this many seconds.")
+def ingest_run(data: Path, client_id: str, duration: float | None) -> None:
+    """Run an ingest worker for a demo's data directory (scale-out: several side by side)."""
+    import time
+
+    headend, info = _join(data)
+    headend.start_watch()  # revocations from any process reach this worker (PKI-5)
+    worker = headend.worker(info, client_id, ("data", "alarms", "events", "status"))
+    stopping = _stop_on_signals()
+    if duration is not None:
+        timer = threading.Timer(duration, stopping.set)
+        timer.daemon = True  # a signal before the duration ends the process at once
+        timer.start()
+    click.echo(f"ingest worker {client_id} running")
+    sys.stdout.flush()
+    started = time.monotonic()
+    try:
+        worker.run(stopping)
+    finally:
+        headend.stop()
+    click.echo(
+        f"ingest worker {client_id}: {worker.committed} messages committed in "
+        f"{time.monotonic() - started:.1f} s; {worker.processor.stats}; "
+        f"duplicates {worker.duplicates}, reconnects {worker.reconnects}, "
+        f"database failures {worker.db_failures}"
+    )
