@@ -253,7 +253,9 @@ class DemoSystem:
 
     def _start_billing(self, he: HeadEnd, now: dt.datetime, ids: list[str]) -> None:
         """Tariffs on first start: the first meter on time-of-use, the others flat."""
-        he.billing = billing = Billing(he.store, signing_key(he.layout.headend, "billing-key"))
+        he.billing = billing = Billing(
+            he.store.billing, signing_key(he.layout.headend, "billing-key")
+        )
         if billing.tariff_of(ids[0]) is None:
             flat, tou = (billing.add_tariff(t, now=int(now.timestamp())) for t in TARIFFS)
             for k, mid in enumerate(ids):

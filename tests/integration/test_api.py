@@ -61,7 +61,7 @@ def site(tmp_path: Path) -> Site:
         store.add_readings(
             [ReadingRow(mid, 1_800_000_000 + 900 * k, 100 * n + k, 0, 0) for k in range(4)]
         )
-    accounts = Accounts(store.engine, SecretKey.generate(32))
+    accounts = Accounts(store.accounts, SecretKey.generate(32))
     now = int(time.time())
     accounts.create_user("alice", PASSWORD, "consumer", now=now, meters=("MGD0000000001",))
     accounts.create_user("bob", BOB, "consumer", now=now, meters=("MGD0000000002",))
@@ -85,7 +85,7 @@ def site(tmp_path: Path) -> Site:
         lambda m, e: sent.append((m, e)) is None,
         reads=consumption_data(store, accounts),
     )
-    billing = Billing(store, SigningKey.generate())
+    billing = Billing(store.billing, SigningKey.generate())
     pki = Pki.init(tmp_path / "pki", now=dt.datetime.now(dt.UTC))
     for n in (1, 2):
         pki.enrol_meter(f"{n:010d}", tmp_path / f"m{n}", now=dt.datetime.now(dt.UTC))

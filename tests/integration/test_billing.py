@@ -40,7 +40,7 @@ TOU = TariffSpec("night-saver", "tou", "EUR", 5000, (Band(0, 7, 1200), Band(7, 2
 def test_flat_and_time_of_use_bills_are_right_and_signed(store: Store) -> None:
     _store_day(store)
     key = SigningKey.generate()
-    billing = Billing(store, key)
+    billing = Billing(store.billing, key)
     flat = billing.add_tariff(FLAT, now=1)
     billing.assign(MID, flat)
     bill = billing.issue(MID, DAY0, DAY0 + 86400, now=2)
@@ -61,7 +61,7 @@ def test_flat_and_time_of_use_bills_are_right_and_signed(store: Store) -> None:
 def test_a_changed_bill_fails_verification(store: Store) -> None:
     _store_day(store)
     key = SigningKey.generate()
-    billing = Billing(store, key)
+    billing = Billing(store.billing, key)
     billing.assign(MID, billing.add_tariff(FLAT, now=1))
     bill = billing.issue(MID, DAY0, DAY0 + 86400, now=2)
     sig = bytes.fromhex(bill.signature)
@@ -81,7 +81,7 @@ def test_a_changed_bill_fails_verification(store: Store) -> None:
 
 def test_gaps_are_counted_and_missing_ends_refused(store: Store) -> None:
     _store_day(store, skip=frozenset({40, 41, 95}))
-    billing = Billing(store, SigningKey.generate())
+    billing = Billing(store.billing, SigningKey.generate())
     billing.assign(MID, billing.add_tariff(TOU, now=1))
     doc = billing.compute(MID, DAY0, DAY0 + 86400 - 900)  # ends at the last stored interval
     assert doc["missing_intervals"] == 2
@@ -99,7 +99,7 @@ def test_bill_verify_cli_accepts_the_bill_and_refuses_a_changed_one(
 ) -> None:
     _store_day(store)
     key = SigningKey.generate()
-    billing = Billing(store, key)
+    billing = Billing(store.billing, key)
     billing.assign(MID, billing.add_tariff(TOU, now=1))
     b = billing.issue(MID, DAY0, DAY0 + 86400, now=2)
     listing = {"meter_id": MID, "bills": [{"document": b.document, "signature": b.signature}]}

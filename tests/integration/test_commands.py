@@ -55,7 +55,7 @@ class Rig:
             keys[mid] = (self.fleet.system_title(i), ek, ak)
         self.keys = keys
         self.sent: list[tuple[str, bytes]] = []
-        self.reads = consumption_data(store, Accounts(store.engine, SecretKey.generate(32)))
+        self.reads = consumption_data(store, Accounts(store.accounts, SecretKey.generate(32)))
         self.commands = Commands(
             store.commands, keys.__getitem__, self.key, HEADEND, self._publish, reads=self.reads
         )

@@ -59,7 +59,7 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
             [ReadingRow(mid, 1_800_000_000 + 900 * k, 100 * n + k, 0, 0) for k in range(4)]
         )
         keys[mid] = (title, SecretKey.generate(16), SecretKey.generate(16))
-    accounts = Accounts(store.engine, SecretKey.generate(32))
+    accounts = Accounts(store.accounts, SecretKey.generate(32))
     for name, (password, meter) in USERS.items():
         accounts.create_user(name, password, "consumer", now=int(time.time()), meters=(meter,))
     if request.param == "seeded BOLA":  # the check must be able to fail: break scoping here
@@ -76,7 +76,7 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
         accounts,
         store,
         commands=commands,
-        billing=Billing(store, SigningKey.generate()),
+        billing=Billing(store.billing, SigningKey.generate()),
         api_rate=1e6,
         api_burst=1e6,
     )

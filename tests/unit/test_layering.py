@@ -4,7 +4,8 @@
   framework and read no clock; only crypto/ imports crypto.hazmat;
 * the head-end never imports the meter (they meet only on the wire), nor the assembly
   layer; the meter never imports the head-end;
-* services hold no SQL and no web framework; routes and pages hold no SQL;
+* services hold no SQL and no web framework (repositories in headend/store/ hold the SQL);
+  routes and pages hold no SQL;
 * system/ (assembly) is imported only by the CLI and the demo.
 """
 
@@ -133,33 +134,10 @@ BOUNDARIES = [
     ("mqtt", ("meterguard.headend", "meterguard.meter", "meterguard.system")),
     ("broker", ("meterguard.headend", "meterguard.meter", "meterguard.system")),
 ]
-SQL_DEBT = {
-    "headend/services/accounts.py",
-    "headend/services/billing.py",
-    "headend/services/webauthn.py",
-}
-"""Services that still issue SQL themselves (issue 11, item 4: their repositories are to come).
-The list may only shrink: a module that no longer needs its place fails the test too."""
-
-
 @pytest.mark.parametrize(("pkg", "forbidden"), BOUNDARIES, ids=[b[0] for b in BOUNDARIES])
 def test_layers_import_one_way(pkg: str, forbidden: tuple[str, ...]) -> None:
-    def excused(path: str, name: str) -> bool:
-        return name.split(".", 1)[0] == "sqlalchemy" and path in SQL_DEBT
-
-    bad = [
-        (path, name)
-        for path, name in _package_imports(pkg)
-        if name.startswith(forbidden) and not excused(path, name)
-    ]
+    bad = [(path, name) for path, name in _package_imports(pkg) if name.startswith(forbidden)]
     assert not bad, bad
-
-
-def test_the_sql_debt_list_only_shrinks() -> None:
-    still = {
-        path for path, name in _package_imports("headend/services") if name.startswith("sqlalchemy")
-    }
-    assert still == SQL_DEBT, f"gone: {sorted(SQL_DEBT - still)}, new: {sorted(still - SQL_DEBT)}"
 
 
 def test_only_the_cli_and_the_demo_assemble_the_system() -> None:

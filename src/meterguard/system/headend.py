@@ -193,7 +193,9 @@ class HeadEnd:
         """The accounts service (its secrets key in the web directory)."""
         web = self.layout.web
         web.mkdir(mode=0o700, exist_ok=True)
-        self.accounts = Accounts(self.store.engine, read_key_file(web / "secrets.key", create=True))
+        self.accounts = Accounts(
+            self.store.accounts, read_key_file(web / "secrets.key", create=True)
+        )
         return self.accounts
 
     def start_web(self, host: str, port: int, *, now: dt.datetime) -> int:
@@ -204,7 +206,12 @@ class HeadEnd:
             self.pki.issue_server("web", hosts=[host, "localhost"], now=now, out=web)
         self.web_port = port
         # WebAuthn needs a domain as relying-party id (browsers refuse IP addresses).
-        passkeys = Passkeys(accounts, rp_id="localhost", origins=[f"https://localhost:{port}"])
+        passkeys = Passkeys(
+            accounts,
+            self.store.webauthn,
+            rp_id="localhost",
+            origins=[f"https://localhost:{port}"],
+        )
         app = create_app(
             accounts,
             self.store,

@@ -23,14 +23,11 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
-
 from meterguard.crypto.aead import GcmKey
 from meterguard.crypto.keys import SecretKey
 from meterguard.errors import AuthenticationFailedError, InvalidValueError
 from meterguard.headend.services.auth import PasswordHashes, TotpSecret, check_new_password
-from meterguard.headend.store.models import Meter, User, UserMeter, WebSession
+from meterguard.headend.store.accounts import AccountRepository
 
 __all__ = ["ROLES", "UTILITY_ROLES", "Accounts", "Principal", "SessionInfo", "token_digest"]
 
@@ -68,12 +65,15 @@ def token_digest(token: str) -> bytes:
 
 
 class Accounts:
-    """Users, logins and sessions over one database."""
+    """Users, logins and sessions: the rules, over a repository that holds the SQL."""
 
     def __init__(
-        self, engine: Engine, secrets_key: SecretKey, hashes: PasswordHashes | None = None
+        self,
+        repository: AccountRepository,
+        secrets_key: SecretKey,
+        hashes: PasswordHashes | None = None,
     ) -> None:
-        self.engine = engine
+        self._repo = repository
         self._seal = GcmKey(secrets_key)
         self.hashes = hashes or PasswordHashes()
         # Verified when the user does not exist, so that the answer takes as long.
@@ -103,19 +103,12 @@ class Accounts:
             "disabled": False,
             "created_at": now,
         }
-        with self.engine.begin() as c:
-            try:  # the unique user name decides, also between concurrent creations
-                uid = int(c.execute(insert(User).values(**row).returning(User.id)).scalar_one())
-            except IntegrityError:
-                raise InvalidValueError("that user name is taken") from None
-            totp = None
-            if role in UTILITY_ROLES:
-                totp = TotpSecret.generate()
-                c.execute(
-                    update(User).where(User.id == uid).values(totp_secret=self._wrap(uid, totp))
-                )
-            for meter in meters:
-                c.execute(insert(UserMeter).values(user_id=uid, meter_id=meter))
+        totp = TotpSecret.generate() if role in UTILITY_ROLES else None
+        sealed = None if totp is None else (lambda uid: self._wrap(uid, totp))
+        # The unique user name decides, also between concurrent creations.
+        uid = self._repo.add_user(row, meters, sealed)
+        if uid is None:
+            raise InvalidValueError("that user name is taken")
         return uid, totp
 
     def _wrap(self, uid: int, totp: TotpSecret) -> bytes:
@@ -129,18 +122,11 @@ class Accounts:
 
     def users(self) -> list[tuple[int, str, str, bool]]:
         """(id, user name, role, disabled) of every account."""
-        with self.engine.connect() as c:
-            rows = c.execute(
-                select(User.id, User.username, User.role, User.disabled).order_by(User.id)
-            )
-            return [(int(a), str(b), str(r), bool(d)) for a, b, r, d in rows]
+        return self._repo.users()
 
     def set_disabled(self, user_id: int, *, disabled: bool) -> None:
         """Disable (or re-enable) an account; disabling ends all its sessions (API-6)."""
-        with self.engine.begin() as c:
-            c.execute(update(User).where(User.id == user_id).values(disabled=disabled))
-            if disabled:
-                c.execute(delete(WebSession).where(WebSession.user_id == user_id))
+        self._repo.set_disabled(user_id, disabled=disabled)
 
     # ------------------------------------------------------------------ login
 
@@ -151,12 +137,7 @@ class Accounts:
             AuthenticationFailedError: unknown user, wrong password or disabled account
                 (one message for all three).
         """
-        with self.engine.connect() as c:
-            row = c.execute(
-                select(User.id, User.username, User.role, User.password_hash, User.disabled).where(
-                    User.username == username
-                )
-            ).first()
+        row = self._repo.credentials(username)
         if row is None:
             self.hashes.verify(self._dummy, password)  # same time as a real check
             raise AuthenticationFailedError("wrong user name or password")
@@ -164,12 +145,7 @@ class Accounts:
         if not self.hashes.verify(stored, password) or disabled:
             raise AuthenticationFailedError("wrong user name or password")
         if self.hashes.needs_rehash(stored):
-            with self.engine.begin() as c:
-                c.execute(
-                    update(User)
-                    .where(User.id == uid)
-                    .values(password_hash=self.hashes.hash(password))
-                )
+            self._repo.set_password_hash(uid, self.hashes.hash(password))
         return self._new_session(
             Principal(uid, name, role), mfa_done=role not in UTILITY_ROLES, now=now
         )
@@ -181,48 +157,23 @@ class Accounts:
             AuthenticationFailedError: no pending session, wrong or replayed code.
         """
         info = self.session(token, now=now, need_mfa=False)
-        with self.engine.connect() as c:
-            sealed, last = c.execute(
-                select(User.totp_secret, User.totp_last_step).where(
-                    User.id == info.principal.user_id
-                )
-            ).one()
+        sealed, last = self._repo.totp(info.principal.user_id)
         if sealed is None:
             raise AuthenticationFailedError("no second factor enrolled")
-        step = self._unwrap(info.principal.user_id, bytes(sealed)).verify(
-            code, now=now, last_step=None if last is None else int(last)
-        )
-        with self.engine.begin() as c:
-            # Only a later step may be recorded: two concurrent uses of one code cannot both win.
-            moved = c.execute(
-                update(User)
-                .where(User.id == info.principal.user_id)
-                .where((User.totp_last_step.is_(None)) | (User.totp_last_step < step))
-                .values(totp_last_step=step)
-            ).rowcount
-        if not moved:
+        step = self._unwrap(info.principal.user_id, sealed).verify(code, now=now, last_step=last)
+        # Only a later step may be recorded: two concurrent uses of one code cannot both win.
+        if not self._repo.advance_totp(info.principal.user_id, step):
             raise AuthenticationFailedError("this one-time code was already used")
         return self.finish_second_factor(token, info.principal, now=now)
 
     def finish_second_factor(self, token: str, who: Principal, *, now: int) -> SessionInfo:
         """After a verified second factor (TOTP or WebAuthn): end the half session, rotate."""
-        with self.engine.begin() as c:
-            c.execute(delete(WebSession).where(WebSession.token_hash == token_digest(token)))
+        self._repo.delete_session(token_digest(token))
         return self._new_session(who, mfa_done=True, now=now)
 
     def _new_session(self, who: Principal, *, mfa_done: bool, now: int) -> SessionInfo:
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-        with self.engine.begin() as c:
-            c.execute(
-                insert(WebSession).values(
-                    token_hash=token_digest(token),
-                    user_id=who.user_id,
-                    csrf=csrf,
-                    mfa_done=mfa_done,
-                    created_at=now,
-                    seen_at=now,
-                )
-            )
+        self._repo.add_session(token_digest(token), who.user_id, csrf, mfa_done=mfa_done, now=now)
         return SessionInfo(token, csrf, who, mfa_done)
 
     def session(self, token: str, *, now: int, need_mfa: bool = True) -> SessionInfo:
@@ -231,59 +182,33 @@ class Accounts:
         Raises:
             AuthenticationFailedError: unknown, expired, or (with ``need_mfa``) half-done.
         """
-        with self.engine.begin() as c:
-            row = c.execute(
-                select(
-                    WebSession.user_id,
-                    WebSession.csrf,
-                    WebSession.mfa_done,
-                    WebSession.created_at,
-                    WebSession.seen_at,
-                    User.username,
-                    User.role,
-                    User.disabled,
-                )
-                .join(User, User.id == WebSession.user_id)
-                .where(WebSession.token_hash == token_digest(token))
-            ).first()
-            if row is None:
-                raise AuthenticationFailedError("no such session")
-            uid, csrf, mfa, created, seen, name, role, disabled = row
-            if disabled or now - int(seen) > IDLE_TIMEOUT or now - int(created) > ABSOLUTE_TIMEOUT:
-                c.execute(delete(WebSession).where(WebSession.token_hash == token_digest(token)))
-                raise AuthenticationFailedError("session expired")
-            if need_mfa and not mfa:
-                raise AuthenticationFailedError("second factor still needed")
-            c.execute(
-                update(WebSession)
-                .where(WebSession.token_hash == token_digest(token))
-                .values(seen_at=now)
-            )
-        return SessionInfo(token, str(csrf), Principal(int(uid), str(name), str(role)), bool(mfa))
+        digest = token_digest(token)
+        row = self._repo.session(digest)
+        if row is None:
+            raise AuthenticationFailedError("no such session")
+        uid, csrf, mfa, created, seen, name, role, disabled = row
+        if disabled or now - seen > IDLE_TIMEOUT or now - created > ABSOLUTE_TIMEOUT:
+            self._repo.delete_session(digest)
+            raise AuthenticationFailedError("session expired")
+        if need_mfa and not mfa:
+            raise AuthenticationFailedError("second factor still needed")
+        self._repo.touch_session(digest, now)
+        return SessionInfo(token, csrf, Principal(uid, name, role), mfa)
 
     def logout(self, token: str) -> None:
         """End one session."""
-        with self.engine.begin() as c:
-            c.execute(delete(WebSession).where(WebSession.token_hash == token_digest(token)))
+        self._repo.delete_session(token_digest(token))
 
     # ------------------------------------------------------------------ scoping
 
     def visible_meter(self, who: Principal, meter_id: str) -> bool:
         """Whether ``who`` may see ``meter_id`` (consumers: only their own, API-1)."""
-        with self.engine.connect() as c:
-            if who.role == "consumer":
-                q = select(UserMeter.meter_id).where(
-                    UserMeter.user_id == who.user_id, UserMeter.meter_id == meter_id
-                )
-            else:
-                q = select(Meter.id).where(Meter.id == meter_id)
-            return c.execute(q).first() is not None
+        if who.role == "consumer":
+            return self._repo.consumer_has(who.user_id, meter_id)
+        return self._repo.meter_exists(meter_id)
 
     def meters(self, who: Principal) -> list[str]:
         """The meters ``who`` may see."""
-        with self.engine.connect() as c:
-            if who.role == "consumer":
-                q = select(UserMeter.meter_id).where(UserMeter.user_id == who.user_id)
-            else:
-                q = select(Meter.id)
-            return sorted(str(m) for m in c.scalars(q))
+        if who.role == "consumer":
+            return self._repo.consumer_meters(who.user_id)
+        return self._repo.all_meters()

@@ -22,15 +22,13 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from sqlalchemy import delete, insert, select
+from typing import Any, Protocol
 
 from meterguard.crypto.ecc import SigningKey, VerifyingKey
 from meterguard.errors import InvalidValueError
-from meterguard.headend.store.models import Bill, Meter, MeterTariff, Reading, Tariff
-from meterguard.headend.store.repository import Store
+from meterguard.headend.store.billing import BillRow, TariffRow
 
 __all__ = ["Band", "BillView", "Billing", "TariffSpec", "canonical", "verify_bill"]
 
@@ -128,11 +126,38 @@ class BillView:
     """Hex ``r || s``."""
 
 
-class Billing:
-    """Tariffs and bills over the head-end database."""
+class Repository(Protocol):
+    """Where tariffs and bills are kept (``BillingRepository`` in ``headend/store/billing``)."""
 
-    def __init__(self, store: Store, signing_key: SigningKey) -> None:
-        self.engine = store.engine
+    def add_tariff(self, row: TariffRow, *, now: int) -> int:
+        """Store a tariff."""
+
+    def assign(self, meter_id: str, tariff_id: int) -> bool:
+        """Put a meter on a tariff."""
+
+    def tariff_of(self, meter_id: str) -> TariffRow | None:
+        """The meter's tariff."""
+
+    def registers_at(self, meter_id: str, starts: Sequence[int]) -> list[tuple[int, int]]:
+        """Register values of exactly these intervals."""
+
+    def registers_between(self, meter_id: str, start: int, end: int) -> list[tuple[int, int]]:
+        """Register values of every interval in a period."""
+
+    def add_bill(
+        self, meter_id: str, start: int, end: int, document: str, signature: bytes, *, now: int
+    ) -> None:
+        """Store a signed bill."""
+
+    def bills(self, meter_id: str, period: tuple[int, int] | None = None) -> list[BillRow]:
+        """A meter's bills, newest period first."""
+
+
+class Billing:
+    """Tariffs and bills: the arithmetic and the signature, over a repository."""
+
+    def __init__(self, repository: Repository, signing_key: SigningKey) -> None:
+        self._repo = repository
         self._key = signing_key
         self.verifying_key = signing_key.verifying_key()
 
@@ -142,42 +167,28 @@ class Billing:
     def add_tariff(self, spec: TariffSpec, *, now: int) -> int:
         """Store a tariff; its id."""
         spec.check()
-        with self.engine.begin() as conn:
-            return int(
-                conn.execute(
-                    insert(Tariff)
-                    .values(
-                        name=spec.name,
-                        kind=spec.kind,
-                        currency=spec.currency,
-                        standing_e4_per_day=spec.standing_e4_per_day,
-                        bands=json.dumps(spec.to_json()["bands"]),
-                        created_at=now,
-                    )
-                    .returning(Tariff.id)
-                ).scalar_one()
-            )
+        bands = json.dumps(spec.to_json()["bands"])
+        return self._repo.add_tariff(
+            (spec.name, spec.kind, spec.currency, spec.standing_e4_per_day, bands), now=now
+        )
 
     def assign(self, meter_id: str, tariff_id: int) -> None:
-        """Bill ``meter_id`` on ``tariff_id`` from now on."""
-        with self.engine.begin() as conn:
-            if conn.scalar(select(Meter.id).where(Meter.id == meter_id)) is None:
-                raise InvalidValueError("no such meter")
-            conn.execute(delete(MeterTariff).where(MeterTariff.meter_id == meter_id))
-            conn.execute(insert(MeterTariff).values(meter_id=meter_id, tariff_id=tariff_id))
+        """Bill ``meter_id`` on ``tariff_id`` from now on.
+
+        Raises:
+            InvalidValueError: no such meter.
+        """
+        if not self._repo.assign(meter_id, tariff_id):
+            raise InvalidValueError("no such meter")
 
     def tariff_of(self, meter_id: str) -> TariffSpec | None:
         """The meter's tariff, or None."""
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                select(Tariff)
-                .join(MeterTariff, MeterTariff.tariff_id == Tariff.id)
-                .where(MeterTariff.meter_id == meter_id)
-            ).first()
+        row = self._repo.tariff_of(meter_id)
         if row is None:
             return None
-        bands = tuple(Band(int(a), int(b), int(c)) for a, b, c in json.loads(row.bands))
-        return TariffSpec(row.name, row.kind, row.currency, row.standing_e4_per_day, bands)
+        name, kind, currency, standing, bands_json = row
+        bands = tuple(Band(int(a), int(b), int(c)) for a, b, c in json.loads(bands_json))
+        return TariffSpec(name, kind, currency, standing, bands)
 
     def compute(self, meter_id: str, start: int, end: int) -> dict[str, Any]:
         """The bill document for ``[start, end)`` (not stored, not signed).
@@ -191,19 +202,10 @@ class Billing:
         if tariff is None:
             raise InvalidValueError("the meter has no tariff")
         # Cumulative register at time t is the reading of the interval ending at t.
-        with self.engine.connect() as conn:
-            if tariff.kind == "flat":  # two register values are all a flat tariff needs
-                q = select(Reading.interval_start, Reading.import_wh).where(
-                    Reading.meter_id == meter_id,
-                    Reading.interval_start.in_((start - PERIOD, end - PERIOD)),
-                )
-            else:
-                q = select(Reading.interval_start, Reading.import_wh).where(
-                    Reading.meter_id == meter_id,
-                    Reading.interval_start >= start - PERIOD,
-                    Reading.interval_start < end,
-                )
-            rows = [(int(a), int(b)) for a, b in conn.execute(q.order_by(Reading.interval_start))]
+        if tariff.kind == "flat":  # PRIV-1: two register values are all a flat tariff needs
+            rows = self._repo.registers_at(meter_id, (start - PERIOD, end - PERIOD))
+        else:
+            rows = self._repo.registers_between(meter_id, start - PERIOD, end)
         if len(rows) < 2 or rows[0][0] != start - PERIOD or rows[-1][0] != end - PERIOD:
             raise InvalidValueError("no verified register reading at the period's start or end")
         wh = [0] * len(tariff.bands)
@@ -244,33 +246,12 @@ class Billing:
         document = self.compute(meter_id, start, end)
         document["issued_at"] = now
         signature = self._key.sign(DOMAIN + canonical(document))
-        with self.engine.begin() as conn:
-            conn.execute(
-                insert(Bill).values(
-                    meter_id=meter_id,
-                    period_start=start,
-                    period_end=end,
-                    document=canonical(document).decode(),
-                    signature=signature,
-                    issued_at=now,
-                )
-            )
+        self._repo.add_bill(meter_id, start, end, canonical(document).decode(), signature, now=now)
         return self.bills(meter_id, period=(start, end))[0]
 
     def bills(self, meter_id: str, *, period: tuple[int, int] | None = None) -> list[BillView]:
         """A meter's bills, newest period first."""
-        q = select(Bill).where(Bill.meter_id == meter_id).order_by(Bill.period_start.desc())
-        if period is not None:
-            q = q.where(Bill.period_start == period[0], Bill.period_end == period[1])
-        with self.engine.connect() as conn:
-            return [
-                BillView(
-                    r.id,
-                    r.meter_id,
-                    r.period_start,
-                    r.period_end,
-                    json.loads(r.document),
-                    bytes(r.signature).hex(),
-                )
-                for r in conn.execute(q)
-            ]
+        return [
+            BillView(bid, mid, start, end, json.loads(document), signature.hex())
+            for bid, mid, start, end, document, signature in self._repo.bills(meter_id, period)
+        ]

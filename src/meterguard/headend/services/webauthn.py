@@ -24,7 +24,6 @@ import json
 import secrets
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select, update
 from webauthn import (
     generate_authentication_options,
     generate_registration_options,
@@ -43,7 +42,7 @@ from webauthn.helpers.structs import (
 
 from meterguard.errors import AuthenticationFailedError
 from meterguard.headend.services.accounts import Accounts, SessionInfo, token_digest
-from meterguard.headend.store.models import WebAuthnChallenge, WebAuthnCredential
+from meterguard.headend.store.webauthn import StoredCredential, WebAuthnRepository
 
 __all__ = ["CEREMONY_TTL", "Passkeys"]
 
@@ -53,9 +52,11 @@ CEREMONY_TTL = 120
 class Passkeys:
     """WebAuthn registration and login for one relying party."""
 
-    def __init__(self, accounts: Accounts, *, rp_id: str, origins: list[str]) -> None:
+    def __init__(
+        self, accounts: Accounts, repository: WebAuthnRepository, *, rp_id: str, origins: list[str]
+    ) -> None:
         self.accounts = accounts
-        self.engine: Engine = accounts.engine
+        self._repo = repository
         self.rp_id = rp_id
         self.origins = origins
 
@@ -64,45 +65,20 @@ class Passkeys:
 
     def _issue(self, token: str, purpose: str, now: int) -> bytes:
         challenge = secrets.token_bytes(32)
-        with self.engine.begin() as c:
-            c.execute(
-                delete(WebAuthnChallenge).where(
-                    (WebAuthnChallenge.token_hash == token_digest(token))
-                    & (WebAuthnChallenge.purpose == purpose)
-                    | (WebAuthnChallenge.expires_at < now)
-                )
-            )
-            c.execute(
-                insert(WebAuthnChallenge).values(
-                    token_hash=token_digest(token),
-                    purpose=purpose,
-                    challenge=challenge,
-                    expires_at=now + CEREMONY_TTL,
-                )
-            )
+        self._repo.put_challenge(
+            token_digest(token), purpose, challenge, expires_at=now + CEREMONY_TTL, now=now
+        )
         return challenge
 
     def _take(self, token: str, purpose: str, now: int) -> bytes:
         """The session's pending challenge, removed (single use)."""
-        with self.engine.begin() as c:
-            row = c.execute(
-                delete(WebAuthnChallenge)
-                .where(
-                    WebAuthnChallenge.token_hash == token_digest(token),
-                    WebAuthnChallenge.purpose == purpose,
-                )
-                .returning(WebAuthnChallenge.challenge, WebAuthnChallenge.expires_at)
-            ).first()
-        if row is None or int(row.expires_at) < now:
+        row = self._repo.take_challenge(token_digest(token), purpose)
+        if row is None or row[1] < now:
             raise AuthenticationFailedError("no WebAuthn ceremony in progress")
-        return bytes(row.challenge)
+        return row[0]
 
-    def _credentials(self, user_id: int) -> list[WebAuthnCredential]:
-        with self.engine.connect() as c:
-            rows = c.execute(
-                select(WebAuthnCredential).where(WebAuthnCredential.user_id == user_id)
-            )
-            return [WebAuthnCredential(**r._asdict()) for r in rows]
+    def _credentials(self, user_id: int) -> list[StoredCredential]:
+        return self._repo.credentials(user_id)
 
     def count(self, user_id: int) -> int:
         """How many authenticators the user has registered."""
@@ -149,21 +125,14 @@ class Passkeys:
             )
         except (WebAuthnException, ValueError, KeyError, TypeError) as exc:
             raise AuthenticationFailedError(f"WebAuthn registration refused: {exc}") from None
-        with self.engine.begin() as c:
-            return int(
-                c.execute(
-                    insert(WebAuthnCredential)
-                    .values(
-                        user_id=info.principal.user_id,
-                        credential_id=verified.credential_id,
-                        public_key=verified.credential_public_key,
-                        sign_count=verified.sign_count,
-                        label=label,
-                        created_at=now,
-                    )
-                    .returning(WebAuthnCredential.id)
-                ).scalar_one()
-            )
+        return self._repo.add_credential(
+            info.principal.user_id,
+            verified.credential_id,
+            verified.credential_public_key,
+            verified.sign_count,
+            label,
+            now=now,
+        )
 
     # ------------------------------------------------------------------ login
 
@@ -215,10 +184,5 @@ class Passkeys:
             )
         except (WebAuthnException, ValueError, KeyError, TypeError) as exc:
             raise AuthenticationFailedError(f"WebAuthn assertion refused: {exc}") from None
-        with self.engine.begin() as c:
-            c.execute(
-                update(WebAuthnCredential)
-                .where(WebAuthnCredential.id == cred.id)
-                .values(sign_count=verified.new_sign_count)
-            )
+        self._repo.set_sign_count(cred.id, verified.new_sign_count)
         return self.accounts.finish_second_factor(token, info.principal, now=now)

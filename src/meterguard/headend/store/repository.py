@@ -30,7 +30,9 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from meterguard.errors import TransportError
+from meterguard.headend.store.accounts import AccountRepository
 from meterguard.headend.store.audit import AuditWriter, Fields
+from meterguard.headend.store.billing import BillingRepository
 from meterguard.headend.store.commands import CommandRepository
 from meterguard.headend.store.meters import MeterRepository
 from meterguard.headend.store.models import (
@@ -44,6 +46,7 @@ from meterguard.headend.store.models import (
     SecurityEvent,
 )
 from meterguard.headend.store.privacy import AccessLogRepository, ConsentRepository
+from meterguard.headend.store.webauthn import WebAuthnRepository
 
 __all__ = [
     "AlarmView",
@@ -178,6 +181,9 @@ class Store:
         self.consents = ConsentRepository(engine)
         self.access = AccessLogRepository(engine)
         self.commands = CommandRepository(engine, self.audit)
+        self.billing = BillingRepository(engine)
+        self.webauthn = WebAuthnRepository(engine)
+        self.accounts = AccountRepository(engine)
         self._months: set[int] = set()
 
     def __repr__(self) -> str:

@@ -1,0 +1,184 @@
+"""The SQL of accounts: users, their meters, their TOTP state, and server-side sessions.
+
+Only hashes are stored — of passwords (argon2id) and of session tokens (SHA-256); TOTP
+secrets are stored sealed by the accounts service. Which login step is allowed, timeouts,
+code reuse and scoping are the rules of :mod:`meterguard.headend.services.accounts`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from meterguard.headend.store.models import Meter, User, UserMeter, WebSession
+
+__all__ = ["AccountRepository", "SessionRow"]
+
+SessionRow = tuple[int, str, bool, int, int, str, str, bool]
+"""(user id, csrf, mfa done, created at, seen at, user name, role, disabled)."""
+
+
+class AccountRepository:
+    """Users and sessions over one engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def __repr__(self) -> str:
+        return "AccountRepository()"
+
+    # ------------------------------------------------------------------ users
+
+    def add_user(
+        self,
+        row: dict[str, Any],
+        meters: Sequence[str],
+        sealed_totp: Callable[[int], bytes] | None,
+    ) -> int | None:
+        """Insert a user, their meters and TOTP secret (sealed with their id), atomically.
+
+        None if the user name is taken (the unique constraint decides).
+        """
+        with self.engine.begin() as c:
+            try:
+                uid = int(c.execute(insert(User).values(**row).returning(User.id)).scalar_one())
+            except IntegrityError:
+                return None
+            if sealed_totp is not None:
+                c.execute(update(User).where(User.id == uid).values(totp_secret=sealed_totp(uid)))
+            for meter in meters:
+                c.execute(insert(UserMeter).values(user_id=uid, meter_id=meter))
+        return uid
+
+    def users(self) -> list[tuple[int, str, str, bool]]:
+        """(id, user name, role, disabled) of every account."""
+        with self.engine.connect() as c:
+            rows = c.execute(
+                select(User.id, User.username, User.role, User.disabled).order_by(User.id)
+            )
+            return [(int(a), str(b), str(r), bool(d)) for a, b, r, d in rows]
+
+    def set_disabled(self, user_id: int, *, disabled: bool) -> None:
+        """Disable or re-enable; disabling deletes the user's sessions in the same transaction."""
+        with self.engine.begin() as c:
+            c.execute(update(User).where(User.id == user_id).values(disabled=disabled))
+            if disabled:
+                c.execute(delete(WebSession).where(WebSession.user_id == user_id))
+
+    def credentials(self, username: str) -> tuple[int, str, str, str, bool] | None:
+        """(id, user name, role, password hash, disabled), or None."""
+        with self.engine.connect() as c:
+            row = c.execute(
+                select(User.id, User.username, User.role, User.password_hash, User.disabled).where(
+                    User.username == username
+                )
+            ).first()
+        return None if row is None else (int(row[0]), row[1], row[2], row[3], bool(row[4]))
+
+    def set_password_hash(self, user_id: int, password_hash: str) -> None:
+        """Store a rehashed password."""
+        with self.engine.begin() as c:
+            c.execute(update(User).where(User.id == user_id).values(password_hash=password_hash))
+
+    def totp(self, user_id: int) -> tuple[bytes | None, int | None]:
+        """(sealed secret, last step used)."""
+        with self.engine.connect() as c:
+            sealed, last = c.execute(
+                select(User.totp_secret, User.totp_last_step).where(User.id == user_id)
+            ).one()
+        return (None if sealed is None else bytes(sealed)), (None if last is None else int(last))
+
+    def advance_totp(self, user_id: int, step: int) -> bool:
+        """Record ``step`` as used if it is later than the last; False if it was not.
+
+        One statement: two concurrent uses of one code cannot both win.
+        """
+        with self.engine.begin() as c:
+            moved = c.execute(
+                update(User)
+                .where(User.id == user_id)
+                .where((User.totp_last_step.is_(None)) | (User.totp_last_step < step))
+                .values(totp_last_step=step)
+            ).rowcount
+        return bool(moved)
+
+    # ------------------------------------------------------------------ sessions
+
+    def add_session(
+        self, token_hash: bytes, user_id: int, csrf: str, *, mfa_done: bool, now: int
+    ) -> None:
+        """A new session."""
+        with self.engine.begin() as c:
+            c.execute(
+                insert(WebSession).values(
+                    token_hash=token_hash,
+                    user_id=user_id,
+                    csrf=csrf,
+                    mfa_done=mfa_done,
+                    created_at=now,
+                    seen_at=now,
+                )
+            )
+
+    def session(self, token_hash: bytes) -> SessionRow | None:
+        """The session and its user, or None."""
+        with self.engine.connect() as c:
+            row = c.execute(
+                select(
+                    WebSession.user_id,
+                    WebSession.csrf,
+                    WebSession.mfa_done,
+                    WebSession.created_at,
+                    WebSession.seen_at,
+                    User.username,
+                    User.role,
+                    User.disabled,
+                )
+                .join(User, User.id == WebSession.user_id)
+                .where(WebSession.token_hash == token_hash)
+            ).first()
+        if row is None:
+            return None
+        uid, csrf, mfa, created, seen, name, role, disabled = row
+        return (int(uid), str(csrf), bool(mfa), int(created), int(seen), name, role, bool(disabled))
+
+    def touch_session(self, token_hash: bytes, now: int) -> None:
+        """The session was used now."""
+        with self.engine.begin() as c:
+            c.execute(
+                update(WebSession).where(WebSession.token_hash == token_hash).values(seen_at=now)
+            )
+
+    def delete_session(self, token_hash: bytes) -> None:
+        """End a session."""
+        with self.engine.begin() as c:
+            c.execute(delete(WebSession).where(WebSession.token_hash == token_hash))
+
+    # ------------------------------------------------------------------ scope
+
+    def consumer_has(self, user_id: int, meter_id: str) -> bool:
+        """Is the meter one of this consumer's?"""
+        with self.engine.connect() as c:
+            q = select(UserMeter.meter_id).where(
+                UserMeter.user_id == user_id, UserMeter.meter_id == meter_id
+            )
+            return c.execute(q).first() is not None
+
+    def meter_exists(self, meter_id: str) -> bool:
+        """Is there such a meter?"""
+        with self.engine.connect() as c:
+            return c.execute(select(Meter.id).where(Meter.id == meter_id)).first() is not None
+
+    def consumer_meters(self, user_id: int) -> list[str]:
+        """The consumer's meters."""
+        with self.engine.connect() as c:
+            q = select(UserMeter.meter_id).where(UserMeter.user_id == user_id)
+            return sorted(str(m) for m in c.scalars(q))
+
+    def all_meters(self) -> list[str]:
+        """Every meter."""
+        with self.engine.connect() as c:
+            return sorted(str(m) for m in c.scalars(select(Meter.id)))
