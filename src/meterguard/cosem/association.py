@@ -24,13 +24,26 @@ from __future__ import annotations
 
 import enum
 
+from meterguard.cosem.xdlms import (
+    ActionResponseNextPblock,
+    ActionResponseNormal,
+    GetResponseNormal,
+    GetResponseWithDataBlock,
+    GetResponseWithList,
+    SetResponseDataBlock,
+    SetResponseLastDataBlock,
+    SetResponseNormal,
+)
 from meterguard.errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = [
+    "ANSWERS",
     "ASSOCIATION_TRANSITIONS",
     "TRANSFER_TRANSITIONS",
+    "Answer",
     "AssociationMachine",
     "AssociationState",
+    "Request",
     "Role",
     "TransferState",
     "Trigger",
@@ -86,6 +99,46 @@ class Trigger(enum.Enum):
     BLOCK_LAST = "block-last"
     BLOCK_ABORTED = "block-aborted"
 
+
+class Request(enum.Enum):
+    """What the client is waiting for an answer to."""
+
+    AARQ = "aarq"
+    HLS = "hls"
+    RELEASE = "release"
+    GET = "get"
+    GET_LIST = "get-list"
+    SET = "set"
+    SET_BLOCK = "set-block"
+    ACTION = "action"
+    ACTION_BLOCK = "action-block"
+
+
+class Answer(enum.Enum):
+    """What a response means for the pending request."""
+
+    GET_DONE = "get-done"
+    GET_LIST_DONE = "get-list-done"
+    GET_BLOCK = "get-block"
+    SET_DONE = "set-done"
+    WRITE_BLOCK_ACKNOWLEDGED = "write-block-acknowledged"
+    ACTION_DONE = "action-done"
+
+
+ANSWERS: dict[tuple[Request, type], Answer] = {
+    # "while waiting for R, a response of type X means A"; anything else does not answer R.
+    (Request.GET, GetResponseNormal): Answer.GET_DONE,
+    (Request.GET, GetResponseWithDataBlock): Answer.GET_BLOCK,
+    (Request.GET_LIST, GetResponseWithList): Answer.GET_LIST_DONE,
+    (Request.GET_LIST, GetResponseWithDataBlock): Answer.GET_BLOCK,
+    (Request.SET, SetResponseNormal): Answer.SET_DONE,
+    (Request.SET_BLOCK, SetResponseDataBlock): Answer.WRITE_BLOCK_ACKNOWLEDGED,
+    (Request.SET_BLOCK, SetResponseLastDataBlock): Answer.SET_DONE,
+    (Request.ACTION, ActionResponseNormal): Answer.ACTION_DONE,
+    (Request.ACTION_BLOCK, ActionResponseNextPblock): Answer.WRITE_BLOCK_ACKNOWLEDGED,
+    (Request.ACTION_BLOCK, ActionResponseNormal): Answer.ACTION_DONE,
+}
+"""The client's table of which response answers which pending request (DH-5, DM-11)."""
 
 _S = AssociationState
 _T = Trigger

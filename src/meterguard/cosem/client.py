@@ -21,7 +21,7 @@ from meterguard.cosem.acse import (
     Mechanism,
 )
 from meterguard.cosem.apdu import decode_apdu
-from meterguard.cosem.association import AssociationState, Role, Trigger
+from meterguard.cosem.association import ANSWERS, Answer, AssociationState, Request, Role, Trigger
 from meterguard.cosem.axdr import Data, OctetString, decode_data_bytes, encode_data
 from meterguard.cosem.counters import ReceiveCounter
 from meterguard.cosem.events import (
@@ -150,7 +150,7 @@ class ClientSettings:
 
 @dataclass(slots=True)
 class _Pending:
-    kind: str
+    kind: Request
     invoke: int = 0
     buffer: bytearray = field(default_factory=bytearray)
     expected_block: int = 1
@@ -234,17 +234,17 @@ class ClientConnection(Endpoint):
                 user_information=user_info,
             ).to_bytes()
         )
-        self._pending = _Pending("aarq")
+        self._pending = _Pending(Request.AARQ)
 
     def get(self, attribute: AttributeDescriptor, access: SelectiveAccess | None = None) -> int:
         """Queue a GET; return its invoke id."""
-        inv = self._start("get")
+        inv = self._start(Request.GET)
         self._send(GetRequestNormal(inv, AttributeWithSelection(attribute, access)).to_bytes())
         return inv & 0x0F
 
     def get_with_list(self, attributes: tuple[AttributeWithSelection, ...]) -> int:
         """Queue a GET-with-list; return its invoke id."""
-        inv = self._start("get-list")
+        inv = self._start(Request.GET_LIST)
         self._send(GetRequestWithList(inv, attributes).to_bytes())
         return inv & 0x0F
 
@@ -252,14 +252,14 @@ class ClientConnection(Endpoint):
         self, attribute: AttributeDescriptor, value: Data, access: SelectiveAccess | None = None
     ) -> int:
         """Queue a SET, in blocks if it does not fit the server's PDU; return its invoke id."""
-        inv = self._start("set")
+        inv = self._start(Request.SET)
         target = AttributeWithSelection(attribute, access)
         plain = SetRequestNormal(inv, target, value).to_bytes()
         if len(plain) + overhead(self._request_envelope()) <= self._server_pdu():
             self._send(plain)
             return inv & 0x0F
         self._pending = _Pending(
-            "set-block", inv, blocks=self._split(encode_data(value), len(target.to_bytes()))
+            Request.SET_BLOCK, inv, blocks=self._split(encode_data(value), len(target.to_bytes()))
         )
         first = self._pending.blocks[0]
         self._send(
@@ -271,7 +271,7 @@ class ClientConnection(Endpoint):
 
     def action(self, method: MethodDescriptor, parameters: Data | None = None) -> int:
         """Queue an ACTION, in blocks if it does not fit the server's PDU; return its invoke id."""
-        inv = self._start("action")
+        inv = self._start(Request.ACTION)
         plain = ActionRequestNormal(inv, method, parameters).to_bytes()
         if (
             parameters is None
@@ -280,7 +280,7 @@ class ClientConnection(Endpoint):
             self._send(plain)
             return inv & 0x0F
         self._pending = _Pending(
-            "action-block",
+            Request.ACTION_BLOCK,
             inv,
             blocks=self._split(encode_data(parameters), len(method.to_bytes())),
         )
@@ -309,7 +309,7 @@ class ClientConnection(Endpoint):
                 ),
             )
         self._out.append(RLRQ(user_information=info).to_bytes())
-        self._pending = _Pending("release")
+        self._pending = _Pending(Request.RELEASE)
 
     def receive(self, data: bytes) -> list[Event]:
         """Process one APDU from the server.
@@ -370,7 +370,7 @@ class ClientConnection(Endpoint):
             raise LocalProtocolError("the server's PDU size leaves no room for block data")
         return [raw[i : i + size] for i in range(0, len(raw), size)] or [b""]
 
-    def _start(self, kind: str) -> int:
+    def _start(self, kind: Request) -> int:
         if self.machine.state is not AssociationState.ASSOCIATED:
             raise LocalProtocolError(
                 f"{kind} needs an established association ({self.machine.state.value})"
@@ -501,7 +501,7 @@ class ClientConnection(Endpoint):
             )
         self._invoke = (self._invoke + 1) % 16
         inv = invoke_id_and_priority(self._invoke)
-        self._pending = _Pending("hls", inv)
+        self._pending = _Pending(Request.HLS, inv)
         # Reference §1.7: the HLS reply uses the global key, even with a dedicated key.
         self._send(
             ActionRequestNormal(inv, HLS_METHOD, OctetString(reply)).to_bytes(), global_key=True
@@ -580,32 +580,28 @@ class ClientConnection(Endpoint):
         if inv is not None and (inv & 0x0F) != (p.invoke & 0x0F):
             raise RemoteProtocolError("response invoke id does not match the request")
         ident = p.invoke & 0x0F
-        if p.kind == "get" and isinstance(response, GetResponseNormal):
-            self._pending = None
-            return [GetCompleted(ident, response.result)]
-        if p.kind == "get-list" and isinstance(response, GetResponseWithList):
-            self._pending = None
-            return [GetListCompleted(ident, response.results)]
-        if p.kind in ("get", "get-list") and isinstance(response, GetResponseWithDataBlock):
+        answer = ANSWERS.get((p.kind, type(response)))
+        if answer is None:
+            raise RemoteProtocolError(
+                f"{type(response).__name__} does not answer a pending {p.kind.value}"
+            )
+        if answer is Answer.GET_BLOCK:
+            assert isinstance(response, GetResponseWithDataBlock)  # noqa: S101 - the table's row
             return self._on_get_block(p, response.block)
-        if p.kind == "set" and isinstance(response, SetResponseNormal):
-            self._pending = None
-            return [SetCompleted(ident, (response.result,))]
-        if p.kind == "set-block" and isinstance(response, SetResponseDataBlock):
+        if answer is Answer.WRITE_BLOCK_ACKNOWLEDGED:
+            assert isinstance(response, SetResponseDataBlock | ActionResponseNextPblock)  # noqa: S101
             return self._next_write_block(p, response.block_number)
-        if p.kind == "set-block" and isinstance(response, SetResponseLastDataBlock):
-            self._pending = None
+        self._pending = None
+        if isinstance(response, GetResponseNormal):
+            return [GetCompleted(ident, response.result)]
+        if isinstance(response, GetResponseWithList):
+            return [GetListCompleted(ident, response.results)]
+        if isinstance(response, SetResponseNormal | SetResponseLastDataBlock):
             return [SetCompleted(ident, (response.result,))]
-        if p.kind == "action-block" and isinstance(response, ActionResponseNextPblock):
-            return self._next_write_block(p, response.block_number)
-        if p.kind in ("action", "action-block") and isinstance(response, ActionResponseNormal):
-            self._pending = None
-            return [
-                ActionCompleted(
-                    ident, response.response.result, response.response.return_parameters
-                )
-            ]
-        raise RemoteProtocolError(f"{type(response).__name__} does not answer a pending {p.kind}")
+        assert isinstance(response, ActionResponseNormal)  # noqa: S101 - the table's last rows
+        return [
+            ActionCompleted(ident, response.response.result, response.response.return_parameters)
+        ]
 
     def _on_get_block(self, p: _Pending, block: DataBlockG) -> list[Event]:
         ident = p.invoke & 0x0F
@@ -627,7 +623,7 @@ class ClientConnection(Endpoint):
             return []
         self._pending = None
         raw = bytes(p.buffer)
-        if p.kind == "get":
+        if p.kind is Request.GET:
             return [GetCompleted(ident, decode_data_bytes(raw))]
         r = Reader(raw)
         results = decode_get_results(r)
@@ -643,7 +639,7 @@ class ClientConnection(Endpoint):
         p.expected_block += 1
         n = p.expected_block
         block = DataBlockSA(n == len(p.blocks), n, p.blocks[n - 1])
-        if p.kind == "set-block":
+        if p.kind is Request.SET_BLOCK:
             self._send(SetRequestWithDataBlock(p.invoke, block).to_bytes())
         else:
             self._send(ActionRequestWithPblock(p.invoke, block).to_bytes())

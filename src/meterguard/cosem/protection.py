@@ -18,13 +18,13 @@ from meterguard.cosem.keying import SecurityMaterial
 from meterguard.cosem.obis import Obis
 from meterguard.cosem.security import (
     ApduProtector,
+    ApduUnprotector,
     CipheringKind,
     GeneralCiphering,
     GeneralGloCiphering,
     SecurityControl,
     ServiceCiphered,
     protect_general,
-    unprotect,
     unprotect_general,
 )
 from meterguard.cosem.xdlms import (
@@ -110,11 +110,21 @@ def overhead(env: Envelope) -> int:
 class Protection:
     """Wraps and unwraps APDUs for one side of one association."""
 
-    __slots__ = ("_protectors", "ded_counter", "dedicated", "material", "peer_title")
+    __slots__ = (
+        "_protectors",
+        "_unprotectors",
+        "ded_counter",
+        "dedicated",
+        "material",
+        "peer_title",
+    )
 
     def __init__(self, material: SecurityMaterial) -> None:
         self.material = material
         self._protectors: dict[tuple[GcmKey, SecurityControl, SecretKey | None], ApduProtector] = {}
+        self._unprotectors: dict[
+            tuple[GcmKey, SecretKey | None, bool, bool, bytes], ApduUnprotector
+        ] = {}
         self.peer_title: bytes | None = None
         self.dedicated: GcmKey | None = None
         self.ded_counter = ReceiveCounter()
@@ -158,22 +168,37 @@ class Protection:
         return protector.protect(plain, ic, env.kind)
 
     def unwrap(self, apdu: Apdu, *, require_encryption: bool) -> tuple[bytes, Envelope]:
-        """Check and decipher one ciphered APDU (DM-6 / DH-4 order: title, policy, counter, tag)."""
+        """Check and decipher one ciphered APDU (DM-6 / DH-4 order: title, policy, counter, tag).
+
+        Service-specific and general-glo/ded APDUs go through the one verifier the ingest hot
+        path uses too (:class:`~meterguard.cosem.security.ApduUnprotector`); only
+        general-ciphering with key-info, which no push uses, has checks of its own here.
+        """
         m = self.material
         if self.peer_title is None:
             raise RemoteProtocolError("ciphered APDU before the peer's system title is known")
-        if isinstance(apdu, GeneralGloCiphering) and apdu.system_title != self.peer_title:
-            raise UnexpectedSystemTitleError(
-                f"APDU from system title {apdu.system_title.hex()}, "
-                f"expected {self.peer_title.hex()}"
-            )
-        if isinstance(apdu, GeneralCiphering) and apdu.originator_system_title != self.peer_title:
+        if isinstance(apdu, ServiceCiphered | GeneralGloCiphering):
+            sc = apdu.security
+            if apdu.dedicated:
+                if self.dedicated is None:
+                    raise InsufficientProtectionError(
+                        "dedicated ciphering but no dedicated key agreed"
+                    )
+                key, counter = self.dedicated, self.ded_counter
+            elif sc.broadcast:
+                key, counter = m.broadcast_gcm(), m.peer_broadcast_counter
+            else:
+                key, counter = m.unicast_gcm(), m.peer_counter
+            verifier = self._unprotector(key, broadcast=sc.broadcast, encrypt=require_encryption)
+            _, plain = verifier.unprotect(apdu.to_bytes(), counter)
+            return plain, Envelope(apdu.kind, sc)
+        if not isinstance(apdu, GeneralCiphering):
+            raise RemoteProtocolError(f"{type(apdu).__name__} is not a ciphered APDU")
+        if apdu.originator_system_title != self.peer_title:
             raise UnexpectedSystemTitleError(
                 f"APDU from system title {apdu.originator_system_title.hex()}, "
                 f"expected {self.peer_title.hex()}"
             )
-        if not isinstance(apdu, ServiceCiphered | GeneralGloCiphering | GeneralCiphering):
-            raise RemoteProtocolError(f"{type(apdu).__name__} is not a ciphered APDU")
         sc = apdu.security
         # Green Book §9.2.7: the suite is fixed per security setup; a downgrade is refused.
         if sc.suite != m.suite:
@@ -185,29 +210,36 @@ class Protection:
             raise InsufficientProtectionError("APDU is not authenticated")
         if require_encryption and not sc.encrypted:
             raise InsufficientProtectionError("APDU is not encrypted but the policy requires it")
-        dedicated = isinstance(apdu, ServiceCiphered | GeneralGloCiphering) and apdu.dedicated
         broadcast = sc.broadcast
-        if isinstance(apdu, GeneralCiphering) and apdu.key_info is not None:
+        if apdu.key_info is not None:
             broadcast = apdu.key_info.choice == 0 and apdu.key_info.key_id == 1
-        if dedicated:
-            if self.dedicated is None:
-                raise InsufficientProtectionError("dedicated ciphering but no dedicated key agreed")
-            key, counter = self.dedicated, self.ded_counter
-        elif broadcast:
+        if broadcast:
             key, counter = m.broadcast_gcm(), m.peer_broadcast_counter
         else:
             key, counter = m.unicast_gcm(), m.peer_counter
         counter.check(apdu.invocation_counter)  # replay: cheap check before any crypto
-        if isinstance(apdu, GeneralCiphering):
-            plain = unprotect_general(apdu, key=key, authentication_key=m.authentication_key)
-            env = Envelope(CipheringKind.GENERAL_GLO, sc, general=apdu)
-        else:
-            plain = unprotect(
-                apdu, system_title=self.peer_title, key=key, authentication_key=m.authentication_key
-            )
-            env = Envelope(apdu.kind, sc)
+        plain = unprotect_general(apdu, key=key, authentication_key=m.authentication_key)
         counter.commit(apdu.invocation_counter)  # only after the tag verified
-        return plain, env
+        return plain, Envelope(CipheringKind.GENERAL_GLO, sc, general=apdu)
+
+    def _unprotector(self, key: GcmKey, *, broadcast: bool, encrypt: bool) -> ApduUnprotector:
+        m = self.material
+        assert self.peer_title is not None  # noqa: S101 - checked by the caller
+        cache_key = (key, m.authentication_key, broadcast, encrypt, self.peer_title)
+        verifier = self._unprotectors.get(cache_key)
+        if verifier is None:
+            if len(self._unprotectors) > 8:  # keys changed several times: forget the old ones
+                self._unprotectors.clear()
+            verifier = ApduUnprotector(
+                key=key,
+                authentication_key=m.authentication_key,
+                peer_system_title=self.peer_title,
+                suite=m.suite,
+                require_encryption=encrypt,
+                broadcast=broadcast,
+            )
+            self._unprotectors[cache_key] = verifier
+        return verifier
 
 
 def is_ciphered(apdu: Apdu) -> bool:
