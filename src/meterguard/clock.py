@@ -12,9 +12,11 @@ This module does not schedule anything and does not sleep.
 from __future__ import annotations
 
 import datetime as dt
+import time
+from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["Clock", "FixedClock", "SystemClock"]
+__all__ = ["Clock", "FixedClock", "SimulatedClock", "SystemClock"]
 
 
 class Clock(Protocol):
@@ -49,3 +51,28 @@ class FixedClock:
     def advance(self, delta: dt.timedelta) -> None:
         """Move the clock forward by ``delta``."""
         self._now += delta
+
+
+class SimulatedClock:
+    """Simulated time: ``start``, then ``speed`` simulated seconds per wall-clock second.
+
+    The fleet's accelerated time (the demo runs 15 simulated minutes a second) is this, never
+    the wall clock: what is stamped with it is meter time, and says so.
+    """
+
+    def __init__(
+        self,
+        start: dt.datetime,
+        speed: float = 1.0,
+        *,
+        wall: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if start.tzinfo is None:
+            msg = "SimulatedClock needs an aware datetime"
+            raise ValueError(msg)
+        self.start, self.speed, self._wall = start, speed, wall
+        self._t0 = wall()
+
+    def now(self) -> dt.datetime:
+        """The simulated time now."""
+        return self.start + dt.timedelta(seconds=(self._wall() - self._t0) * self.speed)

@@ -16,12 +16,10 @@ from typing import TYPE_CHECKING
 import click
 
 from meterguard.cli.common import EXISTING_DATA_OPTION, SPEED_OPTION, _key, _stop_on_signals
-from meterguard.errors import (
-    ConfigurationError,
-)
+from meterguard.errors import ConfigurationError, MeterguardError
 
 if TYPE_CHECKING:
-    pass
+    from meterguard.meter.device import Meter
 
 
 @click.group()
@@ -70,7 +68,6 @@ def serve(
     from meterguard.clock import SystemClock
     from meterguard.meter.device import Meter, MeterIdentity
     from meterguard.meter.state import STATE_FILE, load_state
-    from meterguard.meter.transport.tcp import DlmsTcpServer
 
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
@@ -101,15 +98,22 @@ def serve(
         master_key=master,
         state_dir=state_dir,
     )
+    _serve_device(
+        device, host, port, pdu, f"meter {identity.serial} (system title {title.hex().upper()})"
+    )
+    stopped = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    click.echo(f"meter {identity.serial} stopped at {stopped}")
+
+
+def _serve_device(device: Meter, host: str, port: int, pdu: int, label: str) -> None:
+    """Serve one meter over DLMS/TCP until SIGINT or SIGTERM; print where it listens."""
+    from meterguard.meter.transport.tcp import DlmsTcpServer
+
     server = DlmsTcpServer(device, host=host, port=port, max_receive_pdu_size=pdu)
 
     async def run() -> None:
         bound_host, bound_port = await server.start()
-        click.echo(
-            f"meter {identity.serial} (system title {title.hex().upper()}) "
-            f"listening on {bound_host}:{bound_port}",
-            err=False,
-        )
+        click.echo(f"{label} listening on {bound_host}:{bound_port}")
         sys.stdout.flush()
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
@@ -121,13 +125,56 @@ def serve(
         await server.close()
 
     asyncio.run(run())
-    stopped = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    click.echo(f"meter {identity.serial} stopped at {stopped}")
 
 
 @click.group()
 def fleet() -> None:
     """Many simulated meters in one process."""
+
+
+@fleet.command("serve")
+@click.argument("meter_id")
+@click.option(
+    "--state",
+    "state_dir",
+    required=True,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="The fleet's state directory (fleet.npz), e.g. DATA/fleet of a stopped demo.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=0, show_default=True, type=int, help="TCP port (0: a free one).")
+@click.option(
+    "--pdu", default=1024, show_default=True, type=int, help="Server max receive PDU size."
+)
+@click.option("--verbose", "-v", is_flag=True, help="Log connections and security events.")
+def fleet_serve(
+    meter_id: str, state_dir: Path, host: str, port: int, pdu: int, verbose: bool
+) -> None:
+    """Serve one fleet meter over DLMS/TCP, readable by any DLMS client with its keys.
+
+    The same meter — identity, keys, consumption — that the fleet pushes for. It runs on
+    the fleet's simulated clock from where the fleet stopped, at real speed, with invocation
+    counters the fleet sets aside for it (never reused by the fleet's pushes).
+    """
+    from meterguard.clock import SimulatedClock
+    from meterguard.identity import serial_of
+    from meterguard.meter.fleet import FLEET_FILE, Fleet
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+    try:
+        serial = int(serial_of(meter_id))
+        fleet = Fleet.load(state_dir / FLEET_FILE)
+        index = serial - int(fleet.a["serial"][0])
+        if not 0 <= index < len(fleet):
+            raise ConfigurationError(f"no meter {meter_id} in the fleet in {state_dir}")
+        device = fleet.device(
+            index, clock=SimulatedClock(fleet.now), state_dir=state_dir / "served" / meter_id
+        )
+    except (MeterguardError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    _serve_device(device, host, port, pdu, f"fleet meter {meter_id}")
 
 
 @fleet.command("run")

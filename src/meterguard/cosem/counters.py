@@ -43,9 +43,11 @@ class SendCounter:
         reserve: called with a new ceiling *before* any counter below it is issued;
             it must persist the ceiling durably or raise.
         block: how many counters one reservation covers.
+        end: the first counter this instance may never issue — the end of a range another
+            holder of the same key lent it (2**32 by default: the whole counter space).
     """
 
-    __slots__ = ("_block", "_ceiling", "_next", "_reserve")
+    __slots__ = ("_block", "_ceiling", "_end", "_next", "_reserve")
 
     def __init__(
         self,
@@ -53,8 +55,9 @@ class SendCounter:
         *,
         reserve: Callable[[int], None] | None = None,
         block: int = 256,
+        end: int = MAX_COUNTER + 1,
     ) -> None:
-        if not 0 <= start <= MAX_COUNTER + 1:
+        if not 0 <= start <= MAX_COUNTER + 1 or not start <= end <= MAX_COUNTER + 1:
             raise ConfigurationError("counter start out of range")
         if block < 1:
             raise ConfigurationError("reservation block must be positive")
@@ -62,6 +65,7 @@ class SendCounter:
         self._ceiling = start
         self._reserve = reserve
         self._block = block
+        self._end = end
 
     @property
     def next_value(self) -> int:
@@ -80,10 +84,10 @@ class SendCounter:
             CounterExhaustedError: 2**32 - 1 was already used: renew the key.
         """
         value = self._next
-        if value > MAX_COUNTER:
+        if value >= self._end:
             raise CounterExhaustedError("invocation counter exhausted; the key must be renewed")
         if value >= self._ceiling:
-            ceiling = min(value + self._block, MAX_COUNTER + 1)
+            ceiling = min(value + self._block, self._end)
             if self._reserve is not None:
                 self._reserve(ceiling)
             self._ceiling = ceiling

@@ -53,7 +53,7 @@ from meterguard.cosem.connection import (
     ServerSettings,
 )
 from meterguard.cosem.cosemtime import CosemDateTime
-from meterguard.cosem.counters import ReceiveCounter, SendCounter
+from meterguard.cosem.counters import MAX_COUNTER, ReceiveCounter, SendCounter
 from meterguard.cosem.obis import Obis
 from meterguard.cosem.security import ApduProtector, CipheringKind, SecurityControl
 from meterguard.cosem.xdlms import (
@@ -88,6 +88,7 @@ from meterguard.meter.rules import (
     OBIS,
     MeterIdentity,
     TamperKind,
+    seed_reading,
 )
 from meterguard.meter.state import STATE_FILE, load_state, write_atomic
 
@@ -120,7 +121,16 @@ class Meter:
         state_dir: Path | None = None,
         on_push: Callable[[bytes], None] | None = None,
         household: HouseholdModel | None = None,
+        counters: tuple[int, int] | None = None,
+        position: tuple[dt.date, float, float] | None = None,
     ) -> None:
+        """Build the meter (its state from ``state_dir`` if there is one).
+
+        ``counters`` (first, end) bounds this meter's own invocation counters when another
+        form of the same meter (the fleet) lends it that range under the same key (DM-6);
+        ``position`` (day, import Wh, export Wh at its start) sets the registers of a new
+        state from that other form, so both show the same consumption.
+        """
         if len(identity.system_title) != 8:
             raise ConfigurationError("system title must be 8 bytes")
         self.identity = identity
@@ -140,21 +150,30 @@ class Meter:
         self._pending_keys: dict[int, SecretKey] | None = None
         self._day_cache: dict[dt.date, DaySeries] = {}
         self._send_ceiling = 1
+        self._counter_end = MAX_COUNTER + 1
         self._client_mark = 0
         now = self.clock.now()
         self.install_day = now.date() - dt.timedelta(days=40)
         self.position_day = self.install_day
-        seed_reading = 1_000_000 + (identity.seed * 7919) % 40_000_000  # Wh already on the register
-        self.position_import_wh = float(seed_reading)
+        self.position_import_wh = float(seed_reading(identity.seed))  # Wh already on the register
         self.position_export_wh = 0.0
+        if position is not None:
+            self.position_day, self.position_import_wh, self.position_export_wh = position
         self.material = SecurityMaterial(
             system_title=identity.system_title,
             unicast_key=unicast_key,
             authentication_key=authentication_key,
         )
         self._load()
+        if counters is not None:
+            # Never below the lent range, never past it: the rest is the other form's.
+            self._send_ceiling = max(self._send_ceiling, counters[0])
+            self._counter_end = counters[1]
         self.material.send_counter = SendCounter(
-            self._send_ceiling, reserve=self._reserve_send, block=COUNTER_BLOCK
+            self._send_ceiling,
+            reserve=self._reserve_send,
+            block=COUNTER_BLOCK,
+            end=self._counter_end,
         )
         self.material.peer_counter = ReceiveCounter(
             self._client_mark or None, on_commit=self._client_committed

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from meterguard.clock import Clock
 from meterguard.cosem.axdr import (
     Array,
     DoubleLongUnsigned,
@@ -79,6 +80,7 @@ from meterguard.crypto.keys import KeyId, SecretKey
 from meterguard.crypto.keywrap import unwrap_key
 from meterguard.errors import (
     ConfigurationError,
+    CounterExhaustedError,
     DecodeError,
     KeyUnwrapError,
     ReplayError,
@@ -87,13 +89,16 @@ from meterguard.errors import (
     UnexpectedSystemTitleError,
 )
 from meterguard.identity import system_title
+from meterguard.meter.device import Meter
 from meterguard.meter.logbook import EventCode
 from meterguard.meter.metrology import HouseholdModel
 from meterguard.meter.rules import (
     ALARM_AUTHENTICATION_FAILURE,
     ALARM_DECRYPTION_FAILURE,
     ALARM_REPLAY,
+    MeterIdentity,
     TamperKind,
+    seed_reading,
 )
 
 __all__ = ["Fleet", "FleetStats", "Push"]
@@ -154,7 +159,7 @@ class Fleet:
             "keys": keys,  # EK | AK | KEK per meter
             "next_ic": np.ones(meters, dtype=np.uint32),
             "ceiling": np.zeros(meters, dtype=np.uint32),
-            "import_wh": (1_000_000 + (serial * 7919) % 40_000_000).astype(np.float64),
+            "import_wh": np.array([seed_reading(int(x)) for x in serial], dtype=np.float64),
             "export_wh": np.zeros(meters, dtype=np.float64),
             "last_period": np.full(meters, int(start.timestamp()), dtype=np.int64),
             "alarm": np.zeros(meters, dtype=np.uint32),
@@ -257,6 +262,55 @@ class Fleet:
     ) -> bytes:
         protector = protector or self._protector(i)
         return protector.protect(notification.to_bytes(), self._issue(i), CipheringKind.GENERAL_GLO)
+
+    def lend_counters(self, i: int, count: int) -> tuple[int, int]:
+        """Set aside ``count`` invocation counters of meter ``i`` for another form of it.
+
+        Returns the range ``(first, end)``; the fleet's own counters continue past ``end``,
+        and the fleet state recording that is saved before this returns, so no counter is
+        ever used by both (DM-6: an (ST, IC) pair is never reused under one key).
+
+        Raises:
+            CounterExhaustedError: not that many counters left under the meter's key.
+        """
+        first = max(int(self.a["next_ic"][i]), int(self.a["ceiling"][i]))
+        end = first + count
+        if end > 0xFFFFFFFF:
+            raise CounterExhaustedError("not enough invocation counters left: renew the key")
+        self.a["next_ic"][i] = end
+        self._reserve(np.array([i]))
+        return first, end
+
+    def device(self, i: int, *, clock: Clock, state_dir: Path, counters: int = 1 << 20) -> Meter:
+        """Meter ``i`` as the full DLMS/TCP device: the same identity, keys and consumption.
+
+        The device gets a range of the meter's invocation counters of its own
+        (:meth:`lend_counters`), its registers from the fleet's record (the same household
+        model continues from them), and keeps its log books and the last client counter it
+        accepted in ``state_dir`` across sessions. Serve it while the fleet itself is not
+        running on the same state: what the device changes (its log books, its relay) stays
+        in the device's state.
+        """
+        serial = int(self.a["serial"][i])
+        ek, ak, kek = self.keys(i)
+        last = dt.datetime.fromtimestamp(int(self.a["last_period"][i]), dt.UTC)
+        day = HouseholdModel.for_meter(serial).day(last.date())
+        minute = last.hour * 60 + last.minute  # the registers stand at the start of `last`
+        position = (
+            last.date(),
+            float(self.a["import_wh"][i]) - float(day.import_wh[:minute].sum()),
+            float(self.a["export_wh"][i]) - float(day.export_wh[:minute].sum()),
+        )
+        return Meter(
+            MeterIdentity.from_serial(serial),
+            clock=clock,
+            unicast_key=ek,
+            authentication_key=ak,
+            master_key=kek,
+            state_dir=state_dir,
+            counters=self.lend_counters(i, counters),
+            position=position,
+        )
 
     # ------------------------------------------------------------------ simulation
 

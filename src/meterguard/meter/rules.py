@@ -25,6 +25,7 @@ __all__ = [
     "OBIS",
     "MeterIdentity",
     "TamperKind",
+    "seed_reading",
 ]
 
 
@@ -114,3 +115,8 @@ class MeterIdentity:
     def from_serial(cls, serial: int) -> MeterIdentity:
         """A meter identity derived from a numeric serial (fleets, tests)."""
         return cls(f"{serial:010d}", system_title(serial), serial)
+
+
+def seed_reading(seed: int) -> int:
+    """Wh already on a new meter's import register (each form of the meter starts from it)."""
+    return 1_000_000 + (seed * 7919) % 40_000_000

@@ -86,3 +86,22 @@ def test_push_floor_refuses_only_what_is_older_than_the_window() -> None:
     f.advance(150)  # never lowers the floor
     assert f.last == 200
     PushFloor().check(0)  # no counter known yet: everything passes
+
+
+def test_a_lent_range_is_never_left() -> None:
+    """DM-6 with two holders of one key: a counter range lent by the other is a hard end."""
+    reserved: list[int] = []
+    c = SendCounter(100, reserve=reserved.append, block=8, end=110)
+    assert [c.issue() for _ in range(10)] == list(range(100, 110))
+    assert max(reserved) <= 110  # never reserves past the range
+    with pytest.raises(CounterExhaustedError):
+        c.issue()
+
+
+@given(st.integers(1, 1000), st.integers(1, 50), st.integers(1, 64))
+def test_issued_counters_stay_in_their_range(start: int, size: int, block: int) -> None:
+    c = SendCounter(start, block=block, end=start + size)
+    issued = [c.issue() for _ in range(size)]
+    assert issued == list(range(start, start + size))
+    with pytest.raises(CounterExhaustedError):
+        c.issue()
