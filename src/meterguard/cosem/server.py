@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from meterguard.cosem._codec import Reader
 from meterguard.cosem.acse import (
     AARE,
     AARQ,
@@ -23,7 +21,7 @@ from meterguard.cosem.acse import (
 )
 from meterguard.cosem.apdu import Apdu, decode_apdu
 from meterguard.cosem.association import AssociationState, Role, Trigger
-from meterguard.cosem.axdr import Data, OctetString, decode_data, decode_data_bytes, encode_data
+from meterguard.cosem.axdr import OctetString, encode_data
 from meterguard.cosem.events import AssociationEstablished, AssociationReleased, Event
 from meterguard.cosem.protection import (
     CIPHERED_CONTEXTS,
@@ -55,8 +53,12 @@ from meterguard.cosem.security import (
 from meterguard.cosem.server_app import (
     AssociationPolicy,
     CosemServerApplication,
+    LongGet,
+    LongWrite,
     RequestContext,
     ServerSettings,
+    complete_write,
+    write_aborted,
 )
 from meterguard.cosem.xdlms import (
     ActionRequestNextPblock,
@@ -92,8 +94,6 @@ from meterguard.cosem.xdlms import (
     SetRequestWithList,
     SetRequestWithListAndFirstDataBlock,
     SetResponseDataBlock,
-    SetResponseLastDataBlock,
-    SetResponseLastDataBlockWithList,
     SetResponseNormal,
     SetResponseWithList,
     decode_xdlms,
@@ -112,23 +112,6 @@ from meterguard.errors import (
 )
 
 __all__ = ["ServerConnection"]
-
-
-@dataclass(slots=True)
-class _LongGet:
-    invoke: int
-    data: bytes
-    block_size: int
-    sent: int
-    env: Envelope
-
-
-@dataclass(slots=True)
-class _LongWrite:
-    invoke: int
-    targets: tuple[AttributeWithSelection, ...] | MethodDescriptor
-    buffer: bytearray
-    expected: int
 
 
 class ServerConnection(Endpoint):
@@ -153,8 +136,8 @@ class ServerConnection(Endpoint):
         self._ctos = b""
         self._stoc = b""
         self._client_max_pdu = 0xFFFF
-        self._long_get: _LongGet | None = None
-        self._long_write: _LongWrite | None = None
+        self._long_get: LongGet | None = None
+        self._long_write: LongWrite | None = None
 
     # -- public API
 
@@ -631,7 +614,7 @@ class ServerConnection(Endpoint):
             self._send(GetResponseNormal(invoke, DataAccessResult.OTHER_REASON).to_bytes(), env)
             return
         # DM-11: the response exceeds the client's PDU after ciphering overhead: GET-with-block.
-        self._long_get = _LongGet(invoke, body, size, 0, env)
+        self._long_get = LongGet(invoke, body, size, 0, env)
         self.machine.fire(Trigger.BLOCK_GET_STARTED, by_peer=True)
         self._send_block()
 
@@ -685,7 +668,7 @@ class ServerConnection(Endpoint):
         if block.block_number != 1:
             self._write_failed(invoke, targets, block.block_number, env)
             return
-        self._long_write = _LongWrite(invoke, targets, bytearray(), 1)
+        self._long_write = LongWrite(invoke, targets, bytearray(), 1)
         trigger = (
             Trigger.BLOCK_ACTION_STARTED
             if isinstance(targets, MethodDescriptor)
@@ -728,40 +711,10 @@ class ServerConnection(Endpoint):
             return
         self._long_write = None
         self.machine.fire(Trigger.BLOCK_LAST, by_peer=True)
-        raw = bytes(lw.buffer)
-        if isinstance(lw.targets, MethodDescriptor):
-            try:
-                params = decode_data_bytes(raw)
-            except DecodeError:
-                ret = ActionReturn(ActionResult.TYPE_UNMATCHED)
-            else:
-                ret = self.application.action(ctx, lw.targets, params)
-            self._send(ActionResponseNormal(lw.invoke, ret).to_bytes(), env)
-            return
-        try:
-            if len(lw.targets) == 1:
-                values: tuple[Data, ...] = (decode_data_bytes(raw),)
-            else:
-                r = Reader(raw)
-                values = tuple(decode_data(r) for _ in range(r.count(1)))
-                r.expect_end("set-with-list values")
-                if len(values) != len(lw.targets):
-                    raise DecodeError("value count differs from attribute count")
-        except DecodeError:
-            results = tuple(DataAccessResult.TYPE_UNMATCHED for _ in lw.targets)
-        else:
-            results = tuple(
-                self.application.set(ctx, a, v) for a, v in zip(lw.targets, values, strict=True)
-            )
-        if len(lw.targets) == 1:
-            self._send(
-                SetResponseLastDataBlock(lw.invoke, results[0], block.block_number).to_bytes(), env
-            )
-        else:
-            self._send(
-                SetResponseLastDataBlockWithList(lw.invoke, results, block.block_number).to_bytes(),
-                env,
-            )
+        response = complete_write(
+            self.application, ctx, lw.invoke, lw.targets, bytes(lw.buffer), block.block_number
+        )
+        self._send(response, env)
 
     def _write_failed(
         self,
@@ -770,17 +723,4 @@ class ServerConnection(Endpoint):
         number: int,
         env: Envelope,
     ) -> None:
-        if isinstance(targets, MethodDescriptor):
-            self._send(
-                ActionResponseNormal(
-                    invoke, ActionReturn(ActionResult.LONG_ACTION_ABORTED)
-                ).to_bytes(),
-                env,
-            )
-        else:
-            self._send(
-                SetResponseLastDataBlock(
-                    invoke, DataAccessResult.LONG_SET_ABORTED, number
-                ).to_bytes(),
-                env,
-            )
+        self._send(write_aborted(invoke, targets, number), env)

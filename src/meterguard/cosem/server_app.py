@@ -11,32 +11,48 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from meterguard.cosem._codec import Reader
 from meterguard.cosem.acse import (
     ApplicationContext,
     Mechanism,
 )
-from meterguard.cosem.axdr import Data
+from meterguard.cosem.axdr import Data, decode_data, decode_data_bytes
 from meterguard.cosem.keying import SecurityMaterial
 from meterguard.cosem.protection import (
     CIPHERED_CONTEXTS,
     HLS_MECHANISMS,
+    Envelope,
 )
 from meterguard.cosem.security import (
     SecurityControl,
 )
 from meterguard.cosem.xdlms import (
+    ActionResponseNormal,
+    ActionResult,
     ActionReturn,
     AttributeWithSelection,
     Conformance,
     DataAccessResult,
     GetResult,
     MethodDescriptor,
+    SetResponseLastDataBlock,
+    SetResponseLastDataBlockWithList,
 )
 from meterguard.errors import (
     ConfigurationError,
+    DecodeError,
 )
 
-__all__ = ["AssociationPolicy", "CosemServerApplication", "RequestContext", "ServerSettings"]
+__all__ = [
+    "AssociationPolicy",
+    "CosemServerApplication",
+    "LongGet",
+    "LongWrite",
+    "RequestContext",
+    "ServerSettings",
+    "complete_write",
+    "write_aborted",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,3 +129,70 @@ class ServerSettings:
     challenge_length: int = 32
     max_long_transfer: int = 1 << 20
     """Largest SET/ACTION payload accepted through block transfer."""
+
+
+@dataclass(slots=True)
+class LongGet:
+    """A GET answer being sent in blocks (DM-11)."""
+
+    invoke: int
+    data: bytes
+    block_size: int
+    sent: int
+    env: Envelope
+
+
+@dataclass(slots=True)
+class LongWrite:
+    """A SET or ACTION being received in blocks (DM-11)."""
+
+    invoke: int
+    targets: tuple[AttributeWithSelection, ...] | MethodDescriptor
+    buffer: bytearray
+    expected: int
+
+
+def complete_write(
+    application: CosemServerApplication,
+    ctx: RequestContext,
+    invoke: int,
+    targets: tuple[AttributeWithSelection, ...] | MethodDescriptor,
+    raw: bytes,
+    number: int,
+) -> bytes:
+    """Apply a SET or ACTION received in blocks; the response APDU to send."""
+    if isinstance(targets, MethodDescriptor):
+        try:
+            params = decode_data_bytes(raw)
+        except DecodeError:
+            ret = ActionReturn(ActionResult.TYPE_UNMATCHED)
+        else:
+            ret = application.action(ctx, targets, params)
+        return ActionResponseNormal(invoke, ret).to_bytes()
+    try:
+        if len(targets) == 1:
+            values: tuple[Data, ...] = (decode_data_bytes(raw),)
+        else:
+            r = Reader(raw)
+            values = tuple(decode_data(r) for _ in range(r.count(1)))
+            r.expect_end("set-with-list values")
+            if len(values) != len(targets):
+                raise DecodeError("value count differs from attribute count")
+    except DecodeError:
+        results = tuple(DataAccessResult.TYPE_UNMATCHED for _ in targets)
+    else:
+        results = tuple(application.set(ctx, a, v) for a, v in zip(targets, values, strict=True))
+    if len(targets) == 1:
+        return SetResponseLastDataBlock(invoke, results[0], number).to_bytes()
+    return SetResponseLastDataBlockWithList(invoke, results, number).to_bytes()
+
+
+def write_aborted(
+    invoke: int, targets: tuple[AttributeWithSelection, ...] | MethodDescriptor, number: int
+) -> bytes:
+    """The answer to a block transfer that cannot go on (bad block number, too long)."""
+    if isinstance(targets, MethodDescriptor):
+        return ActionResponseNormal(
+            invoke, ActionReturn(ActionResult.LONG_ACTION_ABORTED)
+        ).to_bytes()
+    return SetResponseLastDataBlock(invoke, DataAccessResult.LONG_SET_ABORTED, number).to_bytes()
