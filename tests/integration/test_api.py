@@ -373,6 +373,8 @@ def test_tamper_alarms_stay_latched_until_an_authorised_role_clears_them(site: S
     csrf_a = str(login(alice, "alice", PASSWORD)["csrf_token"])
     [alarm] = alice.get("/api/v1/alarms").json()["alarms"]
     assert (alarm["meter_id"], alarm["state"]) == (m, "open")
+    # Two clocks, each labelled: the meter's time of the event and the head-end's of receipt.
+    assert (alarm["raised_at"], alarm["received_at"]) == (1_800_000_000, 1)
     bob = site.client()
     login(bob, "bob", BOB)
     assert bob.get("/api/v1/alarms").json() == {"alarms": []}

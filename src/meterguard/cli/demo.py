@@ -52,6 +52,7 @@ def demo(
     from rich.live import Live
     from rich.table import Table
 
+    from meterguard.clock import SimulatedClock
     from meterguard.demo import DemoConfig, DemoSystem
 
     console = Console()
@@ -78,7 +79,7 @@ def demo(
         f"Utility users may add a security key or passkey (WebAuthn) on their dashboard."
     )
     started = time.monotonic()
-    sim_start = system.fleet.now
+    meter_time = SimulatedClock(system.fleet.now, speed)  # the fleet's clock, not the wall's
     last_readings, last_t = 0, started
 
     def table() -> Table:
@@ -116,7 +117,7 @@ def demo(
                 elapsed = time.monotonic() - started
                 if duration is not None and elapsed >= duration:
                     break
-                system.tick(sim_start + dt.timedelta(seconds=elapsed * speed))
+                system.tick(meter_time.now())
                 for line in system.log:
                     console.print(line)
                 system.log.clear()

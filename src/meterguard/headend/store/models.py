@@ -123,7 +123,10 @@ class Alarm(Base):
     sequence: Mapped[int] = mapped_column(BigInteger)
     code: Mapped[int] = mapped_column(Integer)
     raised_at: Mapped[int] = mapped_column(BigInteger)
+    """The meter's time of the event (its clock: simulated time in the demo)."""
     state: Mapped[str] = mapped_column(String(16), default="open")
+    received_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    """The head-end's time of receipt (the clock of every other head-end record)."""
 
 
 class SecurityEvent(Base):

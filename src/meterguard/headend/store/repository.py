@@ -129,7 +129,10 @@ class AlarmView:
     sequence: int
     code: int
     raised_at: int
+    """Meter time: the meter's own clock when the sensor fired."""
     state: str
+    received_at: int | None = None
+    """Head-end time: when ingest stored it (the clock of events, commands and logins)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +285,7 @@ class Store:
                     "code": a[1],
                     "raised_at": a[2],
                     "state": "open",
+                    "received_at": now,
                 }
                 for p in out.accepted
                 if (a := p.alarm) is not None
@@ -532,13 +536,19 @@ class Store:
         """Alarms with their ids, newest first; only of ``meters`` when given."""
         with Session(self.engine) as s:
             q = select(
-                Alarm.id, Alarm.meter_id, Alarm.sequence, Alarm.code, Alarm.raised_at, Alarm.state
+                Alarm.id,
+                Alarm.meter_id,
+                Alarm.sequence,
+                Alarm.code,
+                Alarm.raised_at,
+                Alarm.state,
+                Alarm.received_at,
             ).order_by(Alarm.id.desc())
             if meters is not None:
                 q = q.where(Alarm.meter_id.in_(list(meters)))
             return [
-                AlarmView(int(i), m, int(sq), int(c), int(r), st)
-                for i, m, sq, c, r, st in s.execute(q)
+                AlarmView(int(i), m, int(sq), int(c), int(r), st, None if rc is None else int(rc))
+                for i, m, sq, c, r, st, rc in s.execute(q)
             ]
 
     def move_alarm(

@@ -138,6 +138,7 @@ def add_pages(app: FastAPI, svc: Services) -> None:
                 "meter_id": a.meter_id,
                 "name": _alarm_name(a.code),
                 "raised": _utc(a.raised_at),
+                "received": _utc(a.received_at),
                 "state": a.state,
             }
             for a in rows
