@@ -177,3 +177,23 @@ def test_a_meter_not_in_the_fleet_is_one_clear_line(tmp_path: Path) -> None:
 
 def _dt(raw: bytes) -> tuple[int, int, int, int, int, int]:
     return (int.from_bytes(raw[:2], "big"), raw[2], raw[3], raw[5], raw[6], raw[7])
+
+
+LIMIT = cosem.CosemAttribute(enumerations.CosemInterface.LIMITER, cosem.Obis(0, 0, 17, 0, 0), 4)
+TARIFF = cosem.CosemAttribute(enumerations.CosemInterface.DATA, cosem.Obis(0, 0, 96, 14, 0), 2)
+
+
+def test_the_controls_a_command_acts_on_are_the_device_s_cosem_objects(served: Served) -> None:
+    """The limiter and tariff that signed commands set on the fleet are COSEM objects the
+    device serves too: dlms-cosem sets and reads them over the management association, with
+    the same validation (a tariff outside 1…8 is refused)."""
+    ek, ak, _ = served.fleet.keys(INDEX)
+    with client(served.port, ek, ak).session() as s:
+        assert parse_as_dlms_data(s.get(LIMIT)) == 0
+        ok = s.set(LIMIT, bytes.fromhex("0600001388"))  # double-long-unsigned 5000 W
+        assert ok.result.name == "SUCCESS", ok
+        assert parse_as_dlms_data(s.get(LIMIT)) == 5000
+        refused = s.set(TARIFF, bytes.fromhex("1109"))  # unsigned 9: no such tariff
+        assert refused.result.name == "TYPE_UNMATCHED", refused
+        assert s.set(TARIFF, bytes.fromhex("1103")).result.name == "SUCCESS"
+        assert parse_as_dlms_data(s.get(TARIFF)) == 3

@@ -67,6 +67,7 @@ from meterguard.cosem.xdlms import (
 from meterguard.crypto.keys import KeyId, SecretKey
 from meterguard.crypto.keywrap import unwrap_key
 from meterguard.errors import ConfigurationError, KeyUnwrapError, ReplayError, SecurityError
+from meterguard.meter.controls import add_controls
 from meterguard.meter.logbook import EventCode, LogBook
 from meterguard.meter.metrology import MINUTES_PER_DAY, DaySeries, HouseholdModel
 from meterguard.meter.model import CosemModel, Rights
@@ -74,7 +75,6 @@ from meterguard.meter.objects import (
     AssociationLN,
     ClockObject,
     DataObject,
-    DisconnectControl,
     ImageTransfer,
     ProfileGeneric,
     Register,
@@ -141,6 +141,8 @@ class Meter:
         self.master_key = master_key
         self.clock_offset = 0.0
         self.connected = True
+        self.limit_w = 0
+        self.active_tariff = 1
         self.supply_on = True
         self.policy = 0x6C  # authenticated + encrypted requests and responses (security setup v1)
         self.alarm_register = 0
@@ -204,6 +206,8 @@ class Meter:
         self._client_mark = int(state["client_mark"])
         self.clock_offset = float(state["clock_offset"])
         self.connected = bool(state["connected"])
+        self.limit_w = int(state.get("limit_w", 0))  # states written before the limiter: none
+        self.active_tariff = int(state.get("tariff", 1))
         self.policy = int(state["policy"])
         self.alarm_register = int(state["alarm_register"])
         self.pending_alarms = list(state["pending_alarms"])
@@ -237,6 +241,8 @@ class Meter:
             "client_mark": self._client_mark,
             "clock_offset": self.clock_offset,
             "connected": self.connected,
+            "limit_w": self.limit_w,
+            "tariff": self.active_tariff,
             "policy": self.policy,
             "alarm_register": self.alarm_register,
             "pending_alarms": self.pending_alarms,
@@ -674,10 +680,7 @@ class Meter:
             )
             model.add(book, {MANAGEMENT: Rights(read=frozenset(book.ATTRIBUTES))})
 
-        dc = DisconnectControl(OBIS.DISCONNECT, lambda: self.connected, self._switch)
-        model.add(
-            dc, {MANAGEMENT: Rights(read=frozenset(dc.ATTRIBUTES), methods=frozenset({1, 2}))}
-        )
+        add_controls(model, _DeviceControls(self))  # the same objects the fleet acts through
         setup = SecuritySetup(
             OBIS.SECURITY_SETUP,
             policy=lambda: self.policy,
@@ -733,3 +736,30 @@ class Meter:
         return ServerConnection(
             self.settings(max_receive_pdu_size=max_receive_pdu_size), self.model
         )
+
+
+class _DeviceControls:
+    """:class:`~meterguard.meter.controls.Controls` over the device's attributes (persisted)."""
+
+    def __init__(self, meter: Meter) -> None:
+        self._m = meter
+
+    def connected(self) -> bool:
+        return self._m.connected
+
+    def switch(self, connect: bool) -> None:
+        self._m._switch(connect)
+
+    def limit_w(self) -> int:
+        return self._m.limit_w
+
+    def set_limit_w(self, watts: int) -> None:
+        self._m.limit_w = watts
+        self._m._save()
+
+    def tariff(self) -> int:
+        return self._m.active_tariff
+
+    def set_tariff(self, tariff: int) -> None:
+        self._m.active_tariff = tariff
+        self._m._save()

@@ -46,18 +46,13 @@ from meterguard.clock import Clock
 from meterguard.cosem.axdr import (
     Array,
     DoubleLongUnsigned,
-    Enum,
     LongUnsigned,
     OctetString,
     Structure,
-    Unsigned,
 )
 from meterguard.cosem.command import (
-    DISCONNECT_CONTROL,
     IMPORT_REGISTER,
-    LIMITER,
     SECURITY_SETUP,
-    TARIFF,
     CommandResult,
     ControlState,
     open_command,
@@ -66,12 +61,8 @@ from meterguard.cosem.command import (
 from meterguard.cosem.cosemtime import CosemDateTime
 from meterguard.cosem.security import ApduProtector, CipheringKind, SecurityControl
 from meterguard.cosem.xdlms import (
-    ActionRequestNormal,
     ActionResult,
-    DataAccessResult,
     DataNotification,
-    GetRequestNormal,
-    SetRequestNormal,
     decode_xdlms,
 )
 from meterguard.crypto.aead import GcmKey
@@ -89,9 +80,11 @@ from meterguard.errors import (
     UnexpectedSystemTitleError,
 )
 from meterguard.identity import system_title
+from meterguard.meter.controls import command_model, execute
 from meterguard.meter.device import Meter
 from meterguard.meter.logbook import EventCode
 from meterguard.meter.metrology import HouseholdModel
+from meterguard.meter.objects import Register, SecuritySetup
 from meterguard.meter.rules import (
     ALARM_AUTHENTICATION_FAILURE,
     ALARM_DECRYPTION_FAILURE,
@@ -301,7 +294,7 @@ class Fleet:
             float(self.a["import_wh"][i]) - float(day.import_wh[:minute].sum()),
             float(self.a["export_wh"][i]) - float(day.export_wh[:minute].sum()),
         )
-        return Meter(
+        meter = Meter(
             MeterIdentity.from_serial(serial),
             clock=clock,
             unicast_key=ek,
@@ -311,6 +304,11 @@ class Fleet:
             counters=self.lend_counters(i, counters),
             position=position,
         )
+        # The fleet's record is the meter's truth: its relay, limiter and tariff as they stand.
+        controls = _RowControls(self, i)
+        meter.connected = controls.connected()
+        meter.limit_w, meter.active_tariff = controls.limit_w(), controls.tariff()
+        return meter
 
     # ------------------------------------------------------------------ simulation
 
@@ -480,70 +478,80 @@ class Fleet:
         return out
 
     def _execute(self, i: int, plain: bytes) -> tuple[int, int | None]:
-        """Apply a verified GET, ACTION or SET: (DLMS result code, value read or None)."""
+        """Apply a verified GET, ACTION or SET through the meter's COSEM objects.
+
+        The same objects (:mod:`meterguard.meter.controls`) the DLMS/TCP device serves,
+        bound to this meter's row: (DLMS result code, the value read or None).
+        """
         try:
-            req = decode_xdlms(plain)
+            request = decode_xdlms(plain)
         except DecodeError:
             return int(ActionResult.OTHER_REASON), None
-        if isinstance(req, GetRequestNormal):
-            d = req.attribute.descriptor
-            if d.class_id == 3 and d.instance == IMPORT_REGISTER and d.attribute == 2:
-                return int(DataAccessResult.SUCCESS), int(self.a["import_wh"][i]) & 0xFFFFFFFF
-            return int(DataAccessResult.OBJECT_UNAVAILABLE), None
-        return self._change(i, req), None
+        import_wh = Register(
+            IMPORT_REGISTER,
+            lambda: DoubleLongUnsigned(int(self.a["import_wh"][i]) & 0xFFFFFFFF),
+            scaler=0,
+            unit=30,
+        )
+        security = SecuritySetup(
+            SECURITY_SETUP,
+            policy=lambda: 0x6C,
+            activate=lambda _policy: ActionResult.READ_WRITE_DENIED,
+            suite=0,
+            client_title=lambda: self.headend_title,
+            server_title=self.system_title(i),
+            key_transfer=lambda items: self._key_transfer(i, items),
+        )
+        model = command_model(_RowControls(self, i), import_wh=import_wh, security=security)
+        code, value = execute(model, request)
+        return code, value.value if isinstance(value, DoubleLongUnsigned) else None
 
-    def _change(self, i: int, req: object) -> int:
-        """Apply a verified ACTION or SET; the DLMS result code."""
-        if isinstance(req, ActionRequestNormal):
-            m = req.method
-            if m.class_id == 64 and m.instance == SECURITY_SETUP and m.method == 2:
-                return self._key_transfer(i, req.parameters)
-            if m.class_id == 70 and m.instance == DISCONNECT_CONTROL and m.method in (1, 2):
-                state = ControlState.DISCONNECTED if m.method == 1 else ControlState.CONNECTED
-                self.a["relay"][i] = int(state)
-                return int(ActionResult.SUCCESS)
-            return int(ActionResult.OBJECT_UNAVAILABLE)
-        if isinstance(req, SetRequestNormal):
-            d, v = req.attribute.descriptor, req.value
-            if d.class_id == 71 and d.instance == LIMITER and d.attribute == 4:
-                if not isinstance(v, DoubleLongUnsigned):
-                    return int(DataAccessResult.TYPE_UNMATCHED)
-                self.a["limit_w"][i] = v.value
-                return int(DataAccessResult.SUCCESS)
-            if d.class_id == 1 and d.instance == TARIFF and d.attribute == 2:
-                if not isinstance(v, Unsigned) or not 1 <= v.value <= 8:
-                    return int(DataAccessResult.TYPE_UNMATCHED)
-                self.a["tariff"][i] = v.value
-                return int(DataAccessResult.SUCCESS)
-            return int(DataAccessResult.OBJECT_UNAVAILABLE)
-        return int(ActionResult.READ_WRITE_DENIED)
+    def _key_transfer(self, i: int, items: list[tuple[int, bytes]]) -> ActionResult:
+        """Unwrap a new global unicast key under meter ``i``'s master key (all or nothing).
 
-    def _key_transfer(self, i: int, params: object) -> int:
-        """Unwrap a new global unicast key under meter ``i``'s master key (all or nothing)."""
-        if not (isinstance(params, Array) and len(params.items) == 1):
-            return int(ActionResult.TYPE_UNMATCHED)
-        item = params.items[0]
-        if not (
-            isinstance(item, Structure)
-            and len(item.items) == 2
-            and isinstance(item.items[0], Enum)
-            and item.items[0].value == int(KeyId.GLOBAL_UNICAST)
-            and isinstance(item.items[1], OctetString)
-        ):
-            return int(ActionResult.TYPE_UNMATCHED)
+        The compact record holds one unicast key: a transfer of any other key is refused.
+        """
+        if len(items) != 1 or items[0][0] != int(KeyId.GLOBAL_UNICAST):
+            return ActionResult.TYPE_UNMATCHED
         _, _, kek = self.keys(i)
         try:
-            key = unwrap_key(kek, item.items[1].value)
+            key = unwrap_key(kek, items[0][1])
         except KeyUnwrapError:
-            return int(ActionResult.OTHER_REASON)
+            return ActionResult.OTHER_REASON
         if len(key) != 16:
-            return int(ActionResult.OTHER_REASON)
+            return ActionResult.OTHER_REASON
         self._new_keys[i] = key
-        return int(ActionResult.SUCCESS)
+        return ActionResult.SUCCESS
 
     def control_state(self, i: int) -> ControlState:
         """The disconnect control's state of meter ``i``."""
         return ControlState(int(self.a["relay"][i]))
+
+
+class _RowControls:
+    """:class:`~meterguard.meter.controls.Controls` over one row of the fleet's arrays."""
+
+    def __init__(self, fleet: Fleet, i: int) -> None:
+        self._a, self._i = fleet.a, i
+
+    def connected(self) -> bool:
+        return int(self._a["relay"][self._i]) == ControlState.CONNECTED
+
+    def switch(self, connect: bool) -> None:
+        state = ControlState.CONNECTED if connect else ControlState.DISCONNECTED
+        self._a["relay"][self._i] = int(state)
+
+    def limit_w(self) -> int:
+        return int(self._a["limit_w"][self._i])
+
+    def set_limit_w(self, watts: int) -> None:
+        self._a["limit_w"][self._i] = watts
+
+    def tariff(self) -> int:
+        return int(self._a["tariff"][self._i])
+
+    def set_tariff(self, tariff: int) -> None:
+        self._a["tariff"][self._i] = tariff
 
 
 def _add_command_state(arrays: dict[str, npt.NDArray[np.generic]], meters: int) -> None:
