@@ -42,7 +42,6 @@ from meterguard.cosem.axdr import (
     DoubleLongUnsigned,
     LongUnsigned,
     OctetString,
-    Structure,
     Unsigned,
 )
 from meterguard.cosem.connection import (
@@ -88,6 +87,7 @@ from meterguard.meter.rules import (
     OBIS,
     MeterIdentity,
     TamperKind,
+    alarm_notification,
     seed_reading,
 )
 from meterguard.meter.state import STATE_FILE, load_state, write_atomic
@@ -425,16 +425,8 @@ class Meter:
 
     def alarm_notification(self, alarm: dict[str, Any]) -> DataNotification:
         """The DataNotification for one alarm: serial, sequence, event code, time."""
-        stamp = CosemDateTime.from_datetime(dt.datetime.fromtimestamp(alarm["time"], dt.UTC))
-        body = Structure(
-            (
-                OctetString(self.identity.serial.encode()),
-                DoubleLongUnsigned(alarm["sequence"]),
-                LongUnsigned(alarm["code"]),
-                OctetString(stamp.to_bytes()),
-            )
-        )
-        return DataNotification(alarm["sequence"] & 0x00FFFFFF, stamp, body)
+        at = dt.datetime.fromtimestamp(alarm["time"], dt.UTC)
+        return alarm_notification(self.identity.serial, alarm["sequence"], alarm["code"], at)
 
     def protect_push(self, notification: DataNotification) -> bytes:
         """Protect a push with the meter's keys and a fresh counter (general-glo)."""

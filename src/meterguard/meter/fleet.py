@@ -31,10 +31,7 @@ where pushes go.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import os
 import secrets
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +43,6 @@ from meterguard.clock import Clock
 from meterguard.cosem.axdr import (
     Array,
     DoubleLongUnsigned,
-    LongUnsigned,
     OctetString,
     Structure,
 )
@@ -82,7 +78,7 @@ from meterguard.errors import (
 from meterguard.identity import system_title
 from meterguard.meter.controls import command_model, execute
 from meterguard.meter.device import Meter
-from meterguard.meter.logbook import EventCode
+from meterguard.meter.logbook import EventCode, link
 from meterguard.meter.metrology import HouseholdModel
 from meterguard.meter.objects import Register, SecuritySetup
 from meterguard.meter.rules import (
@@ -91,8 +87,10 @@ from meterguard.meter.rules import (
     ALARM_REPLAY,
     MeterIdentity,
     TamperKind,
+    alarm_notification,
     seed_reading,
 )
+from meterguard.meter.state import atomic_file
 
 __all__ = ["Fleet", "FleetStats", "Push"]
 
@@ -194,17 +192,8 @@ class Fleet:
         """Write the fleet state atomically (mode 0600: it holds the meters' keys)."""
         if self.path is None:
             return
-        fd, tmp = tempfile.mkstemp(prefix=".fleet-", suffix=".npz", dir=self.path.parent)
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, now=np.int64(int(self.now.timestamp())), **self.a)  # type: ignore[arg-type]
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(self.path) as f:  # DM-6: the directory is fsynced too
+            np.savez(f, now=np.int64(int(self.now.timestamp())), **self.a)  # type: ignore[arg-type]
 
     def _reserve(self, idx: npt.NDArray[np.int64], needed: npt.NDArray[np.int64] | int = 0) -> None:
         """Raise ceilings to cover ``needed`` more counters plus a block, and persist (DM-6).
@@ -391,34 +380,26 @@ class Fleet:
 
     def tamper(self, i: int, kind: TamperKind, push: Push | None = None) -> int:
         """A sensor fired on meter ``i``: chain the fraud log, latch the alarm, push it."""
-        when = int(self.now.timestamp())
+        seq = self._log_fraud(i, kind.code)
+        self._alarm(i, kind.code, kind.bit, push)
+        return seq
+
+    def _log_fraud(self, i: int, code: int) -> int:
+        """Append to meter ``i``'s fraud log (the compact record keeps the chain's head)."""
         seq = int(self.a["fraud_seq"][i]) + 1
-        head = hashlib.sha256(
-            self.a["fraud_head"][i].tobytes()
-            + seq.to_bytes(8, "big")
-            + when.to_bytes(8, "big", signed=True)
-            + int(kind.code).to_bytes(2, "big")
-        ).digest()
+        head = link(self.a["fraud_head"][i].tobytes(), seq, int(self.now.timestamp()), int(code))
         self.a["fraud_seq"][i] = seq
         self.a["fraud_head"][i] = np.frombuffer(head, dtype=np.uint8)
-        self._alarm(i, kind.code, kind.bit, push)
         return seq
 
     def _alarm(self, i: int, code: int, bit: int, push: Push | None) -> None:
         """Latch ``bit`` in the alarm register and push the alarm (sequence, code, time)."""
         self.a["alarm"][i] |= np.uint32(1 << bit)
         self.a["push_seq"][i] += 1
-        stamp = CosemDateTime.from_datetime(self.now)
-        body = Structure(
-            (
-                OctetString(f"{int(self.a['serial'][i]):010d}".encode()),
-                DoubleLongUnsigned(int(self.a["push_seq"][i])),
-                LongUnsigned(int(code)),
-                OctetString(stamp.to_bytes()),
-            )
-        )
+        serial = f"{int(self.a['serial'][i]):010d}"
+        note = alarm_notification(serial, int(self.a["push_seq"][i]), int(code), self.now)
         if push is not None:
-            push(i, self._protect(i, DataNotification(int(self.a["push_seq"][i]), stamp, body)))
+            push(i, self._protect(i, note))
 
     # ------------------------------------------------------------------ commands, API-10
 
@@ -516,7 +497,8 @@ class Fleet:
         _, _, kek = self.keys(i)
         try:
             key = unwrap_key(kek, items[0][1])
-        except KeyUnwrapError:
+        except KeyUnwrapError:  # a wrap under another master key: tampering, as the device logs
+            self._log_fraud(i, EventCode.DECRYPTION_OR_AUTHENTICATION_FAILURE)
             return ActionResult.OTHER_REASON
         if len(key) != 16:
             return ActionResult.OTHER_REASON

@@ -20,7 +20,7 @@ from typing import Any
 
 from meterguard.cosem.eventcodes import EventCode
 
-__all__ = ["EventCode", "LogBook", "LogEntry"]
+__all__ = ["EventCode", "LogBook", "LogEntry", "link"]
 
 GENESIS = bytes(32)
 
@@ -36,7 +36,11 @@ class LogEntry:
     chain_hash: bytes
 
 
-def _link(previous: bytes, sequence: int, time: int, code: int) -> bytes:
+def link(previous: bytes, sequence: int, time: int, code: int) -> bytes:
+    """The chain hash of an entry: ``SHA-256(previous ‖ sequence ‖ time ‖ code)`` (LOG-5).
+
+    Every form of the meter chains its log books with this (the fleet keeps only the head).
+    """
     return hashlib.sha256(
         previous
         + sequence.to_bytes(8, "big")
@@ -62,7 +66,7 @@ class LogBook:
         """Append an event and advance the chain."""
         self.sequence += 1
         entry = LogEntry(
-            self.sequence, time, int(code), _link(self.head, self.sequence, time, int(code))
+            self.sequence, time, int(code), link(self.head, self.sequence, time, int(code))
         )
         if len(self._entries) == self.capacity:
             self._anchor = self._entries[0].chain_hash
@@ -79,7 +83,7 @@ class LogBook:
         """Recompute the kept part of the chain from its anchor."""
         h = self._anchor
         for e in self._entries:
-            h = _link(h, e.sequence, e.time, e.code)
+            h = link(h, e.sequence, e.time, e.code)
             if h != e.chain_hash:
                 return False
         return h == self.head

@@ -9,11 +9,15 @@ bits (TAMP-1/2), and the alarm bits of refused commands. Pure: no IO.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from dataclasses import dataclass
 
+from meterguard.cosem.axdr import DoubleLongUnsigned, LongUnsigned, OctetString, Structure
+from meterguard.cosem.cosemtime import CosemDateTime
 from meterguard.cosem.eventcodes import EventCode
 from meterguard.cosem.obis import Obis
+from meterguard.cosem.xdlms import DataNotification
 from meterguard.errors import ConfigurationError
 from meterguard.identity import system_title
 
@@ -25,6 +29,7 @@ __all__ = [
     "OBIS",
     "MeterIdentity",
     "TamperKind",
+    "alarm_notification",
     "seed_reading",
 ]
 
@@ -120,3 +125,21 @@ class MeterIdentity:
 def seed_reading(seed: int) -> int:
     """Wh already on a new meter's import register (each form of the meter starts from it)."""
     return 1_000_000 + (seed * 7919) % 40_000_000
+
+
+def alarm_notification(serial: str, sequence: int, code: int, at: dt.datetime) -> DataNotification:
+    """An alarm push (TAMP-2): serial, push sequence, event code and the meter's time of it.
+
+    The head-end's ingest decodes exactly this layout; the sequence lets it tell a re-sent
+    pending alarm (TAMP-3) from a new one.
+    """
+    stamp = CosemDateTime.from_datetime(at)
+    body = Structure(
+        (
+            OctetString(serial.encode()),
+            DoubleLongUnsigned(sequence),
+            LongUnsigned(code),
+            OctetString(stamp.to_bytes()),
+        )
+    )
+    return DataNotification(sequence & 0x00FFFFFF, stamp, body)

@@ -9,11 +9,16 @@ from pathlib import Path
 
 import pytest
 
+from meterguard.cosem.command import seal_command
 from meterguard.cosem.counters import ReceiveCounter
 from meterguard.cosem.security import ApduUnprotector
 from meterguard.cosem.xdlms import DataNotification, decode_xdlms
 from meterguard.crypto.aead import GcmKey
+from meterguard.crypto.ecc import SigningKey
+from meterguard.crypto.keys import SecretKey
+from meterguard.crypto.keywrap import wrap_key
 from meterguard.errors import AuthenticationFailedError, UnexpectedSystemTitleError
+from meterguard.headend.services.commands import plain_request
 from meterguard.meter.device import TamperKind
 from meterguard.meter.fleet import FLEET_FILE, Fleet
 
@@ -115,3 +120,36 @@ def test_cli_fleet_run(tmp_path: Path) -> None:
     lines = out.read_text().splitlines()
     assert lines and all(len(line.split()) == 2 for line in lines)
     assert (tmp_path / "f" / FLEET_FILE).stat().st_mode & 0o777 == 0o600
+
+
+def test_a_key_transfer_wrapped_under_another_master_key_is_logged_as_fraud() -> None:
+    """One rule for both forms (the device logs it too): a bad wrap changes no key, the
+    command fails, and the fraud log gains an entry."""
+    fleet = Fleet.create(1, now=NOW)
+    key = SigningKey.generate()
+    headend = b"MGH\x00\x00\x00\x00\x01"
+    fleet.trust_commands(key.verifying_key(), headend)
+    ek, ak, kek = fleet.keys(0)
+    results: list[bytes] = []
+
+    def send(counter: int, wrap_under: SecretKey) -> None:
+        plain = plain_request("key_change", None, wrap_key(wrap_under, SecretKey.generate(16)))
+        envelope = seal_command(
+            plain,
+            counter=counter,
+            command_key=key,
+            headend_title=headend,
+            meter_title=fleet.system_title(0),
+            unicast_key=ek,
+            authentication_key=ak,
+            signed_at=NOW,
+        )
+        fleet.command(0, envelope, result=lambda _i, apdu: results.append(apdu))
+
+    before = int(fleet.a["fraud_seq"][0])
+    send(1, SecretKey.generate(16))  # not this meter's master key
+    assert int(fleet.a["fraud_seq"][0]) == before + 1
+    assert fleet.keys(0)[0] == ek  # nothing changed
+    send(2, kek)  # the right master key: accepted, and no fraud entry
+    assert int(fleet.a["fraud_seq"][0]) == before + 1
+    assert len(results) == 2
