@@ -43,12 +43,10 @@ from meterguard.meter.objects import (
     Register,
     SecuritySetup,
 )
-from meterguard.meter.rules import OBIS
+from meterguard.meter.rules import MANAGEMENT, OBIS
 
 __all__ = ["MANAGEMENT", "Controls", "Limiter", "add_controls", "command_model", "execute"]
 
-MANAGEMENT = 1
-"""The management association's client SAP: the one that may act on the controls."""
 TARIFFS = range(1, 9)
 
 

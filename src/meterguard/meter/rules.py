@@ -25,8 +25,13 @@ __all__ = [
     "ALARM_AUTHENTICATION_FAILURE",
     "ALARM_DECRYPTION_FAILURE",
     "ALARM_REPLAY",
+    "DAILY_PROFILE_DAYS",
+    "LOAD_PROFILE_DAYS",
+    "LOAD_PROFILE_PERIOD",
     "LOG_BOOKS",
+    "MANAGEMENT",
     "OBIS",
+    "PUBLIC",
     "MeterIdentity",
     "TamperKind",
     "alarm_notification",
@@ -120,6 +125,14 @@ class MeterIdentity:
     def from_serial(cls, serial: int) -> MeterIdentity:
         """A meter identity derived from a numeric serial (fleets, tests)."""
         return cls(f"{serial:010d}", system_title(serial), serial)
+
+
+PUBLIC, MANAGEMENT = 16, 1
+"""Client SAPs (DM-1): the public association and the management association (HLS-GMAC)."""
+LOAD_PROFILE_PERIOD = 900
+"""Seconds per load-profile interval (15 minutes), the pushes' and the profile's."""
+LOAD_PROFILE_DAYS = 10
+DAILY_PROFILE_DAYS = 31
 
 
 def seed_reading(seed: int) -> int:
