@@ -12,6 +12,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from meterguard.clock import FixedClock
 from meterguard.crypto.ecc import SigningKey
 from meterguard.crypto.keys import SecretKey
 from meterguard.crypto.keystore import KeyStore, LocalKek
@@ -218,6 +219,21 @@ def test_idle_and_absolute_timeouts(site: Site) -> None:
         site.accounts.session(info.token, now=t)
     with pytest.raises(Exception, match="expired"):
         site.accounts.session(info.token, now=1000 + 8 * 3600 + 60)
+
+
+def test_the_api_keeps_time_by_the_clock_it_is_given(site: Site) -> None:
+    """One notion of time: sessions, the access log and audit entries all take the head-end
+    clock the app was built with (a fixed clock here), never the wall clock behind it."""
+    clock = FixedClock(dt.datetime(2031, 1, 1, tzinfo=dt.UTC))
+    app = create_app(site.accounts, site.store, clock=clock)
+    c = TestClient(app, base_url="https://testserver")
+    login(c, "alice", PASSWORD)
+    assert c.get("/api/v1/meters").status_code == 200
+    clock.advance(dt.timedelta(minutes=16))  # past the idle timeout, on that clock
+    assert c.get("/api/v1/meters").status_code == 401
+    with site.store.engine.connect() as conn:
+        at = conn.execute(text("SELECT max(at) FROM audit_entries")).scalar_one()
+    assert at == int(dt.datetime(2031, 1, 1, tzinfo=dt.UTC).timestamp())  # the login's entry
 
 
 def test_login_is_rate_limited_before_any_hash(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:

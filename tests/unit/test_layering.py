@@ -134,6 +134,8 @@ BOUNDARIES = [
     ("mqtt", ("meterguard.headend", "meterguard.meter", "meterguard.system")),
     ("broker", ("meterguard.headend", "meterguard.meter", "meterguard.system")),
 ]
+
+
 @pytest.mark.parametrize(("pkg", "forbidden"), BOUNDARIES, ids=[b[0] for b in BOUNDARIES])
 def test_layers_import_one_way(pkg: str, forbidden: tuple[str, ...]) -> None:
     bad = [(path, name) for path, name in _package_imports(pkg) if name.startswith(forbidden)]

@@ -32,6 +32,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from meterguard.clock import Clock, SystemClock
 from meterguard.errors import ConfigurationError
 from meterguard.headend.api.deps import Services
 from meterguard.headend.api.guard import COOKIE, Guard, Limits
@@ -78,13 +79,15 @@ def create_app(
     billing: Billing | None = None,
     meters: Meters | None = None,
     passkeys: Passkeys | None = None,
+    clock: Clock | None = None,
     api_rate: float = 20.0,
     api_burst: float = 200.0,
 ) -> FastAPI:
     """The API (and the dashboard on it), ready for an ASGI server with TLS.
 
     ``commands``, ``billing``, ``meters`` (the lifecycle: provision, disable, enable,
-    decommission, revoke) and ``passkeys`` add their routes.
+    decommission, revoke) and ``passkeys`` add their routes; ``clock`` is the head-end's
+    (the wall clock by default) for every timestamp the API writes or checks.
     """
     app = FastAPI(title="meterguard head-end", version="1", docs_url=None, redoc_url=None)
     svc = Services(
@@ -95,6 +98,7 @@ def create_app(
         billing=billing,
         meters=meters,
         passkeys=passkeys,
+        clock=clock or SystemClock(),
     )
     app.state.services = svc
     app.state.accounts = accounts  # the Guard's

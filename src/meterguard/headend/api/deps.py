@@ -11,14 +11,14 @@
   errors to the API's generic answers.
 """
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Request
 
+from meterguard.clock import Clock, SystemClock
 from meterguard.errors import (
     AccessDeniedError,
     ConflictError,
@@ -48,6 +48,12 @@ class Services:
     billing: Billing | None = None
     meters: Meters | None = None
     passkeys: Passkeys | None = None
+    clock: Clock = field(default_factory=SystemClock)
+    """Head-end time: every timestamp the API writes or checks (sessions, audit, access log)."""
+
+    def now(self) -> int:
+        """The head-end's time now, in whole Unix seconds."""
+        return int(self.clock.now().timestamp())
 
 
 def services(request: Request) -> Services:
@@ -88,7 +94,7 @@ def audit(
 ) -> None:
     """LOG-1: a security-relevant action to the tamper-evident audit log."""
     svc.store.audit.append(
-        at=int(time.time()),
+        at=svc.now(),
         actor=actor[:64],
         target=target[:128],
         action=action,

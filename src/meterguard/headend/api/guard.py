@@ -9,7 +9,6 @@ CSRF header on state changes, and the role, and writes every denial to the audit
 ``api_limits``). It does not parse bodies or decide object-level scoping: routes do.
 """
 
-import time
 from typing import Annotated
 
 from fastapi import Header, HTTPException, Request
@@ -62,11 +61,11 @@ class Guard:
         if not token:
             raise HTTPException(401)
         try:
-            info = accounts.session(token, now=int(time.time()))
+            info = accounts.session(token, now=request.app.state.services.now())
         except AuthenticationFailedError:
             raise HTTPException(401) from None
         who = info.principal
-        now = time.time()
+        now = request.app.state.services.clock.now().timestamp()
         wait = request.app.state.api_limits.allow(f"user:{who.user_id}", now)
         if wait:  # API-7: per user, after authentication
             raise HTTPException(429, headers={"Retry-After": str(int(wait) + 1)})
@@ -84,7 +83,7 @@ def denied(request: Request, who: Principal, why: str) -> None:
     """LOG-1: authorisation denials go to the audit log."""
     store: Store = request.app.state.store
     store.audit.append(
-        at=int(time.time()),
+        at=request.app.state.services.now(),
         actor=who.username,
         target=f"{request.method} {request.url.path}"[:128],
         action="access_denied",

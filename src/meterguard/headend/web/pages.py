@@ -19,7 +19,6 @@ pages themselves only read.
 """
 
 import datetime as dt
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -121,7 +120,7 @@ def add_pages(app: FastAPI, svc: Services) -> None:
             raise HTTPException(404)
         span, granularity = PERIODS.get(period, PERIODS["week"])
         try:  # up to the meter's newest reading: the meter's clock, not the server's
-            buckets = data.recent_usage(who, meter, span, granularity, now=int(time.time()))
+            buckets = data.recent_usage(who, meter, span, granularity, now=svc.now())
         except (NotFoundError, AccessDeniedError):
             raise HTTPException(404) from None
         return render("panel_usage.html", chart=usage_chart(buckets, granularity, meter))
@@ -155,7 +154,7 @@ def add_pages(app: FastAPI, svc: Services) -> None:
             raise HTTPException(404)
         bills = billing.bills(meter)
         try:  # staff reads of bills go to the consumer's access log (API-11)
-            data.bills(who, meter, bills, now=int(time.time()))
+            data.bills(who, meter, bills, now=svc.now())
         except NotFoundError:
             raise HTTPException(404) from None
         out = []

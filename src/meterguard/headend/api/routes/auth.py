@@ -7,7 +7,6 @@ computed, answering 429 with ``Retry-After`` (API-7); every step rotates the ses
 (API-6) and is audited with the client's address (LOG-1).
 """
 
-import time
 from collections.abc import Callable
 from typing import Annotated
 
@@ -61,7 +60,7 @@ def _second_step(
     if not token:
         raise HTTPException(401)
     try:
-        info = verify(token, int(time.time()))
+        info = verify(token, svc.now())
     except AuthenticationFailedError:
         _login_audit(svc, action, "?", "failed", request)
         raise HTTPException(401) from None
@@ -73,7 +72,7 @@ def _second_step(
 @router.post("/api/v1/auth/login", response_model=LoginResponse)
 def login(body: LoginRequest, request: Request, response: Response, svc: Svc) -> LoginResponse:
     """Step 1: user name and password."""
-    now = time.time()
+    now = svc.clock.now().timestamp()
     limits: Limits = request.app.state.limits
     wait = max(
         limits.allow(f"user:{body.username}", now), limits.allow(f"addr:{peer(request)}", now)
@@ -128,7 +127,7 @@ def webauthn_options(request: Request, svc: Svc) -> Response:
     if not token or svc.passkeys is None:
         raise HTTPException(401)
     try:
-        options = svc.passkeys.authentication_options(token, now=int(time.time()))
+        options = svc.passkeys.authentication_options(token, now=svc.now())
     except AuthenticationFailedError:
         raise HTTPException(401) from None
     return Response(options, media_type="application/json")
@@ -158,7 +157,7 @@ def register_options(
     """Registration options for a new authenticator (needs a full login)."""
     if svc.passkeys is None:
         raise HTTPException(404)
-    options = svc.passkeys.registration_options(request.state.session, now=int(time.time()))
+    options = svc.passkeys.registration_options(request.state.session, now=svc.now())
     return Response(options, media_type="application/json")
 
 
@@ -172,7 +171,7 @@ def register(
     """Store a new authenticator (audited)."""
     if svc.passkeys is None:
         raise HTTPException(404)
-    info, now = request.state.session, int(time.time())
+    info, now = request.state.session, svc.now()
     try:
         rid = svc.passkeys.register(info, body.credential, body.label, now=now)
     except AuthenticationFailedError:

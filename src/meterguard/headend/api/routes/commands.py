@@ -7,7 +7,6 @@ command service's; an on-demand read is admitted by the consumption-data service
 API-11) inside it. Denials of dual control are audited by the service itself.
 """
 
-import time
 from collections.abc import Callable
 from typing import Annotated
 
@@ -44,7 +43,7 @@ def propose(
         raise HTTPException(404)
     try:
         return svc.commands.propose(
-            who, body.meter_id, body.kind, body.value, body.reason, now=int(time.time())
+            who, body.meter_id, body.kind, body.value, body.reason, now=svc.now()
         )
     except InvalidValueError:
         raise HTTPException(422) from None
@@ -60,7 +59,7 @@ def _decide(step: str) -> Callable[..., CommandView]:
             raise HTTPException(404)
         act = svc.commands.approve if step == "approve" else svc.commands.reject
         try:
-            out = act(who, command_id, now=int(time.time()))
+            out = act(who, command_id, now=svc.now())
         except AccessDeniedError:  # dual control: already audited by the service
             raise HTTPException(403) from None
         if out is None:
@@ -89,7 +88,7 @@ def read_now(
         raise HTTPException(404)
     try:
         with refusal(request, m.who):
-            return svc.commands.read_now(m.who, m.meter_id, now=int(time.time()))
+            return svc.commands.read_now(m.who, m.meter_id, now=svc.now())
     except HTTPException as exc:
         if exc.status_code == 422:  # an inactive meter
             raise HTTPException(404) from None

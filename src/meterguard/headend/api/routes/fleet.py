@@ -7,7 +7,6 @@ engineers and security administrators clear. Account administration is the secur
 administrator's (auditors may read the list).
 """
 
-import time
 from collections.abc import Callable
 from typing import Annotated
 
@@ -48,7 +47,7 @@ def alarms(svc: Svc, who: Annotated[Principal, Depends(anyone)]) -> AlarmList:
 def _alarm_move(guard: Guard, from_states: tuple[str, ...], to: str) -> Callable[..., None]:
     def move(alarm_id: Id, svc: Svc, who: Annotated[Principal, Depends(guard)]) -> None:
         moved = svc.store.move_alarm(
-            alarm_id, from_states=from_states, to=to, actor=who.username, now=int(time.time())
+            alarm_id, from_states=from_states, to=to, actor=who.username, now=svc.now()
         )
         if moved is None:
             raise HTTPException(404)
@@ -108,7 +107,7 @@ def users(svc: Svc, _who: Annotated[Principal, Depends(user_readers)]) -> UserLi
 @router.post("/api/v1/users", response_model=CreatedUser, status_code=201)
 def create_user(body: NewUser, svc: Svc, who: Annotated[Principal, Depends(admins)]) -> CreatedUser:
     """Create an account; a utility role's TOTP enrolment URI is shown this once."""
-    now = int(time.time())
+    now = svc.now()
     known = {m for m, _, _ in svc.store.registry.meters()}
     if (body.role != "consumer" and body.meters) or not set(body.meters) <= known:
         raise HTTPException(422)

@@ -9,7 +9,6 @@ Every route that returns consumption data calls the one consumption-data service
 may see" is one dependency (:func:`~meterguard.headend.api.deps.meter_for`).
 """
 
-import time
 from collections.abc import Callable
 from typing import Annotated
 
@@ -64,7 +63,7 @@ def readings(
 ) -> Readings:
     """Raw 15-minute readings (utility roles: only with interval consent, PRIV-1)."""
     with refusal(request, m.who):
-        rows = svc.data.readings(m.who, m.meter_id, start, end, now=int(time.time()))
+        rows = svc.data.readings(m.who, m.meter_id, start, end, now=svc.now())
     return Readings(
         meter_id=m.meter_id,
         readings=[Reading(interval_start=a, import_wh=b, export_wh=c) for a, b, c in rows],
@@ -82,7 +81,7 @@ def meter_usage(
 ) -> Usage:
     """Usage by granularity (utility roles: at most as finely as consented, PRIV-1)."""
     with refusal(request, m.who):
-        buckets = svc.data.usage(m.who, m.meter_id, start, end, granularity, now=int(time.time()))
+        buckets = svc.data.usage(m.who, m.meter_id, start, end, granularity, now=svc.now())
     return Usage(meter_id=m.meter_id, granularity=granularity, buckets=buckets)
 
 
@@ -120,7 +119,7 @@ def put_consent(
     m: Annotated[MeterAccess, Depends(meter_for(owner))],
 ) -> ConsentView:
     """The consumer says how finely the utility may see their data (audited)."""
-    now = int(time.time())
+    now = svc.now()
     with refusal(request, m.who):
         svc.data.set_consent(m.who, m.meter_id, body.granularity, now=now)
     return ConsentView(
@@ -138,7 +137,7 @@ def bills(request: Request, svc: Svc, m: AnyonesMeter) -> BillList:
         raise HTTPException(404)
     out = svc.billing.bills(m.meter_id)
     with refusal(request, m.who):
-        svc.data.bills(m.who, m.meter_id, out, now=int(time.time()))
+        svc.data.bills(m.who, m.meter_id, out, now=svc.now())
     return BillList(
         meter_id=m.meter_id, billing_key=svc.billing.verifying_key.to_bytes().hex(), bills=out
     )
@@ -157,7 +156,7 @@ def issue_bill(
     """Issue and sign the bill of a period from stored, verified readings (audited)."""
     if svc.billing is None:
         raise HTTPException(404)
-    now = int(time.time())
+    now = svc.now()
     try:
         b = svc.billing.issue(m.meter_id, body.start, body.end, now=now)
     except InvalidValueError:
@@ -189,7 +188,7 @@ def provision_meter(
     if svc.meters is None:
         raise HTTPException(404)
     with refusal(request, who):
-        mid = svc.meters.provision(who.username, who.role, body.serial, now=int(time.time()))
+        mid = svc.meters.provision(who.username, who.role, body.serial, now=svc.now())
     return Provisioned(meter_id=mid)
 
 
@@ -202,7 +201,7 @@ def _move(action: str) -> Callable[..., None]:
         if svc.meters is None:
             raise HTTPException(404)
         with refusal(request, m.who):
-            svc.meters.move(m.who.username, m.who.role, m.meter_id, action, now=int(time.time()))
+            svc.meters.move(m.who.username, m.who.role, m.meter_id, action, now=svc.now())
 
     move.__name__ = f"{action}_meter"
     move.__doc__ = f"{action.capitalize()} a meter (PKI-5: running ingest and broker follow)."
