@@ -172,26 +172,29 @@ class TraceDecoder:
             AuthenticationFailedError: a tag did not verify (no decrypted output).
         """
         try:
-            raw = bytes.fromhex("".join(text.split()))
+            unverified = bytes.fromhex("".join(text.split()))
         except ValueError:
             raise DecodeError("input is not hex") from None
-        return self.decode(raw)
+        return self.decode(unverified)
 
-    def decode(self, raw: bytes) -> list[str]:
-        """Decode raw bytes: a wrapper frame if it looks like one, else an APDU."""
+    def decode(self, unverified: bytes) -> list[str]:
+        """Decode bytes not yet verified: a wrapper frame if it looks like one, else an APDU.
+
+        Nothing ciphered is shown deciphered unless its tag verified with the given keys.
+        """
         if (
-            len(raw) >= 8
-            and raw[:2] == b"\x00\x01"
-            and int.from_bytes(raw[6:8], "big") == len(raw) - 8
+            len(unverified) >= 8
+            and unverified[:2] == b"\x00\x01"
+            and int.from_bytes(unverified[6:8], "big") == len(unverified) - 8
         ):
-            frames = WrapperDecoder().feed(raw)
+            frames = WrapperDecoder().feed(unverified)
             frame = frames[0]
             head = (
                 f"wrapper  source wPort {frame.source_wport}  "
                 f"destination wPort {frame.destination_wport}  length {len(frame.apdu)}"
             )
             return [head, *self._apdu_lines(frame.apdu, 1)]
-        return self._apdu_lines(raw, 0)
+        return self._apdu_lines(unverified, 0)
 
     def _apdu_lines(self, raw: bytes, indent: int) -> list[str]:
         apdu = decode_apdu(raw)
