@@ -5,7 +5,9 @@ See :mod:`meterguard.cosem.connection` for the rules both sides follow. No IO, n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from meterguard.cosem.acse import (
     ApplicationContext,
@@ -153,18 +155,16 @@ class Protection:
             key = self.dedicated
         else:
             key = m.unicast_gcm()
-        cache_key = (key, sc, m.authentication_key)
-        protector = self._protectors.get(cache_key)
-        if protector is None:
-            if len(self._protectors) > 8:  # keys changed several times: forget the old ones
-                self._protectors.clear()
-            protector = ApduProtector(
+        protector = _cached(
+            self._protectors,
+            (key, sc, m.authentication_key),
+            lambda: ApduProtector(
                 key=key,
                 authentication_key=m.authentication_key,
                 system_title=m.system_title,
                 security=sc,
-            )
-            self._protectors[cache_key] = protector
+            ),
+        )
         return protector.protect(plain, ic, env.kind)
 
     def unwrap(self, apdu: Apdu, *, require_encryption: bool) -> tuple[bytes, Envelope]:
@@ -225,21 +225,33 @@ class Protection:
     def _unprotector(self, key: GcmKey, *, broadcast: bool, encrypt: bool) -> ApduUnprotector:
         m = self.material
         assert self.peer_title is not None  # noqa: S101 - checked by the caller
-        cache_key = (key, m.authentication_key, broadcast, encrypt, self.peer_title)
-        verifier = self._unprotectors.get(cache_key)
-        if verifier is None:
-            if len(self._unprotectors) > 8:  # keys changed several times: forget the old ones
-                self._unprotectors.clear()
-            verifier = ApduUnprotector(
+        title = self.peer_title
+        return _cached(
+            self._unprotectors,
+            (key, m.authentication_key, broadcast, encrypt, title),
+            lambda: ApduUnprotector(
                 key=key,
                 authentication_key=m.authentication_key,
-                peer_system_title=self.peer_title,
+                peer_system_title=title,
                 suite=m.suite,
                 require_encryption=encrypt,
                 broadcast=broadcast,
-            )
-            self._unprotectors[cache_key] = verifier
-        return verifier
+            ),
+        )
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _cached(cache: dict[K, V], key: K, make: Callable[[], V]) -> V:
+    """``cache[key]``, made on first use; a cache that grew past 8 starts over (keys rotated)."""
+    value = cache.get(key)
+    if value is None:
+        if len(cache) > 8:
+            cache.clear()
+        value = cache[key] = make()
+    return value
 
 
 def is_ciphered(apdu: Apdu) -> bool:
