@@ -54,6 +54,7 @@ from meterguard.crypto.ecc import SigningKey
 from meterguard.crypto.pki.store import Pki
 from meterguard.headend.services.accounts import Accounts
 from meterguard.headend.services.billing import Band, Billing, TariffSpec
+from meterguard.headend.store.db import open_database
 from meterguard.identity import meter_id
 from meterguard.meter.device import TamperKind
 from meterguard.meter.fleet import Fleet
@@ -61,6 +62,7 @@ from meterguard.meter.transport.mqtt import MeterMqttClient, MqttSettings, Outbo
 from meterguard.system.config import RunInfo, SystemConfig
 from meterguard.system.headend import HEADEND_TITLE, LANES, HeadEnd, signing_key
 from meterguard.system.layout import DataLayout
+from meterguard.system.lock import DataLock
 
 __all__ = ["DemoConfig", "DemoSystem", "request_tamper"]
 
@@ -125,6 +127,7 @@ class DemoSystem:
     _audit_key: SigningKey | None = None
     _last_head: float = 0.0
     log: list[str] = field(default_factory=list)
+    _lock: DataLock | None = None
 
     @property
     def store(self) -> Any:
@@ -144,7 +147,23 @@ class DemoSystem:
     # ------------------------------------------------------------------ start
 
     def start(self, *, now: dt.datetime) -> None:
-        """Create or reopen everything and start it."""
+        """Create or reopen everything and start it; on any failure, stop what started.
+
+        Raises:
+            ConfigurationError: another system runs on the data directory, or bad settings.
+            TransportError: the database cannot be reached (checked before anything starts).
+        """
+        self._lock = DataLock(self.config.data)
+        self._lock.acquire()  # REL: two demos on one directory would replay each other
+        try:
+            # The database first: a wrong URL answers at once, before a broker is started.
+            open_database(self.config.db_url).dispose()
+            self._start(now)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, now: dt.datetime) -> None:
         cfg, layout = self.config, self.config.layout
         cfg.data.mkdir(parents=True, exist_ok=True)
         self.pki = (
@@ -349,7 +368,7 @@ class DemoSystem:
         return counts
 
     def stop(self) -> None:
-        """Stop everything, saving the fleet state."""
+        """Stop everything that was started, saving the fleet state (also after a failed start)."""
         for link in self.links:
             link.stop()
         if self.headend is not None:
@@ -359,3 +378,5 @@ class DemoSystem:
         self.sign_head()
         if self.broker is not None:
             self.broker.stop()
+        if self._lock is not None:
+            self._lock.release()

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from meterguard.cli.common import SPEED_OPTION, _stop_on_signals
+from meterguard.errors import MeterguardError
 
 if TYPE_CHECKING:
     pass
@@ -58,8 +59,11 @@ def demo(
     console = Console()
     system = DemoSystem(DemoConfig(data=data, meters=meters, speed=speed, db=db, workers=workers))
     stopping = _stop_on_signals()
-    with console.status(f"starting PKI, broker, head-end and {meters} meters in {data} ..."):
-        system.start(now=dt.datetime.now(dt.UTC))
+    try:
+        with console.status(f"starting PKI, broker, head-end and {meters} meters in {data} ..."):
+            system.start(now=dt.datetime.now(dt.UTC))
+    except MeterguardError as exc:  # one line; whatever had started is stopped already
+        raise click.ClickException(str(exc)) from None
     assert system.fleet is not None and system.broker is not None  # noqa: S101
     layout = system.broker.layout
     console.print(

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from meterguard.cli.common import EXISTING_DATA_OPTION, SPEED_OPTION, _key, _stop_on_signals
+from meterguard.cli.common import (
+    EXISTING_DATA_OPTION,
+    SPEED_OPTION,
+    _join,
+    _key,
+    _stop_on_signals,
+)
 from meterguard.errors import ConfigurationError, MeterguardError
 
 if TYPE_CHECKING:
@@ -256,5 +262,8 @@ def meter_tamper(meter_id: str, kind: str, data: Path) -> None:
         sensor = TamperKind.parse(kind)
     except ConfigurationError as exc:
         raise click.BadParameter(str(exc), param_hint="KIND") from None
+    headend, _ = _join(data)
+    if headend.store.registry.state(meter_id) is None:
+        raise click.ClickException(f"no meter {meter_id[:20]} in the system in {data}")
     request_tamper(data, meter_id, sensor)
     click.echo(f"tamper {sensor.label} requested on {meter_id}")

@@ -24,9 +24,7 @@ from meterguard.cli.common import (
     _stop_on_signals,
 )
 from meterguard.cli.devices import meter
-from meterguard.errors import (
-    ConfigurationError,
-)
+from meterguard.errors import ConfigurationError, MeterguardError
 
 if TYPE_CHECKING:
     pass
@@ -266,17 +264,25 @@ def audit_verify(data: Path, state: Path | None, db: str | None, key: Path | Non
     Exits 1 and lists every problem if an entry was changed, removed or reordered, or a head
     does not verify — also when the log was rewritten and re-signed with the audit key.
     """
+    from sqlalchemy.exc import OperationalError
+
     from meterguard.audit.auditor import Auditor
     from meterguard.crypto.ecc import VerifyingKey
     from meterguard.headend.store.db import open_database
 
     url = db or _run_info(data).db
-    public = VerifyingKey.from_bytes(
-        bytes.fromhex((key or data / "audit" / "audit-key.pub").read_text().strip())
-    )
-    report = Auditor(
-        open_database(url, migrate_schema=False), public, state or data / "auditor" / "state.json"
-    ).run()
+    key_path = key or data / "audit" / "audit-key.pub"
+    try:
+        public = VerifyingKey.from_bytes(bytes.fromhex(key_path.read_text().strip()))
+    except (OSError, ValueError, MeterguardError) as exc:
+        raise click.ClickException(f"no usable audit public key at {key_path}: {exc}") from None
+    engine = _guarded(lambda: open_database(url, migrate_schema=False))
+    try:
+        report = _guarded(
+            lambda: Auditor(engine, public, state or data / "auditor" / "state.json").run()
+        )
+    except OperationalError:
+        raise click.ClickException("the audit log's database is unreachable") from None
     click.echo(
         f"{report.entries} entries, {report.heads} signed tree heads; pinned head "
         f"{report.pinned_before} -> {report.pinned_now}"

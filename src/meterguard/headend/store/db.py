@@ -16,9 +16,9 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import ArgumentError, OperationalError
 
-from meterguard.errors import TransportError
+from meterguard.errors import ConfigurationError, TransportError
 
 __all__ = ["migrate", "open_database"]
 
@@ -38,16 +38,23 @@ def open_database(url: str, *, migrate_schema: bool = True) -> Engine:
     """Create an engine for ``url`` and migrate it.
 
     Raises:
+        ConfigurationError: the URL cannot be parsed (it is never echoed: it may hold a password).
         TransportError: the database cannot be reached.
     """
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigurationError("the database URL cannot be parsed") from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     args: dict[str, Any] = {}
     if parsed.drivername.startswith("postgresql"):
         args["connect_args"] = {"connect_timeout": 5}
         args["pool_pre_ping"] = True
-    engine = create_engine(parsed, **args)
+    try:
+        engine = create_engine(parsed, **args)
+    except ArgumentError:  # e.g. an unknown dialect
+        raise ConfigurationError(f"no database driver for {parsed.drivername!r}") from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     if migrate_schema:
