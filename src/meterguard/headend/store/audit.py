@@ -55,9 +55,17 @@ class AuditWriter:
         return f"AuditWriter({self.engine.url.render_as_string(hide_password=True)})"
 
     def _enter(self, conn: Connection) -> None:
+        """Take the log's write lock before the next sequence number is read (LOG-2).
+
+        Without it two writers read the same ``max(seq)`` and one entry is lost to the
+        unique constraint. PostgreSQL: an advisory lock, as the append-only role. SQLite:
+        a write statement (that changes nothing) takes the database's write lock first.
+        """
         if self._pg:
             conn.exec_driver_sql("SET LOCAL ROLE meterguard_audit_writer")
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_LOCK})")
+        else:
+            conn.exec_driver_sql("UPDATE audit_tree_heads SET size = size WHERE 0")
 
     def _leave(self, conn: Connection) -> None:
         if self._pg:
