@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,19 @@ WEB_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
 def serve_https(
-    app: Any, host: str, port: int, cert: Path, key: Path
+    app: Any,
+    host: str,
+    port: int,
+    cert: Path,
+    key: Path,
+    *,
+    trusted_proxies: Sequence[str] = (),
 ) -> tuple[uvicorn.Server, threading.Thread]:
     """Serve ``app`` over HTTPS in a thread, returning once it listens.
+
+    ``X-Forwarded-For`` is believed only from ``trusted_proxies`` (none by default): a client
+    naming another address would otherwise get a fresh login bucket per name and put that
+    name in the audit log (API-7, LOG-1).
 
     Raises:
         ConfigurationError: the server did not start within 15 s.
@@ -40,6 +51,8 @@ def serve_https(
             ssl_ciphers=WEB_CIPHERS,
             server_header=False,
             date_header=False,
+            proxy_headers=bool(trusted_proxies),
+            forwarded_allow_ips=list(trusted_proxies) or None,
             log_level="warning",
         )
     )

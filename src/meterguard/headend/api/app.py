@@ -31,6 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from meterguard.clock import Clock, SystemClock
 from meterguard.errors import ConfigurationError
@@ -61,6 +62,9 @@ HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+MAX_BODY = 64 * 1024
+"""Largest request body (bytes): the largest legitimate one, a WebAuthn attestation, is a few
+KiB; a bigger one is refused before it is read (a 64 MiB login body was read in full)."""
 _GENERIC = {
     303: "see other",
     401: "not logged in",
@@ -136,6 +140,13 @@ def create_app(
     async def invalid(_r: Request, _e: RequestValidationError) -> JSONResponse:
         return JSONResponse({"error": "invalid request"}, status_code=422)
 
+    @app.exception_handler(Exception)
+    async def failed(_r: Request, _e: Exception) -> JSONResponse:
+        # Sent by the outermost middleware, past the one that adds headers: add them here.
+        return JSONResponse({"error": "request failed"}, status_code=500, headers=HEADERS)
+
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY)
+
     routers = [auth.router, meter_routes.router, fleet.router]
     routers += [auth.webauthn_router] if passkeys is not None else []
     routers += [meter_routes.lifecycle_router] if meters is not None else []
@@ -160,6 +171,34 @@ PUBLIC_PATHS = frozenset(
     }
     | PAGE_PUBLIC
 )
+
+
+class BodyLimit:
+    """ASGI middleware: a request body must declare its length, at most ``max_bytes`` (API-7).
+
+    A larger ``Content-Length`` answers 413, a body without one (chunked) 411, before any of
+    it is read; the answer carries the security headers like every other (API-8).
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Check the declared length, then let the request through."""
+        if scope["type"] == "http":
+            headers = dict(scope.get("headers") or ())
+            length = headers.get(b"content-length")
+            status = 0
+            if length is None:
+                status = 411 if b"transfer-encoding" in headers else 0
+            elif not length.isdigit() or int(length) > self.max_bytes:
+                status = 413
+            if status:
+                body = {411: "length required", 413: "request too large"}[status]
+                response = JSONResponse({"error": body}, status_code=status, headers=HEADERS)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _guard_of(dependant: Dependant) -> Guard | None:
