@@ -32,6 +32,8 @@ ERRORS = {
     403: "forbidden (role, CSRF token, consent or dual control)",
     404: "not found, or not yours to see",
     409: "conflict (e.g. no billable readings)",
+    411: "a request body must declare its length",
+    413: "request body too large",
     422: "invalid request",
     429: "rate limited (Retry-After)",
 }
