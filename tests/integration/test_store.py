@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -191,3 +192,14 @@ def test_readings_go_to_monthly_partitions_on_postgresql(store: Store) -> None:
             c.execute(text("SELECT interval_start, tableoid::regclass::text FROM readings")).all()
         )
     assert placed == {jan: "readings_2027_01", feb: "readings_2027_02"}
+
+
+def test_the_database_file_is_private(tmp_path: Path) -> None:
+    """Issue 12, item 11: personal data and the audit log in a 0600 file (and its WAL)."""
+    path = tmp_path / "h.db"
+    store = Store(open_database(f"sqlite:///{path}"))
+    store.registry.add_meter(
+        "MGD0000000001", serial="0000000001", system_title=b"MGD\0\0\0\0\1", now=0
+    )
+    for p in (path, path.with_name("h.db-wal")):
+        assert p.exists() and p.stat().st_mode & 0o777 == 0o600, (p, oct(p.stat().st_mode))

@@ -9,6 +9,7 @@ newest Alembic revision. A database that cannot be reached is a
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur.close()
 
 
+def _private_file(path: Path) -> None:
+    """The database holds personal data and the audit log: mode 0600, created so if new.
+
+    SQLite gives its WAL and shared-memory files the database file's mode.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
+
+
 def open_database(url: str, *, migrate_schema: bool = True) -> Engine:
     """Create an engine for ``url`` and migrate it.
 
@@ -57,6 +68,8 @@ def open_database(url: str, *, migrate_schema: bool = True) -> Engine:
         raise ConfigurationError(f"no database driver for {parsed.drivername!r}") from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        if parsed.database and parsed.database != ":memory:":
+            _private_file(Path(parsed.database))
     if migrate_schema:
         try:
             migrate(engine)
