@@ -150,12 +150,14 @@ class PushFloor:
     :class:`ReceiveCounter`; ``advance`` raises the floor after a commit.
     """
 
-    __slots__ = ("_highest", "size")
+    __slots__ = ("_highest", "minimum", "size")
 
-    def __init__(self, highest: int | None = None, *, size: int = 256) -> None:
+    def __init__(self, highest: int | None = None, *, size: int = 256, minimum: int = 0) -> None:
+        """``minimum``: the first counter the meter was provisioned to use (its floor)."""
         if size < 1:
             raise ConfigurationError("window size must be positive")
         self.size = size
+        self.minimum = minimum
         self._highest = highest
 
     @property
@@ -169,6 +171,8 @@ class PushFloor:
         Raises:
             ReplayError: at or below the highest known counter minus the window.
         """
+        if value < self.minimum:  # never issued by the meter: a young meter's window is no gap
+            raise ReplayError(f"invocation counter {value} is below the meter's floor")
         h = self._highest
         if h is not None and value <= h - self.size:
             raise ReplayError(

@@ -105,3 +105,11 @@ def test_issued_counters_stay_in_their_range(start: int, size: int, block: int) 
     assert issued == list(range(start, start + size))
     with pytest.raises(CounterExhaustedError):
         c.issue()
+
+
+def test_a_counter_below_the_provisioning_floor_is_refused_even_on_a_young_meter() -> None:
+    """Issue 12, item 7: with no push accepted yet, counter 0 (never used) is not let in."""
+    f = PushFloor(None, size=256, minimum=1)
+    with pytest.raises(ReplayError, match="floor"):
+        f.check(0)
+    f.check(1)

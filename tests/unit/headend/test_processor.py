@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+from meterguard.cosem.axdr import DoubleLongUnsigned, OctetString, Structure
+from meterguard.cosem.security import ApduProtector, CipheringKind, SecurityControl
+from meterguard.cosem.xdlms import DataNotification
+from meterguard.crypto.aead import GcmKey
 from meterguard.crypto.keys import SecretKey
 from meterguard.headend.ingest.admission import Admission
 from meterguard.headend.ingest.processor import Accepted, IngestProcessor, Refused, TokenBucket
@@ -117,3 +121,22 @@ def test_out_of_order_pushes_verify() -> None:
     order = [2, 0, 3, 1]
     results = [proc.handle("meters/MGD0000000007/data", pushes[i], now=0) for i in order]
     assert all(isinstance(r, Accepted) for r in results)
+
+
+def test_a_young_meter_s_counter_zero_is_refused() -> None:
+    """Issue 12, item 7: no push accepted yet, and a push under counter 0 (which the meter
+    never uses: it starts at 1) is a replay of nothing, refused before any cryptography."""
+    fleet, proc, _ = setup()
+    ek, ak, _ = fleet.keys(0)
+    protector = ApduProtector(
+        key=GcmKey(ek),
+        authentication_key=ak,
+        system_title=fleet.system_title(0),
+        security=SecurityControl(),
+    )
+    note = DataNotification(
+        1, None, Structure((OctetString(bytes(12)), DoubleLongUnsigned(1), DoubleLongUnsigned(0)))
+    )
+    zero = protector.protect(note.to_bytes(), 0, CipheringKind.GENERAL_GLO)
+    out = proc.handle("meters/MGD0000000007/data", zero, now=0)
+    assert isinstance(out, Refused) and out.event == "attempt_to_lower_invocation_counter"

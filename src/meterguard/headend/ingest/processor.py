@@ -62,6 +62,8 @@ log = logging.getLogger(__name__)
 __all__ = ["Accepted", "IngestProcessor", "Refused", "TokenBucket"]
 
 MAX_PAYLOAD = 4096
+FIRST_COUNTER = 1
+"""The first invocation counter a meter uses under a new key (our meters never use 0)."""
 MAX_ENTRIES = 96
 """Load-profile entries one push may carry (a day of 15-minute intervals)."""
 _PERIOD = dt.timedelta(minutes=15)
@@ -148,7 +150,7 @@ class IngestProcessor:
             title, ek, ak = self.keys(meter_id)  # TransportError if the key store is down
             m = _Meter(
                 ApduUnprotector(key=GcmKey(ek), authentication_key=ak, peer_system_title=title),
-                PushFloor(self.last_counter(meter_id), size=PUSH_WINDOW),
+                PushFloor(self.last_counter(meter_id), size=PUSH_WINDOW, minimum=FIRST_COUNTER),
                 TokenBucket(self.rate, self.burst),
                 title,
                 ek,
