@@ -54,7 +54,9 @@ from meterguard.crypto.ecc import SigningKey
 from meterguard.crypto.pki.store import Pki
 from meterguard.headend.services.accounts import Accounts
 from meterguard.headend.services.billing import Band, Billing, TariffSpec
+from meterguard.headend.services.commands import Commands
 from meterguard.headend.store.db import open_database
+from meterguard.headend.store.repository import Store
 from meterguard.identity import meter_id
 from meterguard.meter.device import TamperKind
 from meterguard.meter.fleet import Fleet
@@ -130,12 +132,12 @@ class DemoSystem:
     _lock: DataLock | None = None
 
     @property
-    def store(self) -> Any:
+    def store(self) -> Store | None:
         """The head-end's store."""
         return self.headend.store if self.headend is not None else None
 
     @property
-    def commands(self) -> Any:
+    def commands(self) -> Commands | None:
         """The head-end's command service."""
         return self.headend.commands if self.headend is not None else None
 

@@ -570,6 +570,11 @@ def test_security_admins_manage_accounts_and_it_is_audited(site: Site) -> None:
     assert sam.post("/api/v1/users", json=taken).status_code == 422
     escalate = {"username": "eve", "password": "lilac comets sing low", "role": "root"}
     assert sam.post("/api/v1/users", json=escalate).status_code == 422
+    # Meters belong to consumers only, and must exist (the accounts service's rule).
+    for role, meters in (("operator", ["MGD0000000001"]), ("consumer", ["MGD0000000099"])):
+        body = {"username": "ivy", "password": "lilac comets sing low", "role": role}
+        assert sam.post("/api/v1/users", json=body | {"meters": meters}).status_code == 422
+    assert sam.post("/api/v1/users/999999/disable").status_code == 404
     # Disabling kills the victim's live session at once.
     oid = listed["olga"]["id"]
     assert sam.post(f"/api/v1/users/{oid}/disable").status_code == 204

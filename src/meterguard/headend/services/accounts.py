@@ -25,7 +25,12 @@ from dataclasses import dataclass
 
 from meterguard.crypto.aead import GcmKey
 from meterguard.crypto.keys import SecretKey
-from meterguard.errors import AuthenticationFailedError, InvalidValueError
+from meterguard.errors import (
+    AuthenticationFailedError,
+    ConflictError,
+    InvalidValueError,
+    NotFoundError,
+)
 from meterguard.headend.services.auth import PasswordHashes, TotpSecret, check_new_password
 from meterguard.headend.store.accounts import AccountRepository
 
@@ -89,12 +94,18 @@ class Accounts:
     ) -> tuple[int, TotpSecret | None]:
         """Create a user; utility roles get a TOTP secret to enrol (returned once).
 
+        Only consumers have meters (API-1), and only meters that exist.
+
         Raises:
-            InvalidValueError: unknown role, a user name taken, or a password that may not
-                be chosen.
+            InvalidValueError: unknown role, a user name taken, a password that may not
+                be chosen, meters for a utility role, or an unknown meter.
         """
         if role not in ROLES:
             raise InvalidValueError(f"unknown role {role!r}")
+        if meters and role != "consumer":
+            raise InvalidValueError("only consumers have meters")
+        if not all(self._repo.meter_exists(m) for m in meters):
+            raise InvalidValueError("no such meter")
         check_new_password(password, user_inputs=(username,))
         row = {
             "username": username,
@@ -124,8 +135,17 @@ class Accounts:
         """(id, user name, role, disabled) of every account."""
         return self._repo.users()
 
-    def set_disabled(self, user_id: int, *, disabled: bool) -> None:
-        """Disable (or re-enable) an account; disabling ends all its sessions (API-6)."""
+    def set_disabled(self, user_id: int, *, disabled: bool, by: Principal | None = None) -> None:
+        """Disable (or re-enable) an account; disabling ends all its sessions (API-6).
+
+        Raises:
+            NotFoundError: no such account.
+            ConflictError: ``by`` is that account (nobody locks themselves out).
+        """
+        if by is not None and by.user_id == user_id:
+            raise ConflictError("an administrator cannot disable or enable their own account")
+        if user_id not in {uid for uid, _, _, _ in self._repo.users()}:
+            raise NotFoundError(f"no account {user_id}")
         self._repo.set_disabled(user_id, disabled=disabled)
 
     # ------------------------------------------------------------------ login

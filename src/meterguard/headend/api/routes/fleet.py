@@ -10,10 +10,10 @@ administrator's (auditors may read the list).
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 
 from meterguard.errors import InvalidValueError
-from meterguard.headend.api.deps import Svc, audit
+from meterguard.headend.api.deps import Svc, audit, refusal
 from meterguard.headend.api.guard import Guard
 from meterguard.headend.api.schemas import (
     MAX_ID,
@@ -107,15 +107,11 @@ def users(svc: Svc, _who: Annotated[Principal, Depends(user_readers)]) -> UserLi
 @router.post("/api/v1/users", response_model=CreatedUser, status_code=201)
 def create_user(body: NewUser, svc: Svc, who: Annotated[Principal, Depends(admins)]) -> CreatedUser:
     """Create an account; a utility role's TOTP enrolment URI is shown this once."""
-    now = svc.now()
-    known = {m for m, _, _ in svc.store.registry.meters()}
-    if (body.role != "consumer" and body.meters) or not set(body.meters) <= known:
-        raise HTTPException(422)
-    try:
+    try:  # the service decides: password, a name taken, meters only for consumers
         uid, totp = svc.accounts.create_user(
-            body.username, body.password, body.role, now=now, meters=tuple(body.meters)
+            body.username, body.password, body.role, now=svc.now(), meters=tuple(body.meters)
         )
-    except InvalidValueError:  # a password that may not be chosen, or a name taken
+    except InvalidValueError:
         raise HTTPException(422) from None
     audit(
         svc,
@@ -131,12 +127,11 @@ def create_user(body: NewUser, svc: Svc, who: Annotated[Principal, Depends(admin
 
 
 def _set_disabled(disabled: bool) -> Callable[..., None]:
-    def change(user_id: Id, svc: Svc, who: Annotated[Principal, Depends(admins)]) -> None:
-        if user_id == who.user_id:
-            raise HTTPException(409)  # no locking oneself out
-        if user_id not in {i for i, _, _, _ in svc.accounts.users()}:
-            raise HTTPException(404)
-        svc.accounts.set_disabled(user_id, disabled=disabled)
+    def change(
+        user_id: Id, request: Request, svc: Svc, who: Annotated[Principal, Depends(admins)]
+    ) -> None:
+        with refusal(request, who):  # not found 404; oneself 409 (the service's rules)
+            svc.accounts.set_disabled(user_id, disabled=disabled, by=who)
         audit(
             svc,
             who.username,
