@@ -17,6 +17,7 @@ from meterguard.audit.auditor import Auditor
 from meterguard.audit.log import AuditEntry, TreeHead
 from meterguard.audit.merkle import root
 from meterguard.crypto.ecc import SigningKey
+from meterguard.errors import ConfigurationError
 from meterguard.headend.store.db import open_database
 from meterguard.headend.store.repository import PushRow, RefusalRow, Store
 
@@ -78,7 +79,8 @@ def test_an_edited_entry_is_caught_even_when_re_signed(store: Store, tmp_path: P
     assert auditor.run().ok
     with store.engine.begin() as c:
         c.execute(text("UPDATE audit_entries SET result = 'rejected' WHERE seq = 5"))
-    naive = auditor.run()
+    assert auditor.run().ok  # an incremental run reads only what is new since the pin ...
+    naive = auditor.run(full=True)  # ... a full one re-reads every entry
     assert any("entry 5 does not match" in p for p in naive.problems), naive.problems
     resign_everything(store, key)  # the insider fixes the leaf hashes and every head
     report = auditor.run()
@@ -94,7 +96,8 @@ def test_a_deleted_entry_is_caught_even_when_re_signed(store: Store, tmp_path: P
     assert auditor.run().ok
     with store.engine.begin() as c:
         c.execute(text("DELETE FROM audit_entries WHERE seq = 3"))
-    assert any("entry 3 is missing" in p for p in auditor.run().problems)
+    assert any("1 of the 9 pinned entries are missing" in p for p in auditor.run().problems)
+    assert any("entry 3 is missing" in p for p in auditor.run(full=True).problems)
     resign_everything(store, key)
     fill(store, key, 1, start=100)  # and appends one, so the size is back to 9
     report = auditor.run()
@@ -163,3 +166,66 @@ def test_concurrent_writers_lose_no_entry(store: Store) -> None:
     with store.engine.connect() as conn:
         count, top = conn.execute(text("SELECT count(*), max(seq) FROM audit_entries")).one()
     assert errors == [] and count == top == 200, (errors, count, top)
+
+
+def test_runs_after_the_first_read_only_what_is_new(store: Store, tmp_path: Path) -> None:
+    """Item 8: from the pin, only entries added since are read; a full run reads them all."""
+    key = SigningKey.generate()
+    fill(store, key, 40)
+    auditor = Auditor(store.engine, key.verifying_key(), tmp_path / "auditor.json")
+    first = auditor.run()
+    assert first.verified and first.checked == 40
+    fill(store, key, 5, start=40)
+    again = auditor.run()
+    assert again.verified and (again.checked, again.pinned_now) == (5, 45)
+    assert auditor.run(full=True).checked == 45
+    store.audit.append(at=1, actor="x", target="y", action="z", result="ok")  # not yet signed
+    later = auditor.run()
+    assert later.verified and later.uncovered == 1 and later.pinned_now == 45
+
+
+def test_a_pinned_auditor_refuses_a_replaced_audit_key(store: Store, tmp_path: Path) -> None:
+    """The state pins the public key: an insider who swaps in a key of their own and re-signs
+    everything is refused, not trusted from then on."""
+    key, insider = SigningKey.generate(), SigningKey.generate()
+    fill(store, key, 6)
+    state = tmp_path / "auditor.json"
+    assert Auditor(store.engine, key.verifying_key(), state).run().verified
+    resign_everything(store, insider)
+    with pytest.raises(ConfigurationError, match="not the one this auditor pinned"):
+        Auditor(store.engine, insider.verifying_key(), state).run()
+
+
+def test_a_log_without_a_signed_head_is_not_called_verified(store: Store, tmp_path: Path) -> None:
+    store.audit.append(at=1, actor="x", target="y", action="z", result="ok")
+    report = Auditor(store.engine, SigningKey.generate().verifying_key(), tmp_path / "a").run()
+    assert report.ok and not report.verified and report.uncovered == 1
+    assert not (tmp_path / "a").exists()  # nothing pinned
+
+
+def test_the_cli_says_plainly_when_nothing_is_signed_or_pinned(
+    store: Store, tmp_path: Path
+) -> None:
+    """Item 8: a log with no signed head is not "verified" (exit 2), a first run says that
+    nothing was pinned, and a tampered log exits 1."""
+    from click.testing import CliRunner
+
+    from meterguard.cli.main import main
+
+    key = SigningKey.generate()
+    pub = tmp_path / "audit.pub"
+    pub.write_text(key.verifying_key().to_bytes().hex())
+    url = store.engine.url.render_as_string(hide_password=False)
+    args = ["audit", "verify", "--data", str(tmp_path), "--db", url, "--key", str(pub),
+            "--state", str(tmp_path / "pin.json")]  # fmt: skip
+    store.audit.append(at=1, actor="x", target="y", action="z", result="ok")
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2 and "nothing verified" in res.output, res.output
+    fill(store, key, 3)
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0 and "nothing was pinned before this run" in res.output, res.output
+    assert "audit log verified" in res.output
+    with store.engine.begin() as c:
+        c.execute(text("UPDATE audit_entries SET actor = 'someone else' WHERE seq = 4"))
+    res = CliRunner().invoke(main, [*args, "--full"])
+    assert res.exit_code == 1 and "entry 4 does not match" in res.output, res.output

@@ -24,14 +24,16 @@ from meterguard.headend.store.repository import Store
 pytestmark = pytest.mark.integration
 
 
-def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603 - our own interpreter and module
         [sys.executable, "-m", "meterguard", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
     )
 
 
@@ -129,13 +131,22 @@ def test_demo_runs_stores_readings_and_shows_a_tamper_alarm(tmp_path: Path) -> N
     audited = cli("audit", "verify", "--data", str(data), "--state", str(state))
     assert audited.returncode == 0, audited.stdout + audited.stderr
     assert "audit log verified" in audited.stdout
+    assert "nothing was pinned before this run" in audited.stdout
+    again = cli("audit", "verify", "--data", str(data), "--state", str(state))
+    assert again.returncode == 0 and "nothing was pinned" not in again.stdout, again.stdout
+    # Without --state, the pin goes to the auditor's own state directory, not into DATA.
+    home = tmp_path / "auditor-home"
+    mine = cli("audit", "verify", "--data", str(data), env={"XDG_STATE_HOME": str(home)})
+    assert mine.returncode == 0, mine.stdout + mine.stderr
+    assert len(list((home / "meterguard" / "auditor").glob("*.json"))) == 1
+    assert not list(data.rglob("state.json"))
     entries = int(audited.stdout.split(" entries")[0])
     assert entries >= 2, audited.stdout  # the alarm and at least the client-id mismatch
     engine = create_engine(info["db"])
     with engine.begin() as c:
         c.execute(text("UPDATE audit_entries SET result = 'cleared' WHERE seq = 1"))
     engine.dispose()
-    tampered = cli("audit", "verify", "--data", str(data), "--state", str(state))
+    tampered = cli("audit", "verify", "--data", str(data), "--state", str(state), "--full")
     assert tampered.returncode == 1 and "entry 1 does not match" in tampered.stdout
 
 

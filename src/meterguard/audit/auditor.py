@@ -1,45 +1,55 @@
 """The independent auditor of the audit log (LOG-4): `meterguard audit verify`.
 
 :class:`Auditor` reads the log's entries and signed tree heads straight from the database
-(its own two queries, nothing of the head-end's code) and checks, with only the audit
-key's *public* half and a state file of its own:
+(its own queries, nothing of the head-end's code) and checks, with only the audit key's
+*public* half and a state file of its own:
 
-1. sequence numbers run 1, 2, … without a gap (a deleted row shows here);
+1. sequence numbers run on without a gap (a deleted row shows here);
 2. each entry's leaf hash is the hash of its content (an edited field shows here);
 3. each tree head's signature verifies, and its root is the Merkle root of the first
-   ``size`` entries; consecutive heads are consistent (RFC 9162 consistency proofs);
-4. the newest head is consistent with the head this auditor verified last time (its
-   pinned state), and every entry added since is included in the newest head.
+   ``size`` entries — so consecutive heads are consistent, and every entry is included in
+   every head that covers it;
+4. the newest head extends the head this auditor verified last time (its pinned state),
+   signed by the same audit key as then (the state pins the public key too).
 
-Check 4 is what catches someone who holds the signing key: they can rewrite entries and
-re-sign every head, but the auditor's pinned (size, root) cannot be reconciled with the
-new tree. A clean run moves the pin to the newest head. The state file must live where
-the operators cannot write (a real auditor keeps it on its own machine).
+The auditor keeps, with the pinned (size, root), the tree's
+:class:`~meterguard.audit.merkle.Frontier` at that size. A run starts from it and hashes
+only the entries added since: it is linear in what is new, not in the log (a ``full`` run
+re-reads everything, also linear). Check 4 is what catches someone who holds the signing
+key: they can rewrite entries and re-sign every head, but no head over a rewritten prefix
+extends the pinned frontier. A clean run moves the pin to the newest head. An incremental
+run does not re-read the entries the pin covers (it only counts them): an edit of an old
+row that nobody re-signed is found by a ``full`` run.
 
-Problems are collected, not raised one at a time, so a report shows everything wrong.
+The state file must live where the operators cannot write (a real auditor keeps it on its
+own machine). Problems are collected, not raised one at a time, so a report shows everything
+wrong.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, text
 
 from meterguard.audit.log import AuditEntry, TreeHead
-from meterguard.audit.merkle import (
-    consistency_proof,
-    inclusion_proof,
-    root,
-    verify_consistency,
-    verify_inclusion,
-)
+from meterguard.audit.merkle import Frontier
 from meterguard.crypto.ecc import VerifyingKey
-from meterguard.errors import AuditProofError, SignatureInvalidError
+from meterguard.errors import ConfigurationError, SignatureInvalidError
 
-__all__ = ["AuditReport", "Auditor"]
+__all__ = ["AuditReport", "Auditor", "Progress", "default_state"]
+
+Progress = Callable[[int, int], None]
+"""Called now and then with (entries verified in this run, entries this run will verify)."""
+
+_PROGRESS_EVERY = 50_000
+_FETCH = 20_000
 
 
 @dataclass
@@ -47,15 +57,36 @@ class AuditReport:
     """What one audit run saw."""
 
     entries: int = 0
+    """Entries in the log."""
+    checked: int = 0
+    """Entries this run read and hashed (all of them in a full run, else those since the pin)."""
     heads: int = 0
     pinned_before: int | None = None
     pinned_now: int | None = None
+    uncovered: int = 0
+    """Entries after the newest signed head: not yet covered by any signature."""
     problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         """No problem found."""
         return not self.problems
+
+    @property
+    def verified(self) -> bool:
+        """No problem, and a signed head was checked: there is something to trust."""
+        return self.ok and self.pinned_now is not None
+
+
+def default_state(data: Path) -> Path:
+    """Where the auditor of the system in ``data`` keeps its pin, unless told otherwise.
+
+    Outside the data directory, which the operators write: under the auditing user's
+    ``$XDG_STATE_HOME`` (``~/.local/state``), one file per data directory.
+    """
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    digest = hashlib.sha256(str(data.resolve()).encode()).hexdigest()[:16]
+    return base / "meterguard" / "auditor" / f"{digest}.json"
 
 
 class Auditor:
@@ -66,97 +97,171 @@ class Auditor:
         self.key = key
         self.state = state
 
-    def _pinned(self) -> tuple[int, bytes] | None:
+    def __repr__(self) -> str:
+        return f"Auditor(state={str(self.state)!r})"
+
+    # ------------------------------------------------------------------ pinned state
+
+    def _pinned(self) -> tuple[int, bytes, Frontier] | None:
+        """The pinned head and its frontier.
+
+        Raises:
+            ConfigurationError: the state file is unreadable, or its frontier does not give
+                its root (edited or corrupt: the auditor trusts nothing it cannot check).
+        """
         if not self.state.exists():
             return None
-        data = json.loads(self.state.read_text())
-        return int(data["size"]), bytes.fromhex(data["root"])
+        try:
+            data = json.loads(self.state.read_text())
+            size, pinned_root = int(data["size"]), bytes.fromhex(data["root"])
+            frontier = Frontier(size, [bytes.fromhex(h) for h in data["frontier"]])
+            key = bytes.fromhex(data["key"])
+        except (OSError, ValueError, KeyError, TypeError, ConfigurationError) as exc:
+            raise ConfigurationError(
+                f"the auditor's state {self.state} is unreadable ({type(exc).__name__});"
+                " restore it from the auditor's own copy"
+            ) from None
+        if frontier.root() != pinned_root:
+            raise ConfigurationError(f"the auditor's state {self.state} is inconsistent")
+        if key != self.key.to_bytes():
+            raise ConfigurationError(
+                "the audit public key is not the one this auditor pinned: someone replaced it,"
+                " or the audit key was rotated (then pin afresh with a new state file)"
+            )
+        return size, pinned_root, frontier
 
-    def _pin(self, head: TreeHead) -> None:
-        self.state.parent.mkdir(parents=True, exist_ok=True)
+    def _pin(self, head: TreeHead, frontier: Frontier) -> None:
+        self.state.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = self.state.with_name(self.state.name + ".tmp")
-        tmp.write_text(json.dumps({"size": head.size, "root": head.root.hex(), "at": head.at}))
+        state: dict[str, Any] = {
+            "size": head.size,
+            "root": head.root.hex(),
+            "at": head.at,
+            "frontier": [h.hex() for h in frontier.hashes],
+            "key": self.key.to_bytes().hex(),
+        }
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(state, f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, self.state)
 
-    def run(self) -> AuditReport:
-        """Check everything; pin the newest head if nothing is wrong."""
+    # ------------------------------------------------------------------ the run
+
+    def run(self, *, full: bool = False, progress: Progress | None = None) -> AuditReport:
+        """Check the log from the pin (or from the start); pin the newest head if all is well.
+
+        Raises:
+            ConfigurationError: the pinned state is unreadable or inconsistent.
+        """
         report = AuditReport()
+        pinned = self._pinned()
+        report.pinned_before = pinned[0] if pinned else None
+        pin_size = pinned[0] if pinned else 0
+        frontier = Frontier() if full or pinned is None else pinned[2].copy()
+        start = frontier.size
         with self.engine.connect() as c:
-            rows = c.execute(
-                text(
-                    "SELECT seq, at, actor, target, action, result, request_id, detail, leaf"
-                    " FROM audit_entries ORDER BY seq"
-                )
-            ).all()
+            report.entries = int(c.scalar(text("SELECT count(*) FROM audit_entries")) or 0)
+            report.heads = int(c.scalar(text("SELECT count(*) FROM audit_tree_heads")) or 0)
+            newest_size = c.scalar(text("SELECT max(size) FROM audit_tree_heads"))
             heads = [
                 TreeHead(int(s), bytes(r), int(a), bytes(g))
                 for s, r, a, g in c.execute(
-                    text("SELECT size, root, at, signature FROM audit_tree_heads ORDER BY size")
+                    text(
+                        "SELECT size, root, at, signature FROM audit_tree_heads"
+                        " WHERE size >= :start AND size > 0 ORDER BY size"
+                    ),
+                    {"start": start},
                 )
             ]
-        report.entries, report.heads = len(rows), len(heads)
-        leaves: list[bytes] = []
-        for n, row in enumerate(rows, start=1):
-            entry = AuditEntry(int(row[0]), int(row[1]), *(str(v) for v in row[2:8]))
-            if entry.seq != n:
-                report.problems.append(f"entry {n} is missing (next is {entry.seq}): deleted")
-                break
-            leaves.append(entry.leaf())
-            if entry.leaf() != bytes(row[8]):
-                report.problems.append(f"entry {n} does not match its leaf hash: modified")
-        previous: TreeHead | None = None
+            if pinned is not None and (newest_size is None or int(newest_size) < pin_size):
+                report.problems.append(f"the log shrank below the pinned size {pin_size}")
+            if start:
+                kept = int(
+                    c.scalar(
+                        text("SELECT count(*) FROM audit_entries WHERE seq <= :s"), {"s": start}
+                    )
+                    or 0
+                )
+                if kept != start:
+                    report.problems.append(
+                        f"{start - kept} of the {start} pinned entries are missing: deleted"
+                    )
+            total = max(report.entries - start, 0)
+            valid = self._signed(heads, report)
+            newest: tuple[TreeHead, Frontier] | None = None
+            rows = c.execution_options(stream_results=True, yield_per=_FETCH).execute(
+                text(
+                    "SELECT seq, at, actor, target, action, result, request_id, detail, leaf"
+                    " FROM audit_entries WHERE seq > :start ORDER BY seq"
+                ),
+                {"start": start},
+            )
+            pending = iter(valid)
+            head = next(pending, None)
+            while head is not None and head.size == start:  # a head of the pinned size
+                if head.root != frontier.root():
+                    report.problems.append(
+                        f"tree head {head.size} is not consistent with the head of size"
+                        f" {pin_size}: entries were rewritten or removed"
+                    )
+                head = next(pending, None)
+            for row in rows:
+                n = frontier.size + 1
+                if int(row[0]) != n:
+                    report.problems.append(f"entry {n} is missing (next is {row[0]}): deleted")
+                    break
+                entry = AuditEntry(n, int(row[1]), *(str(v) for v in row[2:8]))
+                leaf = entry.leaf()
+                if leaf != bytes(row[8]):
+                    report.problems.append(f"entry {n} does not match its leaf hash: modified")
+                frontier.append(leaf)
+                report.checked += 1
+                if full and pinned is not None and n == pin_size and frontier.root() != pinned[1]:
+                    report.problems.append(
+                        f"the first {pin_size} entries no longer give the pinned head:"
+                        " entries were rewritten or removed"
+                    )
+                while head is not None and head.size == n:
+                    if frontier.root() == head.root:
+                        newest = (head, frontier.copy())
+                    elif pinned is not None and not full:
+                        report.problems.append(
+                            f"tree head {head.size} is not consistent with the head of size"
+                            f" {pin_size}: entries were rewritten or removed"
+                        )
+                    else:
+                        report.problems.append(
+                            f"tree head {head.size}: entries do not give its root"
+                        )
+                    head = next(pending, None)
+                if progress is not None and report.checked % _PROGRESS_EVERY == 0:
+                    progress(report.checked, total)
+            rows.close()
+        for missing in ([head] if head else []) + list(pending):
+            report.problems.append(
+                f"tree head {missing.size} covers more entries than the log holds ({frontier.size})"
+            )
+        if progress is not None:
+            progress(report.checked, total)
+        covered = max(newest[0].size if newest else 0, pin_size if pinned else 0)
+        report.uncovered = max(report.entries - covered, 0)
+        if report.ok and newest is not None:
+            self._pin(*newest)
+            report.pinned_now = newest[0].size
+        else:
+            report.pinned_now = report.pinned_before
+        return report
+
+    def _signed(self, heads: list[TreeHead], report: AuditReport) -> list[TreeHead]:
+        """The heads whose signature verifies; a problem for each other one."""
+        good = []
         for head in heads:
             try:
                 head.verify(self.key)
             except SignatureInvalidError:
                 report.problems.append(f"tree head {head.size}: signature does not verify")
                 continue
-            if head.size > len(leaves) or root(leaves[: head.size]) != head.root:
-                report.problems.append(f"tree head {head.size}: entries do not give its root")
-            if previous is not None:
-                self._consistent(previous.size, previous.root, head, leaves, report)
-            previous = head
-        pinned = self._pinned()
-        report.pinned_before = pinned[0] if pinned else None
-        newest = heads[-1] if heads else None
-        if pinned is not None:
-            if newest is None or newest.size < pinned[0]:
-                report.problems.append(f"the log shrank below the pinned size {pinned[0]}")
-            else:
-                self._consistent(pinned[0], pinned[1], newest, leaves, report)
-        if newest is not None and newest.size <= len(leaves):
-            start = pinned[0] if pinned is not None and pinned[0] <= newest.size else 0
-            for i in range(start, newest.size):
-                try:
-                    verify_inclusion(
-                        leaves[i],
-                        i,
-                        newest.size,
-                        inclusion_proof(leaves[: newest.size], i),
-                        newest.root,
-                    )
-                except AuditProofError:
-                    report.problems.append(f"entry {i + 1} is not included in head {newest.size}")
-        if report.ok and newest is not None:
-            self._pin(newest)
-            report.pinned_now = newest.size
-        else:
-            report.pinned_now = report.pinned_before
-        return report
-
-    @staticmethod
-    def _consistent(
-        size: int, old_root: bytes, head: TreeHead, leaves: list[bytes], report: AuditReport
-    ) -> None:
-        if size == 0:
-            return  # everything extends the empty log
-        try:
-            if head.size > len(leaves):
-                raise AuditProofError("head larger than the log")
-            proof = consistency_proof(leaves[: head.size], size)
-            verify_consistency(size, head.size, old_root, head.root, proof)
-        except AuditProofError:
-            report.problems.append(
-                f"tree head {head.size} is not consistent with the head of size {size}:"
-                " entries were rewritten or removed"
-            )
+            good.append(head)
+        return good

@@ -9,9 +9,15 @@ the roots. Verification failures raise
 head catches a rewritten or deleted entry this way even if the signing key was used to sign
 the rewritten log (its new head is not consistent with the old one).
 
+A :class:`Frontier` is the tree's right edge — the roots of its perfect subtrees, one per
+set bit of the size (a "compact range" in Trillian's and Sigsum's words). It takes leaves one
+at a time and gives the root of the tree so far, so whoever holds the frontier of a verified
+head checks a later head by hashing only the entries added since: that is how the auditor
+and the witness verify in linear time, and incrementally.
+
 Pure functions over bytes: no IO, no database, no signing (tree heads are signed by the
 audit service with its own key). Producing proofs from a list of leaf hashes is linear in
-the tree size; the store caches subtree hashes where that matters.
+the tree size.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from meterguard.errors import AuditProofError, ConfigurationError
 
 __all__ = [
     "EMPTY_ROOT",
+    "Frontier",
     "consistency_proof",
     "inclusion_proof",
     "leaf_hash",
@@ -43,6 +50,52 @@ def leaf_hash(entry: bytes) -> bytes:
 def node_hash(left: bytes, right: bytes) -> bytes:
     """``SHA-256(0x01 || left || right)``."""
     return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+class Frontier:
+    """The right edge of an RFC 9162 tree: append leaves, read the root (both O(log n)).
+
+    Raises:
+        ConfigurationError: ``hashes`` does not fit ``size`` (one 32-byte hash per set bit).
+    """
+
+    __slots__ = ("_hashes", "size")
+
+    def __init__(self, size: int = 0, hashes: Sequence[bytes] = ()) -> None:
+        if size < 0 or len(hashes) != size.bit_count() or any(len(h) != 32 for h in hashes):
+            raise ConfigurationError(f"not the frontier of a tree of {size}")
+        self.size = size
+        self._hashes = list(hashes)
+
+    def __repr__(self) -> str:
+        return f"Frontier(size={self.size})"
+
+    @property
+    def hashes(self) -> tuple[bytes, ...]:
+        """The perfect subtrees' roots, largest (leftmost) first."""
+        return tuple(self._hashes)
+
+    def copy(self) -> Frontier:
+        """An independent frontier of the same tree."""
+        return Frontier(self.size, self._hashes)
+
+    def append(self, leaf: bytes) -> None:
+        """Add the next leaf *hash*."""
+        h, s = leaf, self.size
+        while s & 1:  # each trailing one bit is a perfect subtree the new leaf completes
+            h = node_hash(self._hashes.pop(), h)
+            s >>= 1
+        self._hashes.append(h)
+        self.size += 1
+
+    def root(self) -> bytes:
+        """MTH of the tree so far (RFC 9162 §2.1.1)."""
+        if not self._hashes:
+            return EMPTY_ROOT
+        r = self._hashes[-1]
+        for h in reversed(self._hashes[:-1]):
+            r = node_hash(h, r)
+        return r
 
 
 def _split(n: int) -> int:

@@ -249,24 +249,32 @@ def audit() -> None:
 @click.option(
     "--state",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="The auditor's pinned tree head (default: DATA/auditor/state.json). Keep it where "
-    "the operators cannot write.",
+    help="The auditor's pinned tree head and audit key (default: a file for DATA under "
+    "~/.local/state/meterguard/auditor/, outside the directory operators write).",
 )
-@click.option("--db", help="Database URL (default: the demo's).")
+@click.option("--db", help="Database URL (default: the system's).")
 @click.option(
     "--key",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The audit public key, hex x||y (default: DATA/audit/audit-key.pub).",
+    help="The audit public key, hex x||y (default: DATA/audit/audit-key.pub; pinned on the "
+    "first run and required to match after).",
 )
-def audit_verify(data: Path, state: Path | None, db: str | None, key: Path | None) -> None:
+@click.option(
+    "--full", is_flag=True, help="Re-read every entry, not only those added since the pin."
+)
+def audit_verify(
+    data: Path, state: Path | None, db: str | None, key: Path | None, full: bool
+) -> None:
     """Check the audit log: entries, signed tree heads, consistency with the last verified head.
 
+    From the pinned head on, only the entries added since are read (--full reads all).
     Exits 1 and lists every problem if an entry was changed, removed or reordered, or a head
-    does not verify — also when the log was rewritten and re-signed with the audit key.
+    does not verify — also when the log was rewritten and re-signed with the audit key; exits
+    2 when there is no signed tree head to verify yet.
     """
     from sqlalchemy.exc import OperationalError
 
-    from meterguard.audit.auditor import Auditor
+    from meterguard.audit.auditor import Auditor, default_state
     from meterguard.crypto.ecc import VerifyingKey
     from meterguard.headend.store.db import open_database
 
@@ -277,20 +285,34 @@ def audit_verify(data: Path, state: Path | None, db: str | None, key: Path | Non
     except (OSError, ValueError, MeterguardError) as exc:
         raise click.ClickException(f"no usable audit public key at {key_path}: {exc}") from None
     engine = _guarded(lambda: open_database(url, migrate_schema=False))
+    interactive = sys.stderr.isatty()
+
+    def progress(done: int, total: int) -> None:
+        if total >= 100_000 or interactive:
+            click.echo(f"  {done:,} of {total:,} entries verified", err=True)
+
+    auditor = Auditor(engine, public, state or default_state(data))
     try:
-        report = _guarded(
-            lambda: Auditor(engine, public, state or data / "auditor" / "state.json").run()
-        )
+        report = _guarded(lambda: auditor.run(full=full, progress=progress))
     except OperationalError:
         raise click.ClickException("the audit log's database is unreachable") from None
+    finally:
+        engine.dispose()
     click.echo(
-        f"{report.entries} entries, {report.heads} signed tree heads; pinned head "
-        f"{report.pinned_before} -> {report.pinned_now}"
+        f"{report.entries} entries ({report.checked} read in this run), {report.heads} signed"
+        f" tree heads; pinned head {report.pinned_before} -> {report.pinned_now}"
     )
     for problem in report.problems:
         click.echo(f"PROBLEM: {problem}")
     if not report.ok:
         sys.exit(1)
+    if report.pinned_before is None:
+        click.echo(f"nothing was pinned before this run ({auditor.state})")
+    if report.uncovered:
+        click.echo(f"{report.uncovered} newest entries are not yet covered by a signed head")
+    if not report.verified:
+        click.echo("nothing verified: the log has no signed tree head yet, and nothing is pinned")
+        sys.exit(2)
     click.echo("audit log verified")
 
 

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from meterguard.audit.merkle import (
     EMPTY_ROOT,
+    Frontier,
     consistency_proof,
     inclusion_proof,
     leaf_hash,
@@ -15,7 +16,7 @@ from meterguard.audit.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from meterguard.errors import AuditProofError
+from meterguard.errors import AuditProofError, ConfigurationError
 
 # Reference inputs and tree heads of the Certificate Transparency Merkle tree test data
 # (google/certificate-transparency, RFC 6962 hashing = RFC 9162 §2.1): roots for sizes 1..8.
@@ -103,3 +104,26 @@ def test_sizes_are_checked() -> None:
     with pytest.raises(AuditProofError):
         verify_consistency(8, 8, ROOTS[7], ROOTS[6], [])
     verify_consistency(8, 8, ROOTS[7], ROOTS[7], [])
+
+
+@given(st.lists(st.binary(max_size=8), max_size=70))
+def test_the_frontier_gives_every_prefix_root(entries: list[bytes]) -> None:
+    hashes = [leaf_hash(e) for e in entries]
+    f = Frontier()
+    assert f.root() == EMPTY_ROOT
+    for n, h in enumerate(hashes, start=1):
+        f.append(h)
+        assert f.size == n and f.root() == root(hashes[:n])
+        again = Frontier(f.size, f.hashes)  # what a pinned state stores and reloads
+        assert again.root() == f.root()
+
+
+def test_frontier_reference_roots_and_shape_checks() -> None:
+    f = Frontier()
+    for h, expected in zip(HASHES, ROOTS, strict=True):
+        f.append(h)
+        assert f.root() == expected
+    with pytest.raises(ConfigurationError):
+        Frontier(3, [HASHES[0]])  # size 3 needs two subtree roots
+    with pytest.raises(ConfigurationError):
+        Frontier(1, [b"short"])

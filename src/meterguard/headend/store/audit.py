@@ -10,8 +10,10 @@ update or delete (LOG-2); appends are serialised by an advisory lock so sequence
 never collide across worker processes.
 
 It does not verify anything: that is the independent
-:class:`~meterguard.audit.auditor.Auditor`. Tree heads are computed over all leaves
-(linear in the log's size), which suits logs of up to a few million entries.
+:class:`~meterguard.audit.auditor.Auditor`. The writer keeps the tree's
+:class:`~meterguard.audit.merkle.Frontier` at its last head, so signing a head reads and
+hashes only the entries added since (it starts from the beginning once per process, or when
+another process signed in between).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import NotRequired, TypedDict
 from sqlalchemy import Connection, Engine, func, insert, select
 
 from meterguard.audit.log import AuditEntry, TreeHead
-from meterguard.audit.merkle import root
+from meterguard.audit.merkle import Frontier
 from meterguard.crypto.ecc import SigningKey
 from meterguard.headend.store.models import AuditRecord, AuditTreeHead
 
@@ -50,6 +52,7 @@ class AuditWriter:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._pg = engine.dialect.name == "postgresql"
+        self._frontier = Frontier()
 
     def __repr__(self) -> str:
         return f"AuditWriter({self.engine.url.render_as_string(hide_password=True)})"
@@ -128,14 +131,24 @@ class AuditWriter:
         with self.engine.begin() as conn:
             self._enter(conn)
             try:
-                leaves = [
-                    bytes(b)
-                    for b in conn.scalars(select(AuditRecord.leaf).order_by(AuditRecord.seq))
-                ]
-                last = conn.scalar(select(func.max(AuditTreeHead.size)))
-                if not leaves or (last is not None and int(last) == len(leaves)):
+                last = conn.execute(
+                    select(AuditTreeHead.size, AuditTreeHead.root)
+                    .order_by(AuditTreeHead.size.desc())
+                    .limit(1)
+                ).first()
+                f = self._frontier.copy()
+                if last is not None and (f.size, f.root()) != (int(last[0]), bytes(last[1])):
+                    f = Frontier()  # someone else signed since: start from the beginning
+                for leaf in conn.scalars(
+                    select(AuditRecord.leaf)
+                    .where(AuditRecord.seq > f.size)
+                    .order_by(AuditRecord.seq)
+                    .execution_options(yield_per=20_000)
+                ):
+                    f.append(bytes(leaf))
+                if f.size == 0 or (last is not None and int(last[0]) == f.size):
                     return None
-                head = TreeHead(len(leaves), root(leaves), now).sign(key)
+                head = TreeHead(f.size, f.root(), now).sign(key)
                 conn.execute(
                     insert(AuditTreeHead).values(
                         size=head.size, root=head.root, at=head.at, signature=head.signature
@@ -143,4 +156,5 @@ class AuditWriter:
                 )
             finally:
                 self._leave(conn)
+        self._frontier = f
         return head
