@@ -10,12 +10,14 @@ import threading
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
 
 from meterguard.audit.auditor import Auditor
 from meterguard.audit.log import AuditEntry, TreeHead
 from meterguard.audit.merkle import root
+from meterguard.cli.main import main
 from meterguard.crypto.ecc import SigningKey
 from meterguard.errors import ConfigurationError
 from meterguard.headend.store.db import open_database
@@ -208,10 +210,6 @@ def test_the_cli_says_plainly_when_nothing_is_signed_or_pinned(
 ) -> None:
     """Item 8: a log with no signed head is not "verified" (exit 2), a first run says that
     nothing was pinned, and a tampered log exits 1."""
-    from click.testing import CliRunner
-
-    from meterguard.cli.main import main
-
     key = SigningKey.generate()
     pub = tmp_path / "audit.pub"
     pub.write_text(key.verifying_key().to_bytes().hex())
