@@ -50,7 +50,6 @@ from typing import Any
 
 from meterguard.broker.monitor import LogMonitor, SessionTakeover
 from meterguard.broker.process import ManagedBroker, free_port
-from meterguard.crypto.ecc import SigningKey
 from meterguard.crypto.pki.store import Pki
 from meterguard.headend.services.accounts import Accounts
 from meterguard.headend.services.billing import Band, Billing, TariffSpec
@@ -78,8 +77,6 @@ TARIFFS = (
     ),
 )
 BILL_EVERY = 10.0
-HEAD_EVERY = 10.0
-"""Seconds between signed tree heads of the audit log."""
 DEMO_USERS = (
     ("alice", "consumer", (meter_id(FIRST_SERIAL),)),
     ("olga", "operator", ()),
@@ -126,8 +123,6 @@ class DemoSystem:
     _inbox: queue.Queue[tuple[int, bytes]] = field(default_factory=queue.Queue)
     _last_bills: float = 0.0
     _monitor: LogMonitor | None = None
-    _audit_key: SigningKey | None = None
-    _last_head: float = 0.0
     log: list[str] = field(default_factory=list)
     _lock: DataLock | None = None
 
@@ -194,7 +189,7 @@ class DemoSystem:
             watch_every=cfg.watch_every,
             on_registry_change=self._registry_changed,
         )
-        self._audit_key = signing_key(layout.audit, "audit-key")
+        he.start_audit(signing_key(layout.audit, "audit-key"), witness=layout.witness)
         stamp = int(now.timestamp())
         for i, mid in enumerate(ids):
             he.store.registry.add_meter(
@@ -313,17 +308,9 @@ class DemoSystem:
         self._commands()
         self._control()
         self._broker_events()
-        if time.monotonic() - self._last_head >= HEAD_EVERY:
-            self.sign_head()
         if time.monotonic() - self._last_bills >= BILL_EVERY:
             self.bill_days()
         return stats.readings
-
-    def sign_head(self) -> None:
-        """Sign a tree head of the audit log if it grew (LOG-3: on a schedule)."""
-        self._last_head = time.monotonic()
-        if self.store is not None and self._audit_key is not None:
-            self.store.audit.sign_head(self._audit_key, now=int(time.time()))
 
     def _broker_events(self) -> None:
         """Record what the broker's log shows of client-id takeovers (MQ-4) as security events."""
@@ -377,7 +364,6 @@ class DemoSystem:
             self.headend.stop()
         if self.fleet is not None:
             self.fleet.save()
-        self.sign_head()
         if self.broker is not None:
             self.broker.stop()
         if self._lock is not None:

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import ssl
 import subprocess
 import sys
@@ -80,7 +81,7 @@ def test_demo_runs_stores_readings_and_shows_a_tamper_alarm(tmp_path: Path) -> N
             "--meters",
             "10",
             "--duration",
-            "12",
+            "90",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -107,6 +108,8 @@ def test_demo_runs_stores_readings_and_shows_a_tamper_alarm(tmp_path: Path) -> N
         time.sleep(1.5)
         impostor.close()
         web_checks(data, int(info["web_port"]))
+        # Stopped like an operator stops it (Ctrl-C), not by a duration the checks could outlast.
+        proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=90)
     finally:
         if proc.poll() is None:
@@ -144,6 +147,8 @@ def test_demo_runs_stores_readings_and_shows_a_tamper_alarm(tmp_path: Path) -> N
     assert entries >= 2, audited.stdout  # the alarm and at least the client-id mismatch
     engine = create_engine(info["db"])
     with engine.begin() as c:
+        # Item 10: the demo's witness (a process of its own) cosigned the heads it signed.
+        assert int(c.scalar(text("SELECT count(*) FROM audit_cosignatures"))) >= 1
         c.execute(text("UPDATE audit_entries SET result = 'cleared' WHERE seq = 1"))
     engine.dispose()
     tampered = cli("audit", "verify", "--data", str(data), "--state", str(state), "--full")

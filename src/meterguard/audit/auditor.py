@@ -10,7 +10,9 @@
    ``size`` entries — so consecutive heads are consistent, and every entry is included in
    every head that covers it;
 4. the newest head extends the head this auditor verified last time (its pinned state),
-   signed by the same audit key as then (the state pins the public key too).
+   signed by the same audit key as then (the state pins the public key too);
+5. with a witness key (:mod:`meterguard.audit.witness`), only heads the witness cosigned are
+   trusted and pinned: a rewrite then needs the audit key *and* the witness's.
 
 The auditor keeps, with the pinned (size, root), the tree's
 :class:`~meterguard.audit.merkle.Frontier` at that size. A run starts from it and hashes
@@ -36,12 +38,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from meterguard.audit.log import AuditEntry, TreeHead
 from meterguard.audit.merkle import Frontier
+from meterguard.audit.witness import Cosignature
 from meterguard.crypto.ecc import VerifyingKey
 from meterguard.errors import ConfigurationError, SignatureInvalidError
+from meterguard.files import atomic_file
 
 __all__ = ["AuditReport", "Auditor", "Progress", "default_state"]
 
@@ -64,7 +68,9 @@ class AuditReport:
     pinned_before: int | None = None
     pinned_now: int | None = None
     uncovered: int = 0
-    """Entries after the newest signed head: not yet covered by any signature."""
+    """Entries after the newest trusted head (signed, and cosigned when a witness is set)."""
+    unwitnessed: int = 0
+    """Heads newer than the pin that verify but that the witness has not cosigned (yet)."""
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -92,10 +98,19 @@ def default_state(data: Path) -> Path:
 class Auditor:
     """Verifies one database's audit log against a pinned tree head."""
 
-    def __init__(self, engine: Engine, key: VerifyingKey, state: Path) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        key: VerifyingKey,
+        state: Path,
+        *,
+        witness: VerifyingKey | None = None,
+    ) -> None:
         self.engine = engine
         self.key = key
         self.state = state
+        self.witness = witness
+        """With a witness key, only heads it cosigned are trusted (and pinned)."""
 
     def __repr__(self) -> str:
         return f"Auditor(state={str(self.state)!r})"
@@ -116,6 +131,7 @@ class Auditor:
             size, pinned_root = int(data["size"]), bytes.fromhex(data["root"])
             frontier = Frontier(size, [bytes.fromhex(h) for h in data["frontier"]])
             key = bytes.fromhex(data["key"])
+            witness = data.get("witness")
         except (OSError, ValueError, KeyError, TypeError, ConfigurationError) as exc:
             raise ConfigurationError(
                 f"the auditor's state {self.state} is unreadable ({type(exc).__name__});"
@@ -128,24 +144,28 @@ class Auditor:
                 "the audit public key is not the one this auditor pinned: someone replaced it,"
                 " or the audit key was rotated (then pin afresh with a new state file)"
             )
+        mine = self.witness.to_bytes().hex() if self.witness is not None else None
+        if witness is not None and witness != mine:
+            # Adding a witness to a pin made without one strengthens it; dropping or
+            # replacing the pinned witness would let a rewrite past it.
+            raise ConfigurationError(
+                "the witness key is not the one this auditor pinned"
+                + (" (none given)" if mine is None else "")
+            )
         return size, pinned_root, frontier
 
     def _pin(self, head: TreeHead, frontier: Frontier) -> None:
         self.state.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = self.state.with_name(self.state.name + ".tmp")
         state: dict[str, Any] = {
             "size": head.size,
             "root": head.root.hex(),
             "at": head.at,
             "frontier": [h.hex() for h in frontier.hashes],
             "key": self.key.to_bytes().hex(),
+            "witness": self.witness.to_bytes().hex() if self.witness is not None else None,
         }
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.state)
+        with atomic_file(self.state) as f:
+            f.write(json.dumps(state).encode())
 
     # ------------------------------------------------------------------ the run
 
@@ -190,6 +210,7 @@ class Auditor:
                     )
             total = max(report.entries - start, 0)
             valid = self._signed(heads, report)
+            cosigned = self._cosigned(c, start, report)
             newest: tuple[TreeHead, Frontier] | None = None
             rows = c.execution_options(stream_results=True, yield_per=_FETCH).execute(
                 text(
@@ -223,9 +244,17 @@ class Auditor:
                         f"the first {pin_size} entries no longer give the pinned head:"
                         " entries were rewritten or removed"
                     )
+                cosig = cosigned.pop(n, None)
+                if cosig is not None and cosig.root != frontier.root():
+                    report.problems.append(
+                        f"the witness cosigned another tree at size {n}: entries were rewritten"
+                    )
                 while head is not None and head.size == n:
                     if frontier.root() == head.root:
-                        newest = (head, frontier.copy())
+                        if self.witness is None or cosig is not None:
+                            newest = (head, frontier.copy())
+                        else:
+                            report.unwitnessed += 1
                     elif pinned is not None and not full:
                         report.problems.append(
                             f"tree head {head.size} is not consistent with the head of size"
@@ -253,6 +282,27 @@ class Auditor:
         else:
             report.pinned_now = report.pinned_before
         return report
+
+    def _cosigned(self, c: Connection, start: int, report: AuditReport) -> dict[int, Cosignature]:
+        """The witness's valid cosignatures from ``start`` on, by size (none without a witness)."""
+        if self.witness is None:
+            return {}
+        out = {}
+        for size, root_, at, sig in c.execute(
+            text(
+                "SELECT size, root, at, signature FROM audit_cosignatures"
+                " WHERE size > :start ORDER BY size"
+            ),
+            {"start": start},
+        ):
+            cosig = Cosignature(int(size), bytes(root_), int(at), bytes(sig))
+            try:
+                cosig.verify(self.witness, self.key)
+            except SignatureInvalidError:
+                report.problems.append(f"the witness's cosignature of size {size} does not verify")
+                continue
+            out[cosig.size] = cosig
+        return out
 
     def _signed(self, heads: list[TreeHead], report: AuditReport) -> list[TreeHead]:
         """The heads whose signature verifies; a problem for each other one."""

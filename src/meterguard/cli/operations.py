@@ -27,7 +27,7 @@ from meterguard.cli.devices import meter
 from meterguard.errors import ConfigurationError, MeterguardError
 
 if TYPE_CHECKING:
-    pass
+    from meterguard.crypto.ecc import VerifyingKey
 
 
 @click.group()
@@ -239,6 +239,16 @@ def status(data: Path, as_json: bool) -> None:
             click.echo(f"{k:18} {v}")
 
 
+def _public_key(path: Path, what: str) -> VerifyingKey:
+    """A public key from a file holding it as hex x||y (one line and exit 1 if unusable)."""
+    from meterguard.crypto.ecc import VerifyingKey
+
+    try:
+        return VerifyingKey.from_bytes(bytes.fromhex(path.read_text().strip()))
+    except (OSError, ValueError, MeterguardError) as exc:
+        raise click.ClickException(f"no usable {what} at {path}: {exc}") from None
+
+
 @click.group()
 def audit() -> None:
     """The tamper-evident audit log."""
@@ -262,8 +272,19 @@ def audit() -> None:
 @click.option(
     "--full", is_flag=True, help="Re-read every entry, not only those added since the pin."
 )
+@click.option(
+    "--witness-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The audit witness's public key: only heads it cosigned are trusted (default: "
+    "DATA/witness/witness-key.pub when it exists; pinned, and required to match after).",
+)
 def audit_verify(
-    data: Path, state: Path | None, db: str | None, key: Path | None, full: bool
+    data: Path,
+    state: Path | None,
+    db: str | None,
+    key: Path | None,
+    full: bool,
+    witness_key: Path | None,
 ) -> None:
     """Check the audit log: entries, signed tree heads, consistency with the last verified head.
 
@@ -275,15 +296,15 @@ def audit_verify(
     from sqlalchemy.exc import OperationalError
 
     from meterguard.audit.auditor import Auditor, default_state
-    from meterguard.crypto.ecc import VerifyingKey
     from meterguard.headend.store.db import open_database
 
     url = db or _run_info(data).db
     key_path = key or data / "audit" / "audit-key.pub"
-    try:
-        public = VerifyingKey.from_bytes(bytes.fromhex(key_path.read_text().strip()))
-    except (OSError, ValueError, MeterguardError) as exc:
-        raise click.ClickException(f"no usable audit public key at {key_path}: {exc}") from None
+    public = _public_key(key_path, "audit public key")
+    witness_path = witness_key
+    if witness_path is None and (data / "witness" / "witness-key.pub").exists():
+        witness_path = data / "witness" / "witness-key.pub"
+    witness = None if witness_path is None else _public_key(witness_path, "witness public key")
     engine = _guarded(lambda: open_database(url, migrate_schema=False))
     interactive = sys.stderr.isatty()
 
@@ -291,7 +312,7 @@ def audit_verify(
         if total >= 100_000 or interactive:
             click.echo(f"  {done:,} of {total:,} entries verified", err=True)
 
-    auditor = Auditor(engine, public, state or default_state(data))
+    auditor = Auditor(engine, public, state or default_state(data), witness=witness)
     try:
         report = _guarded(lambda: auditor.run(full=full, progress=progress))
     except OperationalError:
@@ -309,11 +330,93 @@ def audit_verify(
     if report.pinned_before is None:
         click.echo(f"nothing was pinned before this run ({auditor.state})")
     if report.uncovered:
-        click.echo(f"{report.uncovered} newest entries are not yet covered by a signed head")
+        what = "a cosigned head" if witness is not None else "a signed head"
+        click.echo(f"{report.uncovered} newest entries are not yet covered by {what}")
+    if report.unwitnessed:
+        click.echo(f"{report.unwitnessed} signed heads are not cosigned by the witness (yet)")
     if not report.verified:
         click.echo("nothing verified: the log has no signed tree head yet, and nothing is pinned")
         sys.exit(2)
     click.echo("audit log verified")
+
+
+@audit.group("witness")
+def audit_witness() -> None:
+    """A witness that cosigns the log's tree heads only if they extend what it saw (LOG-4).
+
+    Run it under other people than the head-end, ideally on another machine: a rewrite of
+    the log then needs the audit key and the witness's key.
+    """
+
+
+WITNESS_STATE_OPTION = click.option(
+    "--state",
+    "directory",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The witness's directory (its key, the log's key, its record).",
+)
+
+
+@audit_witness.command("init")
+@WITNESS_STATE_OPTION
+@click.option(
+    "--log-key",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The audit public key of the log to witness (hex x||y; DATA/audit/audit-key.pub).",
+)
+def audit_witness_init(directory: Path, log_key: Path) -> None:
+    """Create a witness (its own key) for the log signed by LOG_KEY; print its public key."""
+    from meterguard.audit.witness import Witness
+
+    public = _public_key(log_key, "audit public key")
+    w = _guarded(lambda: Witness.init(directory, public))
+    click.echo(f"witness in {directory}; its public key (give it to auditors):")
+    click.echo(w.public_key.to_bytes().hex())
+
+
+@audit_witness.command("serve")
+@WITNESS_STATE_OPTION
+def audit_witness_serve(directory: Path) -> None:
+    """Answer cosigning requests on stdin/stdout, one JSON object per line (run over ssh)."""
+    import time
+
+    from meterguard.audit.witness import Witness, handle
+
+    w = _guarded(lambda: Witness.open(directory))
+    for line in sys.stdin.buffer:
+        if len(line) > 80 * 1_000_000:
+            answer: dict[str, object] = {"error": "bad_request", "detail": "request too large"}
+        else:
+            try:
+                request = json.loads(line)
+            except ValueError:
+                request = None
+            if isinstance(request, dict):
+                try:
+                    answer = handle(w, request, now=int(time.time()))
+                except MeterguardError as exc:  # its own state is unreadable: say so, go on
+                    answer = {"error": "witness_failed", "detail": str(exc)}
+            else:
+                answer = {"error": "bad_request", "detail": "one JSON object per line"}
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+
+
+@audit_witness.command("show")
+@WITNESS_STATE_OPTION
+def audit_witness_show(directory: Path) -> None:
+    """What the witness has cosigned: its key, the log's key, the newest head."""
+    from meterguard.audit.witness import Witness
+
+    w = _guarded(lambda: Witness.open(directory))
+    frontier, root = _guarded(w.seen)
+    record = directory / "cosigned.jsonl"
+    count = sum(1 for _ in record.open()) if record.exists() else 0
+    click.echo(f"witness key  {w.public_key.to_bytes().hex()}")
+    click.echo(f"log key      {w.log_key.to_bytes().hex()}")
+    click.echo(f"cosigned     {count} heads; newest of size {frontier.size}, root {root.hex()}")
 
 
 @click.group()

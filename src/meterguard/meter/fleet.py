@@ -75,6 +75,7 @@ from meterguard.errors import (
     SignatureInvalidError,
     UnexpectedSystemTitleError,
 )
+from meterguard.files import atomic_file
 from meterguard.identity import system_title
 from meterguard.meter.controls import command_model, execute
 from meterguard.meter.device import Meter
@@ -90,7 +91,6 @@ from meterguard.meter.rules import (
     alarm_notification,
     seed_reading,
 )
-from meterguard.meter.state import atomic_file
 
 __all__ = ["Fleet", "FleetStats", "Push"]
 

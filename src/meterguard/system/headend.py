@@ -4,9 +4,9 @@
 * :class:`HeadEnd` — the database, the key store, the PKI and the services over them
   (:class:`~meterguard.headend.services.meters.Meters`, commands, billing, accounts), the
   ingest processor with its :class:`~meterguard.system.watch.RegistryWatch`, ingest lanes,
-  the command publisher and the web app. ``meterguard demo`` starts all of it beside a
-  broker and a fleet; ``meterguard ingest run`` only the processor, the watch and a worker;
-  the CLI's administrative commands only the services.
+  the command publisher, the audit signer with its witness, and the web app. ``meterguard
+  demo`` starts all of it beside a broker and a fleet; ``meterguard ingest run`` only the
+  processor, the watch and a worker; the CLI's administrative commands only the services.
 
 This module assembles; it decides no rule (the services do) and runs no broker or meter.
 """
@@ -14,12 +14,14 @@ This module assembles; it decides no rule (the services do) and runs no broker o
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from meterguard.audit.witness import Witness
 from meterguard.crypto.ecc import SigningKey
 from meterguard.crypto.keystore import read_key_file
 from meterguard.crypto.pki.store import Pki
@@ -41,6 +43,7 @@ from meterguard.system.keys import SharedKeyStore
 from meterguard.system.layout import DataLayout
 from meterguard.system.watch import RegistryWatch
 from meterguard.system.web import serve_https
+from meterguard.system.witness import AuditSigner, WitnessLink
 
 __all__ = ["HEADEND_TITLE", "LANES", "HeadEnd", "signing_key"]
 
@@ -86,6 +89,7 @@ class HeadEnd:
     accounts: Accounts | None = None
     publisher: CommandPublisher | None = None
     workers: list[IngestWorker] = field(default_factory=list)
+    signer: AuditSigner | None = None
     web_port: int = 0
     _web: Any = None
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -188,6 +192,26 @@ class HeadEnd:
             reads=consumption_data(self.store, self.accounts or self.open_accounts()),
         )
         return self.commands
+
+    def start_audit(
+        self, key: SigningKey, *, witness: Path | None = None, every: float = 10.0
+    ) -> AuditSigner:
+        """Sign tree heads every ``every`` s (LOG-3), cosigned by the witness in ``witness``.
+
+        The witness runs as a process of its own (``meterguard audit witness serve``); it is
+        created on first use, knowing only the audit public key.
+        """
+        link = None
+        if witness is not None:
+            w = Witness.init(witness, key.verifying_key())
+            command = [sys.executable, "-m", "meterguard", "audit", "witness", "serve"]
+            link = WitnessLink([*command, "--state", str(witness)], w.public_key)
+        signer = AuditSigner(self.store, key, witness=link, every=every)
+        thread = threading.Thread(target=signer.run, args=(self._stop,), daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        self.signer = signer
+        return signer
 
     def open_accounts(self) -> Accounts:
         """The accounts service (its secrets key in the web directory)."""

@@ -12,6 +12,8 @@
       keys.db, kek.bin       the head-end's key store and its key-encryption key (0600)
       headend/               service certificates; command, billing keys (public halves .pub)
       audit/                 the audit signing key and its public half
+      witness/               the demo's audit witness: its own key and record (in a
+                             deployment it runs on another machine, under other people)
       web/                   the web server's certificate, secrets key, demo accounts (0600)
       control/               requests to a running demo (tamper)
 
@@ -89,6 +91,11 @@ class DataLayout:
     def audit(self) -> Path:
         """The audit signing key's directory."""
         return self.root / "audit"
+
+    @property
+    def witness(self) -> Path:
+        """The demo's audit witness (a separate process with its own key and record)."""
+        return self.root / "witness"
 
     @property
     def web(self) -> Path:

@@ -26,8 +26,9 @@ from sqlalchemy import Connection, Engine, func, insert, select
 
 from meterguard.audit.log import AuditEntry, TreeHead
 from meterguard.audit.merkle import Frontier
+from meterguard.audit.witness import Cosignature
 from meterguard.crypto.ecc import SigningKey
-from meterguard.headend.store.models import AuditRecord, AuditTreeHead
+from meterguard.headend.store.models import AuditCosignature, AuditRecord, AuditTreeHead
 
 __all__ = ["AuditWriter", "Fields"]
 
@@ -158,3 +159,58 @@ class AuditWriter:
                 self._leave(conn)
         self._frontier = f
         return head
+
+    # ------------------------------------------------------------------ witness
+
+    def newest_head(self) -> TreeHead | None:
+        """The newest signed tree head."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(
+                    AuditTreeHead.size,
+                    AuditTreeHead.root,
+                    AuditTreeHead.at,
+                    AuditTreeHead.signature,
+                )
+                .order_by(AuditTreeHead.size.desc())
+                .limit(1)
+            ).first()
+        return (
+            None
+            if row is None
+            else TreeHead(int(row[0]), bytes(row[1]), int(row[2]), bytes(row[3]))
+        )
+
+    def leaves(self, after: int, upto: int) -> list[bytes]:
+        """Leaf hashes of entries ``after`` < seq ≤ ``upto``, in order (what a witness needs)."""
+        with self.engine.connect() as conn:
+            return [
+                bytes(b)
+                for b in conn.scalars(
+                    select(AuditRecord.leaf)
+                    .where(AuditRecord.seq > after, AuditRecord.seq <= upto)
+                    .order_by(AuditRecord.seq)
+                )
+            ]
+
+    def add_cosignature(self, cosig: Cosignature) -> None:
+        """Store a witness's cosignature (once per head size)."""
+        with self.engine.begin() as conn:
+            self._enter(conn)
+            try:
+                exists = conn.scalar(
+                    select(AuditCosignature.size).where(AuditCosignature.size == cosig.size)
+                )
+                if exists is None:
+                    conn.execute(
+                        insert(AuditCosignature).values(
+                            size=cosig.size, root=cosig.root, at=cosig.at, signature=cosig.signature
+                        )
+                    )
+            finally:
+                self._leave(conn)
+
+    def cosigned_size(self) -> int:
+        """Size of the newest head the witness cosigned (0: none)."""
+        with self.engine.connect() as conn:
+            return int(conn.scalar(select(func.coalesce(func.max(AuditCosignature.size), 0))) or 0)

@@ -170,6 +170,17 @@ class AuditRecord(Base):
     leaf: Mapped[bytes] = mapped_column(LargeBinary(32))
 
 
+class AuditCosignature(Base):
+    """A witness's cosignature of a tree head (issue 12 item 10)."""
+
+    __tablename__ = "audit_cosignatures"
+
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root: Mapped[bytes] = mapped_column(LargeBinary(32))
+    at: Mapped[int] = mapped_column(BigInteger)
+    signature: Mapped[bytes] = mapped_column(LargeBinary(96))
+
+
 class AuditTreeHead(Base):
     """A signed tree head of the audit log (LOG-3)."""
 
