@@ -50,6 +50,7 @@ from typing import Any
 
 from meterguard.broker.monitor import LogMonitor, SessionTakeover
 from meterguard.broker.process import ManagedBroker, free_port
+from meterguard.clock import SimulatedClock
 from meterguard.crypto.pki.store import Pki
 from meterguard.headend.services.accounts import Accounts
 from meterguard.headend.services.billing import Band, Billing, TariffSpec
@@ -125,6 +126,8 @@ class DemoSystem:
     _monitor: LogMonitor | None = None
     log: list[str] = field(default_factory=list)
     _lock: DataLock | None = None
+    meter_time: SimulatedClock | None = None
+    """The fleet's accelerated clock (started with the system)."""
 
     @property
     def store(self) -> Store | None:
@@ -169,6 +172,11 @@ class DemoSystem:
             else Pki.init(layout.pki, now=now)
         )
         self.fleet = Fleet.open(layout.fleet, cfg.meters, now=now)
+        # The fleet's accelerated clock, from where the fleet stands: the head-end judges the
+        # readings' times against it (and `ingest run` processes too, from system.json).
+        wall_at = time.time()
+        self.meter_time = SimulatedClock(self.fleet.now, cfg.speed)
+        meter_time = self.meter_time
         ids = [meter_id(int(s)) for s in self.fleet.a["serial"]]
         for mid in ids:
             if not (layout.meter(mid) / "tls.pem").exists():
@@ -188,6 +196,7 @@ class DemoSystem:
             create_keys=True,
             watch_every=cfg.watch_every,
             on_registry_change=self._registry_changed,
+            meter_clock=lambda: meter_time.now().timestamp(),
         )
         he.start_audit(signing_key(layout.audit, "audit-key"), witness=layout.witness)
         stamp = int(now.timestamp())
@@ -211,6 +220,9 @@ class DemoSystem:
             device_port=self.broker.layout.device_port,
             web_port=self.web_port,
             meters=cfg.meters,
+            meter_time=self.fleet.now.timestamp(),
+            wall_at=wall_at,
+            speed=cfg.speed,
         )
         info.write(layout)
         if cfg.workers:

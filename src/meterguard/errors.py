@@ -18,7 +18,8 @@ from "the network is down" (httpx and h11 draw the same lines)::
     │   ├── AssociationRejectedError   the peer refused our association (AARE)
     │   ├── ServiceError               the peer answered with an exception or error APDU
     │   └── SecurityError              a security signal: log it as a security event
-    │       ├── AuthenticationFailedError   GCM/GMAC tag did not verify
+    │       ├── AuthenticationFailedError   GCM/GMAC tag (or a login step) did not verify
+    │       │   └── SessionEndedError       a half-done login ended after wrong codes
     │       ├── ReplayError                 invocation counter not above the last accepted
     │       ├── UnexpectedSystemTitleError  APDU from an originator we did not expect
     │       ├── HlsFailedError              HLS pass 3/4 response did not verify
@@ -27,6 +28,7 @@ from "the network is down" (httpx and h11 draw the same lines)::
     │       ├── KeyUnwrapError              RFC 3394 unwrap failed (wrong KEK or tampered)
     │       ├── EnrolmentError              a CSR or certificate the PKI refuses
     │       ├── AccessDeniedError           a revoked, disabled or unknown identity
+    │       ├── RateLimitedError            too many failures by one identity: wait
     │       └── AuditProofError             an audit log proof does not verify (rewrite, deletion)
     └── TransportError                 the network, the broker or a service is unreachable
 
@@ -59,11 +61,13 @@ __all__ = [
     "LocalProtocolError",
     "MeterguardError",
     "NotFoundError",
+    "RateLimitedError",
     "RemoteError",
     "RemoteProtocolError",
     "ReplayError",
     "SecurityError",
     "ServiceError",
+    "SessionEndedError",
     "SignatureInvalidError",
     "TransportError",
     "UnexpectedSystemTitleError",
@@ -150,6 +154,12 @@ class AuthenticationFailedError(SecurityError):
     event: ClassVar[str] = "authentication_failed"
 
 
+class SessionEndedError(AuthenticationFailedError):
+    """A half-done login was ended after too many wrong second-factor codes: log in again."""
+
+    event: ClassVar[str] = "mfa_session_ended"
+
+
 class ReplayError(SecurityError):
     """Attempt to lower invocation counter: a received IC is not above the last accepted one.
 
@@ -199,6 +209,16 @@ class AccessDeniedError(SecurityError):
     """A message or request from an identity that is revoked, disabled or unknown (PKI-5)."""
 
     event: ClassVar[str] = "access_denied"
+
+
+class RateLimitedError(SecurityError):
+    """Too many failed attempts by one identity: refused for ``retry_after`` seconds (API-7)."""
+
+    event: ClassVar[str] = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class AuditProofError(SecurityError):

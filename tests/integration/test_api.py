@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,12 @@ from meterguard.crypto.keystore import KeyStore, LocalKek
 from meterguard.crypto.pki.store import Pki
 from meterguard.errors import ConfigurationError
 from meterguard.headend.api.app import COOKIE, HEADERS, PUBLIC, create_app, route_table
-from meterguard.headend.services.accounts import Accounts, Principal
+from meterguard.headend.services.accounts import (
+    MFA_ACCOUNT_ATTEMPTS,
+    MFA_SESSION_ATTEMPTS,
+    Accounts,
+    Principal,
+)
 from meterguard.headend.services.auth import TotpSecret
 from meterguard.headend.services.billing import Band, Billing, TariffSpec
 from meterguard.headend.services.commands import Commands
@@ -597,3 +603,103 @@ def test_engineers_provision_meters(site: Site) -> None:
         assert erik.post("/api/v1/meters", json=bad).status_code == 422
     assert "MGD0000000042" in {m for m, _, _ in site.store.registry.meters()}
     assert ("erik", "meter_provisioned", "done") in _trail(site)
+
+
+def _wrong_code(totp: TotpSecret) -> str:
+    valid = {totp.code(time.time() + 30 * k) for k in (-2, -1, 0, 1, 2)}
+    return next(c for c in (f"{n:06d}" for n in range(1_000_000)) if c not in valid)
+
+
+def test_a_flood_of_wrong_totp_codes_ends_the_login_then_locks_the_account(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 4 (API-5/7): the red team's 150 wrong codes on one half-done login, in parallel."""
+    verified = []
+    real = TotpSecret.verify
+
+    def counting(self: TotpSecret, code: str, *, now: float, last_step: int | None) -> int:
+        verified.append(code)
+        return real(self, code, now=now, last_step=last_step)
+
+    monkeypatch.setattr(TotpSecret, "verify", counting)
+    wrong = _wrong_code(site.operator_totp)
+    c = site.client()
+    login(c, "olga", OLGA)
+    token = c.cookies[COOKIE]
+
+    def attempt(_: int) -> tuple[int, str]:
+        with site.client() as one:
+            one.cookies.set(COOKIE, token)
+            r = one.post("/api/v1/auth/totp", json={"code": wrong})
+            return r.status_code, str(r.json().get("detail", ""))
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(attempt, range(150)))
+    assert len(verified) <= MFA_SESSION_ATTEMPTS  # the rest were refused without a look
+    assert {s for s, _ in answers} <= {401}
+    assert any("log in again" in d for _, d in answers)
+    # The session is gone: the right code no longer works on it.
+    c.cookies.set(COOKIE, token)
+    r = c.post("/api/v1/auth/totp", json={"code": site.operator_totp.code(time.time())})
+    assert r.status_code == 401
+    events = [e for _, e in site.store.security_events()]
+    assert events.count("mfa_session_ended") == 1
+    # New logins go on guessing: the account's second factor locks at its limit,
+    # and then the right code is refused too (429 with Retry-After), even on a new login.
+    statuses = []
+    for _ in range(3):
+        fresh = site.client()
+        login(fresh, "olga", OLGA)
+        for _ in range(MFA_SESSION_ATTEMPTS):
+            r = fresh.post("/api/v1/auth/totp", json={"code": wrong})
+            statuses.append(r.status_code)
+            if r.status_code != 401 or "log in again" in r.text:
+                break
+        if statuses[-1] == 429:
+            break
+    assert statuses[-1] == 429 and int(r.headers["Retry-After"]) > 0
+    assert "try again in" in r.json()["detail"]
+    locked = site.client()
+    login(locked, "olga", OLGA)
+    r = locked.post("/api/v1/auth/totp", json={"code": site.operator_totp.code(time.time())})
+    assert r.status_code == 429
+    events = [e for _, e in site.store.security_events()]
+    assert events.count("mfa_locked") == 1
+    assert len(verified) <= MFA_ACCOUNT_ATTEMPTS
+    trail = _trail(site)
+    assert ("headend", "mfa_locked", "detected") in trail
+    assert ("?", "login_totp", "rate_limited") in trail
+    # The security administrator sees it on the accounts list and the dashboard panel.
+    _, stotp = site.accounts.create_user(
+        "sam", "violet harbours hum at noon", "security_admin", now=int(time.time())
+    )
+    assert stotp is not None
+    sam = utility(site, "sam", "violet harbours hum at noon", stotp)
+    olga = next(u for u in sam.get("/api/v1/users").json()["users"] if u["username"] == "olga")
+    assert olga["mfa_failures"] >= MFA_ACCOUNT_ATTEMPTS and olga["mfa_locked_until"] > time.time()
+    panel = sam.get("/ui/panel/accounts")
+    assert panel.status_code == 200 and 'class="locked"' in panel.text and "olga" in panel.text
+    erik = utility(site, "erik", ERIK, site.engineer_totp)
+    assert erik.get("/ui/panel/accounts").status_code == 404
+
+
+def test_a_right_code_resets_the_count_and_a_lock_expires(site: Site) -> None:
+    wrong = _wrong_code(site.operator_totp)
+    now = int(time.time())
+    for _ in range(2):  # 8 wrong codes over two logins: below the account's limit
+        c = site.client()
+        login(c, "olga", OLGA)
+        for _ in range(4):
+            assert c.post("/api/v1/auth/totp", json={"code": wrong}).status_code == 401
+        if _ == 0:
+            assert site.accounts.mfa_failures(now=now)
+    olga = utility(site, "olga", OLGA, site.operator_totp)  # the right code: in, count reset
+    assert olga.get("/api/v1/me").status_code == 200
+    assert site.accounts.mfa_failures(now=now) == {}
+    # A lock ends by itself after MFA_LOCKOUT.
+    uid = next(i for i, n, _, _ in site.accounts.users() if n == "erik")
+    with site.store.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE users SET mfa_locked_until = :t WHERE id = :u"), {"t": now - 1, "u": uid}
+        )
+    assert utility(site, "erik", ERIK, site.engineer_totp).get("/api/v1/me").status_code == 200

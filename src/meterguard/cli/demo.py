@@ -53,7 +53,6 @@ def demo(
     from rich.live import Live
     from rich.table import Table
 
-    from meterguard.clock import SimulatedClock
     from meterguard.demo import DemoConfig, DemoSystem
 
     console = Console()
@@ -83,7 +82,8 @@ def demo(
         f"Utility users may add a security key or passkey (WebAuthn) on their dashboard."
     )
     started = time.monotonic()
-    meter_time = SimulatedClock(system.fleet.now, speed)  # the fleet's clock, not the wall's
+    meter_time = system.meter_time  # the fleet's clock, not the wall's
+    assert meter_time is not None  # noqa: S101
     last_readings, last_t = 0, started
 
     def table() -> Table:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -57,6 +59,17 @@ class RunInfo:
     device_port: int
     web_port: int
     meters: int
+    meter_time: float | None = None
+    """The meters' simulated clock (Unix seconds) at ``wall_at``; None: they keep wall time."""
+    wall_at: float | None = None
+    speed: float = 1.0
+
+    def meter_clock(self) -> Callable[[], float]:
+        """What the meters' clocks read now: simulated in a demo, the wall clock otherwise."""
+        if self.meter_time is None or self.wall_at is None:
+            return time.time
+        s0, w0, speed = self.meter_time, self.wall_at, self.speed
+        return lambda: s0 + (time.time() - w0) * speed
 
     def write(self, layout: DataLayout) -> None:
         """Publish atomically (readers never see half a file)."""
@@ -81,6 +94,9 @@ class RunInfo:
                 device_port=int(raw["device_port"]),
                 web_port=int(raw["web_port"]),
                 meters=int(raw["meters"]),
+                meter_time=None if raw.get("meter_time") is None else float(raw["meter_time"]),
+                wall_at=None if raw.get("wall_at") is None else float(raw["wall_at"]),
+                speed=float(raw.get("speed", 1.0)),
             )
         except FileNotFoundError:
             raise ConfigurationError(

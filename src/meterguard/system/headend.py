@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,8 +105,11 @@ class HeadEnd:
         create_keys: bool = False,
         watch_every: float = 1.0,
         on_registry_change: Callable[[], None] | None = None,
+        meter_clock: Callable[[], float] = time.time,
     ) -> HeadEnd:
         """Open the database (migrated), the key store and the PKI, and build the services.
+
+        ``meter_clock`` is what the meters' clocks read (readings far from it are refused).
 
         Raises:
             TransportError: the database cannot be reached.
@@ -122,6 +126,7 @@ class HeadEnd:
             burst=500,
             candidates=keys.candidates,
             on_rotated=keys.confirm,
+            meter_clock=meter_clock,
         )
         watch = RegistryWatch(
             store.registry,
@@ -143,7 +148,9 @@ class HeadEnd:
             TransportError: its database cannot be reached.
         """
         info = RunInfo.read(data)
-        return cls.open(DataLayout(data), info.db, watch_every=watch_every), info
+        layout = DataLayout(data)
+        he = cls.open(layout, info.db, watch_every=watch_every, meter_clock=info.meter_clock())
+        return he, info
 
     # ------------------------------------------------------------------ parts
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from meterguard.cosem.axdr import DoubleLongUnsigned, OctetString, Structure
+from meterguard.cosem.cosemtime import CosemDateTime
 from meterguard.cosem.security import ApduProtector, CipheringKind, SecurityControl
 from meterguard.cosem.xdlms import DataNotification
 from meterguard.crypto.aead import GcmKey
@@ -140,3 +141,36 @@ def test_a_young_meter_s_counter_zero_is_refused() -> None:
     zero = protector.protect(note.to_bytes(), 0, CipheringKind.GENERAL_GLO)
     out = proc.handle("meters/MGD0000000007/data", zero, now=0)
     assert isinstance(out, Refused) and out.event == "attempt_to_lower_invocation_counter"
+
+
+def test_readings_far_from_the_meters_clock_are_refused() -> None:
+    """Issue 12, item 7: a verified push from a meter whose clock (or whose keys' holder)
+    stamps a reading in 2001, or next year, is refused; a backlog inside the window is not."""
+    fleet, proc, pushes = setup()
+    ek, ak, _ = fleet.keys(0)
+    protector = ApduProtector(
+        key=GcmKey(ek),
+        authentication_key=ak,
+        system_title=fleet.system_title(0),
+        security=SecurityControl(),
+    )
+
+    def stamped(when: dt.datetime, ic: int) -> bytes:
+        stamp = OctetString(CosemDateTime.from_datetime(when).to_bytes())
+        note = DataNotification(
+            ic, None, Structure((stamp, DoubleLongUnsigned(1), DoubleLongUnsigned(0)))
+        )
+        return protector.protect(note.to_bytes(), ic, CipheringKind.GENERAL_GLO)
+
+    clock = NOW + dt.timedelta(hours=1)
+    proc.meter_clock = clock.timestamp
+    proc.burst = proc.rate = 100.0
+    assert isinstance(proc.handle("meters/MGD0000000007/data", pushes[0], now=0), Accepted)
+    ic = 10_000
+    for when in (dt.datetime(2001, 6, 1, tzinfo=dt.UTC), clock + dt.timedelta(days=300)):
+        ic += 1
+        out = proc.handle("meters/MGD0000000007/data", stamped(when, ic), now=0)
+        assert isinstance(out, Refused) and out.event == "implausible_time", out
+        assert str(when.year) in out.reason
+    week_old = stamped(clock - dt.timedelta(days=7), ic + 1)
+    assert isinstance(proc.handle("meters/MGD0000000007/data", week_old, now=0), Accepted)

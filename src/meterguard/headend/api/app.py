@@ -36,7 +36,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from meterguard.clock import Clock, SystemClock
 from meterguard.errors import ConfigurationError
 from meterguard.headend.api.deps import Services
-from meterguard.headend.api.guard import COOKIE, Guard, Limits
+from meterguard.headend.api.guard import COOKIE, Explained, Guard, Limits
 from meterguard.headend.api.routes import auth, fleet
 from meterguard.headend.api.routes import commands as command_routes
 from meterguard.headend.api.routes import meters as meter_routes
@@ -130,11 +130,10 @@ def create_app(
                 for m in r.methods or ()
             }
             headers["Allow"] = ", ".join(sorted(methods))
-        return JSONResponse(
-            {"error": _GENERIC.get(exc.status_code, "request failed")},
-            status_code=exc.status_code,
-            headers=headers,
-        )
+        body = {"error": _GENERIC.get(exc.status_code, "request failed")}
+        if isinstance(exc, Explained):
+            body["detail"] = str(exc.detail)
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_r: Request, _e: RequestValidationError) -> JSONResponse:

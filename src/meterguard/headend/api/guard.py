@@ -79,6 +79,13 @@ class Guard:
         return who
 
 
+class Explained(HTTPException):
+    """An HTTP error whose ``detail`` is sent to the user (others send a generic phrase).
+
+    The detail must name no internal state, only what the user should do.
+    """
+
+
 def denied(request: Request, who: Principal, why: str) -> None:
     """LOG-1: authorisation denials go to the audit log."""
     store: Store = request.app.state.store

@@ -203,6 +203,11 @@ class UserView(BaseModel):
     username: str
     role: str
     disabled: bool
+    mfa_failures: int = 0
+    """Wrong second-factor codes in the current 15-minute window (API-7)."""
+    mfa_last_failure: int | None = None
+    mfa_locked_until: int | None = None
+    """The account's second factor is refused until then (Unix seconds)."""
 
 
 class UserList(BaseModel):

@@ -12,7 +12,9 @@ reading rows or an alarm, or a typed refusal, without doing any network IO:
    authenticated encryption, a counter not older than the push window (checked
    before the tag, :class:`~meterguard.cosem.counters.PushFloor`), GCM tag;
 4. **decoding** of the DataNotification into readings (one load-profile entry,
-   or an array of them), an alarm, or a command's result (API-10).
+   or an array of them), an alarm, or a command's result (API-10);
+5. **plausibility**: with a ``meter_clock``, readings stamped far from what the meters'
+   clocks should read (a reading from 2001, or from next year) are refused.
 
 Whether a verified push's counter is *new* is decided when its batch commits,
 by the store that every worker shares (``push_counters``, ADR 6): so several
@@ -64,6 +66,10 @@ __all__ = ["Accepted", "IngestProcessor", "Refused", "TokenBucket"]
 MAX_PAYLOAD = 4096
 FIRST_COUNTER = 1
 """The first invocation counter a meter uses under a new key (our meters never use 0)."""
+MAX_AHEAD = 3600
+"""Seconds a reading's interval may start after the meters' clock (drift, an open interval)."""
+MAX_AGE = 62 * 86400
+"""Seconds back a reading may be (a meter's load-profile buffer: a backlog after an outage)."""
 MAX_ENTRIES = 96
 """Load-profile entries one push may carry (a day of 15-minute intervals)."""
 _PERIOD = dt.timedelta(minutes=15)
@@ -138,6 +144,10 @@ class IngestProcessor:
     """Keys a meter may hold after a key change (KEY-2): tried when the active key's tag fails."""
     on_rotated: Callable[[str, int], None] | None = None
     """Called with (meter id, key version) when a meter proved it switched to a new key."""
+    meter_clock: Callable[[], float] | None = None
+    """What the meters' clocks should read now (Unix seconds): the wall clock in a deployment,
+    the simulated clock in the demo. With it, readings stamped outside ``[meter_clock() -
+    MAX_AGE, meter_clock() + MAX_AHEAD]`` are refused (``implausible_time``)."""
     _meters: dict[str, _Meter] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     stats: dict[str, int] = field(
@@ -248,6 +258,23 @@ class IngestProcessor:
             return self._refuse(meter_id, str(exc), exc.event)
         except MeterguardError as exc:
             return self._refuse(meter_id, str(exc), None)
+        if readings and self.meter_clock is not None:
+            t = self.meter_clock()
+            bad = next(
+                (r for r in readings if not t - MAX_AGE <= r.interval_start <= t + MAX_AHEAD),
+                None,
+            )
+            if bad is not None:  # verified, so the meter's own clock (or its keys) is wrong
+                try:
+                    at = dt.datetime.fromtimestamp(bad.interval_start, dt.UTC).isoformat()
+                except (ValueError, OverflowError, OSError):  # past year 9999
+                    at = f"at {bad.interval_start} s"
+                return self._refuse(
+                    meter_id,
+                    f"a reading of the interval from {at} is outside the plausible window"
+                    " around the meters' clock",
+                    "implausible_time",
+                )
         self.stats["accepted"] += 1
         return PushRow(meter_id, ic, topic, unverified_payload, redelivered, readings, alarm)
 

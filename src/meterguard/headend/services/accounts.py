@@ -11,6 +11,11 @@ strings (SQLAlchemy Core over the store's tables):
   for utility roles — each step returning a *new* session token (rotation at login,
   API-6); only SHA-256 of a token is stored; idle and absolute timeouts; logout and
   disabling an account delete its sessions;
+* second-factor attempts are limited (API-7): a pending session ends after
+  ``MFA_SESSION_ATTEMPTS`` wrong codes (log in again), and an account that gets
+  ``MFA_ACCOUNT_ATTEMPTS`` wrong codes within ``MFA_WINDOW`` has its second factor locked
+  for ``MFA_LOCKOUT`` — even the right code is refused then; both are security events,
+  and security administrators see each account's recent failures;
 * scoping: :meth:`Accounts.visible_meter` answers whether a user may see a meter —
   consumers only their own — so that the API answers 404 for anything else (API-1).
 
@@ -30,16 +35,34 @@ from meterguard.errors import (
     ConflictError,
     InvalidValueError,
     NotFoundError,
+    RateLimitedError,
+    SessionEndedError,
 )
 from meterguard.headend.services.auth import PasswordHashes, TotpSecret, check_new_password
 from meterguard.headend.store.accounts import AccountRepository
 
-__all__ = ["ROLES", "UTILITY_ROLES", "Accounts", "Principal", "SessionInfo", "token_digest"]
+__all__ = [
+    "ACCOUNT_READERS",
+    "ROLES",
+    "UTILITY_ROLES",
+    "Accounts",
+    "Principal",
+    "SessionInfo",
+    "token_digest",
+]
 
 UTILITY_ROLES = frozenset({"operator", "engineer", "security_admin", "auditor"})
 ROLES = UTILITY_ROLES | {"consumer"}
+ACCOUNT_READERS = frozenset({"security_admin", "auditor"})
+"""Who sees the accounts and their second-factor failures (security administrators manage)."""
 IDLE_TIMEOUT = 15 * 60
 ABSOLUTE_TIMEOUT = 8 * 3600
+MFA_SESSION_ATTEMPTS = 5
+"""Wrong codes after which a half-done login ends (the password must be given again)."""
+MFA_ACCOUNT_ATTEMPTS = 10
+"""Wrong codes within ``MFA_WINDOW`` after which the account's second factor is locked."""
+MFA_WINDOW = 15 * 60
+MFA_LOCKOUT = 15 * 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,14 +200,88 @@ class Accounts:
             AuthenticationFailedError: no pending session, wrong or replayed code.
         """
         info = self.session(token, now=now, need_mfa=False)
-        sealed, last = self._repo.totp(info.principal.user_id)
+        who = info.principal
+        locked = self._repo.mfa_locked_until(who.user_id)
+        if locked is not None and locked > now:  # before the code is looked at: no oracle
+            raise RateLimitedError(
+                "too many wrong codes for this account", retry_after=locked - now
+            )
+        sealed, last = self._repo.totp(who.user_id)
         if sealed is None:
             raise AuthenticationFailedError("no second factor enrolled")
-        step = self._unwrap(info.principal.user_id, sealed).verify(code, now=now, last_step=last)
-        # Only a later step may be recorded: two concurrent uses of one code cannot both win.
-        if not self._repo.advance_totp(info.principal.user_id, step):
-            raise AuthenticationFailedError("this one-time code was already used")
-        return self.finish_second_factor(token, info.principal, now=now)
+        digest = token_digest(token)
+        on_session, on_account = self._repo.mfa_attempt(
+            who.user_id, digest, now=now, window=MFA_WINDOW
+        )
+        if on_session == 0:  # the session ended since it was looked up (a concurrent attempt)
+            raise SessionEndedError("this login was ended: log in again")
+        try:
+            if on_account > MFA_ACCOUNT_ATTEMPTS or on_session > MFA_SESSION_ATTEMPTS:
+                # Past a limit (also a concurrent attempt): refused without looking at the code.
+                raise AuthenticationFailedError("too many attempts")
+            step = self._unwrap(who.user_id, sealed).verify(code, now=now, last_step=last)
+            # Only a later step may be recorded: two concurrent uses of one code cannot both win.
+            if not self._repo.advance_totp(who.user_id, step):
+                raise AuthenticationFailedError("this one-time code was already used")
+        except AuthenticationFailedError:
+            self._attempt_failed(digest, who, on_session, on_account, now=now)
+            raise
+        self._repo.mfa_succeeded(who.user_id)
+        return self.finish_second_factor(token, who, now=now)
+
+    def _attempt_failed(
+        self, digest: bytes, who: Principal, on_session: int, on_account: int, *, now: int
+    ) -> None:
+        """A failed attempt: at a limit, lock the account or end the login (one event each).
+
+        Exactly one attempt carries each limit's number, so each limit makes one event.
+
+        Raises:
+            RateLimitedError: the account's second factor is (now) locked.
+            SessionEndedError: the pending session is (now) ended.
+        """
+        lockout = RateLimitedError("too many wrong codes for this account", retry_after=MFA_LOCKOUT)
+        ended = SessionEndedError("too many wrong codes: log in again")
+        if on_account == MFA_ACCOUNT_ATTEMPTS:
+            self._repo.lock_mfa(
+                who.user_id,
+                now + MFA_LOCKOUT,
+                now=now,
+                event="mfa_locked",
+                detail=f"user {who.username}: {on_account} wrong second-factor codes within"
+                f" {MFA_WINDOW // 60} min; locked for {MFA_LOCKOUT // 60} min",
+            )
+            raise lockout
+        if on_session == MFA_SESSION_ATTEMPTS:
+            self._repo.end_pending(
+                digest,
+                now=now,
+                event="mfa_session_ended",
+                detail=f"user {who.username}: {on_session} wrong second-factor codes on one"
+                " login; the login was ended",
+            )
+            raise ended
+        if on_account > MFA_ACCOUNT_ATTEMPTS:
+            raise lockout
+        if on_session > MFA_SESSION_ATTEMPTS:
+            self._repo.delete_session(digest)
+            raise ended
+
+    def mfa_failures(self, *, now: int) -> dict[int, tuple[int, int | None, int | None]]:
+        """Per account: (wrong codes in the current window, last failure, locked until).
+
+        Only accounts with a failure in the last ``MFA_WINDOW`` or a lock still running.
+        """
+        out = {}
+        for uid, (count, start, last, locked) in self._repo.mfa_status().items():
+            recent = start is not None and start > now - MFA_WINDOW
+            if recent or (locked is not None and locked > now):
+                out[uid] = (
+                    count if recent else 0,
+                    last,
+                    locked if locked and locked > now else None,
+                )
+        return out
 
     def finish_second_factor(self, token: str, who: Principal, *, now: int) -> SessionInfo:
         """After a verified second factor (TOTP or WebAuthn): end the half session, rotate."""

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, case, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from meterguard.headend.store.audit import AuditWriter
 from meterguard.headend.store.models import Meter, User, UserMeter, WebSession
 
 __all__ = ["AccountRepository", "SessionRow"]
@@ -24,8 +25,9 @@ SessionRow = tuple[int, str, bool, int, int, str, str, bool]
 class AccountRepository:
     """Users and sessions over one engine."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, audit: AuditWriter | None = None) -> None:
         self.engine = engine
+        self.audit = audit or AuditWriter(engine)
 
     def __repr__(self) -> str:
         return "AccountRepository()"
@@ -104,6 +106,88 @@ class AccountRepository:
                 .values(totp_last_step=step)
             ).rowcount
         return bool(moved)
+
+    # ------------------------------------------------------------------ second-factor attempts
+
+    def mfa_locked_until(self, user_id: int) -> int | None:
+        """Until when the account's second factor is locked (None: it is not)."""
+        with self.engine.connect() as c:
+            until = c.scalar(select(User.mfa_locked_until).where(User.id == user_id))
+        return None if until is None else int(until)
+
+    def mfa_attempt(
+        self, user_id: int, token_hash: bytes, *, now: int, window: int
+    ) -> tuple[int, int]:
+        """Number a second-factor attempt: (its number on this session, on the account).
+
+        The account's count restarts when its window (opened by its first attempt) is older
+        than ``window``. Atomic increments in one transaction: concurrent attempts each get
+        a number of their own, so a limit holds however many arrive at once.
+        """
+        fresh = User.mfa_window_start.is_(None) | (User.mfa_window_start <= now - window)
+        with self.engine.begin() as c:
+            on_session = c.execute(
+                update(WebSession)
+                .where(WebSession.token_hash == token_hash)
+                .values(mfa_failures=WebSession.mfa_failures + 1)
+                .returning(WebSession.mfa_failures)
+            ).scalar()
+            on_account = c.execute(
+                update(User)
+                .where(User.id == user_id)
+                .values(
+                    mfa_failures=case((fresh, 1), else_=User.mfa_failures + 1),
+                    mfa_window_start=case((fresh, now), else_=User.mfa_window_start),
+                    mfa_last_failure=now,
+                )
+                .returning(User.mfa_failures)
+            ).scalar_one()
+        return int(on_session or 0), int(on_account)
+
+    def end_pending(self, token_hash: bytes, *, now: int, event: str, detail: str) -> None:
+        """Delete one half-done session, with a security event (audited) saying why."""
+        with self.engine.begin() as c:
+            c.execute(delete(WebSession).where(WebSession.token_hash == token_hash))
+            self.audit.security_event_in(c, at=now, event=event, detail=detail, target="web")
+
+    def lock_mfa(self, user_id: int, until: int, *, now: int, event: str, detail: str) -> None:
+        """Lock the account's second factor until ``until``; end its half-done sessions."""
+        with self.engine.begin() as c:
+            c.execute(update(User).where(User.id == user_id).values(mfa_locked_until=until))
+            c.execute(
+                delete(WebSession).where(
+                    WebSession.user_id == user_id, WebSession.mfa_done.is_(False)
+                )
+            )
+            self.audit.security_event_in(c, at=now, event=event, detail=detail, target="web")
+
+    def mfa_succeeded(self, user_id: int) -> None:
+        """A right code: the account's count starts again."""
+        with self.engine.begin() as c:
+            c.execute(
+                update(User)
+                .where(User.id == user_id)
+                .values(
+                    mfa_failures=0,
+                    mfa_window_start=None,
+                    mfa_last_failure=None,
+                    mfa_locked_until=None,
+                )
+            )
+
+    def mfa_status(self) -> dict[int, tuple[int, int | None, int | None, int | None]]:
+        """Per account with failures: (count, window start, last failure, locked until)."""
+        with self.engine.connect() as c:
+            rows = c.execute(
+                select(
+                    User.id,
+                    User.mfa_failures,
+                    User.mfa_window_start,
+                    User.mfa_last_failure,
+                    User.mfa_locked_until,
+                ).where(User.mfa_last_failure.is_not(None))
+            ).all()
+        return {int(r[0]): (int(r[1]), r[2], r[3], r[4]) for r in rows}
 
     # ------------------------------------------------------------------ sessions
 

@@ -28,7 +28,12 @@ from meterguard.audit.log import AuditEntry, TreeHead
 from meterguard.audit.merkle import Frontier
 from meterguard.audit.witness import Cosignature
 from meterguard.crypto.ecc import SigningKey
-from meterguard.headend.store.models import AuditCosignature, AuditRecord, AuditTreeHead
+from meterguard.headend.store.models import (
+    AuditCosignature,
+    AuditRecord,
+    AuditTreeHead,
+    SecurityEvent,
+)
 
 __all__ = ["AuditWriter", "Fields"]
 
@@ -159,6 +164,39 @@ class AuditWriter:
                 self._leave(conn)
         self._frontier = f
         return head
+
+    def security_event_in(
+        self,
+        conn: Connection,
+        *,
+        at: int,
+        event: str,
+        detail: str,
+        meter_id: str | None = None,
+        target: str | None = None,
+    ) -> None:
+        """A security event and its audit entry, in the caller's transaction.
+
+        The one place security events are written (the detail must hold no key material).
+        """
+        conn.execute(
+            insert(SecurityEvent).values(
+                at=at, meter_id=meter_id, event=event, detail=detail[:1000]
+            )
+        )
+        self.append_in(
+            conn,
+            [
+                Fields(
+                    at=at,
+                    actor="headend",
+                    target=target if target is not None else meter_id or "",
+                    action=event,
+                    result="detected",
+                    detail=detail,
+                )
+            ],
+        )
 
     # ------------------------------------------------------------------ witness
 

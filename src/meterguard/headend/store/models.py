@@ -206,6 +206,11 @@ class User(Base):
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[int] = mapped_column(BigInteger)
+    mfa_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Wrong second-factor codes since ``mfa_window_start`` (API-7)."""
+    mfa_window_start: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    mfa_last_failure: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    mfa_locked_until: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class UserMeter(Base):
@@ -228,6 +233,8 @@ class WebSession(Base):
     mfa_done: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[int] = mapped_column(BigInteger)
     seen_at: Mapped[int] = mapped_column(BigInteger)
+    mfa_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Wrong second-factor codes on this (pending) session."""
 
 
 class DataAccess(Base):

@@ -186,7 +186,7 @@ class Store:
         self.commands = CommandRepository(engine, self.audit)
         self.billing = BillingRepository(engine)
         self.webauthn = WebAuthnRepository(engine)
-        self.accounts = AccountRepository(engine)
+        self.accounts = AccountRepository(engine, self.audit)
         self._months: set[int] = set()
 
     def __repr__(self) -> str:
@@ -586,24 +586,7 @@ class Store:
     ) -> None:
         """Append a security event (the detail must not contain key material; callers pass ours)."""
         with self.engine.begin() as conn:
-            conn.execute(
-                self._insert(SecurityEvent).values(
-                    at=at, meter_id=meter_id, event=event, detail=detail[:1000]
-                )
-            )
-            self.audit.append_in(
-                conn,
-                [
-                    Fields(
-                        at=at,
-                        actor="headend",
-                        target=meter_id or "",
-                        action=event,
-                        result="detected",
-                        detail=detail,
-                    )
-                ],
-            )
+            self.audit.security_event_in(conn, at=at, event=event, detail=detail, meter_id=meter_id)
 
     def security_events(self) -> list[tuple[str | None, str]]:
         """(meter, event) of every security event, oldest first."""

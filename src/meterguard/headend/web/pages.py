@@ -31,7 +31,7 @@ from meterguard.cosem.eventcodes import EventCode
 from meterguard.errors import AccessDeniedError, NotFoundError
 from meterguard.headend.api.deps import Services
 from meterguard.headend.api.guard import Guard
-from meterguard.headend.services.accounts import ROLES, Principal
+from meterguard.headend.services.accounts import ACCOUNT_READERS, ROLES, Principal
 from meterguard.headend.services.commands import COMMAND_ROLES
 from meterguard.headend.web.charts import health_chart, usage_chart
 
@@ -113,6 +113,7 @@ def add_pages(app: FastAPI, svc: Services) -> None:
             who=who,
             csrf=csrf,
             can_command=commands is not None and who.role in COMMAND_ROLES,
+            can_see_accounts=who.role in ACCOUNT_READERS,
         )
 
     def panel_usage(who: Principal, meter: str, period: str) -> HTMLResponse:
@@ -213,6 +214,27 @@ def add_pages(app: FastAPI, svc: Services) -> None:
             me=who.username,
         )
 
+    def panel_accounts(who: Principal) -> HTMLResponse:
+        if who.role not in ACCOUNT_READERS:
+            raise HTTPException(404)
+        now = svc.now()
+        failures = accounts.mfa_failures(now=now)
+        rows: list[dict[str, Any]] = []
+        for uid, name, role, disabled in accounts.users():
+            count, last, locked = failures.get(uid, (0, None, None))
+            rows.append(
+                {
+                    "name": name,
+                    "role": role,
+                    "disabled": disabled,
+                    "failures": count,
+                    "last": _utc(last) if last else "",
+                    "locked": _utc(locked) if locked else "",
+                }
+            )
+        rows.sort(key=lambda r: (-r["failures"], r["name"]))
+        return render("panel_accounts.html", accounts=rows[:FLEET_ROWS], total=len(rows))
+
     def panel_events() -> HTMLResponse:
         rows = [
             {"at": _utc(e.at), "meter_id": e.meter_id, "event": e.event, "detail": e.detail}
@@ -246,4 +268,6 @@ def add_pages(app: FastAPI, svc: Services) -> None:
             return panel_commands(who)
         if name == "events":
             return panel_events()
+        if name == "accounts":
+            return panel_accounts(who)
         raise HTTPException(404)

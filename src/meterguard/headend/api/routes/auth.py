@@ -3,8 +3,9 @@
 (No ``from __future__ import annotations``: FastAPI reads these annotations at runtime.)
 
 Login is rate-limited per account and per client address *before* the password hash is
-computed, answering 429 with ``Retry-After`` (API-7); every step rotates the session cookie
-(API-6) and is audited with the client's address (LOG-1).
+computed, answering 429 with ``Retry-After`` (API-7); wrong second-factor codes end the
+pending login or lock the account's second factor (the accounts service's rule, 401 or 429);
+every step rotates the session cookie (API-6) and is audited with the client's address (LOG-1).
 """
 
 from collections.abc import Callable
@@ -12,9 +13,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
-from meterguard.errors import AuthenticationFailedError
+from meterguard.errors import AuthenticationFailedError, RateLimitedError, SessionEndedError
 from meterguard.headend.api.deps import Services, Svc, audit, peer
-from meterguard.headend.api.guard import COOKIE, Guard, Limits
+from meterguard.headend.api.guard import COOKIE, Explained, Guard, Limits
 from meterguard.headend.api.schemas import (
     LoginRequest,
     LoginResponse,
@@ -61,6 +62,17 @@ def _second_step(
         raise HTTPException(401)
     try:
         info = verify(token, svc.now())
+    except RateLimitedError as exc:  # the account's second factor is locked (API-7)
+        _login_audit(svc, action, "?", "rate_limited", request)
+        minutes = (exc.retry_after + 59) // 60
+        raise Explained(
+            429,
+            detail=f"too many wrong codes for this account: try again in {minutes} min",
+            headers={"Retry-After": str(exc.retry_after)},
+        ) from None
+    except SessionEndedError:
+        _login_audit(svc, action, "?", "session_ended", request)
+        raise Explained(401, detail="too many wrong codes: log in again") from None
     except AuthenticationFailedError:
         _login_audit(svc, action, "?", "failed", request)
         raise HTTPException(401) from None

@@ -26,7 +26,7 @@ from meterguard.headend.api.schemas import (
     UserList,
     UserView,
 )
-from meterguard.headend.services.accounts import ROLES, UTILITY_ROLES, Principal
+from meterguard.headend.services.accounts import ACCOUNT_READERS, ROLES, UTILITY_ROLES, Principal
 
 __all__ = ["ACK_ROLES", "CLEAR_ROLES", "router"]
 
@@ -91,17 +91,28 @@ def security_events(
 
 
 admins = Guard(frozenset({"security_admin"}))
-user_readers = Guard(frozenset({"security_admin", "auditor"}))
+user_readers = Guard(ACCOUNT_READERS)
 
 
 @router.get("/api/v1/users", response_model=UserList)
 def users(svc: Svc, _who: Annotated[Principal, Depends(user_readers)]) -> UserList:
-    """Every account (never a hash or a secret)."""
-    return UserList(
-        users=[
-            UserView(id=i, username=n, role=r, disabled=d) for i, n, r, d in svc.accounts.users()
-        ]
-    )
+    """Every account (never a hash or a secret), with its recent second-factor failures."""
+    failures = svc.accounts.mfa_failures(now=svc.now())
+    out = []
+    for i, n, r, d in svc.accounts.users():
+        count, last, locked = failures.get(i, (0, None, None))
+        out.append(
+            UserView(
+                id=i,
+                username=n,
+                role=r,
+                disabled=d,
+                mfa_failures=count,
+                mfa_last_failure=last,
+                mfa_locked_until=locked,
+            )
+        )
+    return UserList(users=out)
 
 
 @router.post("/api/v1/users", response_model=CreatedUser, status_code=201)

@@ -55,8 +55,15 @@ function setupLogin() {
     ev.preventDefault();
     statusLine("Verifying…");
     const r = await api("POST", "/api/v1/auth/totp", { code: totp.elements.code.value });
-    if (!r.ok) { statusLine("That code was not accepted.", true); return; }
-    window.location.assign("/");
+    if (r.ok) { window.location.assign("/"); return; }
+    const detail = r.data && typeof r.data.detail === "string" ? r.data.detail : "";
+    if (r.status === 429) { statusLine(detail ? "Too " + detail.slice(4) + "." : explain(r), true); return; }
+    if (r.status === 401 && detail.includes("log in again")) {
+      // The login was ended after too many wrong codes: back to the password.
+      totp.hidden = true; form.hidden = false; form.elements.password.value = "";
+      statusLine("Too many wrong codes: log in again.", true); return;
+    }
+    statusLine("That code was not accepted.", true);
   });
 }
 
