@@ -10,8 +10,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from meterguard.errors import TransportError
+from meterguard.headend.store.audit import SUMMARY_WINDOW
 from meterguard.headend.store.db import open_database
 from meterguard.headend.store.repository import (
+    QUARANTINE_KEEP,
     CommitOutcome,
     PushRow,
     ReadingRow,
@@ -203,3 +205,37 @@ def test_the_database_file_is_private(tmp_path: Path) -> None:
     )
     for p in (path, path.with_name("h.db-wal")):
         assert p.exists() and p.stat().st_mode & 0o777 == 0o600, (p, oct(p.stat().st_mode))
+
+
+def test_a_flood_of_refusals_is_counted_not_stored(store: Store) -> None:
+    """Item 2 (DOS-1): 20 000 oversized messages from one meter made 99 MB of rows. Now a
+    meter, kind and window is one quarantined sample and one security event with a count."""
+    m = _meter(store, 5)
+    topic = f"meters/{m}/data"
+    flood = [
+        RefusalRow(topic, "unverified_payload of 16384 bytes", b"\xdb" * 16384,
+                   "oversized_message", m)
+        for _ in range(500)
+    ]  # fmt: skip
+    for k in range(10):  # 5 000 refusals in 10 batches, within one window
+        store.commit_ingest([], flood, now=1_000 + k)
+    with store.engine.connect() as conn:
+        q = conn.execute(
+            text("SELECT count(*), sum(count), max(length(payload)) FROM quarantine")
+        ).one()
+        e = conn.execute(text("SELECT count(*), sum(count) FROM security_events")).one()
+        audited = conn.execute(text("SELECT count(*) FROM audit_entries")).scalar()
+    assert tuple(q) == (1, 5000, 4096) and tuple(e) == (1, 5000) and audited == 1
+    counts = store.counts()
+    assert counts["rejected_messages"] == 5000 and counts["security_events"] == 5000
+    [view] = store.security_event_rows()
+    assert (view.count, view.at, view.last_at) == (5000, 1_000, 1_009)
+    # Another meter, or another window, is a row of its own; the summary is per meter.
+    other = _meter(store, 6)
+    store.commit_ingest([], [RefusalRow(f"meters/{other}/data", "x", b"", "oversized_message",
+                                        other)], now=1_010)  # fmt: skip
+    store.commit_ingest([], flood[:3], now=1_000 + SUMMARY_WINDOW + 1)
+    assert len(store.security_event_rows()) == 3
+    # Samples are kept for QUARANTINE_KEEP seconds.
+    assert store.prune_quarantine(now=1_011 + QUARANTINE_KEEP) == 2
+    assert store.counts()["rejected_messages"] == 3

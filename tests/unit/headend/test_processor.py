@@ -174,3 +174,16 @@ def test_readings_far_from_the_meters_clock_are_refused() -> None:
         assert str(when.year) in out.reason
     week_old = stamped(clock - dt.timedelta(days=7), ic + 1)
     assert isinstance(proc.handle("meters/MGD0000000007/data", week_old, now=0), Accepted)
+
+
+def test_oversized_and_refused_messages_pass_the_bucket_first() -> None:
+    """Item 2: oversized payloads skipped the bucket; now every message of an identity, also
+    of a revoked or unknown one, is throttled before it costs anything else."""
+    _, proc, _ = setup()
+    big = b"\x00" * 16_384
+    results = [proc.handle("meters/MGD0000000007/data", big, now=0) for _ in range(50)]
+    kinds = [r.kind for r in results if isinstance(r, Refused)]
+    assert kinds[:3] == ["oversized_message"] * 3 and set(kinds[3:]) == {"throttled"}
+    stranger = [proc.handle("meters/MGD0000000099/data", b"x", now=0) for _ in range(50)]
+    kinds = [r.kind for r in stranger if isinstance(r, Refused)]
+    assert kinds[:3] == ["access_denied"] * 3 and set(kinds[3:]) == {"throttled"}

@@ -3,11 +3,12 @@
 :class:`IngestProcessor` turns ``(topic, unverified_payload)`` from the broker into
 reading rows or an alarm, or a typed refusal, without doing any network IO:
 
-1. **admission** by meter id (unknown, revoked, disabled → refused, PKI-5);
-2. **size** bound and a **per-meter token bucket**, both before any
-   cryptography, so a chatty or compromised meter costs almost nothing; a
-   meter that keeps exceeding its contract is reported once per window as
-   ``chatty_or_compromised`` (DOS-2);
+1. **admission** by meter id (unknown, revoked, disabled → refused, PKI-5), after the
+   bucket of step 2;
+2. a **per-identity token bucket** first (for every message, also ones refused later),
+   then admission and the **size** bound, all before any cryptography, so a chatty or
+   compromised meter costs almost nothing; a meter that keeps exceeding its contract is
+   reported as ``chatty_or_compromised`` (DOS-2);
 3. **verification** with the meter's own keys: originator system title,
    authenticated encryption, a counter not older than the push window (checked
    before the tag, :class:`~meterguard.cosem.counters.PushFloor`), GCM tag;
@@ -70,6 +71,8 @@ MAX_AHEAD = 3600
 """Seconds a reading's interval may start after the meters' clock (drift, an open interval)."""
 MAX_AGE = 62 * 86400
 """Seconds back a reading may be (a meter's load-profile buffer: a backlog after an outage)."""
+MAX_BUCKETS = 1_000_000
+"""Token buckets kept (one per identity that sent something)."""
 MAX_ENTRIES = 96
 """Load-profile entries one push may carry (a day of 15-minute intervals)."""
 _PERIOD = dt.timedelta(minutes=15)
@@ -108,17 +111,21 @@ class Refused:
     event: str | None
     duplicate: bool = False
     """A broker redelivery of something already stored: acknowledge, keep nothing."""
+    kind: str = ""
+    """What refusals are counted under (per meter): the event, or a name for the others."""
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            object.__setattr__(self, "kind", self.event or "refused")
 
 
 @dataclass
 class _Meter:
     unprotector: ApduUnprotector
     floor: PushFloor
-    bucket: TokenBucket
     title: bytes
     unicast_key: SecretKey
     authentication_key: SecretKey
-    throttled: int = 0
     candidates_checked: float = -1e9
 
 
@@ -149,6 +156,8 @@ class IngestProcessor:
     the simulated clock in the demo. With it, readings stamped outside ``[meter_clock() -
     MAX_AGE, meter_clock() + MAX_AHEAD]`` are refused (``implausible_time``)."""
     _meters: dict[str, _Meter] = field(default_factory=dict)
+    _buckets: dict[str, tuple[TokenBucket, list[int]]] = field(default_factory=dict)
+    """Per meter id (also refused ones): its token bucket and how often it was throttled."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
     stats: dict[str, int] = field(
         default_factory=lambda: {"accepted": 0, "refused": 0, "throttled": 0}
@@ -161,7 +170,6 @@ class IngestProcessor:
             m = _Meter(
                 ApduUnprotector(key=GcmKey(ek), authentication_key=ak, peer_system_title=title),
                 PushFloor(self.last_counter(meter_id), size=PUSH_WINDOW, minimum=FIRST_COUNTER),
-                TokenBucket(self.rate, self.burst),
                 title,
                 ek,
                 ak,
@@ -205,13 +213,23 @@ class IngestProcessor:
         store tells them apart at commit.
         """
         try:
-            meter_id = self.admission.check(topic)
-        except SecurityError as exc:
-            # The topic parsed (the broker's ACL ties it to the certificate's CN): the event
-            # names the refused meter, so its owner's record shows it (PKI-5).
-            return self._refuse(meter_id_from_topic(topic)[0], str(exc), exc.event)
+            # The broker's ACL ties the topic to the certificate's CN: the id names the sender.
+            claimed, _ = meter_id_from_topic(topic)
         except DecodeError as exc:
-            return self._refuse(None, str(exc), None)
+            return self._refuse(None, str(exc), None, kind="bad_topic")
+        # Every message of an identity passes its bucket first (DOS-1/2): refused ones too,
+        # so an oversized flood or a revoked meter's flood costs a dict lookup, not storage.
+        bucket, throttled = self._bucket(claimed)
+        if not bucket.allow(now):
+            # DOS-2: refused before any cryptography; reported once per `chatty_after` refusals.
+            self.stats["throttled"] += 1
+            throttled[0] += 1
+            event = "chatty_or_compromised" if throttled[0] % self.chatty_after == 1 else None
+            return Refused(claimed, "over its contract rate", event, kind="throttled")
+        try:
+            meter_id = self.admission.check(topic)
+        except SecurityError as exc:  # the event names the refused meter (PKI-5)
+            return self._refuse(claimed, str(exc), exc.event)
         if len(unverified_payload) > MAX_PAYLOAD:
             return self._refuse(
                 meter_id,
@@ -225,13 +243,7 @@ class IngestProcessor:
         except SecurityError as exc:  # e.g. the meter's key record does not unwrap
             return self._refuse(meter_id, str(exc), exc.event)
         except MeterguardError as exc:  # e.g. no active key for this meter
-            return self._refuse(meter_id, f"no usable keys: {exc}", None)
-        if not m.bucket.allow(now):
-            # DOS-2: refused before any cryptography; reported once per `chatty_after` refusals.
-            self.stats["throttled"] += 1
-            m.throttled += 1
-            event = "chatty_or_compromised" if m.throttled % self.chatty_after == 1 else None
-            return Refused(meter_id, "over its contract rate", event)
+            return self._refuse(meter_id, f"no usable keys: {exc}", None, kind="no_keys")
         try:
             ic, plain = self._unprotect(meter_id, m, unverified_payload, now)
             entries = profile_entries(plain)  # the common shape, decoded fast
@@ -257,7 +269,7 @@ class IngestProcessor:
         except SecurityError as exc:
             return self._refuse(meter_id, str(exc), exc.event)
         except MeterguardError as exc:
-            return self._refuse(meter_id, str(exc), None)
+            return self._refuse(meter_id, str(exc), None, kind="malformed")
         if readings and self.meter_clock is not None:
             t = self.meter_clock()
             bad = next(
@@ -314,9 +326,20 @@ class IngestProcessor:
                 return out
             raise
 
-    def _refuse(self, meter_id: str | None, reason: str, event: str | None) -> Refused:
+    def _refuse(
+        self, meter_id: str | None, reason: str, event: str | None, *, kind: str = ""
+    ) -> Refused:
         self.stats["refused"] += 1
-        return Refused(meter_id, reason, event)
+        return Refused(meter_id, reason, event, kind=kind)
+
+    def _bucket(self, meter_id: str) -> tuple[TokenBucket, list[int]]:
+        """The identity's bucket (kept across key rotations; bounded in number)."""
+        got = self._buckets.get(meter_id)
+        if got is None:
+            if len(self._buckets) >= MAX_BUCKETS:  # ids are tied to certificates: rare
+                self._buckets.clear()
+            got = self._buckets[meter_id] = (TokenBucket(self.rate, self.burst), [0])
+        return got
 
     @staticmethod
     def _decode(

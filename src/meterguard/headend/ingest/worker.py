@@ -146,7 +146,9 @@ class IngestWorker:
         if isinstance(result, Refused):
             if not result.duplicate:
                 b.refusals.append(
-                    RefusalRow(topic, result.reason, payload, result.event, result.meter_id)
+                    RefusalRow(
+                        topic, result.reason, payload, result.event, result.meter_id, result.kind
+                    )
                 )
         else:
             b.pushes.append(result)
@@ -259,5 +261,6 @@ class IngestWorker:
             self._pruned = time.monotonic()
             try:
                 self.store.prune_push_counters()
+                self.store.prune_quarantine(now=int(time.time()))
             except (OperationalError, InterfaceError) as exc:  # housekeeping: retried later
                 log.warning("pruning push counters failed: %s", type(exc).__name__)

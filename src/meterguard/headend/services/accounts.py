@@ -213,9 +213,9 @@ class Accounts:
         on_session, on_account = self._repo.mfa_attempt(
             who.user_id, digest, now=now, window=MFA_WINDOW
         )
-        if on_session == 0:  # the session ended since it was looked up (a concurrent attempt)
-            raise SessionEndedError("this login was ended: log in again")
         try:
+            if on_session == 0:  # the session ended since it was looked up (concurrently)
+                raise SessionEndedError("this login was ended: log in again")
             if on_account > MFA_ACCOUNT_ATTEMPTS or on_session > MFA_SESSION_ATTEMPTS:
                 # Past a limit (also a concurrent attempt): refused without looking at the code.
                 raise AuthenticationFailedError("too many attempts")

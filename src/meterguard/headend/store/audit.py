@@ -22,7 +22,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import NotRequired, TypedDict
 
-from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from meterguard.audit.log import AuditEntry, TreeHead
 from meterguard.audit.merkle import Frontier
@@ -35,7 +35,10 @@ from meterguard.headend.store.models import (
     SecurityEvent,
 )
 
-__all__ = ["AuditWriter", "Fields"]
+__all__ = ["SUMMARY_WINDOW", "AuditWriter", "Fields"]
+
+SUMMARY_WINDOW = 300
+"""Seconds over which repeated refusals of one meter and kind are one row with a count."""
 
 _LOCK = 7_295_002
 
@@ -174,14 +177,41 @@ class AuditWriter:
         detail: str,
         meter_id: str | None = None,
         target: str | None = None,
+        count: int = 1,
+        summarise: bool = False,
+        actor: str = "headend",
+        result: str = "detected",
     ) -> None:
         """A security event and its audit entry, in the caller's transaction.
 
         The one place security events are written (the detail must hold no key material).
+        With ``summarise``, ``count`` repeats of (meter, event) within ``SUMMARY_WINDOW``
+        seconds of the row that opened the window are added to that row's count: one row and
+        one audit entry per meter, event and window, however many arrive.
         """
+        if summarise:
+            row = conn.execute(
+                select(SecurityEvent.id)
+                .where(
+                    SecurityEvent.meter_id.is_(None)
+                    if meter_id is None
+                    else SecurityEvent.meter_id == meter_id,
+                    SecurityEvent.event == event,
+                    SecurityEvent.at > at - SUMMARY_WINDOW,
+                )
+                .order_by(SecurityEvent.id.desc())
+                .limit(1)
+            ).scalar()
+            if row is not None:
+                conn.execute(
+                    update(SecurityEvent)
+                    .where(SecurityEvent.id == row)
+                    .values(count=SecurityEvent.count + count, last_at=at)
+                )
+                return
         conn.execute(
             insert(SecurityEvent).values(
-                at=at, meter_id=meter_id, event=event, detail=detail[:1000]
+                at=at, meter_id=meter_id, event=event, detail=detail[:1000], count=count, last_at=at
             )
         )
         self.append_in(
@@ -189,14 +219,16 @@ class AuditWriter:
             [
                 Fields(
                     at=at,
-                    actor="headend",
+                    actor=actor,
                     target=target if target is not None else meter_id or "",
                     action=event,
-                    result="detected",
-                    detail=detail,
+                    result=result,
+                    detail=detail
+                    + (f" (repeats within {SUMMARY_WINDOW} s are counted on the event)"
+                       if summarise else ""),
                 )
             ],
-        )
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ witness
 

@@ -133,25 +133,38 @@ class SecurityEvent(Base):
     """A security-relevant event: bad tag, replay, unknown or revoked meter, takeover."""
 
     __tablename__ = "security_events"
-    __table_args__ = (Index("security_events_at", "at"),)
+    __table_args__ = (
+        Index("security_events_at", "at"),
+        Index("security_events_summary", "meter_id", "event", "at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[int] = mapped_column(BigInteger)
+    """When it was first seen (the start of its summary window)."""
     meter_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     event: Mapped[str] = mapped_column(String(64))
     detail: Mapped[str] = mapped_column(Text)
+    count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    """How many times it happened from ``at`` to ``last_at`` (repeats are counted, not rows)."""
+    last_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class Quarantined(Base):
     """A message refused by ingest, kept (bounded) with its reason for analysis."""
 
     __tablename__ = "quarantine"
+    __table_args__ = (Index("quarantine_summary", "meter_id", "kind", "at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[int] = mapped_column(BigInteger)
     topic: Mapped[str] = mapped_column(String(128))
     reason: Mapped[str] = mapped_column(Text)
     payload: Mapped[bytes] = mapped_column(LargeBinary)
+    """A sample: the first refused payload of its (meter, kind, window)."""
+    meter_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    kind: Mapped[str] = mapped_column(String(64), default="refused", server_default="refused")
+    count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    last_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class AuditRecord(Base):

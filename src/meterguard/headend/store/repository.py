@@ -24,14 +24,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, case, delete, func, select, update
+from sqlalchemy import Connection, Engine, case, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from meterguard.errors import TransportError
 from meterguard.headend.store.accounts import AccountRepository
-from meterguard.headend.store.audit import AuditWriter, Fields
+from meterguard.headend.store.audit import SUMMARY_WINDOW, AuditWriter, Fields
 from meterguard.headend.store.billing import BillingRepository
 from meterguard.headend.store.commands import CommandRepository
 from meterguard.headend.store.meters import MeterRepository
@@ -60,6 +60,8 @@ __all__ = [
 ]
 
 MAX_QUARANTINE_PAYLOAD = 4096
+QUARANTINE_KEEP = 30 * 86400
+"""Seconds quarantined samples are kept for analysis."""
 BATCH = 500
 PUSH_WINDOW = 256
 """How far below a meter's highest push counter a late push is still accepted (ADR 6)."""
@@ -118,6 +120,8 @@ class RefusalRow:
     payload: bytes
     event: str | None = None
     meter_id: str | None = None
+    kind: str = ""
+    """What it is counted under (default: its event, or "refused")."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +148,9 @@ class SecurityEventView:
     meter_id: str | None
     event: str
     detail: str
+    count: int = 1
+    """Repeats summarised on this row (first seen ``at``, last seen ``last_at``)."""
+    last_at: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -481,41 +488,72 @@ class Store:
         return returned
 
     def _refusals(self, conn: Connection, refusals: Sequence[RefusalRow], now: int) -> None:
+        """Count refusals per (meter, kind) and per (meter, event), summarised (DOS-1).
+
+        Per meter, kind and window one quarantine row keeps the first payload as a sample
+        (at most ``MAX_QUARANTINE_PAYLOAD`` bytes) and counts the rest; security events are
+        summarised the same way (:meth:`AuditWriter.security_event_in`). Storage grows with
+        meters, kinds and time, not with what a meter sends.
+        """
         if not refusals:
             return
-        conn.execute(
-            self._insert(Quarantined),
-            [
-                {
-                    "at": now,
-                    "topic": r.topic[:128],
-                    "reason": r.reason[:1000],
-                    "payload": r.payload[:MAX_QUARANTINE_PAYLOAD],
-                }
-                for r in refusals
-            ],
-        )
-        events = [
-            {"at": now, "meter_id": r.meter_id, "event": r.event, "detail": r.reason[:1000]}
-            for r in refusals
-            if r.event is not None
-        ]
-        if events:
-            conn.execute(self._insert(SecurityEvent), events)
-            self.audit.append_in(  # LOG-1: security events go to the audit log too
+        by_kind: dict[tuple[str | None, str], list[RefusalRow]] = {}
+        by_event: dict[tuple[str | None, str], list[RefusalRow]] = {}
+        for r in refusals:
+            by_kind.setdefault((r.meter_id, r.kind or r.event or "refused"), []).append(r)
+            if r.event is not None:
+                by_event.setdefault((r.meter_id, r.event), []).append(r)
+        for (meter, kind), rows in by_kind.items():
+            row = conn.execute(
+                select(Quarantined.id)
+                .where(
+                    Quarantined.meter_id.is_(None)
+                    if meter is None
+                    else Quarantined.meter_id == meter,
+                    Quarantined.kind == kind,
+                    Quarantined.at > now - SUMMARY_WINDOW,
+                )
+                .order_by(Quarantined.id.desc())
+                .limit(1)
+            ).scalar()
+            if row is not None:
+                conn.execute(
+                    update(Quarantined)
+                    .where(Quarantined.id == row)
+                    .values(count=Quarantined.count + len(rows), last_at=now)
+                )
+                continue
+            first = rows[0]
+            conn.execute(
+                insert(Quarantined).values(
+                    at=now,
+                    last_at=now,
+                    topic=first.topic[:128],
+                    reason=first.reason[:1000],
+                    payload=first.payload[:MAX_QUARANTINE_PAYLOAD],
+                    meter_id=meter,
+                    kind=kind[:64],
+                    count=len(rows),
+                )
+            )
+        for (meter, event), rows in by_event.items():
+            self.audit.security_event_in(  # LOG-1: security events go to the audit log too
                 conn,
-                [
-                    Fields(
-                        at=now,
-                        actor="ingest",
-                        target=r.meter_id or "",
-                        action=str(r.event),
-                        result="refused",
-                        detail=r.reason,
-                    )
-                    for r in refusals
-                    if r.event is not None
-                ],
+                at=now,
+                event=event,
+                detail=rows[0].reason,
+                meter_id=meter,
+                count=len(rows),
+                summarise=True,
+                actor="ingest",
+                result="refused",
+            )
+
+    def prune_quarantine(self, *, now: int, keep: int = QUARANTINE_KEEP) -> int:
+        """Drop quarantined samples older than ``keep`` seconds (their counts go with them)."""
+        with self.engine.begin() as conn:
+            return max(
+                conn.execute(delete(Quarantined).where(Quarantined.at < now - keep)).rowcount, 0
             )
 
     def prune_push_counters(self, keep: int = PUSH_KEEP) -> int:
@@ -589,10 +627,16 @@ class Store:
             self.audit.security_event_in(conn, at=at, event=event, detail=detail, meter_id=meter_id)
 
     def security_events(self) -> list[tuple[str | None, str]]:
-        """(meter, event) of every security event, oldest first."""
+        """(meter, event) of every security event, oldest first; a summary's repeats count."""
         with Session(self.engine) as s:
             return [
-                (m, e) for m, e in s.execute(select(SecurityEvent.meter_id, SecurityEvent.event))
+                (m, e)
+                for m, e, n in s.execute(
+                    select(
+                        SecurityEvent.meter_id, SecurityEvent.event, SecurityEvent.count
+                    ).order_by(SecurityEvent.id)
+                )
+                for _ in range(int(n))
             ]
 
     def latest_interval(self, meter_id: str) -> int | None:
@@ -608,7 +652,10 @@ class Store:
         q = select(SecurityEvent).order_by(SecurityEvent.id.desc()).limit(limit)
         with Session(self.engine) as s:
             return [
-                SecurityEventView(e.id, e.at, e.meter_id, e.event, e.detail) for e in s.scalars(q)
+                SecurityEventView(
+                    e.id, e.at, e.meter_id, e.event, e.detail, e.count, e.last_at or e.at
+                )
+                for e in s.scalars(q)
             ]
 
     def fleet_status(self) -> list[MeterStatus]:
@@ -660,9 +707,9 @@ class Store:
                 "readings": int(s.scalar(select(func.count()).select_from(Reading)) or 0),
                 "alarms": int(s.scalar(select(func.count()).select_from(Alarm)) or 0),
                 "security_events": int(
-                    s.scalar(select(func.count()).select_from(SecurityEvent)) or 0
+                    s.scalar(select(func.coalesce(func.sum(SecurityEvent.count), 0))) or 0
                 ),
                 "rejected_messages": int(
-                    s.scalar(select(func.count()).select_from(Quarantined)) or 0
+                    s.scalar(select(func.coalesce(func.sum(Quarantined.count), 0))) or 0
                 ),
             }

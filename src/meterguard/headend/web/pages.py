@@ -33,6 +33,7 @@ from meterguard.headend.api.deps import Services
 from meterguard.headend.api.guard import Guard
 from meterguard.headend.services.accounts import ACCOUNT_READERS, ROLES, Principal
 from meterguard.headend.services.commands import COMMAND_ROLES
+from meterguard.headend.store.audit import SUMMARY_WINDOW
 from meterguard.headend.web.charts import health_chart, usage_chart
 
 __all__ = ["PAGE_PUBLIC", "PageGuard", "add_pages"]
@@ -237,10 +238,17 @@ def add_pages(app: FastAPI, svc: Services) -> None:
 
     def panel_events() -> HTMLResponse:
         rows = [
-            {"at": _utc(e.at), "meter_id": e.meter_id, "event": e.event, "detail": e.detail}
+            {
+                "at": _utc(e.at),
+                "last": _utc(e.last_at),
+                "meter_id": e.meter_id,
+                "event": e.event,
+                "count": e.count,
+                "detail": e.detail,
+            }
             for e in store.security_event_rows(100)
         ]
-        return render("panel_events.html", events=rows)
+        return render("panel_events.html", events=rows, window=SUMMARY_WINDOW)
 
     @app.get("/ui/panel/{name}", response_class=HTMLResponse, include_in_schema=False)
     def panel(
