@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import socket
+import time
 
 import pytest
 
@@ -12,6 +13,7 @@ from meterguard.attacks.mqtt_access import SCENARIOS, AccessScenario, Setting, r
 from meterguard.attacks.probe import connect
 from meterguard.crypto.pki.authority import Authority
 from meterguard.crypto.pki.store import pem
+from meterguard.errors import NotFoundError
 from tests.integration.conftest import World
 
 pytestmark = pytest.mark.integration
@@ -99,3 +101,24 @@ def test_broker_pins_only_our_root(world: World) -> None:
     cert, key = world.meter("0000000044")
     probe = connect(world.broker.layout.device_port, path, cert, key)
     assert not probe.connected and probe.error and "CERTIFICATE_VERIFY_FAILED" in probe.error
+
+
+def test_a_revoked_service_identity_is_refused_on_the_service_listener(world: World) -> None:
+    """Item 11: the service listener checks the service CA's CRL too (it had none)."""
+    cert, key = world.service_client("headend-rogue-1")
+    other_cert, other_key = world.service_client("headend-ingest-7")
+    port = world.broker.layout.service_port
+    before = connect(port, world.root, cert, key, client_id="rogue-1")
+    assert before.connected, before.error
+    before.close()
+    assert world.pki.revoke_service("headend-rogue-1", now=dt.datetime.now(dt.UTC)) == 1
+    assert "headend-rogue-1" not in world.pki.registry.services
+    world.broker.sync(world.pki)
+    time.sleep(0.5)  # SIGHUP is asynchronous
+    after = connect(port, world.root, cert, key, client_id="rogue-1")
+    assert not after.connected
+    still = connect(port, world.root, other_cert, other_key, client_id="ingest-7")
+    assert still.connected, still.error
+    still.close()
+    with pytest.raises(NotFoundError):
+        world.pki.revoke_service("never-issued", now=dt.datetime.now(dt.UTC))

@@ -8,8 +8,8 @@ Two listeners, each with its own settings (``per_listener_settings true``):
   an ACL by user name that lets meter ``MGD…`` write only ``meters/<its id>/…``
   (data, alarms, events, status) and read only ``meters/<its id>/commands``;
 * the **service listener** for head-end workers: the same TLS settings, trust
-  limited to the root and the service CA, read on every meter's upstream
-  topics and write on command topics.
+  limited to the root and the service CA, the service CA's CRL, read on every
+  meter's upstream topics and write on command topics.
 
 Limits (MQ-5): connection count, packet size, QoS 1 at most, inflight and queue
 bounds, a keepalive ceiling. Persistence is on, because it is needed (MQ-5):
@@ -72,6 +72,8 @@ class BrokerLayout:
     service_trust: Path
     crl: Path
     run_as: str = "mosquitto"
+    service_crl: Path | None = None
+    """The service CA's CRL, checked on the service listener (None: a PKI from before it)."""
 
     @property
     def config(self) -> Path:
@@ -100,7 +102,14 @@ class BrokerLayout:
 
 
 def _listener(
-    port: int, host: str, layout: BrokerLayout, cafile: Path, acl: Path, max_conn: int, *, crl: bool
+    port: int,
+    host: str,
+    layout: BrokerLayout,
+    cafile: Path,
+    acl: Path,
+    max_conn: int,
+    *,
+    crl: Path | None,
 ) -> str:
     lines = [
         f"listener {port} {host}",
@@ -118,8 +127,8 @@ def _listener(
         f"max_connections {max_conn}",
         "max_qos 1",
     ]
-    if crl:
-        lines.append(f"crlfile {layout.crl}")
+    if crl is not None:
+        lines.append(f"crlfile {crl}")
     return "\n".join(lines)
 
 
@@ -165,7 +174,7 @@ def render(
                 layout.device_trust,
                 layout.device_acl,
                 lim.max_device_connections,
-                crl=True,
+                crl=layout.crl,
             ),
             "",
             _listener(
@@ -175,7 +184,7 @@ def render(
                 layout.service_trust,
                 layout.service_acl,
                 lim.max_service_connections,
-                crl=False,
+                crl=layout.service_crl,
             ),
             "",
         ]

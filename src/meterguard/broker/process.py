@@ -75,6 +75,8 @@ class ManagedBroker:
     ) -> ManagedBroker:
         """Create the broker directory from ``pki`` (server certificate, trust files, CRL)."""
         directory.mkdir(parents=True, exist_ok=True)
+        if not pki.service_crl_path.exists():  # a PKI created before the service CRL existed
+            pki.publish_service_crl(now=now)
         cert, key = pki.issue_server("broker", hosts=[host, "localhost"], now=now, out=directory)
         (directory / "device-trust.pem").write_bytes(pem(pki.root) + pem(pki.device.certificate))
         (directory / "service-trust.pem").write_bytes(pem(pki.root) + pem(pki.service.certificate))
@@ -89,6 +91,7 @@ class ManagedBroker:
             service_trust=directory / "service-trust.pem",
             crl=pki.crl_path,
             run_as=getpass.getuser(),
+            service_crl=pki.service_crl_path,
         )
         broker = cls(layout, limits, sorted(pki.registry.services))
         broker.write_config()

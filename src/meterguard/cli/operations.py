@@ -109,6 +109,32 @@ def pki_revoke(directory: Path, serial: str) -> None:
     click.echo(f"revoked {count} certificate(s) of meter {serial}; CRL at {store.crl_path}")
 
 
+@pki.command("revoke-service")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--name", required=True, help="The head-end identity (its certificate's CN).")
+def pki_revoke_service(directory: Path, name: str) -> None:
+    """Revoke a head-end identity's client certificates (the service CA's CRL).
+
+    The broker's service listener refuses them from its next reload (a running system's
+    watch reloads it within seconds) and its ACL no longer names the identity. In a
+    system's data directory the revocation is audited.
+    """
+    import time
+
+    from meterguard.crypto.pki.store import Pki
+    from meterguard.system.layout import DataLayout
+
+    store = _guarded(lambda: Pki.open(directory))
+    count = _guarded(lambda: store.revoke_service(name, now=dt.datetime.now(dt.UTC)))
+    if DataLayout(directory.parent).info.exists():
+        headend, _ = _join(directory.parent)
+        headend.store.audit.append(
+            at=int(time.time()), actor=_cli_actor(), target=f"service:{name}"[:128],
+            action="service_revoked", result="done", detail=f"{count} certificate(s)",
+        )  # fmt: skip
+    click.echo(f"revoked {count} certificate(s) of service {name}; CRL at {store.service_crl_path}")
+
+
 def _move(data: Path, mid: str, action: str) -> None:
     """A lifecycle move through the one service the API also calls."""
     import time

@@ -131,7 +131,7 @@ class HeadEnd:
         watch = RegistryWatch(
             store.registry,
             processor.admission,
-            crl=pki.crl_path,
+            crls=(pki.crl_path, pki.service_crl_path),
             revoked_by_pki=pki.revoked_meters,
             on_change=on_registry_change,
             every=watch_every,

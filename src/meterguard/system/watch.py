@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from meterguard.errors import TransportError
@@ -35,29 +35,34 @@ class RegistryWatch:
         registry: MeterRepository,
         admission: Admission,
         *,
-        crl: Path | None = None,
+        crls: Sequence[Path] = (),
         revoked_by_pki: Callable[[], set[str]] | None = None,
         on_change: Callable[[], None] | None = None,
         every: float = 1.0,
     ) -> None:
         self.registry = registry
         self.admission = admission
-        self.crl = crl
+        self.crls = tuple(crls)
+        """The CRL files watched (the device CA's and the service CA's)."""
         self.revoked_by_pki = revoked_by_pki
         self.on_change = on_change
         self.every = every
         self._version: int | None = None
-        self._crl_stamp: tuple[int, int] | None = None
+        self._crl_stamp: tuple[tuple[int, int], ...] | None = None
         self.changes = 0
 
     def _crl_changed(self) -> bool:
-        if self.crl is None:
+        if not self.crls:
             return False
-        try:
-            st = self.crl.stat()
-        except FileNotFoundError:
-            return False
-        stamp = (st.st_mtime_ns, st.st_size)
+        stamps = []
+        for path in self.crls:
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                stamps.append((0, 0))
+                continue
+            stamps.append((st.st_mtime_ns, st.st_size))
+        stamp = tuple(stamps)
         changed = stamp != self._crl_stamp
         self._crl_stamp = stamp
         return changed

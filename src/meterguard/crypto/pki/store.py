@@ -8,6 +8,7 @@ Layout of the PKI directory::
                                    and head-end client certificates
     registry.json                  registered meter serials, issued and revoked certificates
     crl.pem                        the device CA's CRL, re-published on every revocation
+    service-crl.pem                the service CA's CRL (the broker's service listener)
 
 Enrolment (PKI-4): a meter holds a long-lived **factory** certificate issued at
 manufacturing for a registered serial; it exchanges it for a short-lived
@@ -46,7 +47,7 @@ from meterguard.crypto.pki.authority import (
     meter_serial_from_certificate,
     subject_name,
 )
-from meterguard.errors import ConfigurationError, EnrolmentError
+from meterguard.errors import ConfigurationError, EnrolmentError, NotFoundError
 
 __all__ = [
     "FACTORY_VALIDITY",
@@ -106,6 +107,9 @@ class Registry:
     issued: dict[str, dict[str, Any]] = field(default_factory=dict)
     revoked: dict[str, str] = field(default_factory=dict)
     services: set[str] = field(default_factory=set)
+    service_issued: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Service client certificates: serial (hex) -> {"name", "not_after"}."""
+    service_revoked: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -114,6 +118,8 @@ class Registry:
             "issued": self.issued,
             "revoked": self.revoked,
             "services": sorted(self.services),
+            "service_issued": self.service_issued,
+            "service_revoked": self.service_revoked,
         }
 
     @classmethod
@@ -124,6 +130,8 @@ class Registry:
             dict(data["issued"]),
             dict(data["revoked"]),
             set(data.get("services", [])),
+            dict(data.get("service_issued", {})),
+            dict(data.get("service_revoked", {})),
         )
 
 
@@ -172,6 +180,7 @@ class Pki:
         )
         pki._save_registry()
         pki.publish_crl(now=now)
+        pki.publish_service_crl(now=now)
         return pki
 
     @classmethod
@@ -219,6 +228,11 @@ class Pki:
     def crl_path(self) -> Path:
         """Where the device CA's CRL is published."""
         return self.directory / "crl.pem"
+
+    @property
+    def service_crl_path(self) -> Path:
+        """Where the service CA's CRL is published (checked by the broker's service listener)."""
+        return self.directory / "service-crl.pem"
 
     # ------------------------------------------------------------------ meters
 
@@ -417,7 +431,45 @@ class Pki:
         )
         with self._update() as registry:
             registry.services.add(name)
+            registry.service_issued[f"{cert.serial_number:x}"] = {
+                "name": name,
+                "not_after": cert.not_valid_after_utc.isoformat(),
+            }
         return self._write_pair(out, name, cert, key)
+
+    def revoke_service(self, name: str, *, now: dt.datetime) -> int:
+        """Revoke every live client certificate of service ``name``; re-publish its CRL.
+
+        The name also leaves the broker's service ACL (after :meth:`ManagedBroker.sync`),
+        so even a stale CRL grants it nothing. Returns how many certificates were revoked.
+
+        Raises:
+            NotFoundError: no such service identity was ever issued.
+        """
+        count = 0
+        with self._update() as registry:
+            mine = [n for n, rec in registry.service_issued.items() if rec["name"] == name]
+            if not mine and name not in registry.services:
+                raise NotFoundError(f"no service identity {name[:64]!r}")
+            for number in mine:
+                rec = registry.service_issued[number]
+                live = dt.datetime.fromisoformat(rec["not_after"]) > now
+                if number not in registry.service_revoked and live:
+                    registry.service_revoked[number] = now.isoformat()
+                    count += 1
+            registry.services.discard(name)
+            self.publish_service_crl(now=now)
+        return count
+
+    def publish_service_crl(self, *, now: dt.datetime) -> Path:
+        """Write the service CA's CRL (PEM) and return its path."""
+        revoked = [
+            (int(n, 16), dt.datetime.fromisoformat(t))
+            for n, t in self.registry.service_revoked.items()
+        ]
+        crl = self.service.crl(revoked, now=now, next_update=CRL_NEXT_UPDATE)
+        _write(self.service_crl_path, crl.public_bytes(serialization.Encoding.PEM))
+        return self.service_crl_path
 
     def _write_pair(
         self, out: Path, name: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey
