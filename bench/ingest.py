@@ -18,6 +18,9 @@ Per mode (readings per message):
    from each message's *scheduled* send time to the commit of its rows.
 4. **flood** (``--flood``): half load plus one compromised meter publishing validly protected
    messages at 50x a legit meter's rate; legit delivery ratio and p99 against step 3.
+6. **alarm flood** (``--alarm-flood``, alone): the alarm lane, with every meter raising one
+   tamper alarm over 10 s while one meter floods its alarms topic at the broker's maximum
+   rate (``--flood-alarms`` validly protected alarms); p99 against the same alarms alone.
 5. **raw DB** baseline: the same rows written straight into a fresh database (SQLite
    ``executemany`` in one transaction, PostgreSQL ``COPY``) — rows/s.
 
@@ -58,6 +61,7 @@ from meterguard.headend.ingest.processor import IngestProcessor
 from meterguard.headend.ingest.worker import IngestWorker, WorkerSettings
 from meterguard.headend.store.db import open_database
 from meterguard.headend.store.repository import CommitOutcome, Store
+from meterguard.meter.device import TamperKind
 from meterguard.meter.fleet import Fleet
 
 SIM_START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -129,18 +133,65 @@ def messages(
 
 
 def frames(
-    world: World, msgs: list[tuple[int, bytes]], rate: float | None
+    world: World,
+    msgs: list[tuple[int, bytes]],
+    rate: float | None,
+    *,
+    topic: str = "data",
+    pid: list[int] | None = None,
 ) -> list[tuple[float, int, bytes]]:
     """PUBLISH frames (QoS 1, packet ids per connection) scheduled at ``rate`` messages/s."""
-    pid = [0] * len(world.ids)
+    pid = pid if pid is not None else [0] * len(world.ids)
     out = []
     for k, (i, apdu) in enumerate(msgs):
         pid[i] = pid[i] % 65535 + 1
         frame = mqtt5.PublishPacket(
-            f"meters/{world.ids[i]}/data", apdu, qos=mqtt5.QoS.AT_LEAST_ONCE, packet_id=pid[i]
+            f"meters/{world.ids[i]}/{topic}", apdu, qos=mqtt5.QoS.AT_LEAST_ONCE, packet_id=pid[i]
         ).write()
         out.append((0.0 if rate is None else k / rate, i, frame))
     return out
+
+
+def alarms(world: World, fleet: Fleet, first: int, per_meter: int) -> list[tuple[int, bytes]]:
+    """``per_meter`` protected tamper alarms from each meter of ``fleet`` (index + first)."""
+    out: list[tuple[int, bytes]] = []
+    for i in range(len(fleet)):
+        ek, ak, _ = fleet.keys(i)
+        world.titles[world.ids[first + i]] = (fleet.system_title(i), ek, ak)
+        for _ in range(per_meter):
+            fleet.tamper(
+                i, TamperKind.MAIN_COVER_OPEN, lambda j, apdu: out.append((first + j, apdu))
+            )
+    return out
+
+
+def alarm_flood(world: World, args: argparse.Namespace) -> None:
+    """DOS-3: each legit meter raises one tamper alarm while one meter floods its alarms topic
+    as fast as the broker takes it; the alarm lane's p99 against the same alarms without it."""
+    legit = alarms(world, Fleet.create(args.meters, now=SIM_START, first_serial=1000), 0, 1)
+    spread = 10.0
+    legit_plan = [(1.0 + k * spread / len(legit), i, f) for k, (_, i, f) in
+                  enumerate(frames(world, legit, None, topic="alarms"))]  # fmt: skip
+    flood_fleet = Fleet.create(1, now=SIM_START, first_serial=1000 + args.meters)
+    flood = alarms(world, flood_fleet, args.meters, args.flood_alarms)
+    flood_plan = frames(world, flood, None, topic="alarms")  # all due at once: max rate
+    bucket = (50.0, 500.0)  # the head-end's per-meter contract (system/headend.py)
+    print(f"\nalarm lane: {len(legit)} meters raise one tamper alarm each over {spread:.0f} s")
+    base = ingest_run(world, legit_plan, per_msg=1, expect_legit=len(legit), bucket=bucket,
+                      topics=("alarms",))  # fmt: skip
+    report_line("  alarms, no attack (baseline)", base)
+    fl = ingest_run(world, legit_plan, per_msg=1, expect_legit=len(legit), bucket=bucket,
+                    topics=("alarms",), attacker=flood_plan)  # fmt: skip
+    sent = fl.gen_sent
+    report_line(f"  alarms while 1 meter floods ({len(flood):,} alarms at max rate)", fl)
+    p99, b99 = percentile(fl.latencies, 0.99), percentile(base.latencies, 0.99)
+    print(
+        f"    other meters' alarms delivered {fl.legit_stored}/{fl.legit_expected};"
+        f" p99 {p99 * 1e3:.0f} ms (target <= 1000 ms), {p99 / b99:.2f}x the baseline's"
+        f" {b99 * 1e3:.0f} ms; flood sent {sent:,} in {fl.gen_seconds:.1f} s"
+        f" ({sent / max(fl.gen_seconds, 1e-9):,.0f} msg/s), throttled before crypto"
+        f" {fl.throttled:,}"
+    )
 
 
 def merge(
@@ -235,6 +286,8 @@ class IngestResult:
     cpu_gen: float
     throttled: int
     gen_late_p99: float
+    gen_sent: int = 0
+    gen_seconds: float = 0.0
 
 
 def ingest_run(
@@ -244,7 +297,11 @@ def ingest_run(
     per_msg: int,
     expect_legit: int,
     bucket: tuple[float, float] = (1e9, 1e9),
+    topics: tuple[str, ...] = ("data",),
+    attacker: list[tuple[float, int, bytes]] | None = None,
 ) -> IngestResult:
+    """``attacker`` frames come from a generator process of their own (its backpressure must
+    not delay the legit meters' sends: latency is measured from their scheduled times)."""
     store, handle = fresh_store(world, f"ingest{world.runs}")
     world.runs += 1
     for mid, (title, _, _) in world.titles.items():
@@ -290,7 +347,7 @@ def ingest_run(
             client_id=f"bench-ingest-{world.runs}",
             group=f"bench{world.runs}",
             session_expiry=0,
-            topics=("data",),
+            topics=topics,
         ),
         processor,
         store,
@@ -302,6 +359,7 @@ def ingest_run(
     thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
     thread.start()
     assert worker.connected.wait(10)
+    rogue = Generator(world, attacker, 0.3) if attacker else None
     gen = Generator(world, plan, 0.3)
     start = start_box[0] = gen.start
     broker_pid = world.broker.proc.pid  # type: ignore[union-attr]
@@ -319,6 +377,9 @@ def ingest_run(
     t_end = time.time()
     cpu_w, cpu_b = time.process_time() - cpu_w0, proc_cpu(broker_pid) - cpu_b0
     report = gen.report()
+    if rogue is not None:
+        flood = rogue.report()
+        report["sent"], report["seconds"] = flood["sent"], flood["seconds"]
     stop.set()
     thread.join(10)
     drop_store(store, handle)
@@ -336,6 +397,8 @@ def ingest_run(
         cpu_gen=report["cpu"],
         throttled=processor.stats["throttled"],
         gen_late_p99=report["late_p99"],
+        gen_sent=int(report.get("sent", 0)),
+        gen_seconds=float(report.get("seconds", 0.0)),
     )
 
 
@@ -400,6 +463,12 @@ def main() -> None:
     ap.add_argument("--per-msg", type=int, nargs="+", default=[1, 4])
     ap.add_argument("--flood", action="store_true")
     ap.add_argument(
+        "--alarm-flood",
+        action="store_true",
+        help="only the alarm-lane test: one meter floods its alarms topic (DOS-3)",
+    )
+    ap.add_argument("--flood-alarms", type=int, default=100_000)
+    ap.add_argument(
         "--db", default=None, help="PostgreSQL URL of an admin database (default SQLite)"
     )
     args = ap.parse_args()
@@ -409,6 +478,9 @@ def main() -> None:
             f"{args.messages:,} messages from {args.meters} meters, TLS 1.3 both sides, QoS 1, "
             f"{'PostgreSQL' if args.db else 'SQLite (WAL)'}; 2 cores shared by broker, generator, worker"
         )
+        if args.alarm_flood:
+            alarm_flood(world, args)
+            return
         for per_msg in args.per_msg:
             fleet = Fleet.create(args.meters, now=SIM_START, first_serial=1000)
             msgs = messages(world, fleet, 0, args.messages, per_msg)

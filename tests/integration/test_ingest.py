@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from meterguard.attacks.probe import Probe, connect
 from meterguard.crypto.keys import SecretKey
@@ -116,3 +117,35 @@ def test_readings_alarms_and_refusals(rig: tuple[Fleet, Store, IngestWorker, lis
     assert (store.last_counter("MGD0000000300") or 0) >= 9
     readings = store.readings("MGD0000000300", 0, 2**40)
     assert [r[1] for r in readings] == sorted(r[1] for r in readings)
+
+
+def test_one_meter_flooding_its_alarms_delays_no_other_meters_alarm(
+    rig: tuple[Fleet, Store, IngestWorker, list[Probe]],
+) -> None:
+    """Item 1 (DOS-3): a meter floods its alarms topic with validly protected alarms; another
+    meter's tamper alarm raised in the middle of the flood is stored, the flood is throttled
+    before any cryptography, and what the flood leaves in storage is a count, not rows.
+    (How fast, under a flood at the broker's maximum rate: ``bench/ingest.py --alarm-flood``.)"""
+    fleet, store, worker, probes = rig
+    flood: list[bytes] = []
+    for _ in range(3000):
+        fleet.tamper(1, TamperKind.MAGNETIC_FIELD, lambda _i, apdu: flood.append(apdu))
+    genuine: list[bytes] = []
+    fleet.tamper(0, TamperKind.MAIN_COVER_OPEN, lambda _i, apdu: genuine.append(apdu))
+    for k, apdu in enumerate(flood):  # QoS 0, as fast as the client can write
+        probes[1].client.publish("meters/MGD0000000301/alarms", apdu, qos=0)
+        if k == len(flood) // 2:
+            assert probes[0].publish("meters/MGD0000000300/alarms", genuine[0]) is not None
+    assert wait_for(
+        lambda: any(a.meter_id == "MGD0000000300" for a in store.alarm_rows()), timeout=30
+    )
+    seen = -1
+    while worker.processor.stats["throttled"] != seen:  # until the flood is drained
+        seen = worker.processor.stats["throttled"]
+        time.sleep(0.5)
+    flooded = sum(1 for a in store.alarm_rows() if a.meter_id == "MGD0000000301")
+    assert seen > 0 and flooded < len(flood) // 2, (seen, flooded)
+    with store.engine.connect() as c:
+        rows = c.execute(text("SELECT count(*) FROM quarantine")).scalar()
+        events = c.execute(text("SELECT count(*) FROM security_events")).scalar()
+    assert int(rows or 0) <= 3 and int(events or 0) <= 3, (rows, events)
