@@ -122,3 +122,20 @@ def test_a_revoked_service_identity_is_refused_on_the_service_listener(world: Wo
     still.close()
     with pytest.raises(NotFoundError):
         world.pki.revoke_service("never-issued", now=dt.datetime.now(dt.UTC))
+
+
+def test_a_factory_certificate_is_not_an_operational_identity(world: World) -> None:
+    """Item 5 (PKI-4): the 20-year factory certificate (same key, same CN) was accepted on the
+    device listener. It is now enrolment-only (no clientAuth): the TLS handshake refuses it,
+    while the operational certificate made from it connects."""
+    cert, key = world.meter("0000000051")
+    factory = cert.parent / "factory-chain.pem"
+    factory.write_bytes(
+        (cert.parent / "factory.pem").read_bytes() + pem(world.pki.device.certificate)
+    )
+    port = world.broker.layout.device_port
+    refused = connect(port, world.root, factory, key, client_id="MGD0000000051")
+    assert not refused.connected
+    ok = connect(port, world.root, cert, key, client_id="MGD0000000051")
+    assert ok.connected, ok.error
+    ok.close()

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from meterguard.crypto.pki.authority import METER_URN_PREFIX, build_csr, meter_id
+from meterguard.crypto.pki.authority import ENROLMENT_EKU, METER_URN_PREFIX, build_csr, meter_id
 from meterguard.crypto.pki.store import OPERATIONAL_VALIDITY, Pki
 from meterguard.errors import ConfigurationError, EnrolmentError
 
@@ -50,8 +50,11 @@ def test_meter_certificate_profile(pki: Pki) -> None:
     assert san.get_values_for_type(x509.UniformResourceIdentifier) == [METER_URN_PREFIX + SERIAL]
     assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    assert list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert list(eku) == [ENROLMENT_EKU]  # PKI-4: a factory certificate only enrols
     assert cert.public_key() == k.public_key()  # the CA never saw the private key
+    op = pki.simpleenroll(build_csr(k, SERIAL), factory=cert, now=NOW)
+    eku = op.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH]  # the operational one is the client
 
 
 def test_unregistered_serial_is_refused(pki: Pki) -> None:
@@ -118,7 +121,7 @@ def test_enrolment_and_renewal(pki: Pki) -> None:
     # An operational certificate cannot stand in for a factory one, nor the reverse.
     with pytest.raises(EnrolmentError, match="factory"):
         pki.simpleenroll(build_csr(k, SERIAL), factory=op, now=NOW)
-    with pytest.raises(EnrolmentError, match="operational"):
+    with pytest.raises(EnrolmentError, match=r"does not verify|operational"):
         pki.simplereenroll(build_csr(k, SERIAL), current=factory, now=NOW)
     # An expired certificate cannot renew.
     with pytest.raises(EnrolmentError, match="does not verify"):

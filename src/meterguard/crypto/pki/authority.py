@@ -43,6 +43,11 @@ __all__ = [
 ]
 
 METER_URN_PREFIX = "urn:meterguard:meter:"
+ENROLMENT_EKU = x509.ObjectIdentifier("2.25.218902070330560900936852736606278880607")
+"""The extended key usage of factory certificates: enrolment only (a UUID OID, X.667).
+
+Without clientAuth, TLS stacks refuse a factory certificate as a client identity (OpenSSL
+checks the ``ssl_client`` purpose), so only operational certificates reach the broker."""
 _HASH = hashes.SHA256()
 
 
@@ -206,9 +211,18 @@ class Authority:
         return builder.sign(self.key, _HASH)
 
     def issue_meter(
-        self, csr: x509.CertificateSigningRequest, *, now: dt.datetime, validity: dt.timedelta
+        self,
+        csr: x509.CertificateSigningRequest,
+        *,
+        now: dt.datetime,
+        validity: dt.timedelta,
+        usage: x509.ObjectIdentifier = ExtendedKeyUsageOID.CLIENT_AUTH,
     ) -> x509.Certificate:
-        """A meter certificate from a checked CSR (the caller checks registration)."""
+        """A meter certificate from a checked CSR (the caller checks registration).
+
+        ``usage``: clientAuth for operational certificates, :data:`ENROLMENT_EKU` for factory
+        ones.
+        """
         if not csr.is_signature_valid:
             raise EnrolmentError("CSR signature does not verify (no proof of possession)")
         key = csr.public_key()
@@ -220,7 +234,7 @@ class Authority:
             key,
             now=now,
             validity=validity,
-            usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+            usage=usage,
             san=[x509.UniformResourceIdentifier(METER_URN_PREFIX + serial)],
         )
 

@@ -11,11 +11,11 @@ Layout of the PKI directory::
     service-crl.pem                the service CA's CRL (the broker's service listener)
 
 Enrolment (PKI-4): a meter holds a long-lived **factory** certificate issued at
-manufacturing for a registered serial; it exchanges it for a short-lived
-**operational** certificate (``simpleenroll``, authenticated by the factory
-certificate) and renews that before expiry (``simplereenroll``, authenticated
-by the current one). Each request is a CSR signed with the meter's own key
-(PKI-2: the key never leaves the meter), whose names must match the
+manufacturing for a registered serial (usage: enrolment only, never a TLS client); it
+exchanges it for a short-lived **operational** certificate (``simpleenroll``,
+authenticated by the factory certificate) and renews that before expiry
+(``simplereenroll``, authenticated by the current one). Each request is a CSR signed with
+the meter's own key (PKI-2: the key never leaves the meter), whose names must match the
 authenticating certificate's.
 
 Private keys are written with mode 0600. This module does file IO only under
@@ -36,12 +36,14 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from meterguard.crypto.pki.authority import (
+    ENROLMENT_EKU,
     Authority,
     build_csr,
     meter_serial_from_certificate,
@@ -262,7 +264,7 @@ class Pki:
         serial = meter_serial_from_certificate(csr)
         if serial not in self.registry.serials:
             raise EnrolmentError(f"serial {serial} is not registered")
-        cert = self.device.issue_meter(csr, now=now, validity=FACTORY_VALIDITY)
+        cert = self.device.issue_meter(csr, now=now, validity=FACTORY_VALIDITY, usage=ENROLMENT_EKU)
         self._record(cert, "factory", serial)
         return cert
 
@@ -308,7 +310,11 @@ class Pki:
         kind: str,
         now: dt.datetime,
     ) -> x509.Certificate:
-        serial = self.verify_meter(auth, now=now)
+        serial = (
+            self._verify_factory(auth, now=now)
+            if kind == "factory"
+            else self.verify_meter(auth, now=now)
+        )
         record = self.registry.issued.get(format(auth.serial_number, "x"))
         if record is None or record["kind"] != kind:
             raise EnrolmentError(
@@ -344,6 +350,34 @@ class Pki:
         eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
         if ExtendedKeyUsageOID.CLIENT_AUTH not in eku:
             raise EnrolmentError("not a client certificate")
+        if format(cert.serial_number, "x") in self.registry.revoked:
+            raise EnrolmentError("certificate is revoked")
+        return meter_serial_from_certificate(cert)
+
+    def _verify_factory(self, cert: x509.Certificate, *, now: dt.datetime) -> str:
+        """Verify a factory certificate for enrolment: ours, in date, enrolment-only, live.
+
+        A path validator for TLS clients refuses it (it is not a client certificate, PKI-4),
+        so this checks it directly: issued by our device CA (whose chain to the root is ours),
+        within its validity, with the enrolment usage, not revoked. Returns the serial.
+
+        Raises:
+            EnrolmentError: anything wrong, with the reason.
+        """
+        try:
+            cert.verify_directly_issued_by(self.device.certificate)
+        except (ValueError, TypeError, InvalidSignature):
+            raise EnrolmentError(
+                "certificate does not verify: not issued by the device CA"
+            ) from None
+        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+            raise EnrolmentError("certificate does not verify: expired or not yet valid")
+        try:
+            eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        except x509.ExtensionNotFound:
+            raise EnrolmentError("not a factory certificate (no key usage)") from None
+        if list(eku) != [ENROLMENT_EKU]:
+            raise EnrolmentError("not a factory certificate (its usage is not enrolment only)")
         if format(cert.serial_number, "x") in self.registry.revoked:
             raise EnrolmentError("certificate is revoked")
         return meter_serial_from_certificate(cert)
