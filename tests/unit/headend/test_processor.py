@@ -39,6 +39,17 @@ def setup() -> tuple[Fleet, IngestProcessor, list[bytes]]:
     return fleet, proc, pushes
 
 
+def meter_protector(fleet: Fleet) -> ApduProtector:
+    """Protection with meter 0's own keys: pushes the meter could have made (or its thief)."""
+    ek, ak, _ = fleet.keys(0)
+    return ApduProtector(
+        key=GcmKey(ek),
+        authentication_key=ak,
+        system_title=fleet.system_title(0),
+        security=SecurityControl(),
+    )
+
+
 def test_token_bucket() -> None:
     b = TokenBucket(rate=2, burst=2)
     assert [b.allow(0.0) for _ in range(3)] == [True, True, False]
@@ -128,13 +139,7 @@ def test_a_young_meter_s_counter_zero_is_refused() -> None:
     """Issue 12, item 7: no push accepted yet, and a push under counter 0 (which the meter
     never uses: it starts at 1) is a replay of nothing, refused before any cryptography."""
     fleet, proc, _ = setup()
-    ek, ak, _ = fleet.keys(0)
-    protector = ApduProtector(
-        key=GcmKey(ek),
-        authentication_key=ak,
-        system_title=fleet.system_title(0),
-        security=SecurityControl(),
-    )
+    protector = meter_protector(fleet)
     note = DataNotification(
         1, None, Structure((OctetString(bytes(12)), DoubleLongUnsigned(1), DoubleLongUnsigned(0)))
     )
@@ -147,13 +152,7 @@ def test_readings_far_from_the_meters_clock_are_refused() -> None:
     """Issue 12, item 7: a verified push from a meter whose clock (or whose keys' holder)
     stamps a reading in 2001, or next year, is refused; a backlog inside the window is not."""
     fleet, proc, pushes = setup()
-    ek, ak, _ = fleet.keys(0)
-    protector = ApduProtector(
-        key=GcmKey(ek),
-        authentication_key=ak,
-        system_title=fleet.system_title(0),
-        security=SecurityControl(),
-    )
+    protector = meter_protector(fleet)
 
     def stamped(when: dt.datetime, ic: int) -> bytes:
         stamp = OctetString(CosemDateTime.from_datetime(when).to_bytes())
