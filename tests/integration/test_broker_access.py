@@ -8,12 +8,18 @@ import socket
 import time
 
 import pytest
+from sqlalchemy import text
 
 from meterguard.attacks.mqtt_access import SCENARIOS, AccessScenario, Setting, run
 from meterguard.attacks.probe import connect
+from meterguard.crypto.keys import SecretKey
+from meterguard.crypto.keystore import KeyStore, LocalKek
 from meterguard.crypto.pki.authority import Authority
 from meterguard.crypto.pki.store import pem
-from meterguard.errors import NotFoundError
+from meterguard.errors import AccessDeniedError, NotFoundError
+from meterguard.headend.services.meters import Meters
+from meterguard.headend.store.db import open_database
+from meterguard.headend.store.repository import Store
 from tests.integration.conftest import World
 
 pytestmark = pytest.mark.integration
@@ -111,7 +117,18 @@ def test_a_revoked_service_identity_is_refused_on_the_service_listener(world: Wo
     before = connect(port, world.root, cert, key, client_id="rogue-1")
     assert before.connected, before.error
     before.close()
-    assert world.pki.revoke_service("headend-rogue-1", now=dt.datetime.now(dt.UTC)) == 1
+    # Through the lifecycle service every entry point uses: the role is checked, it is audited.
+    store = Store(open_database(f"sqlite:///{world.base / 'svc-revoke.db'}"))
+    keys = KeyStore(world.base / "svc-revoke-keys.db", LocalKek(SecretKey.generate(32)))
+    meters = Meters(store.registry, world.pki, keys, store.audit)
+    with pytest.raises(AccessDeniedError):
+        meters.revoke_service("olga", "operator", "headend-rogue-1", now=int(time.time()))
+    assert (
+        meters.revoke_service("sam", "security_admin", "headend-rogue-1", now=int(time.time())) == 1
+    )
+    with store.engine.connect() as c:
+        trail = c.execute(text("SELECT actor, target, action FROM audit_entries")).all()
+    assert [tuple(r) for r in trail] == [("sam", "service:headend-rogue-1", "service_revoked")]
     assert "headend-rogue-1" not in world.pki.registry.services
     world.broker.sync(world.pki)
     time.sleep(0.5)  # SIGHUP is asynchronous

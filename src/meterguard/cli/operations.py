@@ -124,15 +124,19 @@ def pki_revoke_service(directory: Path, name: str) -> None:
     from meterguard.crypto.pki.store import Pki
     from meterguard.system.layout import DataLayout
 
-    store = _guarded(lambda: Pki.open(directory))
-    count = _guarded(lambda: store.revoke_service(name, now=dt.datetime.now(dt.UTC)))
-    if DataLayout(directory.parent).info.exists():
+    if DataLayout(directory.parent).info.exists():  # a system's PKI: through its service
         headend, _ = _join(directory.parent)
-        headend.store.audit.append(
-            at=int(time.time()), actor=_cli_actor(), target=f"service:{name}"[:128],
-            action="service_revoked", result="done", detail=f"{count} certificate(s)",
-        )  # fmt: skip
-    click.echo(f"revoked {count} certificate(s) of service {name}; CRL at {store.service_crl_path}")
+        count = _guarded(
+            lambda: headend.meters.revoke_service(
+                _cli_actor(), CLI_ROLE, name, now=int(time.time())
+            )
+        )
+        crl = headend.pki.service_crl_path
+    else:
+        store = _guarded(lambda: Pki.open(directory))
+        count = _guarded(lambda: store.revoke_service(name, now=dt.datetime.now(dt.UTC)))
+        crl = store.service_crl_path
+    click.echo(f"revoked {count} certificate(s) of service {name}; CRL at {crl}")
 
 
 def _move(data: Path, mid: str, action: str) -> None:

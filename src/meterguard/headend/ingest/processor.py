@@ -120,6 +120,12 @@ class Refused:
 
 
 @dataclass
+class _Sender:
+    bucket: TokenBucket
+    throttled: int = 0
+
+
+@dataclass
 class _Meter:
     unprotector: ApduUnprotector
     floor: PushFloor
@@ -156,7 +162,7 @@ class IngestProcessor:
     the simulated clock in the demo. With it, readings stamped outside ``[meter_clock() -
     MAX_AGE, meter_clock() + MAX_AHEAD]`` are refused (``implausible_time``)."""
     _meters: dict[str, _Meter] = field(default_factory=dict)
-    _buckets: dict[str, tuple[TokenBucket, list[int]]] = field(default_factory=dict)
+    _senders: dict[str, _Sender] = field(default_factory=dict)
     """Per meter id (also refused ones): its token bucket and how often it was throttled."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
     stats: dict[str, int] = field(
@@ -219,12 +225,12 @@ class IngestProcessor:
             return self._refuse(None, str(exc), None, kind="bad_topic")
         # Every message of an identity passes its bucket first (DOS-1/2): refused ones too,
         # so an oversized flood or a revoked meter's flood costs a dict lookup, not storage.
-        bucket, throttled = self._bucket(claimed)
-        if not bucket.allow(now):
+        sender = self._sender(claimed)
+        if not sender.bucket.allow(now):
             # DOS-2: refused before any cryptography; reported once per `chatty_after` refusals.
             self.stats["throttled"] += 1
-            throttled[0] += 1
-            event = "chatty_or_compromised" if throttled[0] % self.chatty_after == 1 else None
+            sender.throttled += 1
+            event = "chatty_or_compromised" if sender.throttled % self.chatty_after == 1 else None
             return Refused(claimed, "over its contract rate", event, kind="throttled")
         try:
             meter_id = self.admission.check(topic)
@@ -332,13 +338,13 @@ class IngestProcessor:
         self.stats["refused"] += 1
         return Refused(meter_id, reason, event, kind=kind)
 
-    def _bucket(self, meter_id: str) -> tuple[TokenBucket, list[int]]:
+    def _sender(self, meter_id: str) -> _Sender:
         """The identity's bucket (kept across key rotations; bounded in number)."""
-        got = self._buckets.get(meter_id)
+        got = self._senders.get(meter_id)
         if got is None:
-            if len(self._buckets) >= MAX_BUCKETS:  # ids are tied to certificates: rare
-                self._buckets.clear()
-            got = self._buckets[meter_id] = (TokenBucket(self.rate, self.burst), [0])
+            if len(self._senders) >= MAX_BUCKETS:  # ids are tied to certificates: rare
+                self._senders.clear()
+            got = self._senders[meter_id] = _Sender(TokenBucket(self.rate, self.burst))
         return got
 
     @staticmethod

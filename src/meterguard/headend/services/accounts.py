@@ -87,6 +87,20 @@ class SessionInfo:
         return f"SessionInfo(<token redacted>, {self.principal!r}, mfa_done={self.mfa_done})"
 
 
+@dataclass(frozen=True, slots=True)
+class AccountView:
+    """An account as security administrators see it (never a hash or a secret)."""
+
+    user_id: int
+    username: str
+    role: str
+    disabled: bool
+    mfa_failures: int
+    """Wrong second-factor codes in the current window."""
+    mfa_last_failure: int | None
+    mfa_locked_until: int | None
+
+
 def token_digest(token: str) -> bytes:
     """What is stored of a session token: its SHA-256."""
     return hashlib.sha256(token.encode()).digest()
@@ -267,20 +281,29 @@ class Accounts:
             self._repo.delete_session(digest)
             raise ended
 
-    def mfa_failures(self, *, now: int) -> dict[int, tuple[int, int | None, int | None]]:
-        """Per account: (wrong codes in the current window, last failure, locked until).
+    def accounts(self, *, now: int) -> list[AccountView]:
+        """Every account with its second-factor failures in the current window (API-7).
 
-        Only accounts with a failure in the last ``MFA_WINDOW`` or a lock still running.
+        Failures count while their window (``MFA_WINDOW`` from the first) is open; a lock is
+        shown while it runs.
         """
-        out = {}
-        for uid, (count, start, last, locked) in self._repo.mfa_status().items():
+        status = self._repo.mfa_status()
+        out = []
+        for uid, name, role, disabled in self._repo.users():
+            count, start, last, locked = status.get(uid, (0, None, None, None))
             recent = start is not None and start > now - MFA_WINDOW
-            if recent or (locked is not None and locked > now):
-                out[uid] = (
+            running = locked if locked is not None and locked > now else None
+            out.append(
+                AccountView(
+                    uid,
+                    name,
+                    role,
+                    disabled,
                     count if recent else 0,
-                    last,
-                    locked if locked and locked > now else None,
+                    last if recent or running else None,
+                    running,
                 )
+            )
         return out
 
     def finish_second_factor(self, token: str, who: Principal, *, now: int) -> SessionInfo:

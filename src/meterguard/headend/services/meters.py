@@ -53,6 +53,9 @@ class Certificates(Protocol):
     def revoke_meter(self, serial: str, *, now: dt.datetime) -> int:
         """Revoke the meter's certificates and re-publish the CRL."""
 
+    def revoke_service(self, name: str, *, now: dt.datetime) -> int:
+        """Revoke a head-end identity's client certificates (the service CA's CRL)."""
+
 
 class MeterKeys(Protocol):
     """The key store's side of a meter."""
@@ -98,6 +101,7 @@ ROLES: Mapping[str, frozenset[str]] = {
     "decommission": _INSTALLERS,
     # Revocation is the security administrator's alone (a compromised identity).
     "revoke": frozenset({"security_admin"}),
+    "revoke_service": frozenset({"security_admin"}),
 }
 """Who may make each move: the API's guards read this table, and so does the service."""
 
@@ -117,6 +121,28 @@ class Meters:
     def _allowed(action: str, role: str) -> None:
         if role not in ROLES[action]:
             raise AccessDeniedError(f"{action} of a meter is not for the {role} role")
+
+    def revoke_service(self, actor: str, role: str, name: str, *, now: int) -> int:
+        """Revoke a head-end service identity (its certificates; audited).
+
+        The broker's service listener refuses it from its next reload (the registry watch
+        reloads on the CRL file). Returns how many certificates were revoked.
+
+        Raises:
+            AccessDeniedError: the role may not revoke.
+            NotFoundError: no such service identity.
+        """
+        self._allowed("revoke_service", role)
+        count = self._pki.revoke_service(name, now=dt.datetime.fromtimestamp(now, dt.UTC))
+        self._audit.append(
+            at=now,
+            actor=actor,
+            target=f"service:{name}"[:128],
+            action="service_revoked",
+            result="done",
+            detail=f"{count} certificate(s)",
+        )
+        return count
 
     def provision(self, actor: str, role: str, serial: str, *, now: int) -> str:
         """Register a new meter: database row, PKI manufacturing record, a fresh DLMS key set.

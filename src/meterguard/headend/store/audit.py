@@ -22,7 +22,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import NotRequired, TypedDict
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, func, insert, select, update
 
 from meterguard.audit.log import AuditEntry, TreeHead
 from meterguard.audit.merkle import Frontier
@@ -32,10 +32,11 @@ from meterguard.headend.store.models import (
     AuditCosignature,
     AuditRecord,
     AuditTreeHead,
+    Quarantined,
     SecurityEvent,
 )
 
-__all__ = ["SUMMARY_WINDOW", "AuditWriter", "Fields"]
+__all__ = ["SUMMARY_WINDOW", "AuditWriter", "Fields", "count_in_window"]
 
 SUMMARY_WINDOW = 300
 """Seconds over which repeated refusals of one meter and kind are one row with a count."""
@@ -53,6 +54,38 @@ class Fields(TypedDict):
     result: str
     request_id: NotRequired[str]
     detail: NotRequired[str]
+
+
+def count_in_window(
+    conn: Connection,
+    table: type[SecurityEvent] | type[Quarantined],
+    match: ColumnElement[bool],
+    *,
+    meter_id: str | None,
+    count: int,
+    now: int,
+) -> bool:
+    """Add ``count`` to the meter's open summary row matching ``match``; False if none.
+
+    A row is open for ``SUMMARY_WINDOW`` seconds after it was first written; without one the
+    caller writes a new row. This keeps repeats at one row per meter, kind and window.
+    """
+    row = conn.execute(
+        select(table.id)
+        .where(
+            table.meter_id.is_(None) if meter_id is None else table.meter_id == meter_id,
+            match,
+            table.at > now - SUMMARY_WINDOW,
+        )
+        .order_by(table.id.desc())
+        .limit(1)
+    ).scalar()
+    if row is None:
+        return False
+    conn.execute(
+        update(table).where(table.id == row).values(count=table.count + count, last_at=now)
+    )
+    return True
 
 
 class AuditWriter:
@@ -189,26 +222,15 @@ class AuditWriter:
         seconds of the row that opened the window are added to that row's count: one row and
         one audit entry per meter, event and window, however many arrive.
         """
-        if summarise:
-            row = conn.execute(
-                select(SecurityEvent.id)
-                .where(
-                    SecurityEvent.meter_id.is_(None)
-                    if meter_id is None
-                    else SecurityEvent.meter_id == meter_id,
-                    SecurityEvent.event == event,
-                    SecurityEvent.at > at - SUMMARY_WINDOW,
-                )
-                .order_by(SecurityEvent.id.desc())
-                .limit(1)
-            ).scalar()
-            if row is not None:
-                conn.execute(
-                    update(SecurityEvent)
-                    .where(SecurityEvent.id == row)
-                    .values(count=SecurityEvent.count + count, last_at=at)
-                )
-                return
+        if summarise and count_in_window(
+            conn,
+            SecurityEvent,
+            SecurityEvent.event == event,
+            meter_id=meter_id,
+            count=count,
+            now=at,
+        ):
+            return
         conn.execute(
             insert(SecurityEvent).values(
                 at=at, meter_id=meter_id, event=event, detail=detail[:1000], count=count, last_at=at

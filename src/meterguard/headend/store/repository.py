@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from meterguard.errors import TransportError
 from meterguard.headend.store.accounts import AccountRepository
-from meterguard.headend.store.audit import SUMMARY_WINDOW, AuditWriter, Fields
+from meterguard.headend.store.audit import AuditWriter, Fields, count_in_window
 from meterguard.headend.store.billing import BillingRepository
 from meterguard.headend.store.commands import CommandRepository
 from meterguard.headend.store.meters import MeterRepository
@@ -504,24 +504,14 @@ class Store:
             if r.event is not None:
                 by_event.setdefault((r.meter_id, r.event), []).append(r)
         for (meter, kind), rows in by_kind.items():
-            row = conn.execute(
-                select(Quarantined.id)
-                .where(
-                    Quarantined.meter_id.is_(None)
-                    if meter is None
-                    else Quarantined.meter_id == meter,
-                    Quarantined.kind == kind,
-                    Quarantined.at > now - SUMMARY_WINDOW,
-                )
-                .order_by(Quarantined.id.desc())
-                .limit(1)
-            ).scalar()
-            if row is not None:
-                conn.execute(
-                    update(Quarantined)
-                    .where(Quarantined.id == row)
-                    .values(count=Quarantined.count + len(rows), last_at=now)
-                )
+            if count_in_window(
+                conn,
+                Quarantined,
+                Quarantined.kind == kind,
+                meter_id=meter,
+                count=len(rows),
+                now=now,
+            ):
                 continue
             first = rows[0]
             conn.execute(

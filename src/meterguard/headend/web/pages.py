@@ -218,22 +218,20 @@ def add_pages(app: FastAPI, svc: Services) -> None:
     def panel_accounts(who: Principal) -> HTMLResponse:
         if who.role not in ACCOUNT_READERS:
             raise HTTPException(404)
-        now = svc.now()
-        failures = accounts.mfa_failures(now=now)
-        rows: list[dict[str, Any]] = []
-        for uid, name, role, disabled in accounts.users():
-            count, last, locked = failures.get(uid, (0, None, None))
-            rows.append(
-                {
-                    "name": name,
-                    "role": role,
-                    "disabled": disabled,
-                    "failures": count,
-                    "last": _utc(last) if last else "",
-                    "locked": _utc(locked) if locked else "",
-                }
-            )
-        rows.sort(key=lambda r: (-r["failures"], r["name"]))
+        listed = sorted(
+            accounts.accounts(now=svc.now()), key=lambda a: (-a.mfa_failures, a.username)
+        )
+        rows = [
+            {
+                "name": a.username,
+                "role": a.role,
+                "disabled": a.disabled,
+                "failures": a.mfa_failures,
+                "last": _utc(a.mfa_last_failure) if a.mfa_last_failure else "",
+                "locked": _utc(a.mfa_locked_until) if a.mfa_locked_until else "",
+            }
+            for a in listed
+        ]
         return render("panel_accounts.html", accounts=rows[:FLEET_ROWS], total=len(rows))
 
     def panel_events() -> HTMLResponse:

@@ -97,22 +97,20 @@ user_readers = Guard(ACCOUNT_READERS)
 @router.get("/api/v1/users", response_model=UserList)
 def users(svc: Svc, _who: Annotated[Principal, Depends(user_readers)]) -> UserList:
     """Every account (never a hash or a secret), with its recent second-factor failures."""
-    failures = svc.accounts.mfa_failures(now=svc.now())
-    out = []
-    for i, n, r, d in svc.accounts.users():
-        count, last, locked = failures.get(i, (0, None, None))
-        out.append(
+    return UserList(
+        users=[
             UserView(
-                id=i,
-                username=n,
-                role=r,
-                disabled=d,
-                mfa_failures=count,
-                mfa_last_failure=last,
-                mfa_locked_until=locked,
+                id=a.user_id,
+                username=a.username,
+                role=a.role,
+                disabled=a.disabled,
+                mfa_failures=a.mfa_failures,
+                mfa_last_failure=a.mfa_last_failure,
+                mfa_locked_until=a.mfa_locked_until,
             )
-        )
-    return UserList(users=out)
+            for a in svc.accounts.accounts(now=svc.now())
+        ]
+    )
 
 
 @router.post("/api/v1/users", response_model=CreatedUser, status_code=201)
