@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from meterguard.broker.monitor import LogMonitor, SessionTakeover
+from meterguard.broker.monitor import LogMonitor
 from meterguard.broker.process import ManagedBroker, free_port
 from meterguard.clock import SimulatedClock
 from meterguard.crypto.pki.store import Pki
@@ -62,7 +62,14 @@ from meterguard.meter.device import TamperKind
 from meterguard.meter.fleet import Fleet
 from meterguard.meter.transport.mqtt import MeterMqttClient, MqttSettings, Outbox
 from meterguard.system.config import RunInfo, SystemConfig
-from meterguard.system.headend import HEADEND_TITLE, LANES, HeadEnd, signing_key
+from meterguard.system.headend import (
+    HEADEND_TITLE,
+    LANES,
+    SERVICE_IDENTITIES,
+    HeadEnd,
+    service_identity,
+    signing_key,
+)
 from meterguard.system.layout import DataLayout
 from meterguard.system.lock import DataLock
 
@@ -78,6 +85,8 @@ TARIFFS = (
     ),
 )
 BILL_EVERY = 10.0
+ALARM_RESEND_EVERY = 20.0
+"""Wall seconds between re-sends of the meters' unacknowledged alarms (TAMP-3)."""
 DEMO_USERS = (
     ("alice", "consumer", (meter_id(FIRST_SERIAL),)),
     ("olga", "operator", ()),
@@ -123,6 +132,7 @@ class DemoSystem:
     web_port: int = 0
     _inbox: queue.Queue[tuple[int, bytes]] = field(default_factory=queue.Queue)
     _last_bills: float = 0.0
+    _last_resend: float = 0.0
     _monitor: LogMonitor | None = None
     log: list[str] = field(default_factory=list)
     _lock: DataLock | None = None
@@ -181,9 +191,8 @@ class DemoSystem:
         for mid in ids:
             if not (layout.meter(mid) / "tls.pem").exists():
                 self.pki.enrol_meter(mid[3:], layout.meter(mid), now=now)
-        for name, _ in (*LANES[:1], ("headend-commands-1", ())):
-            if not layout.service(name)[0].exists():
-                self.pki.issue_service_client(name, now=now, out=layout.headend)
+        for name in SERVICE_IDENTITIES:
+            service_identity(self.pki, layout, name, now=now)
         command_key = signing_key(layout.headend, "command-key")
         self.fleet.trust_commands(command_key.verifying_key(), HEADEND_TITLE)
         self.broker = ManagedBroker.prepare(layout.broker, self.pki, host=cfg.host, now=now)
@@ -320,23 +329,18 @@ class DemoSystem:
         self._commands()
         self._control()
         self._broker_events()
+        if time.monotonic() - self._last_resend >= ALARM_RESEND_EVERY:
+            self._last_resend = time.monotonic()
+            self.fleet.resend_pending(self._publisher("alarms"))
         if time.monotonic() - self._last_bills >= BILL_EVERY:
             self.bill_days()
         return stats.readings
 
     def _broker_events(self) -> None:
-        """Record what the broker's log shows of client-id takeovers (MQ-4) as security events."""
-        if self._monitor is None or self.store is None:
+        """Hand what the broker's log shows of sessions to the head-end's guard (MQ-4)."""
+        if self._monitor is None or self.headend is None:
             return
-        now = int(time.time())
-        for ev in self._monitor.poll():
-            if isinstance(ev, SessionTakeover):
-                event, detail = "session_taken_over", f"client id {ev.client_id} connected again"
-            else:
-                event = "client_id_mismatch"
-                detail = f"{ev.username} connected from {ev.peer} as client id {ev.client_id}"
-            self.store.security_event(at=now, event=event, detail=detail, meter_id=ev.client_id)
-            self.log.append(f"security: {event} ({ev.client_id})")
+        self.log.extend(self.headend.guard.observe(self._monitor.poll(), now=int(time.time())))
 
     def _publisher(self, topic: str) -> Callable[[int, bytes], None]:
         def publish(i: int, apdu: bytes) -> None:

@@ -6,6 +6,7 @@ import datetime as dt
 import itertools
 import socket
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -18,6 +19,7 @@ from meterguard.crypto.pki.authority import Authority
 from meterguard.crypto.pki.store import pem
 from meterguard.errors import AccessDeniedError, NotFoundError
 from meterguard.headend.services.meters import Meters
+from meterguard.headend.services.sessions import TAKEOVER_LIMIT, TakeoverGuard
 from meterguard.headend.store.db import open_database
 from meterguard.headend.store.repository import Store
 from tests.integration.conftest import World
@@ -79,24 +81,56 @@ def test_device_listener_refuses_plain_mqtt(world: World) -> None:
     assert not data.startswith(b"\x20")  # never a CONNACK
 
 
-def test_service_listener_grants_meters_nothing(world: World) -> None:
-    # A meter certificate chains to the shared root, so TLS lets it in; the service ACL,
-    # by user name, gives an unknown name nothing: no reading of others, no commands.
+def test_a_meter_certificate_does_not_chain_on_the_service_listener(world: World) -> None:
+    # MQ-4: meters have a root of their own, which the service listener does not trust: a
+    # meter certificate cannot even open a TLS session there (it was let in and given nothing).
     cert, key = world.meter("0000000043")
     probe = connect(world.broker.layout.service_port, world.root, cert, key, client_id="m43")
-    if probe.connected:
-        granted = probe.subscribe("meters/+/data")
-        other_cert, other_key = world.meter("0000000045")
-        other = connect(
-            world.broker.layout.device_port, world.root, other_cert, other_key, client_id="m45"
-        )
-        other.publish("meters/MGD0000000045/data", b"private")
-        rc = probe.publish("meters/MGD0000000045/commands", b"disconnect!")
-        leaked = probe.wait_messages(1, timeout=1.0)
-        other.close()
-        assert rc is not None and rc.is_failure
-        assert leaked == [] or all(g.is_failure for g in granted)
+    assert not probe.connected
     probe.close()
+    ok = connect(world.broker.layout.device_port, world.root, cert, key)
+    assert ok.connected, ok.error  # the same certificate is fine where it belongs
+    ok.close()
+
+
+def test_a_cloned_meter_identity_is_quarantined(world: World, tmp_path: Path) -> None:
+    """MQ-4: two devices with one meter's key keep taking its session over; the head-end's
+    guard quarantines the identity (certificates on hold) and the broker then refuses it."""
+    cert, key = world.meter("0000000046")
+    mid = "MGD0000000046"
+    store = Store(open_database(f"sqlite:///{tmp_path / 'q.db'}"))
+    keys = KeyStore(tmp_path / "q-keys.db", LocalKek(SecretKey.generate(32)))
+    meters = Meters(store.registry, world.pki, keys, store.audit)
+    store.registry.add_meter(mid, serial=mid[3:], system_title=b"MGD" + bytes(5), now=0)
+    guard = TakeoverGuard(meters, store)
+    monitor = world.broker.monitor()
+    monitor.skip_existing()
+    port = world.broker.layout.device_port
+    genuine = connect(port, world.root, cert, key, client_id=mid)
+    assert genuine.connected, genuine.error
+    clones = []
+    for _ in range(TAKEOVER_LIMIT):
+        clones.append(connect(port, world.root, cert, key, client_id="clone"))
+        time.sleep(0.2)
+    deadline = time.monotonic() + 5
+    while not guard.quarantined and time.monotonic() < deadline:
+        guard.observe(monitor.poll(), now=int(time.time()))
+        time.sleep(0.1)
+    for c in (genuine, *clones):
+        c.close()
+    assert guard.quarantined == [mid]
+    assert store.registry.state(mid) == "quarantined"
+    world.broker.sync(world.pki)  # the head-end that owns the broker reloads on the change
+    time.sleep(0.5)  # SIGHUP is asynchronous
+    again = connect(port, world.root, cert, key)
+    assert not again.connected  # on hold: the CRL lists it
+    again.close()
+    meters.move("sam", "security_admin", mid, "release", now=int(time.time()))
+    world.broker.sync(world.pki)
+    time.sleep(0.5)
+    released = connect(port, world.root, cert, key)
+    assert released.connected, released.error
+    released.close()
 
 
 def test_broker_pins_only_our_root(world: World) -> None:

@@ -30,6 +30,8 @@ from meterguard.headend.store.models import AuditRecord
 from meterguard.headend.store.repository import Store
 from meterguard.meter.fleet import Fleet
 from meterguard.meter.logbook import EventCode
+from meterguard.meter.rules import TamperKind
+from meterguard.system.acks import AlarmAcks
 
 pytestmark = pytest.mark.integration
 
@@ -281,3 +283,59 @@ def test_on_demand_read_is_signed_answered_and_audited(store: Store) -> None:
     assert ("olga", "on_demand_read", "signed_and_sent") in _audit(store)
     # A replayed read is refused like any other command.
     assert rig.deliver(1, rig.sent[-1][1]) is None
+
+
+def test_a_throttled_meters_alarm_arrives_in_the_end_and_is_acknowledged(store: Store) -> None:
+    """TAMP-3 (issue 12 item 1): a meter floods its own alarms topic and its genuine tamper
+    alarm is throttled with the flood; the meter keeps it pending and re-sends it, the head-end
+    stores it once the flood is over and acknowledges it (signed, counted, audited), and the
+    meter stops re-sending."""
+    rig = Rig(store)
+    rig.processor = IngestProcessor(
+        Admission(known=set(rig.ids), revoked=set()),
+        rig.keys.__getitem__,
+        store.last_counter,
+        rate=1,
+        burst=5,
+    )
+    acks = AlarmAcks(rig.commands.acknowledge_alarms)
+    mid, topic = rig.ids[0], f"meters/{rig.ids[0]}/alarms"
+    for _ in range(50):  # the flood: junk on its own alarms topic, throttled before crypto
+        rig.processor.handle(topic, b"\xdb" + bytes(60), now=10.0)
+    seq = rig.fleet.tamper(0, TamperKind.MAIN_COVER_OPEN, rig.push("alarms"))  # type: ignore[arg-type]
+    [(t, apdu)] = rig.pushed
+    rig.pushed.clear()
+    out = rig.processor.handle(t, apdu, now=10.5)
+    assert isinstance(out, Refused) and out.kind == "throttled"  # lost, as before the fix...
+    assert rig.fleet.pending_alarms(0) == [seq]  # ...but the meter still holds it
+
+    def ingest(now: float) -> None:
+        accepted = []
+        for topic_, payload in rig.pushed:
+            got = rig.processor.handle(topic_, payload, now=now)
+            assert not isinstance(got, Refused), got
+            accepted.append(got)
+        rig.pushed.clear()
+        acks.offer(store.commit_ingest(accepted, [], now=int(now)))
+
+    # The flood is over; the meter's periodic re-send arrives under a fresh counter.
+    assert rig.fleet.resend_pending(rig.push("alarms")) == 1  # type: ignore[arg-type]
+    ingest(now=30.0)
+    assert [a.sequence for a in store.alarm_rows([mid])] == [seq]
+    assert rig.sent == []  # nothing acknowledged before the acknowledger's round
+    assert acks.flush(now=31) == 1
+    [(to, envelope)] = rig.sent
+    assert to == mid
+    result = rig.deliver(0, envelope)
+    assert result is not None and result.result == 0
+    assert rig.fleet.pending_alarms(0) == [] and rig.fleet.resend_pending(rig.push("alarms")) == 0  # type: ignore[arg-type]
+    ingest(now=32.0)  # the acknowledgement's own result comes back as a command result
+    [cmd] = [c for c in rig.commands.list(meter_id=mid) if c.kind == "alarm_ack"]
+    assert cmd.state == "executed" and cmd.proposed_by == "system:ingest"
+    assert ("system:ingest", "alarm_acknowledged", "signed_and_sent") in _audit(store)
+    # A re-send that crossed the acknowledgement is stored once and acknowledged again.
+    rig.fleet.a["pending"][0][0] = (seq, int(TamperKind.MAIN_COVER_OPEN.code), 0)
+    rig.fleet.resend_pending(rig.push("alarms"))  # type: ignore[arg-type]
+    ingest(now=40.0)
+    assert [a.sequence for a in store.alarm_rows([mid])] == [seq]
+    assert acks.flush(now=41) == 1

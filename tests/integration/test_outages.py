@@ -101,6 +101,10 @@ class DbProxy:
         self.listener.close()
 
 
+WORKERS = ("ingest-restart", "ingest-db-outage", "ingest-bulk", "ingest-alarms")
+"""The workers' service identities, issued before the broker starts."""
+
+
 @dataclass
 class Rig:
     base: Path
@@ -124,10 +128,9 @@ class Rig:
     def worker(
         self, store: Store, client_id: str, *, topics: tuple[str, ...], processor: IngestProcessor
     ) -> IngestWorker:
-        cert, key = (
-            self.base / "svc" / "headend-ingest-t.pem",
-            self.base / "svc" / "headend-ingest-t.key",
-        )
+        # Each worker its own identity: the broker makes the certificate's name the client id.
+        assert client_id in WORKERS
+        cert, key = self.base / "svc" / f"{client_id}.pem", self.base / "svc" / f"{client_id}.key"
         w = IngestWorker(
             WorkerSettings(
                 "127.0.0.1",
@@ -177,7 +180,8 @@ def processor(rig: Rig, store: Store) -> IngestProcessor:
 def rig(tmp_path: Path) -> Iterator[Rig]:
     now = dt.datetime.now(dt.UTC)
     pki = Pki.init(tmp_path / "pki", now=now)
-    pki.issue_service_client("headend-ingest-t", now=now, out=tmp_path / "svc")
+    for name in WORKERS:
+        pki.issue_service_client(name, now=now, out=tmp_path / "svc")
     broker = ManagedBroker.prepare(tmp_path / "broker", pki, now=now)
     broker.start()
     fleet = Fleet.create(METERS, now=SIM, first_serial=500)

@@ -36,9 +36,10 @@ class AccessScenario:
     credential: str
     """none | valid | expired | revoked | foreign-ca | server-cert | service-client"""
     action: str
-    """connect | publish-other | subscribe-all | read-other-commands | takeover"""
+    """connect | publish-other | subscribe-all | read-other-commands | takeover |
+    takeover-worker"""
     expect: str
-    """refused | denied | victim-disconnected"""
+    """refused | denied | victim-undisturbed"""
 
 
 SCENARIOS: tuple[AccessScenario, ...] = (
@@ -121,7 +122,25 @@ SCENARIOS: tuple[AccessScenario, ...] = (
         "a valid meter connects with the victim's client id",
         "valid",
         "takeover",
-        "victim-disconnected",
+        "victim-undisturbed",
+    ),
+    AccessScenario(
+        "worker-client-id-takeover",
+        "denial of service",
+        "MQ-4",
+        "a valid meter connects with a head-end ingest worker's client id",
+        "valid",
+        "takeover-worker",
+        "victim-undisturbed",
+    ),
+    AccessScenario(
+        "service-cert-on-device-listener",
+        "unauthorized access",
+        "MQ-4",
+        "a head-end service certificate presented on the device listener",
+        "service-client",
+        "connect",
+        "refused",
     ),
 )
 
@@ -197,6 +216,8 @@ def _credential(s: AccessScenario, setting: Setting) -> tuple[Path | None, Path 
         return _meter_files(setting, s.id, foreign)
     if s.credential == "server-cert":
         return setting.broker.layout.server_cert, setting.broker.layout.server_key
+    if s.credential == "service-client":
+        return _service_client(setting, "headend-probe")
     raise ValueError(f"unknown credential {s.credential}")
 
 
@@ -239,24 +260,57 @@ def _act(s: AccessScenario, setting: Setting, attacker: Probe) -> Outcome:
         return Outcome(refused or not leaked, f"SUBACK {granted}; received {leaked}")
     if s.action == "takeover":
         victim = connect(port, setting.root, *setting.victim, client_id=victim_id)
+        return _takeover(setting, s, victim, victim_id)
+    if s.action == "takeover-worker":
+        cert, key = _service_client(setting, "headend-ingest-probe")
+        worker = connect(
+            setting.broker.layout.service_port,
+            setting.root,
+            cert,
+            key,
+            client_id="headend-ingest-probe",
+        )
+        return _takeover(setting, s, worker, "headend-ingest-probe")
+    return Outcome(False, f"unknown action {s.action}")
+
+
+def _takeover(setting: Setting, s: AccessScenario, victim: Probe, victim_id: str) -> Outcome:
+    """The attacker (another valid meter) reconnects with the victim's client id.
+
+    MQ-4: the broker makes every client id its certificate's name, so the impostor gets a
+    session of its own: the victim stays connected, and nothing can be written as the victim.
+    """
+    try:
+        if not victim.connected:
+            return Outcome(False, f"the victim could not connect: {victim.error}")
+        impostor = connect(
+            setting.broker.layout.device_port,
+            setting.root,
+            *_credential_files(setting, s),
+            client_id=victim_id,
+        )
         try:
-            # The attacker (a different valid meter) reconnects with the victim's client id.
-            attacker.client.disconnect()
-            attacker.client.loop_stop()
-            impostor = connect(
-                port, setting.root, *_credential_files(setting, s), client_id=victim_id
-            )
-            deadline = time.monotonic() + 3
+            deadline = time.monotonic() + 2
             while victim.connected and time.monotonic() < deadline:
                 time.sleep(0.05)
-            # MQ-4: it knocks the victim off (Mosquitto 2.0), but cannot write as the victim.
             rc = impostor.publish(upstream_topic(victim_id, "data"), b"forged reading")
-            impostor.close()
-            ok = (not victim.connected) and rc is not None and rc.is_failure
-            return Outcome(ok, f"victim disconnect rc={victim.disconnect_rc}; impostor PUBACK {rc}")
         finally:
-            victim.close()
-    return Outcome(False, f"unknown action {s.action}")
+            impostor.close()
+        ok = victim.connected and rc is not None and rc.is_failure
+        return Outcome(
+            ok, f"victim connected={victim.connected} rc={victim.disconnect_rc}; impostor {rc}"
+        )
+    finally:
+        victim.close()
+
+
+def _service_client(setting: Setting, name: str) -> tuple[Path, Path]:
+    files = setting.pki.issue_service_client(
+        name, now=dt.datetime.now(dt.UTC), out=setting.workdir / "svc"
+    )
+    setting.broker.sync(setting.pki)
+    time.sleep(0.3)  # SIGHUP is asynchronous
+    return files
 
 
 def _victim_traffic(setting: Setting, attacker: Probe) -> list[tuple[str, bytes]]:
@@ -265,11 +319,7 @@ def _victim_traffic(setting: Setting, attacker: Probe) -> list[tuple[str, bytes]
     victim = connect(
         layout.device_port, setting.root, *setting.victim, client_id=f"{setting.victim_id}-probe"
     )
-    cert, key = setting.pki.issue_service_client(
-        "headend-probe", now=dt.datetime.now(dt.UTC), out=setting.workdir / "svc"
-    )
-    setting.broker.sync(setting.pki)
-    time.sleep(0.3)
+    cert, key = _service_client(setting, "headend-probe")
     headend = connect(layout.service_port, setting.root, cert, key, client_id="headend-probe")
     try:
         victim.publish(upstream_topic(setting.victim_id, "data"), b"victim reading")

@@ -3,12 +3,14 @@
 Two listeners, each with its own settings (``per_listener_settings true``):
 
 * the **device listener**: TLS only (1.2 minimum, AEAD ECDHE suites only),
-  ``require_certificate`` with the certificate CN as user name, trust limited
-  to the root and the device CA, the device CA's CRL, no anonymous access, and
+  ``require_certificate`` with the certificate CN as user name *and* as client id
+  (``use_username_as_clientid``: no client-id takeover across identities, MQ-4), trust
+  limited to the device root and the device CA, the device CA's CRL, no anonymous access, and
   an ACL by user name that lets meter ``MGD…`` write only ``meters/<its id>/…``
   (data, alarms, events, status) and read only ``meters/<its id>/commands``;
-* the **service listener** for head-end workers: the same TLS settings, trust
-  limited to the root and the service CA, the service CA's CRL, read on every
+* the **service listener** for head-end workers: the same TLS settings and client-id
+  binding (each worker has an identity of its own), trust limited to the
+  infrastructure root and the service CA, the service CA's CRL, read on every
   meter's upstream topics and write on command topics.
 
 Limits (MQ-5): connection count, packet size, QoS 1 at most, inflight and queue
@@ -17,8 +19,11 @@ the head-end workers' sessions and the readings queued for them must survive
 a broker restart (REL-1). Mosquitto saves its state on shutdown and every
 ``autosave_interval`` seconds; a broker killed with SIGKILL loses what arrived
 since the last save (the meters' outboxes resend only what the broker never
-acknowledged). This module only renders text; :mod:`meterguard.broker.process`
-writes and runs it.
+acknowledged). Known limit of Mosquitto 2.0 (2.0.11 to 2.0.18 at least): a reload (SIGHUP,
+which every CRL change needs) drops the persistent session of a client that is offline at
+that moment, with what was queued for it -- ``mosquitto_security_apply_default`` cannot
+re-check a client without a listener and disconnects it (ADR 11). This module only renders
+text; :mod:`meterguard.broker.process` writes and runs it.
 """
 
 from __future__ import annotations
@@ -117,6 +122,9 @@ def _listener(
         "allow_anonymous false",
         "require_certificate true",
         "use_identity_as_username true",
+        # MQ-4: the client id is the certificate's name, whatever the client asked for, so no
+        # identity can take another's session (a meter another meter's, or a worker's).
+        "use_username_as_clientid true",
         f"cafile {cafile}",
         f"certfile {layout.server_cert}",
         f"keyfile {layout.server_key}",
@@ -138,8 +146,9 @@ def render(
     """Return the broker's files: configuration and both ACLs.
 
     ``service_users`` are the head-end workers' certificate CNs. They are listed by
-    name: a meter certificate also chains to the shared root, so the service listener
-    must grant nothing to a user name it does not know (MQ-3, default deny).
+    name: the service listener grants nothing to a user name it does not know (MQ-3,
+    default deny), a second line behind the service root a meter certificate does not
+    chain to (MQ-4).
     """
     lim = limits or BrokerLimits()
     conf = "\n".join(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
+import logging
 import os
 import shutil
 import signal
@@ -27,6 +28,8 @@ from meterguard.broker.config import BrokerLayout, BrokerLimits, render
 from meterguard.broker.monitor import LogMonitor
 from meterguard.crypto.pki.store import Pki, pem
 from meterguard.errors import ConfigurationError, TransportError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ManagedBroker", "free_port"]
 
@@ -75,10 +78,18 @@ class ManagedBroker:
     ) -> ManagedBroker:
         """Create the broker directory from ``pki`` (server certificate, trust files, CRL)."""
         directory.mkdir(parents=True, exist_ok=True)
+        if not pki.roots_separated:
+            log.warning(
+                "the PKI in %s has one root for meters and services: meter certificates chain "
+                "on the service listener too (MQ-4); a new PKI separates them",
+                pki.directory,
+            )
         if not pki.service_crl_path.exists():  # a PKI created before the service CRL existed
             pki.publish_service_crl(now=now)
         cert, key = pki.issue_server("broker", hosts=[host, "localhost"], now=now, out=directory)
-        (directory / "device-trust.pem").write_bytes(pem(pki.root) + pem(pki.device.certificate))
+        (directory / "device-trust.pem").write_bytes(
+            pem(pki.device_root) + pem(pki.device.certificate)
+        )
         (directory / "service-trust.pem").write_bytes(pem(pki.root) + pem(pki.service.certificate))
         layout = BrokerLayout(
             directory=directory,

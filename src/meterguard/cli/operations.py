@@ -147,14 +147,18 @@ def _move(data: Path, mid: str, action: str) -> None:
     state = _guarded(
         lambda: headend.meters.move(_cli_actor(), CLI_ROLE, mid, action, now=int(time.time()))
     )
-    click.echo(
-        f"meter {mid} is {state}; running ingest workers refuse its messages within seconds"
-        + (
-            "; its certificates are revoked and the broker reloads the CRL"
-            if action in ("revoke", "decommission")
-            else ""
-        )
-    )
+    click.echo(f"meter {mid} is {state}; {_MOVE_OUTCOME[action]}")
+
+
+_REFUSED = "running ingest workers refuse its messages within seconds"
+_MOVE_OUTCOME = {
+    "disable": _REFUSED,
+    "enable": "running ingest workers accept its messages again within seconds",
+    "quarantine": f"{_REFUSED}; its certificates are on hold and the broker reloads the CRL",
+    "release": "its messages are accepted again; the hold leaves the CRL the broker reloads",
+    "decommission": f"{_REFUSED}; its certificates are revoked and the broker reloads the CRL",
+    "revoke": f"{_REFUSED}; its certificates are revoked and the broker reloads the CRL",
+}
 
 
 def _lifecycle_command(action: str, summary: str) -> None:
@@ -168,6 +172,8 @@ def _lifecycle_command(action: str, summary: str) -> None:
 for _action, _summary in (
     ("disable", "Refuse a meter's messages at ingest until it is enabled again."),
     ("enable", "Accept a disabled meter's messages again."),
+    ("quarantine", "Suspend a meter: certificates on hold (CRL), its messages refused."),
+    ("release", "Lift a quarantine: the hold leaves the CRL, its messages are accepted."),
     ("decommission", "Retire a meter: its certificates are revoked, its messages refused."),
     ("revoke", "Revoke a meter's certificates (a compromised meter): CRL, broker, ingest."),
 ):
@@ -508,7 +514,8 @@ def ingest() -> None:
     "--client-id",
     default="headend-ingest-2",
     show_default=True,
-    help="Distinct per worker; the same id resumes that worker's session.",
+    help="The worker's service identity, issued on first use; the broker makes it the client "
+    "id. Distinct per worker; the same name resumes that worker's session.",
 )
 @click.option("--duration", type=click.FloatRange(min=0.0), help="Stop after this many seconds.")
 def ingest_run(data: Path, client_id: str, duration: float | None) -> None:

@@ -64,6 +64,7 @@ from meterguard.errors import (
 )
 
 __all__ = [
+    "ALARM_ACK",
     "DISCONNECT_CONTROL",
     "IMPORT_REGISTER",
     "LIMITER",
@@ -90,6 +91,10 @@ TARIFF = Obis(0, 0, 96, 14, 0, 255)
 """Currently active tariff (class 1 data, unsigned)."""
 IMPORT_REGISTER = Obis(1, 0, 1, 8, 0, 255)
 """Active energy import, total (class 3 register, attribute 2 value in Wh)."""
+ALARM_ACK = Obis(0, 0, 96, 50, 0, 255)
+"""Alarm acknowledgement (class 1 data, manufacturer-specific 96.50): writing an array of
+alarm push sequences tells the meter the head-end stored them (TAMP-3); reading it gives
+the sequences still pending."""
 MAX_COMMAND = 1024
 """Largest command envelope a meter accepts (bytes)."""
 RESULT_TAG = b"command-result"

@@ -120,13 +120,25 @@ def add_controls(model: CosemModel, controls: Controls) -> None:
 
 
 def command_model(
-    controls: Controls, *, import_wh: Register, security: SecuritySetup
+    controls: Controls,
+    *,
+    import_wh: Register,
+    security: SecuritySetup,
+    acknowledgement: DataObject | None = None,
 ) -> CosemModel:
-    """The objects a signed command may reach: the controls, the import register, key_transfer."""
+    """The objects a signed command may reach.
+
+    The controls, the import register, key_transfer, and the alarm acknowledgement (TAMP-3)
+    where the meter keeps alarms pending.
+    """
     model = CosemModel()
     add_controls(model, controls)
     model.add(import_wh, {MANAGEMENT: Rights.read_only(import_wh)})
     model.add(security, {MANAGEMENT: Rights(read=frozenset({1}), methods=frozenset({2}))})
+    if acknowledgement is not None:
+        model.add(
+            acknowledgement, {MANAGEMENT: Rights(read=frozenset({1, 2}), write=frozenset({2}))}
+        )
     return model
 
 

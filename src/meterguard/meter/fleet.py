@@ -12,7 +12,13 @@ protected with *that meter's* keys and a fresh counter (general-glo), exactly
 what the meter would push. Counters are reserved in blocks and the fleet state
 is saved (atomically) before any counter of a new block is used, so a
 restarted fleet never reuses one (DM-6). :meth:`Fleet.tamper` logs, latches
-and pushes an alarm the same way.
+and pushes an alarm the same way, and keeps it **pending** (TAMP-3) until the head-end
+acknowledges it with a signed command (a write of the alarm's sequence to the
+acknowledgement object, 0-0:96.50.0.255); :meth:`Fleet.resend_pending` pushes every pending
+alarm again under a fresh counter, so an alarm lost on the way — throttled behind the meter's
+own flood, or sent while the head-end was down — arrives in the end. Each meter holds at
+most :data:`PENDING_SLOTS` pending alarms; a newer one takes the oldest's slot (the alarm
+register keeps every bit latched regardless).
 
 :meth:`Fleet.command` takes a signed command from the head-end
 (:mod:`meterguard.cosem.command`): it verifies the command key's signature,
@@ -42,11 +48,13 @@ import numpy.typing as npt
 from meterguard.clock import Clock
 from meterguard.cosem.axdr import (
     Array,
+    Data,
     DoubleLongUnsigned,
     OctetString,
     Structure,
 )
 from meterguard.cosem.command import (
+    ALARM_ACK,
     IMPORT_REGISTER,
     SECURITY_SETUP,
     CommandResult,
@@ -58,6 +66,7 @@ from meterguard.cosem.cosemtime import CosemDateTime
 from meterguard.cosem.security import ApduProtector, CipheringKind, SecurityControl
 from meterguard.cosem.xdlms import (
     ActionResult,
+    DataAccessResult,
     DataNotification,
     decode_xdlms,
 )
@@ -81,7 +90,7 @@ from meterguard.meter.controls import command_model, execute
 from meterguard.meter.device import Meter
 from meterguard.meter.logbook import EventCode, link
 from meterguard.meter.metrology import HouseholdModel
-from meterguard.meter.objects import Register, SecuritySetup
+from meterguard.meter.objects import DataObject, Register, SecuritySetup
 from meterguard.meter.rules import (
     ALARM_AUTHENTICATION_FAILURE,
     ALARM_DECRYPTION_FAILURE,
@@ -95,6 +104,8 @@ from meterguard.meter.rules import (
 __all__ = ["Fleet", "FleetStats", "Push"]
 
 PERIOD = dt.timedelta(minutes=15)
+PENDING_SLOTS = 8
+"""Unacknowledged alarms a meter keeps for re-sending (sequence, code, time each)."""
 COUNTER_BLOCK = 4096
 FLEET_FILE = "fleet.npz"
 
@@ -159,6 +170,7 @@ class Fleet:
             "fraud_head": np.zeros((meters, 32), dtype=np.uint8),
         }
         _add_command_state(arrays, meters)
+        _add_alarm_state(arrays, meters)
         fleet = cls(arrays, now=start, path=path)
         fleet._reserve(np.arange(meters))
         return fleet
@@ -170,6 +182,7 @@ class Fleet:
             arrays = {k: data[k].copy() for k in data.files if k != "now"}
             now = dt.datetime.fromtimestamp(int(data["now"]), dt.UTC)
         _add_command_state(arrays, int(arrays["serial"].shape[0]))  # fleets saved before commands
+        _add_alarm_state(arrays, int(arrays["serial"].shape[0]))
         # DM-6: resume every meter at its persisted ceiling; values reserved but unused are skipped.
         arrays["next_ic"] = arrays["ceiling"].copy()
         fleet = cls(arrays, now=now, path=path)
@@ -393,13 +406,49 @@ class Fleet:
         return seq
 
     def _alarm(self, i: int, code: int, bit: int, push: Push | None) -> None:
-        """Latch ``bit`` in the alarm register and push the alarm (sequence, code, time)."""
+        """Latch ``bit``, keep the alarm pending (TAMP-3) and push it (sequence, code, time)."""
         self.a["alarm"][i] |= np.uint32(1 << bit)
         self.a["push_seq"][i] += 1
-        serial = f"{int(self.a['serial'][i]):010d}"
-        note = alarm_notification(serial, int(self.a["push_seq"][i]), int(code), self.now)
+        seq, at = int(self.a["push_seq"][i]), int(self.now.timestamp())
+        slots = self.a["pending"][i]
+        slots[int(np.argmin(slots[:, 0]))] = (seq, int(code), at)  # a free slot, or the oldest
         if push is not None:
-            push(i, self._protect(i, note))
+            push(i, self._protect(i, self._alarm_note(i, seq, int(code), at)))
+
+    def _alarm_note(self, i: int, seq: int, code: int, at: int) -> DataNotification:
+        serial = f"{int(self.a['serial'][i]):010d}"
+        return alarm_notification(serial, seq, code, dt.datetime.fromtimestamp(at, dt.UTC))
+
+    def pending_alarms(self, i: int) -> list[int]:
+        """Sequences of meter ``i``'s alarms the head-end has not acknowledged, oldest first."""
+        return sorted(int(s) for s in self.a["pending"][i][:, 0] if s)
+
+    def resend_pending(self, push: Push) -> int:
+        """Push every pending alarm of every meter again, each under a fresh counter (TAMP-3).
+
+        Returns how many were pushed. The head-end stores an alarm once per (meter, sequence)
+        and acknowledges it again, so a re-send that crosses an acknowledgement is harmless.
+        """
+        sent = 0
+        for i in np.flatnonzero(self.a["pending"][:, :, 0].any(axis=1)):
+            for seq, code, at in sorted(map(tuple, self.a["pending"][int(i)].tolist())):
+                if seq:
+                    push(int(i), self._protect(int(i), self._alarm_note(int(i), seq, code, at)))
+                    sent += 1
+        return sent
+
+    def _acknowledge(self, i: int, value: Data) -> DataAccessResult:
+        """The acknowledgement object's write: an array of sequences the head-end stored."""
+        if not isinstance(value, Array) or not all(
+            isinstance(v, DoubleLongUnsigned) for v in value.items
+        ):
+            return DataAccessResult.TYPE_UNMATCHED
+        acked = {v.value for v in value.items if isinstance(v, DoubleLongUnsigned)}
+        slots = self.a["pending"][i]
+        for k in range(PENDING_SLOTS):
+            if int(slots[k, 0]) in acked:
+                slots[k] = 0
+        return DataAccessResult.SUCCESS
 
     # ------------------------------------------------------------------ commands, API-10
 
@@ -483,7 +532,17 @@ class Fleet:
             server_title=self.system_title(i),
             key_transfer=lambda items: self._key_transfer(i, items),
         )
-        model = command_model(_RowControls(self, i), import_wh=import_wh, security=security)
+        acknowledgement = DataObject(
+            ALARM_ACK,
+            lambda: Array(tuple(DoubleLongUnsigned(s) for s in self.pending_alarms(i))),
+            lambda value: self._acknowledge(i, value),
+        )
+        model = command_model(
+            _RowControls(self, i),
+            import_wh=import_wh,
+            security=security,
+            acknowledgement=acknowledgement,
+        )
         code, value = execute(model, request)
         return code, value.value if isinstance(value, DoubleLongUnsigned) else None
 
@@ -534,6 +593,12 @@ class _RowControls:
 
     def set_tariff(self, tariff: int) -> None:
         self._a["tariff"][self._i] = tariff
+
+
+def _add_alarm_state(arrays: dict[str, npt.NDArray[np.generic]], meters: int) -> None:
+    """Pending alarm slots (sequence, code, time; sequence 0 is free), if a fleet lacks them."""
+    if "pending" not in arrays:
+        arrays["pending"] = np.zeros((meters, PENDING_SLOTS, 3), dtype=np.int64)
 
 
 def _add_command_state(arrays: dict[str, npt.NDArray[np.generic]], meters: int) -> None:

@@ -29,16 +29,18 @@ from meterguard.crypto.pki.store import Pki
 from meterguard.headend.api.app import create_app
 from meterguard.headend.ingest.admission import Admission
 from meterguard.headend.ingest.processor import IngestProcessor
-from meterguard.headend.ingest.worker import IngestWorker, WorkerSettings
+from meterguard.headend.ingest.worker import CommitHook, IngestWorker, WorkerSettings
 from meterguard.headend.services.accounts import Accounts
 from meterguard.headend.services.billing import Billing
 from meterguard.headend.services.commands import Commands
 from meterguard.headend.services.meters import Meters
+from meterguard.headend.services.sessions import TakeoverGuard
 from meterguard.headend.services.usage import consumption_data
 from meterguard.headend.services.webauthn import Passkeys
 from meterguard.headend.store.db import open_database
 from meterguard.headend.store.repository import Store
 from meterguard.headend.transport.commands import CommandPublisher, PublisherSettings
+from meterguard.system.acks import AlarmAcks
 from meterguard.system.config import RunInfo
 from meterguard.system.keys import SharedKeyStore
 from meterguard.system.layout import DataLayout
@@ -46,7 +48,14 @@ from meterguard.system.watch import RegistryWatch
 from meterguard.system.web import serve_https
 from meterguard.system.witness import AuditSigner, WitnessLink
 
-__all__ = ["HEADEND_TITLE", "LANES", "HeadEnd", "signing_key"]
+__all__ = [
+    "HEADEND_TITLE",
+    "LANES",
+    "SERVICE_IDENTITIES",
+    "HeadEnd",
+    "service_identity",
+    "signing_key",
+]
 
 HEADEND_TITLE = b"MGH" + (1).to_bytes(5, "big")
 """The head-end's system title (originator of every command)."""
@@ -55,9 +64,27 @@ LANES: tuple[tuple[str, tuple[str, ...]], ...] = (
     # Alarms on a worker of their own: a backlog of readings never delays a tamper alarm (DOS-3).
     ("headend-alarms-1", ("alarms",)),
 )
-INGEST_IDENTITY = "headend-ingest-1"
-"""The service certificate every ingest worker presents (its client id is its own)."""
+"""Each lane's service identity and topics. Each worker has a certificate of its own: the
+broker makes the certificate's name the client id (MQ-4), so two workers under one name would
+take each other's session."""
 COMMANDS_IDENTITY = "headend-commands-1"
+SERVICE_IDENTITIES = (*(name for name, _ in LANES), COMMANDS_IDENTITY)
+"""The identities a head-end issues before its broker starts (the service ACL names them)."""
+
+
+def service_identity(pki: Pki, layout: DataLayout, name: str, *, now: dt.datetime) -> bool:
+    """Issue the service identity ``name`` into the head-end directory unless it exists.
+
+    Returns True if it was issued now (the broker's service ACL names it after its next sync:
+    the registry watch of the process that owns the broker sees the PKI registry change).
+
+    Raises:
+        ConfigurationError: not a valid service name (a meter id, or odd characters).
+    """
+    if layout.service(name)[0].exists():
+        return False
+    pki.issue_service_client(name, now=now, out=layout.headend)
+    return True
 
 
 def signing_key(path_dir: Path, name: str) -> SigningKey:
@@ -85,12 +112,15 @@ class HeadEnd:
     meters: Meters
     processor: IngestProcessor
     watch: RegistryWatch
+    guard: TakeoverGuard
+    """What the broker's log shows of sessions: recorded, repeat takeovers quarantined (MQ-4)."""
     commands: Commands | None = None
     billing: Billing | None = None
     accounts: Accounts | None = None
     publisher: CommandPublisher | None = None
     workers: list[IngestWorker] = field(default_factory=list)
     signer: AuditSigner | None = None
+    acks: AlarmAcks | None = None
     web_port: int = 0
     _web: Any = None
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -131,13 +161,14 @@ class HeadEnd:
         watch = RegistryWatch(
             store.registry,
             processor.admission,
-            crls=(pki.crl_path, pki.service_crl_path),
+            pki_files=(pki.crl_path, pki.service_crl_path, pki.registry_path),
             revoked_by_pki=pki.revoked_meters,
             on_change=on_registry_change,
             every=watch_every,
         )
         meters = Meters(store.registry, pki, keys, store.audit)
-        return cls(layout, store, keys, pki, meters, processor, watch)
+        guard = TakeoverGuard(meters, store)
+        return cls(layout, store, keys, pki, meters, processor, watch, guard)
 
     @classmethod
     def join(cls, data: Path, *, watch_every: float = 1.0) -> tuple[HeadEnd, RunInfo]:
@@ -158,24 +189,47 @@ class HeadEnd:
         """Load the registry into ingest admission now, then follow it (PKI-5)."""
         self._threads.append(self.watch.start(self._stop))
 
-    def worker(self, info: RunInfo, client_id: str, topics: Sequence[str]) -> IngestWorker:
-        """An ingest worker on the service listener, sharing this head-end's processor."""
-        cert, key = self.layout.service(INGEST_IDENTITY)
+    def worker(
+        self,
+        info: RunInfo,
+        name: str,
+        topics: Sequence[str],
+        *,
+        on_commit: CommitHook | None = None,
+    ) -> IngestWorker:
+        """An ingest worker on the service listener, sharing this head-end's processor.
+
+        ``name`` is its service identity (issued on first use) and so its client id: the same
+        name resumes that worker's broker session.
+        """
+        service_identity(self.pki, self.layout, name, now=dt.datetime.now(dt.UTC))
+        cert, key = self.layout.service(name)
         settings = WorkerSettings(
             info.host,
             info.service_port,
             self.layout.trust_root,
             cert,
             key,
-            client_id=client_id,
+            client_id=name,
             topics=tuple(topics),
         )
-        return IngestWorker(settings, self.processor, self.store)
+        return IngestWorker(settings, self.processor, self.store, on_commit=on_commit)
 
     def start_lanes(self, info: RunInfo, lanes: Sequence[tuple[str, Sequence[str]]]) -> None:
-        """Start ingest workers in threads and wait until each is connected."""
-        for client_id, topics in lanes:
-            w = self.worker(info, client_id, topics)
+        """Start ingest workers in threads and wait until each is connected.
+
+        With the command service started, stored alarms are acknowledged to their meters
+        (TAMP-3) by an :class:`~meterguard.system.acks.AlarmAcks` of this head-end's.
+        """
+        hook = None
+        if self.commands is not None:
+            self.acks = AlarmAcks(self.commands.acknowledge_alarms)
+            thread = threading.Thread(target=self.acks.run, args=(self._stop,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+            hook = self.acks.offer
+        for name, topics in lanes:
+            w = self.worker(info, name, topics, on_commit=hook)
             thread = threading.Thread(target=w.run, args=(self._stop,), daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -255,12 +309,15 @@ class HeadEnd:
         return port
 
     def stop(self) -> None:
-        """Stop what this head-end started."""
-        if self.publisher is not None:
-            self.publisher.stop()
+        """Stop what this head-end started.
+
+        The publisher last: the threads' final rounds still publish (alarm acknowledgements).
+        """
         self._stop.set()
         for thread in self._threads:
             thread.join(10)
+        if self.publisher is not None:
+            self.publisher.stop()
         if self._web is not None:
             server, thread = self._web
             server.should_exit = True

@@ -8,7 +8,9 @@ ingest :class:`~meterguard.headend.ingest.admission.Admission` — so the meter'
 messages are refused, also those on a session it opened before — and calls ``on_change``,
 which the process that owns the broker uses to reload the CRL (a new TLS session with the
 revoked certificate is refused). The PKI's own revocations (``meterguard pki revoke``
-without a head-end) are picked up from the CRL file's change the same way.
+without a head-end) are picked up from the CRL file's change the same way, and a service
+identity issued by another process (``meterguard ingest run`` for a new worker) from the PKI
+registry's change: the broker's service ACL then names it.
 """
 
 from __future__ import annotations
@@ -35,27 +37,28 @@ class RegistryWatch:
         registry: MeterRepository,
         admission: Admission,
         *,
-        crls: Sequence[Path] = (),
+        pki_files: Sequence[Path] = (),
         revoked_by_pki: Callable[[], set[str]] | None = None,
         on_change: Callable[[], None] | None = None,
         every: float = 1.0,
     ) -> None:
         self.registry = registry
         self.admission = admission
-        self.crls = tuple(crls)
-        """The CRL files watched (the device CA's and the service CA's)."""
+        self.pki_files = tuple(pki_files)
+        """The PKI files watched: both CRLs, and the registry (its service names are what the
+        broker's service ACL lists, so a new worker identity reaches the broker too)."""
         self.revoked_by_pki = revoked_by_pki
         self.on_change = on_change
         self.every = every
         self._version: int | None = None
-        self._crl_stamp: tuple[tuple[int, int], ...] | None = None
+        self._pki_stamp: tuple[tuple[int, int], ...] | None = None
         self.changes = 0
 
-    def _crl_changed(self) -> bool:
-        if not self.crls:
+    def _pki_changed(self) -> bool:
+        if not self.pki_files:
             return False
         stamps = []
-        for path in self.crls:
+        for path in self.pki_files:
             try:
                 st = path.stat()
             except FileNotFoundError:
@@ -63,18 +66,18 @@ class RegistryWatch:
                 continue
             stamps.append((st.st_mtime_ns, st.st_size))
         stamp = tuple(stamps)
-        changed = stamp != self._crl_stamp
-        self._crl_stamp = stamp
+        changed = stamp != self._pki_stamp
+        self._pki_stamp = stamp
         return changed
 
     def poll(self) -> bool:
-        """Look once; apply and return True if the registry or the CRL changed.
+        """Look once; apply and return True if the registry or the PKI's files changed.
 
         Raises:
             TransportError: the database cannot be reached (the admission stays as it was).
         """
-        crl_changed = self._crl_changed()
-        if self.registry.version() == self._version and not crl_changed:
+        pki_changed = self._pki_changed()
+        if self.registry.version() == self._version and not pki_changed:
             return False
         version, states = self.registry.snapshot()
         pki_revoked = self.revoked_by_pki() if self.revoked_by_pki is not None else set()

@@ -10,6 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from meterguard.crypto.pki.authority import ENROLMENT_EKU, METER_URN_PREFIX, build_csr, meter_id
 from meterguard.crypto.pki.store import OPERATIONAL_VALIDITY, Pki
@@ -31,15 +32,22 @@ def key() -> ec.EllipticCurvePrivateKey:
 
 
 def test_ca_profiles(pki: Pki) -> None:
-    for ca in (pki.root, pki.device.certificate, pki.service.certificate):
+    for ca in (pki.root, pki.device_root, pki.device.certificate, pki.service.certificate):
         bc = ca.extensions.get_extension_for_class(x509.BasicConstraints)
         ku = ca.extensions.get_extension_for_class(x509.KeyUsage)
         assert bc.critical and bc.value.ca
         assert ku.critical and ku.value.key_cert_sign and ku.value.crl_sign
         assert isinstance(ca.public_key(), ec.EllipticCurvePublicKey)
         assert isinstance(ca.signature_hash_algorithm, hashes.SHA256)
-    assert pki.device.certificate.issuer == pki.root.subject == pki.service.certificate.issuer
-    assert (pki.directory / "root" / "root.key").stat().st_mode & 0o777 == 0o600
+    assert pki.service.certificate.issuer == pki.root.subject
+    # MQ-4: meters under a root of their own, so a meter certificate never chains to the root
+    # the service listener trusts (nor a service certificate to the device listener's).
+    assert pki.device.certificate.issuer == pki.device_root.subject != pki.root.subject
+    assert pki.device_root.public_key() != pki.root.public_key()
+    for name in ("root.key", "device-root.key"):
+        assert (pki.directory / "root" / name).stat().st_mode & 0o777 == 0o600
+    reopened = Pki.open(pki.directory)
+    assert reopened.roots_separated and reopened.device_root == pki.device_root
 
 
 def test_meter_certificate_profile(pki: Pki) -> None:
@@ -152,6 +160,39 @@ def test_revocation_and_crl(pki: Pki) -> None:
     assert Pki.open(pki.directory).registry.revoked == pki.registry.revoked
 
 
+def test_a_meter_certificate_does_not_chain_to_the_service_root(pki: Pki) -> None:
+    op = pki.simpleenroll(
+        build_csr(k := key(), SERIAL),
+        factory=pki.issue_factory(build_csr(k, SERIAL), now=NOW),
+        now=NOW,
+    )
+    assert pki.verify_meter(op, now=NOW) == SERIAL
+    verifier = PolicyBuilder().store(Store([pki.root])).time(NOW).build_client_verifier()
+    with pytest.raises(VerificationError):
+        verifier.verify(op, [pki.device.certificate])
+
+
+def test_hold_and_release(pki: Pki) -> None:
+    """Quarantine (MQ-4): operational certificates on hold, listed as certificateHold."""
+    k = key()
+    factory = pki.issue_factory(build_csr(k, SERIAL), now=NOW)
+    op = pki.simpleenroll(build_csr(k, SERIAL), factory=factory, now=NOW)
+    assert pki.hold_meter(SERIAL, now=NOW) == 1  # the factory certificate is not a TLS identity
+    assert pki.hold_meter(SERIAL, now=NOW) == 0
+    with pytest.raises(EnrolmentError, match="on hold"):
+        pki.verify_meter(op, now=NOW)
+    crl = x509.load_pem_x509_crl(pki.crl_path.read_bytes())
+    entry = crl.get_revoked_certificate_by_serial_number(op.serial_number)
+    assert entry is not None
+    reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
+    assert reason == x509.ReasonFlags.certificate_hold
+    assert Pki.open(pki.directory).registry.held == pki.registry.held
+    assert pki.release_meter(SERIAL, now=NOW) == 1
+    crl = x509.load_pem_x509_crl(pki.crl_path.read_bytes())
+    assert crl.get_revoked_certificate_by_serial_number(op.serial_number) is None
+    assert pki.verify_meter(op, now=NOW) == SERIAL
+
+
 def test_service_certificates_and_names(pki: Pki, tmp_path: Path) -> None:
     cert_path, key_path = pki.issue_server(
         "broker", hosts=["127.0.0.1", "localhost"], now=NOW, out=tmp_path
@@ -171,7 +212,7 @@ def test_service_certificates_and_names(pki: Pki, tmp_path: Path) -> None:
 
 
 def test_cacerts_and_init_twice(pki: Pki) -> None:
-    assert pki.cacerts() == [pki.device.certificate, pki.root]
+    assert pki.cacerts() == [pki.device.certificate, pki.device_root, pki.root]
     with pytest.raises(ConfigurationError):
         Pki.init(pki.directory, now=NOW)
     with pytest.raises(ConfigurationError, match="holds no PKI"):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from meterguard.cosem.command import seal_command
+from meterguard.cosem.command import CommandResult, seal_command
 from meterguard.cosem.counters import ReceiveCounter
 from meterguard.cosem.security import ApduUnprotector
 from meterguard.cosem.xdlms import DataNotification, decode_xdlms
@@ -18,9 +18,9 @@ from meterguard.crypto.ecc import SigningKey
 from meterguard.crypto.keys import SecretKey
 from meterguard.crypto.keywrap import wrap_key
 from meterguard.errors import AuthenticationFailedError, UnexpectedSystemTitleError
-from meterguard.headend.services.commands import plain_request
+from meterguard.headend.services.commands import ack_request, plain_request
 from meterguard.meter.device import TamperKind
-from meterguard.meter.fleet import FLEET_FILE, Fleet
+from meterguard.meter.fleet import FLEET_FILE, PENDING_SLOTS, Fleet
 
 NOW = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.UTC)
 
@@ -29,6 +29,21 @@ def unprotector(fleet: Fleet, i: int) -> ApduUnprotector:
     ek, ak, _ = fleet.keys(i)
     return ApduUnprotector(
         key=GcmKey(ek), authentication_key=ak, peer_system_title=fleet.system_title(i)
+    )
+
+
+def sealed(fleet: Fleet, key: SigningKey, headend: bytes, plain: bytes, counter: int) -> bytes:
+    """A command for meter 0 of ``fleet``, signed with ``key``."""
+    ek, ak, _ = fleet.keys(0)
+    return seal_command(
+        plain,
+        counter=counter,
+        command_key=key,
+        headend_title=headend,
+        meter_title=fleet.system_title(0),
+        unicast_key=ek,
+        authentication_key=ak,
+        signed_at=NOW,
     )
 
 
@@ -129,21 +144,12 @@ def test_a_key_transfer_wrapped_under_another_master_key_is_logged_as_fraud() ->
     key = SigningKey.generate()
     headend = b"MGH\x00\x00\x00\x00\x01"
     fleet.trust_commands(key.verifying_key(), headend)
-    ek, ak, kek = fleet.keys(0)
+    ek, _, kek = fleet.keys(0)
     results: list[bytes] = []
 
     def send(counter: int, wrap_under: SecretKey) -> None:
         plain = plain_request("key_change", None, wrap_key(wrap_under, SecretKey.generate(16)))
-        envelope = seal_command(
-            plain,
-            counter=counter,
-            command_key=key,
-            headend_title=headend,
-            meter_title=fleet.system_title(0),
-            unicast_key=ek,
-            authentication_key=ak,
-            signed_at=NOW,
-        )
+        envelope = sealed(fleet, key, headend, plain, counter)
         fleet.command(0, envelope, result=lambda _i, apdu: results.append(apdu))
 
     before = int(fleet.a["fraud_seq"][0])
@@ -153,3 +159,51 @@ def test_a_key_transfer_wrapped_under_another_master_key_is_logged_as_fraud() ->
     send(2, kek)  # the right master key: accepted, and no fraud entry
     assert int(fleet.a["fraud_seq"][0]) == before + 1
     assert len(results) == 2
+
+
+def test_an_alarm_stays_pending_until_the_headend_acknowledges_it() -> None:
+    """TAMP-3: re-sent under a fresh counter until a signed acknowledgement names it."""
+    fleet = Fleet.create(1, now=NOW)
+    key = SigningKey.generate()
+    headend = b"MGH\x00\x00\x00\x00\x01"
+    fleet.trust_commands(key.verifying_key(), headend)
+    pushes: list[bytes] = []
+    first = fleet.tamper(0, TamperKind.MAIN_COVER_OPEN, lambda _i, apdu: pushes.append(apdu))
+    fleet.tamper(0, TamperKind.MAGNETIC_FIELD, lambda _i, apdu: pushes.append(apdu))
+    assert fleet.pending_alarms(0) == [1, 2] and first == 1
+    assert fleet.resend_pending(lambda _i, apdu: pushes.append(apdu)) == 2
+    rx = unprotector(fleet, 0)
+    counters, sequences = set(), []
+    for apdu in pushes:
+        ic, plain = rx.unprotect(apdu)
+        counters.add(ic)
+        note = decode_xdlms(plain)
+        assert isinstance(note, DataNotification)
+        sequences.append(note.body.items[1].value)  # type: ignore[union-attr]
+    assert sequences == [1, 2, 1, 2] and len(counters) == 4  # the same alarms, fresh counters
+
+    def acknowledge(
+        counter: int, seqs: list[int], *, signer: SigningKey = key
+    ) -> CommandResult | None:
+        envelope = sealed(fleet, signer, headend, ack_request(seqs), counter)
+        return fleet.command(0, envelope, alarm=lambda _i, _apdu: None)
+
+    # Only the head-end's signature clears an alarm (a forged acknowledgement alarms instead).
+    assert acknowledge(1, [1, 2], signer=SigningKey.generate()) is None
+    assert fleet.pending_alarms(0) == [1, 2, 3]  # ...the refusal is itself a pending alarm
+    result = acknowledge(2, [1, 99])
+    assert result is not None and result.result == 0
+    assert fleet.pending_alarms(0) == [2, 3]
+    assert acknowledge(3, [2, 3]) is not None and fleet.pending_alarms(0) == []
+    pushes.clear()
+    assert fleet.resend_pending(lambda _i, apdu: pushes.append(apdu)) == 0 and pushes == []
+
+
+def test_pending_alarms_are_bounded_and_survive_a_restart(tmp_path: Path) -> None:
+    fleet = Fleet.create(1, now=NOW, path=tmp_path / FLEET_FILE)
+    for _ in range(PENDING_SLOTS + 3):
+        fleet.tamper(0, TamperKind.MAIN_COVER_OPEN)
+    newest = list(range(4, PENDING_SLOTS + 4))
+    assert fleet.pending_alarms(0) == newest  # the oldest gave way
+    fleet.save()
+    assert Fleet.load(tmp_path / FLEET_FILE).pending_alarms(0) == newest

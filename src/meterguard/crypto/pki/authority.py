@@ -2,9 +2,13 @@
 
 Everything is ECDSA P-256 with SHA-256 (PKI-2, as GB smart metering does).
 
-* The **root** signs only the two intermediate CAs (path length 1); in
-  production its key stays offline, here it is a separate file a deployment
-  can move away once the intermediates exist.
+* Two **roots**, each signing one intermediate CA (path length 1): the
+  infrastructure root signs the service CA and is what every client pins to
+  authenticate a server; the **device root** signs the device CA and is what the
+  broker's device listener trusts. Separate roots keep the two populations apart on
+  the broker (a meter certificate does not chain on the service listener, a service
+  certificate not on the device listener: MQ-4). In production the root keys stay
+  offline; here they are separate files a deployment can move away.
 * The **device CA** signs meter certificates (clientAuth) and publishes the CRL
   that the broker enforces. The **service CA** signs server certificates
   (serverAuth: broker, web) and head-end client certificates (clientAuth).
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -239,9 +244,18 @@ class Authority:
         )
 
     def crl(
-        self, revoked: list[tuple[int, dt.datetime]], *, now: dt.datetime, next_update: dt.timedelta
+        self,
+        revoked: list[tuple[int, dt.datetime]],
+        *,
+        now: dt.datetime,
+        next_update: dt.timedelta,
+        held: Sequence[tuple[int, dt.datetime]] = (),
     ) -> x509.CertificateRevocationList:
-        """A CRL listing ``(certificate serial number, revocation time)``."""
+        """A CRL listing ``(certificate serial number, revocation time)``.
+
+        ``held`` are suspended certificates: listed with reason ``certificateHold`` (RFC 5280
+        §5.3.1), which a later CRL may drop again when the hold is released.
+        """
         builder = (
             x509.CertificateRevocationListBuilder()
             .issuer_name(self.name)
@@ -252,6 +266,15 @@ class Authority:
         for number, when in revoked:
             builder = builder.add_revoked_certificate(
                 x509.RevokedCertificateBuilder().serial_number(number).revocation_date(when).build()
+            )
+        hold = x509.CRLReason(x509.ReasonFlags.certificate_hold)
+        for number, when in held:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(number)
+                .revocation_date(when)
+                .add_extension(hold, critical=False)
+                .build()
             )
         return builder.sign(self.key, _HASH)
 

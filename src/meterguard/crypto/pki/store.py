@@ -2,7 +2,11 @@
 
 Layout of the PKI directory::
 
-    root/root.pem, root/root.key   the root (move root.key offline once the CAs exist)
+    root/root.pem, root/root.key   the infrastructure root: signs the service CA; every
+                                   client pins it to authenticate servers (move the key
+                                   offline once the CAs exist)
+    root/device-root.pem, .key     the device root: signs the device CA only (MQ-4: meter
+                                   certificates do not chain on the service listener)
     device-ca.pem, device-ca.key   signs meters; its CRL is crl.pem
     service-ca.pem, service-ca.key signs the broker's and web's server certificates
                                    and head-end client certificates
@@ -112,6 +116,9 @@ class Registry:
     service_issued: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Service client certificates: serial (hex) -> {"name", "not_after"}."""
     service_revoked: dict[str, str] = field(default_factory=dict)
+    held: dict[str, str] = field(default_factory=dict)
+    """Suspended meter certificates (quarantine): serial (hex) -> when; on the CRL as
+    ``certificateHold`` until released."""
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -122,6 +129,7 @@ class Registry:
             "services": sorted(self.services),
             "service_issued": self.service_issued,
             "service_revoked": self.service_revoked,
+            "held": self.held,
         }
 
     @classmethod
@@ -134,6 +142,7 @@ class Registry:
             set(data.get("services", [])),
             dict(data.get("service_issued", {})),
             dict(data.get("service_revoked", {})),
+            dict(data.get("held", {})),
         )
 
 
@@ -142,7 +151,7 @@ def _load_registry(directory: Path) -> Registry:
 
 
 class Pki:
-    """Root, device CA, service CA and the registry, on disk."""
+    """The two roots, device CA, service CA and the registry, on disk."""
 
     def __init__(
         self,
@@ -152,9 +161,13 @@ class Pki:
         device: Authority,
         service: Authority,
         registry: Registry,
+        device_root: x509.Certificate | None = None,
     ) -> None:
         self.directory = directory
         self.root = root
+        """The infrastructure root (service CA; what clients pin to authenticate servers)."""
+        self.device_root = device_root or root
+        """The device CA's root (the same as :attr:`root` in a PKI made before the split)."""
         self.device = device
         self.service = service
         self.registry = registry
@@ -170,15 +183,23 @@ class Pki:
         if (directory / "device-ca.pem").exists():
             raise ConfigurationError(f"{directory} already holds a PKI")
         root = Authority.create_root("meterguard root CA", now=now)
-        device = root.create_intermediate("meterguard device CA", now=now)
+        device_root = Authority.create_root("meterguard device root CA", now=now)
+        device = device_root.create_intermediate("meterguard device CA", now=now)
         service = root.create_intermediate("meterguard service CA", now=now)
         _write(directory / "root" / "root.pem", pem(root.certificate))
         write_key(directory / "root" / "root.key", root.key)
+        _write(directory / "root" / "device-root.pem", pem(device_root.certificate))
+        write_key(directory / "root" / "device-root.key", device_root.key)
         for name, auth in (("device-ca", device), ("service-ca", service)):
             _write(directory / f"{name}.pem", pem(auth.certificate))
             write_key(directory / f"{name}.key", auth.key)
         pki = cls(
-            directory, root=root.certificate, device=device, service=service, registry=Registry()
+            directory,
+            root=root.certificate,
+            device=device,
+            service=service,
+            registry=Registry(),
+            device_root=device_root.certificate,
         )
         pki._save_registry()
         pki.publish_crl(now=now)
@@ -202,6 +223,16 @@ class Pki:
         )
         registry = _load_registry(directory)
         root = load_certificates(directory / "root" / "root.pem")[0]
+        device_root = directory / "root" / "device-root.pem"
+        if device_root.exists():
+            return cls(
+                directory,
+                root=root,
+                device=device,
+                service=service,
+                registry=registry,
+                device_root=load_certificates(device_root)[0],
+            )
         return cls(directory, root=root, device=device, service=service, registry=registry)
 
     def _save_registry(self) -> None:
@@ -225,6 +256,16 @@ class Pki:
     def refresh(self) -> None:
         """Re-read the registry (another process may have changed it)."""
         self.registry = _load_registry(self.directory)
+
+    @property
+    def roots_separated(self) -> bool:
+        """False for a PKI made before the device root existed (one root for both CAs)."""
+        return self.device_root != self.root
+
+    @property
+    def registry_path(self) -> Path:
+        """The registry file (serials, issued, revoked and held certificates, service names)."""
+        return self.directory / "registry.json"
 
     @property
     def crl_path(self) -> Path:
@@ -288,8 +329,9 @@ class Pki:
         return out / "tls.pem", out / "tls.key"
 
     def cacerts(self) -> list[x509.Certificate]:
-        """EST /cacerts: the device CA and the root a meter pins (PKI-7)."""
-        return [self.device.certificate, self.root]
+        """EST /cacerts: the device CA, its root, and the root a meter pins for servers (PKI-7)."""
+        roots = [self.device_root] if self.roots_separated else []
+        return [self.device.certificate, *roots, self.root]
 
     def simpleenroll(
         self, csr: x509.CertificateSigningRequest, *, factory: x509.Certificate, now: dt.datetime
@@ -340,7 +382,9 @@ class Pki:
         Raises:
             EnrolmentError: anything wrong, with the reason.
         """
-        verifier = PolicyBuilder().store(Store([self.root])).time(now).build_client_verifier()
+        verifier = (
+            PolicyBuilder().store(Store([self.device_root])).time(now).build_client_verifier()
+        )
         try:
             verifier.verify(cert, [self.device.certificate])
         except VerificationError as exc:
@@ -352,6 +396,8 @@ class Pki:
             raise EnrolmentError("not a client certificate")
         if format(cert.serial_number, "x") in self.registry.revoked:
             raise EnrolmentError("certificate is revoked")
+        if format(cert.serial_number, "x") in self.registry.held:
+            raise EnrolmentError("certificate is on hold (quarantined)")
         return meter_serial_from_certificate(cert)
 
     def _verify_factory(self, cert: x509.Certificate, *, now: dt.datetime) -> str:
@@ -396,6 +442,37 @@ class Pki:
             self.publish_crl(now=now)
         return count
 
+    def hold_meter(self, serial: str, *, now: dt.datetime) -> int:
+        """Suspend a meter's live operational certificates (quarantine); re-publish the CRL.
+
+        They are listed with reason ``certificateHold``: the broker refuses them from its next
+        reload, and :meth:`release_meter` can lift the hold. Returns how many were held.
+        """
+        count = 0
+        with self._update() as registry:
+            for number, rec in registry.issued.items():
+                live = dt.datetime.fromisoformat(rec["not_after"]) > now
+                if (
+                    rec["meter"] == serial
+                    and rec["kind"] == "operational"
+                    and live
+                    and number not in registry.revoked
+                    and number not in registry.held
+                ):
+                    registry.held[number] = now.isoformat()
+                    count += 1
+            self.publish_crl(now=now)
+        return count
+
+    def release_meter(self, serial: str, *, now: dt.datetime) -> int:
+        """Lift a hold (:meth:`hold_meter`); the next CRL no longer lists those certificates."""
+        with self._update() as registry:
+            mine = [n for n in registry.held if registry.issued[n]["meter"] == serial]
+            for number in mine:
+                del registry.held[number]
+            self.publish_crl(now=now)
+        return len(mine)
+
     def revoked_meters(self) -> set[str]:
         """Serials of the meters that have a revoked certificate (as on disk now)."""
         self.refresh()
@@ -410,7 +487,8 @@ class Pki:
         revoked = [
             (int(n, 16), dt.datetime.fromisoformat(t)) for n, t in self.registry.revoked.items()
         ]
-        crl = self.device.crl(revoked, now=now, next_update=CRL_NEXT_UPDATE)
+        held = [(int(n, 16), dt.datetime.fromisoformat(t)) for n, t in self.registry.held.items()]
+        crl = self.device.crl(revoked, now=now, next_update=CRL_NEXT_UPDATE, held=held)
         _write(self.crl_path, crl.public_bytes(serialization.Encoding.PEM))
         return self.crl_path
 

@@ -46,6 +46,7 @@ from meterguard.cosem.axdr import (
     Unsigned,
 )
 from meterguard.cosem.command import (
+    ALARM_ACK,
     DISCONNECT_CONTROL,
     IMPORT_REGISTER,
     LIMITER,
@@ -105,6 +106,19 @@ class DualControlError(AccessDeniedError):
     """The same person tried to be both proposer and approver of a command."""
 
     event = "dual_control_violation"
+
+
+ACK_ACTOR = "system:ingest"
+"""Who acknowledges alarms: the head-end itself, once the alarm is stored (TAMP-3)."""
+MAX_ACKS = 32
+"""Sequences one acknowledgement carries at most (the meter holds 8 pending)."""
+
+
+def ack_request(sequences: Sequence[int]) -> bytes:
+    """SET of the alarm acknowledgement object: the alarm push sequences that were stored."""
+    attr = AttributeWithSelection(AttributeDescriptor(1, ALARM_ACK, 2))
+    items = Array(tuple(DoubleLongUnsigned(s) for s in sorted(set(sequences))[:MAX_ACKS]))
+    return SetRequestNormal(0xC1, attr, items).to_bytes()
 
 
 def plain_request(kind: str, value: int | None, wrapped_key: bytes | None = None) -> bytes:
@@ -337,6 +351,44 @@ class Commands:
         view = self.get(cid)
         assert view is not None  # noqa: S101
         return view
+
+    def acknowledge_alarms(self, meter_id: str, sequences: Sequence[int], *, now: int) -> int:
+        """Tell a meter its alarms ``sequences`` are stored, so it stops re-sending them (TAMP-3).
+
+        Not a critical command and not a person's: the head-end sends it after the alarm's
+        commit, through the same counter, signature and audit as every command (kind
+        ``alarm_ack``). Idempotent on the meter (a sequence no longer pending is ignored).
+        Returns the command's id.
+
+        Raises:
+            NotFoundError: no such meter.
+            InvalidValueError: no sequences, or an inactive meter.
+        """
+        if not sequences:
+            raise InvalidValueError("no alarm to acknowledge")
+        seqs = sorted(set(sequences))[:MAX_ACKS]
+        with self._repo.transaction() as tx:
+            self._active_meter(tx, meter_id)
+            counter = tx.next_counter(meter_id)
+            envelope = self._seal(meter_id, ack_request(seqs), counter, now)
+            detail = f"alarm(s) {', '.join(map(str, seqs))} stored; counter {counter}"
+            cid = tx.add(
+                meter_id=meter_id,
+                kind="alarm_ack",
+                state="sent",
+                proposed_by=ACK_ACTOR,
+                proposed_at=now,
+                reason=detail[:200],
+                approved_by=ACK_ACTOR,
+                approved_at=now,
+                counter=counter,
+            )
+            self._audit(
+                tx, ACK_ACTOR, (cid, meter_id), "alarm_acknowledged", "signed_and_sent", detail,
+                now=now,
+            )  # fmt: skip
+        self._send(cid, meter_id, envelope)
+        return cid
 
     def _seal(self, meter_id: str, plain: bytes, counter: int, now: int) -> bytes:
         title, ek, ak = self._keys(meter_id)

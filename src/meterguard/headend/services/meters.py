@@ -1,4 +1,4 @@
-"""The meter lifecycle, in one place: provision, disable, enable, decommission, revoke.
+"""The meter lifecycle, in one place: provision, disable, enable, quarantine, decommission, revoke.
 
 Every entry point — the web API, the ``meterguard meter …`` CLI, the demo — calls
 :class:`Meters`; none of them decides a rule of its own. A change is recorded in the
@@ -9,8 +9,13 @@ which the broker's owner reloads), and in the audit log (LOG-1).
 States and moves (``ROLES`` says who may make each one)::
 
     active ──disable──▶ disabled ──enable──▶ active
-    active|disabled ──decommission──▶ decommissioned     (certificates revoked)
-    active|disabled|decommissioned ──revoke──▶ revoked   (certificates revoked)
+    active|disabled ──quarantine──▶ quarantined ──release──▶ active   (certificates on hold)
+    active|disabled|quarantined ──decommission──▶ decommissioned      (certificates revoked)
+    active|disabled|quarantined|decommissioned ──revoke──▶ revoked    (certificates revoked)
+
+Quarantine is what the head-end does on its own to an identity that keeps taking over its
+own broker session (a cloned certificate, MQ-4: see :class:`TakeoverGuard`); a security
+administrator may also quarantine by hand, and only a security administrator releases.
 
 A decommissioned or revoked meter never comes back: a replacement is provisioned and
 enrolled anew. Disabling is reversible and leaves the certificates alone; ingest refuses a
@@ -28,7 +33,11 @@ from typing import Protocol
 from meterguard.errors import AccessDeniedError, ConflictError, NotFoundError
 from meterguard.identity import meter_id, serial_of, system_title
 
-__all__ = ["MOVES", "ROLES", "Meters", "Move"]
+__all__ = ["MOVES", "ROLES", "SYSTEM_ROLE", "Meters", "Move"]
+
+SYSTEM_ROLE = "system"
+"""The head-end's own monitors (no account can have it: accounts take roles from
+:data:`~meterguard.headend.services.accounts.ROLES`)."""
 
 
 class Registry(Protocol):
@@ -56,6 +65,12 @@ class Certificates(Protocol):
     def revoke_service(self, name: str, *, now: dt.datetime) -> int:
         """Revoke a head-end identity's client certificates (the service CA's CRL)."""
 
+    def hold_meter(self, serial: str, *, now: dt.datetime) -> int:
+        """Suspend the meter's operational certificates (``certificateHold`` on the CRL)."""
+
+    def release_meter(self, serial: str, *, now: dt.datetime) -> int:
+        """Lift the hold."""
+
 
 class MeterKeys(Protocol):
     """The key store's side of a meter."""
@@ -75,22 +90,33 @@ class AuditLog(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Move:
-    """One lifecycle move: from which states, to which, and whether certificates are revoked."""
+    """One lifecycle move: from which states, to which, and what it does to certificates."""
 
     expect: frozenset[str]
     to: str
-    revokes: bool
+    certificates: str
+    """keep | revoke | hold | release"""
     audit_action: str
 
 
 MOVES: Mapping[str, Move] = {
-    "disable": Move(frozenset({"active"}), "disabled", False, "meter_disabled"),
-    "enable": Move(frozenset({"disabled"}), "active", False, "meter_enabled"),
+    "disable": Move(frozenset({"active"}), "disabled", "keep", "meter_disabled"),
+    "enable": Move(frozenset({"disabled"}), "active", "keep", "meter_enabled"),
+    "quarantine": Move(
+        frozenset({"active", "disabled"}), "quarantined", "hold", "meter_quarantined"
+    ),
+    "release": Move(frozenset({"quarantined"}), "active", "release", "meter_released"),
     "decommission": Move(
-        frozenset({"active", "disabled"}), "decommissioned", True, "meter_decommissioned"
+        frozenset({"active", "disabled", "quarantined"}),
+        "decommissioned",
+        "revoke",
+        "meter_decommissioned",
     ),
     "revoke": Move(
-        frozenset({"active", "disabled", "decommissioned"}), "revoked", True, "certificate_revoked"
+        frozenset({"active", "disabled", "quarantined", "decommissioned"}),
+        "revoked",
+        "revoke",
+        "certificate_revoked",
     ),
 }
 _INSTALLERS = frozenset({"engineer", "security_admin"})
@@ -99,7 +125,10 @@ ROLES: Mapping[str, frozenset[str]] = {
     "disable": _INSTALLERS,
     "enable": _INSTALLERS,
     "decommission": _INSTALLERS,
-    # Revocation is the security administrator's alone (a compromised identity).
+    # Revocation and quarantine are the security administrator's (a compromised identity);
+    # the head-end's own broker monitor quarantines too (SYSTEM_ROLE, no account has it).
+    "quarantine": frozenset({"security_admin", "system"}),
+    "release": frozenset({"security_admin"}),
     "revoke": frozenset({"security_admin"}),
     "revoke_service": frozenset({"security_admin"}),
 }
@@ -175,7 +204,7 @@ class Meters:
         return mid
 
     def move(self, actor: str, role: str, mid: str, action: str, *, now: int) -> str:
-        """Make a lifecycle move (``disable``, ``enable``, ``decommission``, ``revoke``).
+        """Make a lifecycle move (a key of :data:`MOVES`).
 
         Returns the meter's new state. Running workers refuse its later messages within
         their watch interval (PKI-5), also on a session opened before.
@@ -193,13 +222,18 @@ class Meters:
         if state not in move.expect:
             raise ConflictError(f"meter {mid} is {state}: it cannot be {move.to}")
         detail = f"{state} -> {move.to}"
-        if move.revokes:
-            # PKI-5: certificates first, so a meter is never marked retired while its
-            # certificate would still open a new session.
-            count = self._pki.revoke_meter(
-                serial_of(mid), now=dt.datetime.fromtimestamp(now, dt.UTC)
-            )
+        when = dt.datetime.fromtimestamp(now, dt.UTC)
+        # PKI-5: certificates first, so a meter is never marked retired (or quarantined)
+        # while its certificate would still open a new session.
+        if move.certificates == "revoke":
+            count = self._pki.revoke_meter(serial_of(mid), now=when)
             detail += f"; {count} certificate(s) revoked, CRL re-published"
+        elif move.certificates == "hold":
+            count = self._pki.hold_meter(serial_of(mid), now=when)
+            detail += f"; {count} certificate(s) on hold, CRL re-published"
+        elif move.certificates == "release":
+            count = self._pki.release_meter(serial_of(mid), now=when)
+            detail += f"; hold lifted from {count} certificate(s), CRL re-published"
         if not self._registry.set_state(mid, move.to, expect=move.expect):
             raise ConflictError(f"meter {mid} changed state meanwhile")
         self._audit.append(

@@ -610,11 +610,22 @@ class Store:
         return None if meter is None else str(meter)
 
     def security_event(
-        self, *, at: int, event: str, detail: str, meter_id: str | None = None
+        self,
+        *,
+        at: int,
+        event: str,
+        detail: str,
+        meter_id: str | None = None,
+        summarise: bool = False,
     ) -> None:
-        """Append a security event (the detail must not contain key material; callers pass ours)."""
+        """Append a security event (the detail must not contain key material; callers pass ours).
+
+        With ``summarise``, repeats of (meter, event) within a window count on one row.
+        """
         with self.engine.begin() as conn:
-            self.audit.security_event_in(conn, at=at, event=event, detail=detail, meter_id=meter_id)
+            self.audit.security_event_in(
+                conn, at=at, event=event, detail=detail, meter_id=meter_id, summarise=summarise
+            )
 
     def security_events(self) -> list[tuple[str | None, str]]:
         """(meter, event) of every security event, oldest first; a summary's repeats count."""
