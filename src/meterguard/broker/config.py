@@ -8,8 +8,8 @@ Two listeners, each with its own settings (``per_listener_settings true``):
   limited to the device root and the device CA, the device CA's CRL, no anonymous access, and
   an ACL by user name that lets meter ``MGD…`` write only ``meters/<its id>/…``
   (data, alarms, events, status) and read only ``meters/<its id>/commands``;
-* the **service listener** for head-end workers: the same TLS settings and client-id
-  binding (each worker has an identity of its own), trust limited to the
+* the **service listener** for head-end workers: the same TLS settings (client ids are the
+  workers' own: several workers share one identity), trust limited to the
   infrastructure root and the service CA, the service CA's CRL, read on every
   meter's upstream topics and write on command topics.
 
@@ -115,6 +115,7 @@ def _listener(
     max_conn: int,
     *,
     crl: Path | None,
+    bind_client_ids: bool,
 ) -> str:
     lines = [
         f"listener {port} {host}",
@@ -122,9 +123,6 @@ def _listener(
         "allow_anonymous false",
         "require_certificate true",
         "use_identity_as_username true",
-        # MQ-4: the client id is the certificate's name, whatever the client asked for, so no
-        # identity can take another's session (a meter another meter's, or a worker's).
-        "use_username_as_clientid true",
         f"cafile {cafile}",
         f"certfile {layout.server_cert}",
         f"keyfile {layout.server_key}",
@@ -135,6 +133,10 @@ def _listener(
         f"max_connections {max_conn}",
         "max_qos 1",
     ]
+    if bind_client_ids:
+        # MQ-4: the client id is the certificate's name, whatever the client asked for, so no
+        # meter can take another's session, nor a worker's (meter names are never services').
+        lines.append("use_username_as_clientid true")
     if crl is not None:
         lines.append(f"crlfile {crl}")
     return "\n".join(lines)
@@ -184,6 +186,7 @@ def render(
                 layout.device_acl,
                 lim.max_device_connections,
                 crl=layout.crl,
+                bind_client_ids=True,
             ),
             "",
             _listener(
@@ -194,6 +197,10 @@ def render(
                 layout.service_acl,
                 lim.max_service_connections,
                 crl=layout.service_crl,
+                # Workers choose their client ids (several share one identity): a new identity
+                # would need a reload before it may subscribe, and a reload drops offline
+                # sessions (see above). Only service certificates reach this listener.
+                bind_client_ids=False,
             ),
             "",
         ]

@@ -514,8 +514,7 @@ def ingest() -> None:
     "--client-id",
     default="headend-ingest-2",
     show_default=True,
-    help="The worker's service identity, issued on first use; the broker makes it the client "
-    "id. Distinct per worker; the same name resumes that worker's session.",
+    help="Distinct per worker; the same id resumes that worker's session.",
 )
 @click.option("--duration", type=click.FloatRange(min=0.0), help="Stop after this many seconds.")
 def ingest_run(data: Path, client_id: str, duration: float | None) -> None:

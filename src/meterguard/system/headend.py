@@ -64,11 +64,11 @@ LANES: tuple[tuple[str, tuple[str, ...]], ...] = (
     # Alarms on a worker of their own: a backlog of readings never delays a tamper alarm (DOS-3).
     ("headend-alarms-1", ("alarms",)),
 )
-"""Each lane's service identity and topics. Each worker has a certificate of its own: the
-broker makes the certificate's name the client id (MQ-4), so two workers under one name would
-take each other's session."""
+"""Each lane's client id and topics."""
+INGEST_IDENTITY = "headend-ingest-1"
+"""The service certificate every ingest worker presents (its client id is its own)."""
 COMMANDS_IDENTITY = "headend-commands-1"
-SERVICE_IDENTITIES = (*(name for name, _ in LANES), COMMANDS_IDENTITY)
+SERVICE_IDENTITIES = (INGEST_IDENTITY, COMMANDS_IDENTITY)
 """The identities a head-end issues before its broker starts (the service ACL names them)."""
 
 
@@ -192,25 +192,24 @@ class HeadEnd:
     def worker(
         self,
         info: RunInfo,
-        name: str,
+        client_id: str,
         topics: Sequence[str],
         *,
         on_commit: CommitHook | None = None,
     ) -> IngestWorker:
         """An ingest worker on the service listener, sharing this head-end's processor.
 
-        ``name`` is its service identity (issued on first use) and so its client id: the same
-        name resumes that worker's broker session.
+        Every worker presents the ingest identity; ``client_id`` is its own (the same id
+        resumes that worker's broker session).
         """
-        service_identity(self.pki, self.layout, name, now=dt.datetime.now(dt.UTC))
-        cert, key = self.layout.service(name)
+        cert, key = self.layout.service(INGEST_IDENTITY)
         settings = WorkerSettings(
             info.host,
             info.service_port,
             self.layout.trust_root,
             cert,
             key,
-            client_id=name,
+            client_id=client_id,
             topics=tuple(topics),
         )
         return IngestWorker(settings, self.processor, self.store, on_commit=on_commit)
@@ -228,8 +227,8 @@ class HeadEnd:
             thread.start()
             self._threads.append(thread)
             hook = self.acks.offer
-        for name, topics in lanes:
-            w = self.worker(info, name, topics, on_commit=hook)
+        for client_id, topics in lanes:
+            w = self.worker(info, client_id, topics, on_commit=hook)
             thread = threading.Thread(target=w.run, args=(self._stop,), daemon=True)
             thread.start()
             self._threads.append(thread)
