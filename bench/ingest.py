@@ -174,14 +174,26 @@ def alarm_flood(world: World, args: argparse.Namespace) -> None:
                   enumerate(frames(world, legit, None, topic="alarms"))]  # fmt: skip
     flood_fleet = Fleet.create(1, now=SIM_START, first_serial=1000 + args.meters)
     flood = alarms(world, flood_fleet, args.meters, args.flood_alarms)
-    flood_plan = frames(world, flood, None, topic="alarms")  # all due at once: max rate
+    # TAMP-3: the flooding meter's own genuine alarm is its flood's last message (its bucket is
+    # empty by then, so it is throttled); it stays pending, and the meter re-sends its pending
+    # alarms 20 s in (the demo's period): the re-send goes out after the flood.
+    flood_fleet.tamper(
+        0, TamperKind.MAGNETIC_FIELD, lambda j, apdu: flood.append((args.meters + j, apdu))
+    )
+    genuine = int(flood_fleet.a["push_seq"][0])
+    resend: list[tuple[int, bytes]] = []
+    flood_fleet.resend_pending(lambda j, apdu: resend.append((args.meters + j, apdu)))
+    pid = [0] * len(world.ids)
+    flood_plan = frames(world, flood, None, topic="alarms", pid=pid)  # all due at once
+    later = frames(world, resend, None, topic="alarms", pid=pid)
+    flood_plan += [(20.0, i, f) for _, i, f in later]
     bucket = (50.0, 500.0)  # the head-end's per-meter contract (system/headend.py)
     print(f"\nalarm lane: {len(legit)} meters raise one tamper alarm each over {spread:.0f} s")
     base = ingest_run(world, legit_plan, per_msg=1, expect_legit=len(legit), bucket=bucket,
                       topics=("alarms",))  # fmt: skip
     report_line("  alarms, no attack (baseline)", base)
     fl = ingest_run(world, legit_plan, per_msg=1, expect_legit=len(legit), bucket=bucket,
-                    topics=("alarms",), attacker=flood_plan)  # fmt: skip
+                    topics=("alarms",), attacker=flood_plan, watch=genuine)  # fmt: skip
     sent = fl.gen_sent
     report_line(f"  alarms while 1 meter floods ({len(flood):,} alarms at max rate)", fl)
     p99, b99 = percentile(fl.latencies, 0.99), percentile(base.latencies, 0.99)
@@ -191,6 +203,12 @@ def alarm_flood(world: World, args: argparse.Namespace) -> None:
         f" {b99 * 1e3:.0f} ms; flood sent {sent:,} in {fl.gen_seconds:.1f} s"
         f" ({sent / max(fl.gen_seconds, 1e-9):,.0f} msg/s), throttled before crypto"
         f" {fl.throttled:,}"
+    )
+    arrived = "never" if fl.watched_at is None else f"stored at t = {fl.watched_at:.1f} s"
+    print(
+        f"    the flooding meter's own alarm (sequence {genuine}, its flood's last message):"
+        f" {arrived}; the flood's sending ended at t = {fl.gen_seconds:.1f} s, its re-send"
+        f" of {len(resend)} pending alarms was due at t = 20 s"
     )
 
 
@@ -288,6 +306,8 @@ class IngestResult:
     gen_late_p99: float
     gen_sent: int = 0
     gen_seconds: float = 0.0
+    watched_at: float | None = None
+    """When the watched alarm (``watch=``) was committed, from the run's start."""
 
 
 def ingest_run(
@@ -299,9 +319,13 @@ def ingest_run(
     bucket: tuple[float, float] = (1e9, 1e9),
     topics: tuple[str, ...] = ("data",),
     attacker: list[tuple[float, int, bytes]] | None = None,
+    watch: int | None = None,
 ) -> IngestResult:
     """``attacker`` frames come from a generator process of their own (its backpressure must
-    not delay the legit meters' sends: latency is measured from their scheduled times)."""
+    not delay the legit meters' sends: latency is measured from their scheduled times).
+
+    ``watch``: an alarm sequence of the flood meter (the last meter) whose commit the run also
+    waits for (TAMP-3: its genuine alarm, throttled in its flood, then re-sent)."""
     store, handle = fresh_store(world, f"ingest{world.runs}")
     world.runs += 1
     for mid, (title, _, _) in world.titles.items():
@@ -320,11 +344,15 @@ def ingest_run(
     stored = {"legit": 0, "readings": 0, "messages": 0}
     start_box = [0.0]
 
+    watched: list[float] = []
+
     def on_commit(out: CommitOutcome, t: float) -> None:
         s0 = start_box[0]
         for p in out.accepted:
             stored["messages"] += 1
             stored["readings"] += len(p.readings)
+            if p.meter_id == flood_id and p.alarm is not None and p.alarm[0] == watch:
+                watched.append(t - s0)
             if p.meter_id != flood_id:
                 stored["legit"] += 1
                 lat.append(t - s0 - due_of[(p.meter_id, p.ic)])
@@ -368,11 +396,14 @@ def ingest_run(
         time.sleep(0.001)
     deadline = time.monotonic() + 600
     last_change, last = time.monotonic(), -1
-    while stored["legit"] < expect_legit and time.monotonic() < deadline:
+    idle_limit = 10 if watch is None else 40  # the meter's re-send is due 20 s in
+    while (stored["legit"] < expect_legit or (watch is not None and not watched)) and (
+        time.monotonic() < deadline
+    ):
         time.sleep(0.002)
         if stored["messages"] != last:
             last, last_change = stored["messages"], time.monotonic()
-        elif time.monotonic() - last_change > 10:
+        elif time.monotonic() - last_change > idle_limit:
             break  # nothing more is coming (e.g. flood messages throttled)
     t_end = time.time()
     cpu_w, cpu_b = time.process_time() - cpu_w0, proc_cpu(broker_pid) - cpu_b0
@@ -399,6 +430,7 @@ def ingest_run(
         gen_late_p99=report["late_p99"],
         gen_sent=int(report.get("sent", 0)),
         gen_seconds=float(report.get("seconds", 0.0)),
+        watched_at=watched[0] if watched else None,
     )
 
 

@@ -59,6 +59,7 @@ from meterguard.headend.store.db import open_database
 from meterguard.headend.store.repository import Store
 from meterguard.identity import meter_id
 from meterguard.meter.device import TamperKind
+from meterguard.meter.enrol import EstClient, enrol_into
 from meterguard.meter.fleet import Fleet
 from meterguard.meter.transport.mqtt import MeterMqttClient, MqttSettings, Outbox
 from meterguard.system.config import RunInfo, SystemConfig
@@ -188,9 +189,9 @@ class DemoSystem:
         self.meter_time = SimulatedClock(self.fleet.now, cfg.speed)
         meter_time = self.meter_time
         ids = [meter_id(int(s)) for s in self.fleet.a["serial"]]
-        for mid in ids:
-            if not (layout.meter(mid) / "tls.pem").exists():
-                self.pki.enrol_meter(mid[3:], layout.meter(mid), now=now)
+        for mid in ids:  # manufacturing: key, registered serial, factory certificate
+            if not (layout.meter(mid) / "factory.pem").exists():
+                self.pki.manufacture(mid[3:], layout.meter(mid), now=now)
         for name in SERVICE_IDENTITIES:
             service_identity(self.pki, layout, name, now=now)
         command_key = signing_key(layout.headend, "command-key")
@@ -215,6 +216,12 @@ class DemoSystem:
             )
             he.keys.import_factory_keys(mid, *self.fleet.keys(i))
         he.start_watch()
+        # PKI-4: each meter exchanges its factory certificate for an operational one over EST.
+        est_port = he.start_est(cfg.host, free_port(cfg.host), now=now)
+        est = EstClient(cfg.host, est_port, layout.trust_root)
+        for mid in ids:
+            if not (layout.meter(mid) / "tls.pem").exists():
+                enrol_into(est, layout.meter(mid), mid[3:])
         he.start_commands(cfg.host, self.broker.layout.service_port, command_key)
         self._start_billing(he, now, ids)
         accounts = he.open_accounts()
@@ -228,6 +235,7 @@ class DemoSystem:
             service_port=self.broker.layout.service_port,
             device_port=self.broker.layout.device_port,
             web_port=self.web_port,
+            est_port=est_port,
             meters=cfg.meters,
             meter_time=self.fleet.now.timestamp(),
             wall_at=wall_at,

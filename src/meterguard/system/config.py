@@ -63,6 +63,8 @@ class RunInfo:
     """The meters' simulated clock (Unix seconds) at ``wall_at``; None: they keep wall time."""
     wall_at: float | None = None
     speed: float = 1.0
+    est_port: int = 0
+    """The EST enrolment endpoint's port (0: none runs)."""
 
     def meter_clock(self) -> Callable[[], float]:
         """What the meters' clocks read now: simulated in a demo, the wall clock otherwise."""
@@ -97,6 +99,7 @@ class RunInfo:
                 meter_time=None if raw.get("meter_time") is None else float(raw["meter_time"]),
                 wall_at=None if raw.get("wall_at") is None else float(raw["wall_at"]),
                 speed=float(raw.get("speed", 1.0)),
+                est_port=int(raw.get("est_port", 0)),
             )
         except FileNotFoundError:
             raise ConfigurationError(

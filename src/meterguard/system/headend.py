@@ -27,12 +27,14 @@ from meterguard.crypto.ecc import SigningKey
 from meterguard.crypto.keystore import read_key_file
 from meterguard.crypto.pki.store import Pki
 from meterguard.headend.api.app import create_app
+from meterguard.headend.api.est import create_est_app
 from meterguard.headend.ingest.admission import Admission
 from meterguard.headend.ingest.processor import IngestProcessor
 from meterguard.headend.ingest.worker import CommitHook, IngestWorker, WorkerSettings
 from meterguard.headend.services.accounts import Accounts
 from meterguard.headend.services.billing import Billing
 from meterguard.headend.services.commands import Commands
+from meterguard.headend.services.enrolment import Enrolment
 from meterguard.headend.services.meters import Meters
 from meterguard.headend.services.sessions import TakeoverGuard
 from meterguard.headend.services.usage import consumption_data
@@ -123,6 +125,7 @@ class HeadEnd:
     acks: AlarmAcks | None = None
     web_port: int = 0
     _web: Any = None
+    _est: Any = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -282,6 +285,25 @@ class HeadEnd:
         )
         return self.accounts
 
+    def start_est(self, host: str, port: int, *, now: dt.datetime) -> int:
+        """Serve EST enrolment (PKI-4) over HTTPS on a port of its own; returns the port.
+
+        Its server certificate comes from the service CA, so meters authenticate it with the
+        root they pin; meters present no TLS certificate there (a factory certificate cannot
+        be a TLS client), the request carries it.
+        """
+        est = self.layout.headend / "est"
+        if not (est / "est.pem").exists():
+            est.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.pki.issue_server("est", hosts=[host, "localhost"], now=now, out=est)
+        enrolment = Enrolment(
+            self.pki, self.store, self.store.audit, device_ca=self.pki.device.certificate
+        )
+        self._est = serve_https(
+            create_est_app(enrolment), host, port, est / "est.pem", est / "est.key"
+        )
+        return port
+
     def start_web(self, host: str, port: int, *, now: dt.datetime) -> int:
         """Serve the API and dashboard over HTTPS (a server certificate from the PKI)."""
         web = self.layout.web
@@ -317,7 +339,8 @@ class HeadEnd:
             thread.join(10)
         if self.publisher is not None:
             self.publisher.stop()
-        if self._web is not None:
-            server, thread = self._web
-            server.should_exit = True
-            thread.join(10)
+        for served in (self._web, self._est):
+            if served is not None:
+                server, thread = served
+                server.should_exit = True
+                thread.join(10)

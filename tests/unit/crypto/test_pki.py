@@ -12,7 +12,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from meterguard.crypto.pki.authority import ENROLMENT_EKU, METER_URN_PREFIX, build_csr, meter_id
+from meterguard.crypto.pki.authority import (
+    ENROLMENT_EKU,
+    METER_URN_PREFIX,
+    build_csr,
+    meter_id,
+    possession_proof,
+)
 from meterguard.crypto.pki.store import OPERATIONAL_VALIDITY, Pki
 from meterguard.errors import ConfigurationError, EnrolmentError
 
@@ -123,8 +129,13 @@ def test_enrolment_and_renewal(pki: Pki) -> None:
     assert not Pki.needs_renewal(op, now=NOW)
     later = NOW + dt.timedelta(days=11)
     assert Pki.needs_renewal(op, now=later)
-    k2 = key()  # the meter may roll its key at renewal
-    renewed = pki.simplereenroll(build_csr(k2, SERIAL), current=op, now=later)
+    k2 = key()  # the meter may roll its key at renewal, proving both keys
+    new_csr = build_csr(k2, SERIAL)
+    with pytest.raises(EnrolmentError, match="possession"):
+        pki.simplereenroll(new_csr, current=op, now=later)  # a copy of `op` is not enough
+    with pytest.raises(EnrolmentError, match="possession"):
+        pki.simplereenroll(new_csr, current=op, now=later, proof=possession_proof(key(), new_csr))
+    renewed = pki.simplereenroll(new_csr, current=op, now=later, proof=possession_proof(k, new_csr))
     assert renewed.not_valid_after_utc > op.not_valid_after_utc
     # An operational certificate cannot stand in for a factory one, nor the reverse.
     with pytest.raises(EnrolmentError, match="factory"):

@@ -32,7 +32,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -44,7 +45,9 @@ __all__ = [
     "build_csr",
     "meter_id",
     "meter_serial_from_certificate",
+    "possession_proof",
     "subject_name",
+    "verify_possession",
 ]
 
 METER_URN_PREFIX = "urn:meterguard:meter:"
@@ -92,6 +95,35 @@ def build_csr(key: ec.EllipticCurvePrivateKey, serial: str) -> x509.CertificateS
         )
         .sign(key, _HASH)
     )
+
+
+POSSESSION_DOMAIN = b"meterguard est possession v1\x00"
+"""Domain of :func:`possession_proof` signatures (they sign nothing else)."""
+
+
+def possession_proof(key: ec.EllipticCurvePrivateKey, csr: x509.CertificateSigningRequest) -> bytes:
+    """A signature by the authenticating certificate's key over a CSR for a *new* key.
+
+    With a CSR for the same key, the CSR's own signature proves possession; a meter that rolls
+    its key at (re-)enrolment adds this signature, so the request proves both keys (DER
+    ECDSA-SHA256 over :data:`POSSESSION_DOMAIN` + the CSR's DER).
+    """
+    return key.sign(
+        POSSESSION_DOMAIN + csr.public_bytes(serialization.Encoding.DER), ec.ECDSA(_HASH)
+    )
+
+
+def verify_possession(
+    public_key: ec.EllipticCurvePublicKey, csr: x509.CertificateSigningRequest, proof: bytes
+) -> bool:
+    """Check a :func:`possession_proof`."""
+    try:
+        public_key.verify(
+            proof, POSSESSION_DOMAIN + csr.public_bytes(serialization.Encoding.DER), ec.ECDSA(_HASH)
+        )
+    except InvalidSignature:
+        return False
+    return True
 
 
 def meter_serial_from_certificate(cert: x509.Certificate | x509.CertificateSigningRequest) -> str:

@@ -52,6 +52,7 @@ from meterguard.crypto.pki.authority import (
     build_csr,
     meter_serial_from_certificate,
     subject_name,
+    verify_possession,
 )
 from meterguard.errors import ConfigurationError, EnrolmentError, NotFoundError
 
@@ -309,23 +310,34 @@ class Pki:
         self._record(cert, "factory", serial)
         return cert
 
-    def enrol_meter(self, serial: str, out: Path, *, now: dt.datetime) -> tuple[Path, Path]:
-        """Simulate a meter's whole enrolment into its own directory ``out``.
+    def manufacture(
+        self, serial: str, out: Path, *, now: dt.datetime
+    ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+        """Simulate manufacturing into the meter's own directory ``out``.
 
-        Registers the serial (manufacturing), generates the meter's key in ``out``
-        (PKI-2: where the meter keeps it; the CA only ever sees CSRs), issues the
-        factory certificate, exchanges it for an operational one (``simpleenroll``)
-        and writes ``tls.key``, ``factory.pem``, ``tls.pem`` (certificate + device CA)
-        and ``root.pem`` (the pinned root). Returns ``(tls.pem, tls.key)``.
+        Registers the serial, generates the meter's key in ``out`` (PKI-2: where the meter
+        keeps it; the CA only ever sees CSRs), issues the factory certificate and writes
+        ``tls.key``, ``factory.pem`` and ``root.pem`` (the pinned root). The meter then enrols
+        over EST (:mod:`meterguard.meter.enrol`) or through :meth:`simpleenroll`.
         """
         self.register(serial)
         key = ec.generate_private_key(ec.SECP256R1())
         write_key(out / "tls.key", key)
         factory = self.issue_factory(build_csr(key, serial), now=now)
         _write(out / "factory.pem", pem(factory))
+        _write(out / "root.pem", pem(self.root))
+        return key, factory
+
+    def enrol_meter(self, serial: str, out: Path, *, now: dt.datetime) -> tuple[Path, Path]:
+        """Simulate a meter's whole enrolment into ``out``, in process (tests, ``pki enroll``).
+
+        :meth:`manufacture`, then the factory certificate exchanged for an operational one
+        (``simpleenroll``), written as ``tls.pem`` (certificate + device CA). Returns
+        ``(tls.pem, tls.key)``.
+        """
+        key, factory = self.manufacture(serial, out, now=now)
         operational = self.simpleenroll(build_csr(key, serial), factory=factory, now=now)
         _write(out / "tls.pem", pem(operational) + pem(self.device.certificate))
-        _write(out / "root.pem", pem(self.root))
         return out / "tls.pem", out / "tls.key"
 
     def cacerts(self) -> list[x509.Certificate]:
@@ -334,16 +346,30 @@ class Pki:
         return [self.device.certificate, *roots, self.root]
 
     def simpleenroll(
-        self, csr: x509.CertificateSigningRequest, *, factory: x509.Certificate, now: dt.datetime
+        self,
+        csr: x509.CertificateSigningRequest,
+        *,
+        factory: x509.Certificate,
+        now: dt.datetime,
+        proof: bytes | None = None,
     ) -> x509.Certificate:
-        """EST /simpleenroll: exchange a valid factory certificate for an operational one."""
-        return self._enroll(csr, factory, "factory", now)
+        """EST /simpleenroll: exchange a valid factory certificate for an operational one.
+
+        ``proof``: a :func:`~meterguard.crypto.pki.authority.possession_proof` by the factory
+        key, needed only when the CSR is for another key.
+        """
+        return self._enroll(csr, factory, "factory", now, proof)
 
     def simplereenroll(
-        self, csr: x509.CertificateSigningRequest, *, current: x509.Certificate, now: dt.datetime
+        self,
+        csr: x509.CertificateSigningRequest,
+        *,
+        current: x509.Certificate,
+        now: dt.datetime,
+        proof: bytes | None = None,
     ) -> x509.Certificate:
         """EST /simplereenroll: renew an operational certificate before it expires."""
-        return self._enroll(csr, current, "operational", now)
+        return self._enroll(csr, current, "operational", now, proof)
 
     def _enroll(
         self,
@@ -351,7 +377,9 @@ class Pki:
         auth: x509.Certificate,
         kind: str,
         now: dt.datetime,
+        proof: bytes | None,
     ) -> x509.Certificate:
+        self.refresh()  # another process may have manufactured, revoked or held meanwhile
         serial = (
             self._verify_factory(auth, now=now)
             if kind == "factory"
@@ -364,6 +392,16 @@ class Pki:
             )
         if meter_serial_from_certificate(csr) != serial:
             raise EnrolmentError("the CSR names another meter than the authenticating certificate")
+        # Proof of possession of the authenticating certificate's key (a copied certificate
+        # enrols nothing): the CSR is signed with it (checked at issuance), or, for a new key,
+        # the request carries a signature over the CSR by the authenticating key.
+        auth_key = auth.public_key()
+        if csr.public_key() != auth_key and not (
+            proof is not None
+            and isinstance(auth_key, ec.EllipticCurvePublicKey)
+            and verify_possession(auth_key, csr, proof)
+        ):
+            raise EnrolmentError("no proof of possession of the authenticating certificate's key")
         cert = self.device.issue_meter(csr, now=now, validity=OPERATIONAL_VALIDITY)
         self._record(cert, "operational", serial)
         return cert

@@ -110,14 +110,7 @@ def create_app(
     app.state.limits = Limits()
     app.state.api_limits = Limits(rate=api_rate, burst=api_burst)
 
-    @app.middleware("http")
-    async def security_headers(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        for k, v in HEADERS.items():
-            response.headers[k] = v
-        return response
+    add_security_headers(app)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -170,6 +163,19 @@ PUBLIC_PATHS = frozenset(
     }
     | PAGE_PUBLIC
 )
+
+
+def add_security_headers(app: FastAPI) -> None:
+    """Every response of ``app`` carries :data:`HEADERS` (API-8)."""
+
+    @app.middleware("http")
+    async def security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        for k, v in HEADERS.items():
+            response.headers[k] = v
+        return response
 
 
 class BodyLimit:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from meterguard.errors import AccessDeniedError, ConflictError, NotFoundError
+from meterguard.headend.services.records import AuditLog
 from meterguard.identity import meter_id, serial_of, system_title
 
 __all__ = ["MOVES", "ROLES", "SYSTEM_ROLE", "Meters", "Move"]
@@ -77,15 +78,6 @@ class MeterKeys(Protocol):
 
     def provision(self, meter: str) -> object:
         """Generate the meter's DLMS key set."""
-
-
-class AuditLog(Protocol):
-    """Where security-relevant actions go (:class:`~meterguard.headend.store.audit.AuditWriter`)."""
-
-    def append(
-        self, *, at: int, actor: str, target: str, action: str, result: str, detail: str = ""
-    ) -> object:
-        """Append one entry."""
 
 
 @dataclass(frozen=True, slots=True)

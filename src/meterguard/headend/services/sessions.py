@@ -22,11 +22,11 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Iterable
-from typing import Protocol
 
 from meterguard.broker.monitor import BrokerEvent, SessionTakeover
 from meterguard.errors import ConflictError, NotFoundError
 from meterguard.headend.services.meters import SYSTEM_ROLE, Meters
+from meterguard.headend.services.records import SecurityEvents
 from meterguard.identity import is_meter_id
 
 __all__ = ["GUARD_ACTOR", "MAX_TRACKED", "TAKEOVER_LIMIT", "TAKEOVER_WINDOW", "TakeoverGuard"]
@@ -38,21 +38,6 @@ TAKEOVER_WINDOW = 300
 MAX_TRACKED = 100_000
 """Identities whose recent takeovers are remembered (the oldest are forgotten first)."""
 GUARD_ACTOR = "system:broker-monitor"
-
-
-class SecurityEvents(Protocol):
-    """Where security events go (the store's ``security_event``, summarised per window)."""
-
-    def security_event(
-        self,
-        *,
-        at: int,
-        event: str,
-        detail: str,
-        meter_id: str | None = None,
-        summarise: bool = False,
-    ) -> None:
-        """Record (or, with ``summarise``, count into a summary) one event."""
 
 
 class TakeoverGuard:

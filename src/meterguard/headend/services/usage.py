@@ -32,6 +32,7 @@ from typing import Protocol
 
 from meterguard.errors import AccessDeniedError, InvalidValueError, NotFoundError
 from meterguard.headend.services.accounts import Principal
+from meterguard.headend.services.records import AuditLog
 
 __all__ = [
     "DEFAULT_CONSENT",
@@ -125,15 +126,6 @@ class Scope(Protocol):
 
     def visible_meter(self, who: Principal, meter_id: str) -> bool:
         """API-1."""
-
-
-class AuditLog(Protocol):
-    """The audit log (LOG-1)."""
-
-    def append(
-        self, *, at: int, actor: str, target: str, action: str, result: str, detail: str = ""
-    ) -> object:
-        """Append one entry."""
 
 
 @dataclass(frozen=True, slots=True)
