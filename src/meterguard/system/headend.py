@@ -164,7 +164,7 @@ class HeadEnd:
         watch = RegistryWatch(
             store.registry,
             processor.admission,
-            pki_files=(pki.crl_path, pki.service_crl_path, pki.registry_path),
+            pki_files=(pki.crl_path, pki.service_crl_path),
             revoked_by_pki=pki.revoked_meters,
             on_change=on_registry_change,
             every=watch_every,

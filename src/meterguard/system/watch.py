@@ -8,9 +8,7 @@ ingest :class:`~meterguard.headend.ingest.admission.Admission` — so the meter'
 messages are refused, also those on a session it opened before — and calls ``on_change``,
 which the process that owns the broker uses to reload the CRL (a new TLS session with the
 revoked certificate is refused). The PKI's own revocations (``meterguard pki revoke``
-without a head-end) are picked up from the CRL file's change the same way, and a service
-identity issued by another process (``meterguard ingest run`` for a new worker) from the PKI
-registry's change: the broker's service ACL then names it.
+without a head-end) are picked up from the CRL file's change the same way.
 """
 
 from __future__ import annotations
@@ -45,8 +43,8 @@ class RegistryWatch:
         self.registry = registry
         self.admission = admission
         self.pki_files = tuple(pki_files)
-        """The PKI files watched: both CRLs, and the registry (its service names are what the
-        broker's service ACL lists, so a new worker identity reaches the broker too)."""
+        """The PKI files watched: both CRLs. Not the registry: it changes with every
+        certificate issued (EST), and each broker reload drops offline sessions (ADR 11)."""
         self.revoked_by_pki = revoked_by_pki
         self.on_change = on_change
         self.every = every

@@ -264,11 +264,6 @@ class Pki:
         return self.device_root != self.root
 
     @property
-    def registry_path(self) -> Path:
-        """The registry file (serials, issued, revoked and held certificates, service names)."""
-        return self.directory / "registry.json"
-
-    @property
     def crl_path(self) -> Path:
         """Where the device CA's CRL is published."""
         return self.directory / "crl.pem"
