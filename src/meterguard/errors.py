@@ -29,7 +29,17 @@ from "the network is down" (httpx and h11 draw the same lines)::
     │       ├── EnrolmentError              a CSR or certificate the PKI refuses
     │       ├── AccessDeniedError           a revoked, disabled or unknown identity
     │       ├── RateLimitedError            too many failures by one identity: wait
-    │       └── AuditProofError             an audit log proof does not verify (rewrite, deletion)
+    │       ├── AuditProofError             an audit log proof does not verify (rewrite, deletion)
+    │       └── FirmwareRefusedError        a firmware update the meter refuses (FW-2…FW-10),
+    │           ├── FirmwareIncompatibleError   another vendor, model or hw revision (FW-9)
+    │           ├── FirmwareUntrustedError      not signed by the keys of the pinned root (FW-2)
+    │           ├── FirmwareTamperedError       image hash, length or manifest wrong (FW-3)
+    │           ├── FirmwareRollbackError       metadata older than what it trusts (FW-4)
+    │           ├── FirmwareFrozenError         expired metadata: a frozen channel (FW-5)
+    │           ├── FirmwareMixAndMatchError    metadata of different states mixed (FW-6)
+    │           ├── FirmwareEndlessDataError    more bytes than the metadata allows (FW-7)
+    │           ├── FirmwareDowngradeError      security version below the counter (FW-8)
+    │           └── FirmwareHealthError         the trial boot's health check failed (FW-10)
     └── TransportError                 the network, the broker or a service is unreachable
 
 Peers only ever see coarse errors (DLMS result codes); the detail in these
@@ -53,6 +63,16 @@ __all__ = [
     "CounterExhaustedError",
     "DecodeError",
     "EnrolmentError",
+    "FirmwareDowngradeError",
+    "FirmwareEndlessDataError",
+    "FirmwareFrozenError",
+    "FirmwareHealthError",
+    "FirmwareIncompatibleError",
+    "FirmwareMixAndMatchError",
+    "FirmwareRefusedError",
+    "FirmwareRollbackError",
+    "FirmwareTamperedError",
+    "FirmwareUntrustedError",
     "HlsFailedError",
     "InsufficientProtectionError",
     "InvalidValueError",
@@ -225,6 +245,80 @@ class AuditProofError(SecurityError):
     """An inclusion or consistency proof of the audit log does not verify (LOG-4)."""
 
     event: ClassVar[str] = "audit_log_inconsistent"
+
+
+class FirmwareRefusedError(SecurityError):
+    """A firmware update the meter refuses; ``requirement`` and ``reason`` name which check.
+
+    The meter writes the refusal to its log book and changes nothing (no slot written, no
+    counter moved).
+    """
+
+    requirement: ClassVar[str] = "FW-1"
+    reason: ClassVar[str] = "refused"
+
+
+class FirmwareIncompatibleError(FirmwareRefusedError):
+    """The image is for another vendor, model or hardware revision (checked first)."""
+
+    requirement = "FW-9"
+    reason = "incompatible"
+
+
+class FirmwareUntrustedError(FirmwareRefusedError):
+    """Metadata not signed by the keys the pinned root (or its signed successors) trusts."""
+
+    requirement = "FW-2"
+    reason = "untrusted"
+
+
+class FirmwareTamperedError(FirmwareRefusedError):
+    """The image's length or hash is not the signed one, or its manifest disagrees with it."""
+
+    requirement = "FW-3"
+    reason = "tampered"
+
+
+class FirmwareRollbackError(FirmwareRefusedError):
+    """Metadata older than the meter already trusts (a rollback attack)."""
+
+    requirement = "FW-4"
+    reason = "rollback"
+
+
+class FirmwareFrozenError(FirmwareRefusedError):
+    """Expired metadata: the channel is frozen (or the head-end stopped re-signing)."""
+
+    requirement = "FW-5"
+    reason = "frozen"
+
+
+class FirmwareMixAndMatchError(FirmwareRefusedError):
+    """Metadata from different repository states combined (versions that do not agree)."""
+
+    requirement = "FW-6"
+    reason = "mix-and-match"
+
+
+class FirmwareEndlessDataError(FirmwareRefusedError):
+    """More bytes than the metadata allows, or a retrieval that never ends."""
+
+    requirement = "FW-7"
+    reason = "endless-data"
+
+
+class FirmwareDowngradeError(FirmwareRefusedError):
+    """A signed image whose security version is below the meter's monotonic counter."""
+
+    requirement = "FW-8"
+    reason = "downgrade"
+
+
+class FirmwareHealthError(FirmwareRefusedError):
+    """The new image failed its health check at trial boot; the meter went back."""
+
+    requirement = "FW-10"
+    reason = "health-check"
 
 
 class TransportError(MeterguardError):

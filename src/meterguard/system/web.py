@@ -7,6 +7,7 @@ PKI's service CA. This module only serves; the app is built by
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Sequence
@@ -31,12 +32,14 @@ def serve_https(
     key: Path,
     *,
     trusted_proxies: Sequence[str] = (),
+    client_ca: Path | None = None,
 ) -> tuple[uvicorn.Server, threading.Thread]:
     """Serve ``app`` over HTTPS in a thread, returning once it listens.
 
     ``X-Forwarded-For`` is believed only from ``trusted_proxies`` (none by default): a client
     naming another address would otherwise get a fresh login bucket per name and put that
-    name in the audit log (API-7, LOG-1).
+    name in the audit log (API-7, LOG-1). With ``client_ca`` every client must present a
+    certificate chaining to it (the firmware endpoint: meters only).
 
     Raises:
         ConfigurationError: the server did not start within 15 s.
@@ -54,6 +57,8 @@ def serve_https(
             proxy_headers=bool(trusted_proxies),
             forwarded_allow_ips=list(trusted_proxies) or None,
             log_level="warning",
+            ssl_cert_reqs=ssl.CERT_REQUIRED if client_ca is not None else ssl.CERT_NONE,
+            ssl_ca_certs=str(client_ca) if client_ca is not None else None,
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)
