@@ -20,6 +20,7 @@ import click
 from meterguard import __version__
 from meterguard.cli.demo import demo
 from meterguard.cli.devices import fleet, meter
+from meterguard.cli.firmware import firmware
 from meterguard.cli.operations import audit, bill, broker, ingest, pki, status
 from meterguard.cli.protocol import cosem, read
 
@@ -32,5 +33,18 @@ def main() -> None:
     """meterguard: secure smart metering, DLMS/COSEM meters and head-end."""
 
 
-for _command in (cosem, read, meter, fleet, pki, broker, status, audit, bill, ingest, demo):
+for _command in (
+    cosem,
+    read,
+    meter,
+    fleet,
+    firmware,
+    pki,
+    broker,
+    status,
+    audit,
+    bill,
+    ingest,
+    demo,
+):
     main.add_command(_command)

@@ -290,6 +290,7 @@ class FirmwareRepository:
             targets = self._targets()
             if name in targets.signed.targets:
                 raise ConflictError(f"image {name} is already published")
+            signers = {role: self._signer(role) for role in ("targets", "snapshot", "timestamp")}
             custom = {
                 **m.identity(),
                 "settings": dict(m.settings),
@@ -304,9 +305,9 @@ class FirmwareRepository:
             targets.signed.targets[name] = tf
             targets.signed.version += 1
             targets.signed.expires = now + EXPIRY["targets"]
-            targets.sign(self._signer("targets"))
+            targets.sign(signers["targets"])
             self._write_versioned(targets)
-            self._publish(now, self._signer("snapshot"), self._signer("timestamp"))
+            self._publish(now, signers["snapshot"], signers["timestamp"])
         return TargetEntry(name, digest, len(data), custom)
 
     def publish(self, *, now: dt.datetime) -> None:

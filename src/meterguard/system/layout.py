@@ -16,6 +16,8 @@
                              deployment it runs on another machine, under other people)
       web/                   the web server's certificate, secrets key, demo accounts (0600)
       control/               requests to a running demo (tamper)
+      firmware/              the TUF firmware repository (online keys in keys/; the offline
+                             root and targets keys in firmware/offline/ unless moved away)
 
 This module only names paths; it creates nothing.
 """
@@ -101,6 +103,11 @@ class DataLayout:
     def web(self) -> Path:
         """The web server's directory."""
         return self.root / "web"
+
+    @property
+    def firmware(self) -> Path:
+        """The firmware repository (:mod:`meterguard.firmware.repository`)."""
+        return self.root / "firmware"
 
     @property
     def control(self) -> Path:
