@@ -2,7 +2,10 @@
 
 Disconnect control (class 70, 0-0:96.3.10), the limiter (class 71, 0-0:17.0.0; attribute 4
 the threshold in W), the active tariff (data, class 1, 0-0:96.14.0; 1…8), the import
-register (class 3, 1-0:1.8.0) and security setup's key_transfer (class 64) — built over a
+register (class 3, 1-0:1.8.0), security setup's key_transfer (class 64), firmware update
+(image transfer, class 18, 0-0:44.0.0: initiate names a TUF target the meter pulls, activate
+names the staged image's hash, FW-14) and the attestation challenge (0-128:96.99.0: a nonce
+written there is answered with a signed measurement, FW-11) — built over a
 small :class:`Controls` protocol that each form binds to its own state: the DLMS/TCP device
 to its attributes (:mod:`meterguard.meter.device`), the compact fleet to one row of its
 arrays (:mod:`meterguard.meter.fleet`). A signed command that the fleet verified is then
@@ -16,8 +19,11 @@ from typing import Protocol
 
 from meterguard.cosem.acse import Mechanism
 from meterguard.cosem.axdr import (
+    Array,
+    Boolean,
     Data,
     DoubleLongUnsigned,
+    Enum,
     Integer,
     OctetString,
     Structure,
@@ -29,6 +35,7 @@ from meterguard.cosem.server_app import RequestContext
 from meterguard.cosem.xdlms import (
     ActionRequestNormal,
     ActionResult,
+    ActionReturn,
     DataAccessResult,
     GetRequestNormal,
     GetResult,
@@ -45,7 +52,20 @@ from meterguard.meter.objects import (
 )
 from meterguard.meter.rules import MANAGEMENT, OBIS
 
-__all__ = ["MANAGEMENT", "Controls", "Limiter", "add_controls", "command_model", "execute"]
+__all__ = [
+    "ATTESTATION",
+    "MANAGEMENT",
+    "Controls",
+    "Firmware",
+    "FirmwareUpdate",
+    "Limiter",
+    "add_controls",
+    "command_model",
+    "execute",
+]
+
+ATTESTATION = Obis(0, 128, 96, 99, 0, 255)
+"""The attestation challenge object (manufacturer-specific): write a nonce, get a measurement."""
 
 TARIFFS = range(1, 9)
 
@@ -97,6 +117,84 @@ class Limiter(CosemObject):
         return DataAccessResult.SUCCESS
 
 
+class Firmware(Protocol):
+    """One meter's firmware, as a command reaches it (:mod:`meterguard.meter.firmware`)."""
+
+    def download(self, name: str) -> ActionResult:
+        """Pull, verify and stage the TUF target ``name``."""
+
+    def activate(self, sha256: bytes) -> ActionResult:
+        """Activate the staged image with this hash (trial boot, health check, confirm)."""
+
+    def attest(self, nonce: bytes) -> DataAccessResult:
+        """Answer ``nonce`` with a signed measurement."""
+
+    def staged(self) -> tuple[int, bytes, bytes] | None:
+        """The staged image: (size, name, SHA-256), if any."""
+
+
+class FirmwareUpdate(CosemObject):
+    """Image transfer (class 18) over the TUF update channel (ADR 13).
+
+    Method 1 (image_transfer_initiate) takes ``(identifier, size)``: the identifier is the
+    TUF target name, which the meter pulls and verifies itself — no blocks travel in the
+    command. Method 4 (image_activate) takes the 32-byte SHA-256 of the staged image (FW-14:
+    the activation names the image). Attribute 7 is image_to_activate_info. Methods 2 and 3
+    (blocks, verify) are the DLMS/TCP device's and are not served here.
+    """
+
+    CLASS_ID = 18
+    ATTRIBUTES = (1, 2, 5, 6, 7)
+    METHODS = (1, 4)
+
+    def __init__(self, obis: Obis, firmware: Firmware) -> None:
+        super().__init__(obis)
+        self._firmware = firmware
+
+    def _get(self, attribute: int) -> GetResult:
+        staged = self._firmware.staged()
+        if attribute == 2:
+            return DoubleLongUnsigned(0)
+        if attribute == 5:
+            return Boolean(True)
+        if attribute == 6:
+            return Enum(6 if staged is not None else 0)  # 6: activation ready, 0: not initiated
+        if staged is None:
+            return Array(())
+        size, name, digest = staged
+        return Array(
+            (Structure((DoubleLongUnsigned(size), OctetString(name), OctetString(digest))),)
+        )
+
+    def invoke(self, method: int, parameters: Data | None) -> ActionReturn:
+        """1 initiate(identifier, size) → pull and stage; 4 activate(image hash)."""
+        if method == 1:
+            if not (isinstance(parameters, Structure) and len(parameters.items) == 2):
+                return ActionReturn(ActionResult.TYPE_UNMATCHED)
+            ident = parameters.items[0]
+            if not isinstance(ident, OctetString) or not 0 < len(ident.value) <= 128:
+                return ActionReturn(ActionResult.TYPE_UNMATCHED)
+            try:
+                name = ident.value.decode("ascii")
+            except UnicodeDecodeError:
+                return ActionReturn(ActionResult.TYPE_UNMATCHED)
+            return ActionReturn(self._firmware.download(name))
+        if method == 4:
+            if not isinstance(parameters, OctetString) or len(parameters.value) != 32:
+                return ActionReturn(ActionResult.TYPE_UNMATCHED)
+            return ActionReturn(self._firmware.activate(parameters.value))
+        return super().invoke(method, parameters)
+
+
+def _attestation_object(firmware: Firmware) -> DataObject:
+    def challenge(value: Data) -> DataAccessResult:
+        if not isinstance(value, OctetString) or not 16 <= len(value.value) <= 64:
+            return DataAccessResult.TYPE_UNMATCHED
+        return firmware.attest(value.value)
+
+    return DataObject(ATTESTATION, lambda: OctetString(b""), challenge)
+
+
 def _tariff_object(controls: Controls) -> DataObject:
     def set_tariff(value: Data) -> DataAccessResult:
         if not isinstance(value, Unsigned) or value.value not in TARIFFS:
@@ -125,11 +223,13 @@ def command_model(
     import_wh: Register,
     security: SecuritySetup,
     acknowledgement: DataObject | None = None,
+    firmware: Firmware | None = None,
 ) -> CosemModel:
     """The objects a signed command may reach.
 
-    The controls, the import register, key_transfer, and the alarm acknowledgement (TAMP-3)
-    where the meter keeps alarms pending.
+    The controls, the import register, key_transfer, the alarm acknowledgement (TAMP-3)
+    where the meter keeps alarms pending, and firmware update and attestation where the meter
+    has a firmware agent.
     """
     model = CosemModel()
     add_controls(model, controls)
@@ -139,6 +239,14 @@ def command_model(
         model.add(
             acknowledgement, {MANAGEMENT: Rights(read=frozenset({1, 2}), write=frozenset({2}))}
         )
+    if firmware is not None:
+        update = FirmwareUpdate(OBIS.IMAGE_TRANSFER, firmware)
+        model.add(
+            update,
+            {MANAGEMENT: Rights(read=frozenset(update.ATTRIBUTES), methods=frozenset({1, 4}))},
+        )
+        attestation = _attestation_object(firmware)
+        model.add(attestation, {MANAGEMENT: Rights(read=frozenset({1}), write=frozenset({2}))})
     return model
 
 

@@ -52,6 +52,7 @@ from tuf.ngclient import Updater, UpdaterConfig
 from tuf.ngclient.fetcher import FetcherInterface
 
 from meterguard.cosem.eventcodes import EventCode
+from meterguard.cosem.xdlms import ActionResult, DataAccessResult
 from meterguard.errors import (
     ConflictError,
     DecodeError,
@@ -79,6 +80,7 @@ __all__ = [
     "EVENT_OF",
     "STALE_AFTER",
     "Attestation",
+    "CommandedFirmware",
     "FirmwareAgent",
     "FirmwareStatus",
     "Hardware",
@@ -187,6 +189,20 @@ class HttpsFetcher(FetcherInterface):
             response.release_conn()
             raise tuf_errors.DownloadHTTPError(f"HTTP {response.status}", response.status)
         return self._chunks(url, response)
+
+    def post(self, url: str, body: bytes) -> int:
+        """POST a JSON document (a signed report); the HTTP status.
+
+        Raises:
+            TransportError: the endpoint is unreachable.
+        """
+        try:
+            response = self._pool.request(
+                "POST", url, body=body, headers={"Content-Type": "application/json"}
+            )
+        except (urllib3.exceptions.HTTPError, ssl.SSLError, OSError) as exc:
+            raise TransportError(f"firmware endpoint unreachable: {type(exc).__name__}") from exc
+        return int(response.status)
 
     def _chunks(self, url: str, response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
         started = time.monotonic()
@@ -488,6 +504,17 @@ class FirmwareStatus:
 # -- the agent --------------------------------------------------------------------------------
 
 
+def _result(step: str, exc: Exception) -> str:
+    """A report's result word for a failed step: ``refused:<reason>`` and the like."""
+    if isinstance(exc, FirmwareHealthError):
+        return f"reverted:{exc.reason}"
+    if isinstance(exc, FirmwareRefusedError):
+        return f"refused:{exc.reason}"
+    if isinstance(exc, NotFoundError):
+        return f"{step}:not-found"
+    return f"{step}:unreachable"
+
+
 class FirmwareAgent:
     """One meter's firmware side over its directory (see the module docstring).
 
@@ -507,8 +534,12 @@ class FirmwareAgent:
         base_url: str,
         log: Callable[[EventCode], None],
         alarm: Callable[[int], None],
+        report: Callable[[Attestation], None] | None = None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self.dir = directory
+        self._report = report
+        self._clock = clock
         self.meter = meter
         self.hardware = hardware
         self._bootstrap = bootstrap
@@ -582,11 +613,14 @@ class FirmwareAgent:
         """
         try:
             image = self._download(name)
-        except (FirmwareRefusedError, TransportError) as exc:
-            self._refused(exc)
+        except (FirmwareRefusedError, TransportError, NotFoundError) as exc:
+            if not isinstance(exc, NotFoundError):
+                self._refused(exc)
+            self._send(_result("download", exc), name=name)
             raise
         self.slots.success()
         self.slots.stage(image)
+        self._send("staged", name=name)
         return image
 
     def _refused(self, exc: Exception) -> None:
@@ -707,12 +741,38 @@ class FirmwareAgent:
         """
         try:
             image = self.slots.activate(sha256, self._health, step)
-        except FirmwareHealthError:
+        except FirmwareHealthError as exc:
             self._log(EventCode.FIRMWARE_HEALTH_FAILED)
             self._log(EventCode.FIRMWARE_REVERTED)
+            self._send(_result("activate", exc))
+            raise
+        except NotFoundError as exc:
+            self._send(_result("activate", exc))
             raise
         self._log(EventCode.FIRMWARE_CONFIRMED)
+        self._send("confirmed")
         return image
+
+    def _send(self, result: str, *, name: str | None = None) -> None:
+        """Send a signed status report, if the agent has a report channel.
+
+        A report that does not get through counts as a channel failure; the campaign flags a
+        meter that never reports.
+        """
+        if self._report is None:
+            return
+        doc = self.report(result, now=self._clock())
+        if name is not None:
+            doc = self._sign({**doc.body, "image": name})
+        self._deliver(doc)
+
+    def _deliver(self, doc: Attestation) -> None:
+        if self._report is None:
+            return
+        try:
+            self._report(doc)
+        except TransportError as exc:  # counted: repeated failures raise "channel stale"
+            self._refused(exc)
 
     def _health(self, image: FirmwareImage) -> None:
         if not self.hardware.matches(image.manifest.identity()):
@@ -768,6 +828,12 @@ class FirmwareAgent:
             }
         )
 
+    def answer(self, nonce: bytes) -> Attestation:
+        """:meth:`attest`, sent on the report channel."""
+        doc = self.attest(nonce)
+        self._deliver(doc)
+        return doc
+
     def report(self, result: str, *, now: dt.datetime) -> Attestation:
         """A signed status report: installed version, security counter, result (FW-12)."""
         status = self.status()
@@ -784,3 +850,52 @@ class FirmwareAgent:
                 "result": result,
             }
         )
+
+
+class CommandedFirmware:
+    """The agent as a signed command reaches it (:class:`meterguard.meter.controls.Firmware`).
+
+    Refusals become DLMS results (the reason is in the meter's log and its signed report):
+    ``OTHER_REASON`` for a refused image, ``TEMPORARY_FAILURE`` when the channel is down,
+    ``OBJECT_UNAVAILABLE`` when nothing of that name or hash is there.
+    """
+
+    def __init__(self, agent: FirmwareAgent) -> None:
+        self.agent = agent
+
+    def __repr__(self) -> str:
+        return f"CommandedFirmware({self.agent.meter})"
+
+    def download(self, name: str) -> ActionResult:
+        """Pull, verify and stage ``name``."""
+        try:
+            self.agent.download(name)
+        except FirmwareRefusedError:
+            return ActionResult.OTHER_REASON
+        except TransportError:
+            return ActionResult.TEMPORARY_FAILURE
+        except NotFoundError:
+            return ActionResult.OBJECT_UNAVAILABLE
+        return ActionResult.SUCCESS
+
+    def activate(self, sha256: bytes) -> ActionResult:
+        """Activate the staged image with this hash."""
+        try:
+            self.agent.activate(sha256.hex())
+        except FirmwareRefusedError:
+            return ActionResult.OTHER_REASON
+        except NotFoundError:
+            return ActionResult.OBJECT_UNAVAILABLE
+        return ActionResult.SUCCESS
+
+    def attest(self, nonce: bytes) -> DataAccessResult:
+        """Answer a nonce with a signed measurement, sent on the report channel."""
+        self.agent.answer(nonce)
+        return DataAccessResult.SUCCESS
+
+    def staged(self) -> tuple[int, bytes, bytes] | None:
+        """The staged image: (size, version, hash)."""
+        info = self.agent.slots.staged()
+        if info is None:
+            return None
+        return 0, info.version.encode(), bytes.fromhex(info.sha256)

@@ -88,6 +88,7 @@ from meterguard.files import atomic_file
 from meterguard.identity import system_title
 from meterguard.meter.controls import command_model, execute
 from meterguard.meter.device import Meter
+from meterguard.meter.firmware import CommandedFirmware, FirmwareAgent
 from meterguard.meter.logbook import EventCode, link
 from meterguard.meter.metrology import HouseholdModel
 from meterguard.meter.objects import DataObject, Register, SecuritySetup
@@ -135,10 +136,29 @@ class Fleet:
         self.headend_title = b""
         self._new_keys: dict[int, SecretKey] = {}
         """A key_transfer's unicast key, applied after the result is pushed under the old one."""
+        self._agent_of: Callable[[int], FirmwareAgent] | None = None
+        self._agents: dict[int, FirmwareAgent] = {}
 
     def trust_commands(self, command_key: VerifyingKey, headend_title: bytes) -> None:
         """Install the head-end's command key and system title (at manufacture, in every meter)."""
         self.command_key, self.headend_title = command_key, headend_title
+
+    def use_firmware(self, agent_of: Callable[[int], FirmwareAgent]) -> None:
+        """Give the meters their firmware agents, so commands reach image transfer (FW-14).
+
+        An agent (a meter's flash, its update channel, its attestation key) is built on first use.
+        """
+        self._agent_of = agent_of
+
+    def agent(self, i: int) -> FirmwareAgent | None:
+        """Meter ``i``'s firmware agent, if the fleet has firmware."""
+        if self._agent_of is None:
+            return None
+        got = self._agents.get(i)
+        if got is None:
+            got = self._agents[i] = self._agent_of(i)
+            self.a["creep_w"][i] = int(got.running().manifest.settings["creep_threshold_w"])
+        return got
 
     # ------------------------------------------------------------------ construction and state
 
@@ -352,6 +372,7 @@ class Fleet:
         household = HouseholdModel.for_meter(int(self.a["serial"][i]))
         connected = int(self.a["relay"][i]) == ControlState.CONNECTED
         cap = int(self.a["limit_w"][i]) / 4  # Wh in 15 minutes at the limiter's threshold
+        creep = int(self.a["creep_w"][i])
         protector = self._protector(i) if push is not None else None
         count = 0
         imp, exp = float(self.a["import_wh"][i]), float(self.a["export_wh"][i])
@@ -367,7 +388,10 @@ class Fleet:
                 day_cache = {start.date(): series}
             m0 = start.hour * 60 + start.minute
             if connected:  # a disconnected relay: nothing flows, the registers stand still
-                used = float(series[0][m0 : m0 + 15].sum())
+                minutes = series[0][m0 : m0 + 15]
+                if creep:  # the firmware's no-load threshold: power below it is not registered
+                    minutes = minutes[minutes * 60.0 >= creep]
+                used = float(minutes.sum())
                 imp += min(used, cap) if cap else used
                 exp += float(series[1][m0 : m0 + 15].sum())
             t += step
@@ -537,11 +561,13 @@ class Fleet:
             lambda: Array(tuple(DoubleLongUnsigned(s) for s in self.pending_alarms(i))),
             lambda value: self._acknowledge(i, value),
         )
+        agent = self.agent(i)
         model = command_model(
             _RowControls(self, i),
             import_wh=import_wh,
             security=security,
             acknowledgement=acknowledgement,
+            firmware=_RowFirmware(self, i, agent) if agent is not None else None,
         )
         code, value = execute(model, request)
         return code, value.value if isinstance(value, DoubleLongUnsigned) else None
@@ -595,6 +621,20 @@ class _RowControls:
         self._a["tariff"][self._i] = tariff
 
 
+class _RowFirmware(CommandedFirmware):
+    """The firmware agent of one row: a confirmed image's settings apply to the row."""
+
+    def __init__(self, fleet: Fleet, i: int, agent: FirmwareAgent) -> None:
+        super().__init__(agent)
+        self._a, self._i = fleet.a, i
+
+    def activate(self, sha256: bytes) -> ActionResult:
+        result = super().activate(sha256)
+        settings = self.agent.running().manifest.settings
+        self._a["creep_w"][self._i] = int(settings["creep_threshold_w"])
+        return result
+
+
 def _add_alarm_state(arrays: dict[str, npt.NDArray[np.generic]], meters: int) -> None:
     """Pending alarm slots (sequence, code, time; sequence 0 is free), if a fleet lacks them."""
     if "pending" not in arrays:
@@ -608,6 +648,7 @@ def _add_command_state(arrays: dict[str, npt.NDArray[np.generic]], meters: int) 
         "cmd_counter": (np.uint64, 0),
         "limit_w": (np.uint32, 0),
         "tariff": (np.uint8, 1),
+        "creep_w": (np.uint8, 0),  # the running image's no-load threshold (FW: by version)
     }
     for name, (dtype, value) in defaults.items():
         if name not in arrays:
