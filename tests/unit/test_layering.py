@@ -130,6 +130,7 @@ BOUNDARIES = [
     ("headend/api", ("sqlalchemy",)),
     ("headend/web", ("sqlalchemy",)),
     ("headend/ingest", ("fastapi", "starlette")),
+    ("firmware", ("meterguard.headend", "meterguard.meter", "meterguard.system")),
     ("audit", ("meterguard.headend", "meterguard.meter", "meterguard.system")),
     ("mqtt", ("meterguard.headend", "meterguard.meter", "meterguard.system")),
     ("broker", ("meterguard.headend", "meterguard.meter", "meterguard.system")),

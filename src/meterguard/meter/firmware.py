@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Any
 
 import urllib3
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from tuf.api import exceptions as tuf_errors
@@ -67,10 +66,10 @@ from meterguard.errors import (
     FirmwareTamperedError,
     FirmwareUntrustedError,
     NotFoundError,
-    SignatureInvalidError,
     TransportError,
 )
 from meterguard.files import atomic_file
+from meterguard.firmware.attestation import Attestation, measure
 from meterguard.firmware.image import MAX_IMAGE, FirmwareImage, build_image, parse_image
 from meterguard.firmware.repository import bootloader_hash
 from meterguard.mqtt.tls import pinned_client_context
@@ -79,7 +78,6 @@ __all__ = [
     "CONFIG",
     "EVENT_OF",
     "STALE_AFTER",
-    "Attestation",
     "CommandedFirmware",
     "FirmwareAgent",
     "FirmwareStatus",
@@ -87,8 +85,6 @@ __all__ = [
     "HttpsFetcher",
     "SlotStore",
     "factory_image",
-    "measure",
-    "verify_signed",
 ]
 
 STALE_AFTER = 3
@@ -436,59 +432,6 @@ class SlotStore:
 # -- measured boot and signed reports ----------------------------------------------------------
 
 
-def measure(bootloader_sha256: str, firmware_sha256: str, settings: dict[str, Any]) -> str:
-    """The measured-boot hash chain over the boot stages, as hex.
-
-    ``m0 = 0^32``; each stage extends it: ``m = SHA-256(m ‖ stage hash)`` for the bootloader,
-    the running image and its configuration (the canonical JSON of its settings), in that order.
-    """
-    config = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
-    m = bytes(32)
-    for stage in (bootloader_sha256, firmware_sha256, config):
-        m = hashlib.sha256(m + bytes.fromhex(stage)).digest()
-    return m.hex()
-
-
-@dataclass(frozen=True, slots=True)
-class Attestation:
-    """A signed document from the meter: a measurement answering a nonce, or a status report."""
-
-    body: dict[str, Any]
-    signature: bytes
-
-    def payload(self) -> bytes:
-        """The signed bytes (canonical JSON of the body)."""
-        return json.dumps(self.body, sort_keys=True, separators=(",", ":")).encode()
-
-    def to_json(self) -> dict[str, Any]:
-        """As JSON (the signature in hex)."""
-        return {"body": self.body, "signature": self.signature.hex()}
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> Attestation:
-        """Parse; raises :class:`~meterguard.errors.DecodeError`."""
-        try:
-            return cls(dict(doc["body"]), bytes.fromhex(str(doc["signature"])))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DecodeError("not a signed meter document") from exc
-
-
-def verify_signed(doc: Attestation, public_pem: bytes) -> dict[str, Any]:
-    """Check a meter's signature under its attestation key; the body.
-
-    Raises:
-        SignatureInvalidError: the signature does not verify.
-    """
-    key = serialization.load_pem_public_key(public_pem)
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise SignatureInvalidError("not an attestation key")
-    try:
-        key.verify(doc.signature, doc.payload(), ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature as exc:
-        raise SignatureInvalidError("meter signature does not verify") from exc
-    return doc.body
-
-
 @dataclass(frozen=True, slots=True)
 class FirmwareStatus:
     """The meter's firmware as it reports it (FW-12)."""
@@ -744,13 +687,13 @@ class FirmwareAgent:
         except FirmwareHealthError as exc:
             self._log(EventCode.FIRMWARE_HEALTH_FAILED)
             self._log(EventCode.FIRMWARE_REVERTED)
-            self._send(_result("activate", exc))
+            self._send(_result("activate", exc), name=sha256)
             raise
         except NotFoundError as exc:
-            self._send(_result("activate", exc))
+            self._send(_result("activate", exc), name=sha256)
             raise
         self._log(EventCode.FIRMWARE_CONFIRMED)
-        self._send("confirmed")
+        self._send("confirmed", name=sha256)
         return image
 
     def _send(self, result: str, *, name: str | None = None) -> None:
@@ -763,7 +706,7 @@ class FirmwareAgent:
             return
         doc = self.report(result, now=self._clock())
         if name is not None:
-            doc = self._sign({**doc.body, "image": name})
+            doc = self._sign({**doc.body, "target": name})
         self._deliver(doc)
 
     def _deliver(self, doc: Attestation) -> None:

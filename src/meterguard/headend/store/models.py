@@ -373,3 +373,73 @@ class WebAuthnChallenge(Base):
     purpose: Mapped[str] = mapped_column(String(16), primary_key=True)
     challenge: Mapped[bytes] = mapped_column(LargeBinary(64))
     expires_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class FirmwareCampaign(Base):
+    """A firmware campaign (FW-12, FW-14): one image for a set of meters, by a deadline.
+
+    ``state``: proposed → distributing (approved by a second person) → activation_proposed →
+    activating (approved by a second person: the activation is dual-controlled) → done; or
+    rejected / cancelled.
+    """
+
+    __tablename__ = "firmware_campaigns"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    image: Mapped[str] = mapped_column(String(128))
+    sha256: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(32))
+    length: Mapped[int] = mapped_column(BigInteger)
+    deadline: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(24))
+    reason: Mapped[str] = mapped_column(String(256))
+    proposed_by: Mapped[str] = mapped_column(String(64))
+    proposed_at: Mapped[int] = mapped_column(BigInteger)
+    approved_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    approved_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    activation_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    activation_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    activated_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    activated_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class CampaignMeter(Base):
+    """One meter of a campaign and where it stands.
+
+    pending → sent → staged → activating → updated; or failed (with the meter's reason), or
+    late (not updated by the deadline).
+    """
+
+    __tablename__ = "campaign_meters"
+    __table_args__ = (Index("campaign_meters_state", "campaign_id", "state"),)
+
+    campaign_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("firmware_campaigns.id"), primary_key=True
+    )
+    meter_id: Mapped[str] = mapped_column(String(32), ForeignKey("meters.id"), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(String(128), default="")
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class MeterFirmware(Base):
+    """What a meter last reported of its firmware (signed, FW-12) and its attestation (FW-11).
+
+    ``attestation_key`` is the public half of the meter's attestation key, registered at
+    manufacture; ``attestation`` is unknown, trusted or mismatch.
+    """
+
+    __tablename__ = "meter_firmware"
+
+    meter_id: Mapped[str] = mapped_column(String(32), ForeignKey("meters.id"), primary_key=True)
+    attestation_key: Mapped[str] = mapped_column(String(512))
+    version: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    slot: Mapped[str | None] = mapped_column(String(1), nullable=True)
+    counter: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    result: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    reported_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    attestation: Mapped[str] = mapped_column(String(16), default="unknown")
+    attested_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    nonce: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    nonce_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
