@@ -65,7 +65,9 @@ from meterguard.errors import (
 
 __all__ = [
     "ALARM_ACK",
+    "ATTESTATION",
     "DISCONNECT_CONTROL",
+    "IMAGE_TRANSFER",
     "IMPORT_REGISTER",
     "LIMITER",
     "MAX_COMMAND",
@@ -95,6 +97,11 @@ ALARM_ACK = Obis(0, 0, 96, 50, 0, 255)
 """Alarm acknowledgement (class 1 data, manufacturer-specific 96.50): writing an array of
 alarm push sequences tells the meter the head-end stored them (TAMP-3); reading it gives
 the sequences still pending."""
+IMAGE_TRANSFER = Obis(0, 0, 44, 0, 0, 255)
+"""Image transfer (class 18): method 1 initiate (the TUF target name), 4 activate (its hash)."""
+ATTESTATION = Obis(0, 128, 96, 99, 0, 255)
+"""Attestation challenge (class 1 data, manufacturer-specific): a nonce written there is answered
+with a signed measurement of the meter's boot (FW-11)."""
 MAX_COMMAND = 1024
 """Largest command envelope a meter accepts (bytes)."""
 RESULT_TAG = b"command-result"

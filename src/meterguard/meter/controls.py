@@ -29,7 +29,13 @@ from meterguard.cosem.axdr import (
     Structure,
     Unsigned,
 )
-from meterguard.cosem.command import DISCONNECT_CONTROL, LIMITER, TARIFF
+from meterguard.cosem.command import (
+    ATTESTATION,
+    DISCONNECT_CONTROL,
+    IMAGE_TRANSFER,
+    LIMITER,
+    TARIFF,
+)
 from meterguard.cosem.obis import Obis
 from meterguard.cosem.server_app import RequestContext
 from meterguard.cosem.xdlms import (
@@ -64,8 +70,6 @@ __all__ = [
     "execute",
 ]
 
-ATTESTATION = Obis(0, 128, 96, 99, 0, 255)
-"""The attestation challenge object (manufacturer-specific): write a nonce, get a measurement."""
 
 TARIFFS = range(1, 9)
 
@@ -240,7 +244,7 @@ def command_model(
             acknowledgement, {MANAGEMENT: Rights(read=frozenset({1, 2}), write=frozenset({2}))}
         )
     if firmware is not None:
-        update = FirmwareUpdate(OBIS.IMAGE_TRANSFER, firmware)
+        update = FirmwareUpdate(IMAGE_TRANSFER, firmware)
         model.add(
             update,
             {MANAGEMENT: Rights(read=frozenset(update.ATTRIBUTES), methods=frozenset({1, 4}))},

@@ -65,6 +65,8 @@ class RunInfo:
     speed: float = 1.0
     est_port: int = 0
     """The EST enrolment endpoint's port (0: none runs)."""
+    firmware_port: int = 0
+    """The firmware endpoint's port (0: none runs)."""
 
     def meter_clock(self) -> Callable[[], float]:
         """What the meters' clocks read now: simulated in a demo, the wall clock otherwise."""
@@ -100,6 +102,7 @@ class RunInfo:
                 wall_at=None if raw.get("wall_at") is None else float(raw["wall_at"]),
                 speed=float(raw.get("speed", 1.0)),
                 est_port=int(raw.get("est_port", 0)),
+                firmware_port=int(raw.get("firmware_port", 0)),
             )
         except FileNotFoundError:
             raise ConfigurationError(

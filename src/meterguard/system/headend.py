@@ -25,9 +25,12 @@ from typing import Any
 from meterguard.audit.witness import Witness
 from meterguard.crypto.ecc import SigningKey
 from meterguard.crypto.keystore import read_key_file
-from meterguard.crypto.pki.store import Pki
+from meterguard.crypto.pki.store import Pki, pem
+from meterguard.errors import ConfigurationError
+from meterguard.firmware.repository import FirmwareRepository
 from meterguard.headend.api.app import create_app
 from meterguard.headend.api.est import create_est_app
+from meterguard.headend.api.firmware import create_firmware_app
 from meterguard.headend.ingest.admission import Admission
 from meterguard.headend.ingest.processor import IngestProcessor
 from meterguard.headend.ingest.worker import CommitHook, IngestWorker, WorkerSettings
@@ -35,13 +38,16 @@ from meterguard.headend.services.accounts import Accounts
 from meterguard.headend.services.billing import Billing
 from meterguard.headend.services.commands import Commands
 from meterguard.headend.services.enrolment import Enrolment
-from meterguard.headend.services.meters import Meters
+from meterguard.headend.services.firmware import FirmwareUpdates
+from meterguard.headend.services.meters import SYSTEM_ROLE, Meters
 from meterguard.headend.services.sessions import TakeoverGuard
 from meterguard.headend.services.usage import consumption_data
 from meterguard.headend.services.webauthn import Passkeys
 from meterguard.headend.store.db import open_database
+from meterguard.headend.store.firmware import FirmwareStore
 from meterguard.headend.store.repository import Store
 from meterguard.headend.transport.commands import CommandPublisher, PublisherSettings
+from meterguard.meter.firmware import Hardware, factory_image
 from meterguard.system.acks import AlarmAcks
 from meterguard.system.config import RunInfo
 from meterguard.system.keys import SharedKeyStore
@@ -67,6 +73,8 @@ LANES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("headend-alarms-1", ("alarms",)),
 )
 """Each lane's client id and topics."""
+FIRMWARE_ACTOR = "system:firmware"
+"""Who quarantines a meter whose attestation does not match (FW-11)."""
 INGEST_IDENTITY = "headend-ingest-1"
 """The service certificate every ingest worker presents (its client id is its own)."""
 COMMANDS_IDENTITY = "headend-commands-1"
@@ -123,9 +131,12 @@ class HeadEnd:
     workers: list[IngestWorker] = field(default_factory=list)
     signer: AuditSigner | None = None
     acks: AlarmAcks | None = None
+    firmware: FirmwareUpdates | None = None
+    repository: FirmwareRepository | None = None
     web_port: int = 0
     _web: Any = None
     _est: Any = None
+    _fw: Any = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -304,6 +315,53 @@ class HeadEnd:
         )
         return port
 
+    def open_firmware(self, *, now: dt.datetime) -> FirmwareUpdates:
+        """The firmware repository (created with the factory image on first use) and service.
+
+        Needs the command service (campaigns send signed commands).
+        """
+        if self.commands is None:
+            raise ConfigurationError("start the command service before the firmware service")
+        path = self.layout.firmware
+        if not (path / "metadata" / "root.json").exists():
+            repo = FirmwareRepository.create(path, now=now)
+            repo.add_image(factory_image(Hardware()), now=now)
+        self.repository = repo = FirmwareRepository(path)
+        meters = self.meters
+
+        def quarantine(mid: str, at: int) -> None:
+            meters.move(FIRMWARE_ACTOR, SYSTEM_ROLE, mid, "quarantine", now=at)
+
+        self.firmware = FirmwareUpdates(
+            FirmwareStore(self.store.engine, self.store.audit),
+            repo,
+            self.commands,
+            quarantine=quarantine,
+            security_event=self.store.security_event,
+        )
+        return self.firmware
+
+    def start_firmware(self, host: str, port: int, *, now: dt.datetime) -> int:
+        """Serve the firmware endpoint (ADR 13) over mutual TLS on a port of its own.
+
+        Meters present their operational certificates (the device CA is the only client
+        trust); the server certificate comes from the service CA, like EST's.
+        """
+        firmware = self.firmware or self.open_firmware(now=now)
+        d = self.layout.headend / "firmware"
+        if not (d / "firmware.pem").exists():
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.pki.issue_server("firmware", hosts=[host, "localhost"], now=now, out=d)
+        trust = d / "device-trust.pem"
+        trust.write_bytes(pem(self.pki.device_root) + pem(self.pki.device.certificate))
+        app = create_firmware_app(
+            self.layout.firmware, lambda body, at: firmware.receive(body, now=at)
+        )
+        self._fw = serve_https(
+            app, host, port, d / "firmware.pem", d / "firmware.key", client_ca=trust
+        )
+        return port
+
     def start_web(self, host: str, port: int, *, now: dt.datetime) -> int:
         """Serve the API and dashboard over HTTPS (a server certificate from the PKI)."""
         web = self.layout.web
@@ -339,7 +397,7 @@ class HeadEnd:
             thread.join(10)
         if self.publisher is not None:
             self.publisher.stop()
-        for served in (self._web, self._est):
+        for served in (self._web, self._est, self._fw):
             if served is not None:
                 server, thread = served
                 server.should_exit = True

@@ -47,7 +47,9 @@ from meterguard.cosem.axdr import (
 )
 from meterguard.cosem.command import (
     ALARM_ACK,
+    ATTESTATION,
     DISCONNECT_CONTROL,
+    IMAGE_TRANSFER,
     IMPORT_REGISTER,
     LIMITER,
     SECURITY_SETUP,
@@ -72,10 +74,12 @@ from meterguard.headend.store.commands import CommandView
 __all__ = [
     "APPROVAL_WINDOW",
     "COMMAND_ROLES",
+    "FIRMWARE_KINDS",
     "KINDS",
     "CommandView",
     "Commands",
     "DualControlError",
+    "firmware_request",
     "plain_request",
 ]
 
@@ -119,6 +123,30 @@ def ack_request(sequences: Sequence[int]) -> bytes:
     attr = AttributeWithSelection(AttributeDescriptor(1, ALARM_ACK, 2))
     items = Array(tuple(DoubleLongUnsigned(s) for s in sorted(set(sequences))[:MAX_ACKS]))
     return SetRequestNormal(0xC1, attr, items).to_bytes()
+
+
+FIRMWARE_KINDS = frozenset({"firmware_download", "firmware_activate", "attest"})
+"""Commands a firmware campaign or an attestation sends (after its own dual control)."""
+
+
+def firmware_request(kind: str, argument: str, length: int = 0) -> bytes:
+    """The plain request of a firmware command.
+
+    ``firmware_download``: image transfer initiate with the TUF target name and its length;
+    ``firmware_activate``: image activate with the image's SHA-256 (FW-14 names the image);
+    ``attest``: the nonce (hex) written to the attestation challenge (FW-11).
+    """
+    if kind == "firmware_download":
+        method = MethodDescriptor(18, IMAGE_TRANSFER, 1)
+        params = Structure((OctetString(argument.encode("ascii")), DoubleLongUnsigned(length)))
+        return ActionRequestNormal(0xC1, method, params).to_bytes()
+    if kind == "firmware_activate":
+        method = MethodDescriptor(18, IMAGE_TRANSFER, 4)
+        return ActionRequestNormal(0xC1, method, OctetString(bytes.fromhex(argument))).to_bytes()
+    if kind == "attest":
+        attr = AttributeWithSelection(AttributeDescriptor(1, ATTESTATION, 2))
+        return SetRequestNormal(0xC1, attr, OctetString(bytes.fromhex(argument))).to_bytes()
+    raise InvalidValueError(f"no firmware request for {kind}")
 
 
 def plain_request(kind: str, value: int | None, wrapped_key: bytes | None = None) -> bytes:
@@ -386,6 +414,54 @@ class Commands:
             self._audit(
                 tx, ACK_ACTOR, (cid, meter_id), "alarm_acknowledged", "signed_and_sent", detail,
                 now=now,
+            )  # fmt: skip
+        self._send(cid, meter_id, envelope)
+        return cid
+
+    def issue(
+        self,
+        meter_id: str,
+        kind: str,
+        plain: bytes,
+        *,
+        proposed_by: str,
+        approved_by: str,
+        reference: str,
+        now: int,
+    ) -> int:
+        """Sign and send a command whose dual control happened upstream; its id.
+
+        A firmware campaign is proposed and approved by two people as a whole (and its
+        activation again by two): each meter's command then carries both names, the counter,
+        the signature and an audit entry, like every command. ``reference`` (the campaign) goes
+        in the command's reason.
+
+        Raises:
+            InvalidValueError: not a firmware kind, an inactive meter, or one person twice.
+        """
+        if kind not in FIRMWARE_KINDS:
+            raise InvalidValueError(f"{kind} is not issued this way")
+        if proposed_by == approved_by and kind != "attest":
+            raise DualControlError("one person cannot propose and approve")
+        with self._repo.transaction() as tx:
+            self._active_meter(tx, meter_id)
+            counter = tx.next_counter(meter_id)
+            envelope = self._seal(meter_id, plain, counter, now)
+            cid = tx.add(
+                meter_id=meter_id,
+                kind=kind,
+                state="sent",
+                proposed_by=proposed_by,
+                proposed_at=now,
+                reason=reference[:200],
+                approved_by=approved_by,
+                approved_at=now,
+                counter=counter,
+            )
+            detail = f"{reference[:150]}; proposed by {proposed_by}, approved by {approved_by}"
+            self._audit(
+                tx, approved_by, (cid, meter_id), f"command_issued:{kind}", "signed_and_sent",
+                f"{detail}; counter {counter}", now=now,
             )  # fmt: skip
         self._send(cid, meter_id, envelope)
         return cid
