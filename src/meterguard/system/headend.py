@@ -383,6 +383,7 @@ class HeadEnd:
             commands=self.commands,
             billing=self.billing,
             passkeys=passkeys,
+            firmware=self.firmware,
         )
         self._web = serve_https(app, host, port, web / "web.pem", web / "web.key")
         return port

@@ -39,11 +39,13 @@ from meterguard.headend.api.deps import Services
 from meterguard.headend.api.guard import COOKIE, Explained, Guard, Limits
 from meterguard.headend.api.routes import auth, fleet
 from meterguard.headend.api.routes import commands as command_routes
+from meterguard.headend.api.routes import firmware as firmware_routes
 from meterguard.headend.api.routes import meters as meter_routes
 from meterguard.headend.api.schemas import ERRORS, ErrorBody
 from meterguard.headend.services.accounts import Accounts
 from meterguard.headend.services.billing import Billing
 from meterguard.headend.services.commands import Commands
+from meterguard.headend.services.firmware import FirmwareUpdates
 from meterguard.headend.services.meters import Meters
 from meterguard.headend.services.usage import consumption_data
 from meterguard.headend.services.webauthn import Passkeys
@@ -83,6 +85,7 @@ def create_app(
     billing: Billing | None = None,
     meters: Meters | None = None,
     passkeys: Passkeys | None = None,
+    firmware: FirmwareUpdates | None = None,
     clock: Clock | None = None,
     api_rate: float = 20.0,
     api_burst: float = 200.0,
@@ -102,6 +105,7 @@ def create_app(
         billing=billing,
         meters=meters,
         passkeys=passkeys,
+        firmware=firmware,
         clock=clock or SystemClock(),
     )
     app.state.services = svc
@@ -144,6 +148,7 @@ def create_app(
     routers += [meter_routes.lifecycle_router] if meters is not None else []
     routers += [meter_routes.billing_router] if billing is not None else []
     routers += [command_routes.router] if commands is not None else []
+    routers += [firmware_routes.router] if firmware is not None else []
     for router in routers:
         # The routes themselves, not an included router: the route-role table below must see
         # every route (an included router hides its routes from ``app.routes``).

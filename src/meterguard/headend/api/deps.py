@@ -29,6 +29,7 @@ from meterguard.headend.api.guard import Guard, denied
 from meterguard.headend.services.accounts import Accounts, Principal
 from meterguard.headend.services.billing import Billing
 from meterguard.headend.services.commands import Commands
+from meterguard.headend.services.firmware import FirmwareUpdates
 from meterguard.headend.services.meters import Meters
 from meterguard.headend.services.usage import ConsumptionData
 from meterguard.headend.services.webauthn import Passkeys
@@ -48,6 +49,7 @@ class Services:
     billing: Billing | None = None
     meters: Meters | None = None
     passkeys: Passkeys | None = None
+    firmware: FirmwareUpdates | None = None
     clock: Clock = field(default_factory=SystemClock)
     """Head-end time: every timestamp the API writes or checks (sessions, audit, access log)."""
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from meterguard.headend.services.billing import BillView
 from meterguard.headend.services.commands import CommandView
 from meterguard.headend.services.usage import Bucket
+from meterguard.headend.store.firmware import CampaignView, MeterFirmwareView
 from meterguard.headend.store.repository import AlarmView, MeterStatus, SecurityEventView
 
 MAX_ID = 2**53
@@ -269,3 +270,55 @@ class CommandList(BaseModel):
     """Newest first."""
 
     commands: list[CommandView]
+
+
+class CampaignRequest(Strict):
+    """Propose a firmware campaign (FW-12, FW-14): a published image, meters, a deadline."""
+
+    image: str = Field(min_length=1, max_length=128, pattern=r"^[0-9A-Za-z._+-]+$")
+    meters: str = Field(
+        default="all",
+        max_length=20_000,
+        description='"all", or meter ids separated by commas or spaces',
+    )
+    deadline_hours: int = Field(default=24, ge=1, le=24 * 90)
+    reason: str = Field(min_length=3, max_length=256)
+
+
+class AttestRequest(Strict):
+    """Ask meters for a signed measurement of their boot (FW-11)."""
+
+    meters: str = Field(default="all", max_length=20_000)
+
+
+class ImageInfo(BaseModel):
+    """A published image (never key material)."""
+
+    name: str
+    sha256: str
+    length: int
+    version: str
+    security_version: int
+    model: str
+    hw_revision: str
+
+
+class CampaignInfo(BaseModel):
+    """A campaign with its meters counted per state and its failures."""
+
+    campaign: CampaignView
+    counts: dict[str, int]
+    failures: list[tuple[str, str]]
+
+
+class CampaignList(BaseModel):
+    """Newest first."""
+
+    campaigns: list[CampaignInfo]
+
+
+class FirmwareMeters(BaseModel):
+    """Each meter's reported firmware and attestation state, and meters per version."""
+
+    versions: dict[str, int]
+    meters: list[MeterFirmwareView]

@@ -76,6 +76,9 @@ class Catalogue(Protocol):
     def target(self, name: str) -> TargetEntry:
         """One image by name or hash; raises NotFoundError."""
 
+    def targets(self) -> list[TargetEntry]:
+        """Every published image."""
+
 
 class Issuer(Protocol):
     """Signs and sends a command (:class:`~meterguard.headend.services.commands.Commands`)."""
@@ -133,6 +136,14 @@ class FirmwareUpdates:
     def meters(self, meter_ids: Sequence[str] | None = None) -> list[MeterFirmwareView]:
         """Each meter's firmware as last reported, and its attestation state."""
         return self._store.meters(meter_ids)
+
+    def images(self) -> list[TargetEntry]:
+        """The published images."""
+        return self._catalogue.targets()
+
+    def all_meters(self) -> list[str]:
+        """Every active meter."""
+        return self._store.all_active_meters()
 
     def versions(self) -> dict[str, int]:
         """Meters per reported version."""

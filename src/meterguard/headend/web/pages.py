@@ -115,6 +115,8 @@ def add_pages(app: FastAPI, svc: Services) -> None:
             csrf=csrf,
             can_command=commands is not None and who.role in COMMAND_ROLES,
             can_see_accounts=who.role in ACCOUNT_READERS,
+            has_firmware=svc.firmware is not None,
+            images=svc.firmware.images() if svc.firmware is not None else [],
         )
 
     def panel_usage(who: Principal, meter: str, period: str) -> HTMLResponse:
@@ -215,6 +217,43 @@ def add_pages(app: FastAPI, svc: Services) -> None:
             me=who.username,
         )
 
+    def panel_firmware(who: Principal) -> HTMLResponse:
+        fw = svc.firmware
+        if fw is None:
+            raise HTTPException(404)
+        statuses = [
+            {
+                "campaign": st.campaign,
+                "deadline": _utc(st.campaign.deadline),
+                "counts": st.counts,
+                "failures": st.failures,
+            }
+            for st in fw.campaigns()
+        ]
+        rows = fw.meters()
+        shown = [
+            {
+                "meter_id": m.meter_id,
+                "version": m.version,
+                "slot": m.slot,
+                "counter": m.counter,
+                "result": m.result,
+                "reported": _utc(m.reported_at) if m.reported_at else "",
+                "attestation": m.attestation,
+                "attested": _utc(m.attested_at) if m.attested_at else "",
+            }
+            for m in rows[:FLEET_ROWS]
+        ]
+        return render(
+            "panel_firmware.html",
+            campaigns=statuses,
+            versions=fw.versions(),
+            meters=shown,
+            more=max(len(rows) - FLEET_ROWS, 0),
+            can_command=who.role in COMMAND_ROLES,
+            me=who.username,
+        )
+
     def panel_accounts(who: Principal) -> HTMLResponse:
         if who.role not in ACCOUNT_READERS:
             raise HTTPException(404)
@@ -274,6 +313,8 @@ def add_pages(app: FastAPI, svc: Services) -> None:
             return panel_commands(who)
         if name == "events":
             return panel_events()
+        if name == "firmware":
+            return panel_firmware(who)
         if name == "accounts":
             return panel_accounts(who)
         raise HTTPException(404)
