@@ -45,6 +45,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,9 @@ from meterguard.broker.monitor import LogMonitor
 from meterguard.broker.process import ManagedBroker, free_port
 from meterguard.clock import SimulatedClock
 from meterguard.crypto.pki.store import Pki
+from meterguard.errors import TransportError
+from meterguard.firmware.attestation import Attestation
+from meterguard.firmware.image import build_image, image_name
 from meterguard.headend.services.accounts import Accounts
 from meterguard.headend.services.billing import Band, Billing, TariffSpec
 from meterguard.headend.services.commands import Commands
@@ -60,6 +64,7 @@ from meterguard.headend.store.repository import Store
 from meterguard.identity import meter_id
 from meterguard.meter.device import TamperKind
 from meterguard.meter.enrol import EstClient, enrol_into
+from meterguard.meter.firmware import FirmwareAgent, Hardware, HttpsFetcher
 from meterguard.meter.fleet import Fleet
 from meterguard.meter.transport.mqtt import MeterMqttClient, MqttSettings, Outbox
 from meterguard.system.config import RunInfo, SystemConfig
@@ -86,6 +91,12 @@ TARIFFS = (
     ),
 )
 BILL_EVERY = 10.0
+FIRMWARE_EVERY = 2.0
+"""Wall seconds between steps of the firmware campaigns."""
+TIMESTAMP_REFRESH = dt.timedelta(hours=12)
+"""Re-sign the TUF timestamp when it expires sooner than this."""
+DEMO_IMAGES = (("1.1.0", 2, 2),)
+"""Images the demo publishes beside the factory one: (version, security version, creep W)."""
 ALARM_RESEND_EVERY = 20.0
 """Wall seconds between re-sends of the meters' unacknowledged alarms (TAMP-3)."""
 DEMO_USERS = (
@@ -134,6 +145,7 @@ class DemoSystem:
     _inbox: queue.Queue[tuple[int, bytes]] = field(default_factory=queue.Queue)
     _last_bills: float = 0.0
     _last_resend: float = 0.0
+    _last_firmware: float = 0.0
     _monitor: LogMonitor | None = None
     log: list[str] = field(default_factory=list)
     _lock: DataLock | None = None
@@ -223,6 +235,7 @@ class DemoSystem:
             if not (layout.meter(mid) / "tls.pem").exists():
                 enrol_into(est, layout.meter(mid), mid[3:])
         he.start_commands(cfg.host, self.broker.layout.service_port, command_key)
+        firmware_port = self._start_firmware(he, now, ids)
         self._start_billing(he, now, ids)
         accounts = he.open_accounts()
         creds = layout.web / "demo-accounts.txt"
@@ -236,6 +249,7 @@ class DemoSystem:
             device_port=self.broker.layout.device_port,
             web_port=self.web_port,
             est_port=est_port,
+            firmware_port=firmware_port,
             meters=cfg.meters,
             meter_time=self.fleet.now.timestamp(),
             wall_at=wall_at,
@@ -296,6 +310,70 @@ class DemoSystem:
                     f" supply {result.control_state.name.lower()}"
                 )
 
+    def _start_firmware(self, he: HeadEnd, now: dt.datetime, ids: list[str]) -> int:
+        """The firmware repository, its endpoint, and each meter's firmware agent.
+
+        The repository holds the factory image and the next version (ready for a campaign);
+        each agent's attestation key is registered at the head-end (manufacture).
+        """
+        fleet, cfg, layout = self.fleet, self.config, self.config.layout
+        assert fleet is not None  # noqa: S101
+        service = he.open_firmware(now=now)
+        repo = he.repository
+        assert repo is not None  # noqa: S101
+        names = {t.name for t in repo.targets()}
+        for version, sv, creep in DEMO_IMAGES:
+            image = build_image(
+                vendor="MGD", model="MG-1", hw_revision="A", version=version,
+                security_version=sv,
+                settings={"creep_threshold_w": creep, "power_quality": True},
+            )  # fmt: skip
+            if image_name("MGD", "MG-1", "A", version) not in names:
+                repo.add_image(image, now=now)
+        port = he.start_firmware(cfg.host, free_port(cfg.host), now=now)
+        base = f"https://{cfg.host}:{port}/firmware/"
+        agents: dict[int, FirmwareAgent] = {}
+        for i, mid in enumerate(ids):
+            d = layout.meter(mid)
+            shipped = d / "firmware" / "shipped-root.json"
+            if not shipped.exists():  # the root the meter leaves the factory with (FW-2)
+                shipped.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                shipped.write_bytes(repo.root_bytes())
+            fetcher = HttpsFetcher(layout.trust_root, d / "tls.pem", d / "tls.key", timeout=10)
+            agents[i] = FirmwareAgent(
+                d / "firmware",
+                meter=mid,
+                hardware=Hardware(),
+                bootstrap=shipped.read_bytes(),
+                fetcher=fetcher,
+                base_url=base,
+                log=partial(fleet.log_firmware, i),
+                alarm=partial(self._firmware_alarm, i),
+                report=partial(_post_report, fetcher, base + "reports"),
+            )
+            service.register(mid, agents[i].attestation_public_pem())
+        fleet.use_firmware(agents.__getitem__)
+        return port
+
+    def _firmware_alarm(self, i: int, bit: int) -> None:
+        assert self.fleet is not None  # noqa: S101
+        self.fleet.firmware_alarm(i, bit, self._publisher("alarms"))
+
+    def _firmware_step(self) -> None:
+        """Campaigns' next waves; the timestamp re-signed before it gets old (FW-5)."""
+        he = self.headend
+        if he is None or he.firmware is None or he.repository is None:
+            return
+        if time.monotonic() - self._last_firmware < FIRMWARE_EVERY:
+            return
+        self._last_firmware = time.monotonic()
+        sent = he.firmware.advance(now=int(time.time()))
+        if sent:
+            self.log.append(f"firmware campaigns: {sent} command(s) sent")
+        timestamp = next(r for r in he.repository.roles() if r.role == "timestamp")
+        if timestamp.expires - dt.datetime.now(dt.UTC) < TIMESTAMP_REFRESH:
+            he.repository.refresh_timestamp(now=dt.datetime.now(dt.UTC))
+
     def _start_billing(self, he: HeadEnd, now: dt.datetime, ids: list[str]) -> None:
         """Tariffs on first start: the first meter on time-of-use, the others flat."""
         he.billing = billing = Billing(
@@ -335,6 +413,7 @@ class DemoSystem:
         assert self.fleet is not None  # noqa: S101
         stats = self.fleet.step(sim_now, self._publisher("data"))
         self._commands()
+        self._firmware_step()
         self._control()
         self._broker_events()
         if time.monotonic() - self._last_resend >= ALARM_RESEND_EVERY:
@@ -392,3 +471,10 @@ class DemoSystem:
             self.broker.stop()
         if self._lock is not None:
             self._lock.release()
+
+
+def _post_report(fetcher: HttpsFetcher, url: str, doc: Attestation) -> None:
+    """A meter's signed report to the firmware endpoint (a refusal there is not delivery)."""
+    status = fetcher.post(url, json.dumps(doc.to_json()).encode())
+    if status != 200:
+        raise TransportError(f"the head-end answered {status} to a firmware report")

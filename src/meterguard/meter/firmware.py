@@ -164,9 +164,12 @@ class HttpsFetcher(FetcherInterface):
         deadline: float = 60.0,
     ) -> None:
         self._ctx = pinned_client_context(root, cert, key)
+        # Two retries: the endpoint closes idle keep-alive connections, and a pooled one found
+        # dead must not count as the channel failing. Every request is idempotent (GETs, and a
+        # report the head-end accepts once per time).
         self._pool = urllib3.PoolManager(
             ssl_context=self._ctx,
-            retries=False,
+            retries=urllib3.Retry(total=2, redirect=0, status=0, raise_on_status=False),
             timeout=urllib3.Timeout(connect=timeout, read=timeout),
             maxsize=1,
         )

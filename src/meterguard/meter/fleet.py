@@ -150,6 +150,14 @@ class Fleet:
         """
         self._agent_of = agent_of
 
+    def log_firmware(self, i: int, code: EventCode) -> None:
+        """A firmware event of meter ``i`` (the compact record chains it into the fraud log)."""
+        self._log_fraud(i, int(code))
+
+    def firmware_alarm(self, i: int, bit: int, push: Push | None) -> None:
+        """Meter ``i``'s update channel is stale: latch ``bit`` and push the alarm (FW-5)."""
+        self._alarm(i, EventCode.FIRMWARE_CHANNEL_STALE, bit, push)
+
     def agent(self, i: int) -> FirmwareAgent | None:
         """Meter ``i``'s firmware agent, if the fleet has firmware."""
         if self._agent_of is None:
