@@ -23,9 +23,14 @@ from typing import Any
 import httpx
 import pyotp
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import create_engine, text
 
+from meterguard.firmware.attestation import Attestation
 from meterguard.headend.store.db import open_database
 from meterguard.headend.store.repository import Store
+from meterguard.meter.firmware import HttpsFetcher
 from tests.integration.test_demo import cli
 
 pytestmark = pytest.mark.integration
@@ -152,3 +157,36 @@ def test_a_campaign_updates_the_fleet_under_dual_control(demo: tuple[Path, dict[
     events = Store(open_database(info["db"])).security_events()
     refused = [m for m, e in events if e == "firmware_refused"]
     assert len(set(refused)) == METERS, events
+
+    # FW-12: a report not signed by the meter's attestation key is refused (and an event).
+    me = data / "meters" / "MGD0000000002"
+    fetcher = HttpsFetcher(data / "pki" / "root" / "root.pem", me / "tls.pem", me / "tls.key")
+    base = f"https://127.0.0.1:{info['firmware_port']}/firmware/reports"
+    forged_key = ec.generate_private_key(ec.SECP256R1())
+    body = {"kind": "status", "meter": "MGD0000000002", "at": "2030-01-01T00:00:00+00:00",
+            "version": "9.9.9", "firmware_sha256": "00" * 32, "slot": "a", "counter": 99,
+            "result": "confirmed", "target": "x"}  # fmt: skip
+    doc = Attestation(body, b"")
+    forged = Attestation(body, forged_key.sign(doc.payload(), ec.ECDSA(hashes.SHA256())))
+    assert fetcher.post(base, json.dumps(forged.to_json()).encode()) == 403
+    assert fetcher.post(base, b"{" * 5000) == 413
+    assert fetcher.post(base, b"not json") == 400
+    # FW-11: malware written into a meter's flash shows in its measurement: quarantined.
+    slot = data / "meters" / "MGD0000000003" / "firmware" / "slots" / "slot-b.bin"
+    blob = bytearray(slot.read_bytes())
+    blob[-5] ^= 0x01
+    slot.write_bytes(bytes(blob))
+    assert olga.post("/api/v1/firmware/attest", json={"meters": "MGD0000000003"}).status_code == 202
+
+    def attestation(mid: str) -> str:
+        rows = olga.get("/api/v1/firmware/meters").json()["meters"]
+        return str(next(m["attestation"] for m in rows if m["meter_id"] == mid))
+
+    _wait(lambda: attestation("MGD0000000003") == "mismatch")
+    assert attestation("MGD0000000002") == "trusted"
+    events = Store(open_database(info["db"])).security_events()
+    assert ("MGD0000000003", "attestation_mismatch") in events
+    assert ("MGD0000000002", "firmware_report_forged") in events
+    with create_engine(info["db"]).connect() as c:
+        state = c.scalar(text("SELECT state FROM meters WHERE id = 'MGD0000000003'"))
+    assert state == "quarantined"
