@@ -83,7 +83,7 @@ def main() -> None:
                 agent.download(entry.name)
                 verified.append(time.perf_counter() - t)
                 plain = HttpsFetcher(root, mcert, mkey)
-                out = base / f"raw-{n}"
+                out = base / f"raw-{entry.length}-{n}"
                 out.mkdir()
                 files = [
                     "metadata/2.root.json", "metadata/timestamp.json",
