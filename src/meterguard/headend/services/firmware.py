@@ -63,6 +63,8 @@ WAVE = 25
 """Meters of one campaign waiting for an answer at a time (staged distribution)."""
 NONCE_TTL = 600
 """Seconds an attestation nonce stays valid."""
+RESEND_AFTER = 60
+"""Seconds a download command waits for the meter's report before it is sent again."""
 MAX_FUTURE = 300
 """Seconds a report's time may be ahead of the head-end's clock."""
 MAX_METERS = 100_000
@@ -326,6 +328,15 @@ class FirmwareUpdates:
                 self._store.move_campaign(c.id, c.state, [entry], state="done")
                 continue
             if c.state == "distributing":
+                # A download command no meter took (offline at that moment), or whose answer
+                # was lost: the meter goes back in line (downloading again is harmless).
+                stale = [
+                    m
+                    for m, _, _, at in self._store.campaign_meters(c.id, states=("sent",))
+                    if now - at > RESEND_AFTER
+                ]
+                self._store.set_meters(c.id, stale, "pending", now=now, detail="re-sent",
+                                       expect=("sent",))  # fmt: skip
                 sent += self._wave(c, "pending", "sent", "firmware_download", c.image, now)
             elif c.state == "activating":
                 sent += self._wave(c, "staged", "activating", "firmware_activate", c.sha256, now)
