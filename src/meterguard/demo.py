@@ -53,8 +53,6 @@ from meterguard.broker.monitor import LogMonitor
 from meterguard.broker.process import ManagedBroker, free_port
 from meterguard.clock import SimulatedClock
 from meterguard.crypto.pki.store import Pki
-from meterguard.errors import TransportError
-from meterguard.firmware.attestation import Attestation
 from meterguard.firmware.image import build_image, image_name
 from meterguard.headend.services.accounts import Accounts
 from meterguard.headend.services.billing import Band, Billing, TariffSpec
@@ -93,8 +91,6 @@ TARIFFS = (
 BILL_EVERY = 10.0
 FIRMWARE_EVERY = 2.0
 """Wall seconds between steps of the firmware campaigns."""
-TIMESTAMP_REFRESH = dt.timedelta(hours=12)
-"""Re-sign the TUF timestamp when it expires sooner than this."""
 DEMO_IMAGES = (("1.1.0", 2, 2),)
 """Images the demo publishes beside the factory one: (version, security version, creep W)."""
 ALARM_RESEND_EVERY = 20.0
@@ -349,7 +345,7 @@ class DemoSystem:
                 base_url=base,
                 log=partial(fleet.log_firmware, i),
                 alarm=partial(self._firmware_alarm, i),
-                report=partial(_post_report, fetcher, base + "reports"),
+                report=partial(fetcher.report, base + "reports"),
             )
             service.register(mid, agents[i].attestation_public_pem())
         fleet.use_firmware(agents.__getitem__)
@@ -370,9 +366,7 @@ class DemoSystem:
         sent = he.firmware.advance(now=int(time.time()))
         if sent:
             self.log.append(f"firmware campaigns: {sent} command(s) sent")
-        timestamp = next(r for r in he.repository.roles() if r.role == "timestamp")
-        if timestamp.expires - dt.datetime.now(dt.UTC) < TIMESTAMP_REFRESH:
-            he.repository.refresh_timestamp(now=dt.datetime.now(dt.UTC))
+        he.repository.refresh_timestamp_if_due(now=dt.datetime.now(dt.UTC))
 
     def _start_billing(self, he: HeadEnd, now: dt.datetime, ids: list[str]) -> None:
         """Tariffs on first start: the first meter on time-of-use, the others flat."""
@@ -471,10 +465,3 @@ class DemoSystem:
             self.broker.stop()
         if self._lock is not None:
             self._lock.release()
-
-
-def _post_report(fetcher: HttpsFetcher, url: str, doc: Attestation) -> None:
-    """A meter's signed report to the firmware endpoint (a refusal there is not delivery)."""
-    status = fetcher.post(url, json.dumps(doc.to_json()).encode())
-    if status != 200:
-        raise TransportError(f"the head-end answered {status} to a firmware report")

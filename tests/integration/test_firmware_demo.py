@@ -171,6 +171,9 @@ def test_a_campaign_updates_the_fleet_under_dual_control(demo: tuple[Path, dict[
     assert fetcher.post(base, json.dumps(forged.to_json()).encode()) == 403
     assert fetcher.post(base, b"{" * 5000) == 413
     assert fetcher.post(base, b"not json") == 400
+    # one identity's flood of reports is cut off before any signature check or write
+    flood = [fetcher.post(base, json.dumps(forged.to_json()).encode()) for _ in range(40)]
+    assert 429 in flood and set(flood) <= {403, 429}, flood
     # FW-11: malware written into a meter's flash shows in its measurement: quarantined.
     slot = data / "meters" / "MGD0000000003" / "firmware" / "slots" / "slot-b.bin"
     blob = bytearray(slot.read_bytes())

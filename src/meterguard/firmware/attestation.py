@@ -56,13 +56,15 @@ class Attestation:
     @classmethod
     def from_json(cls, doc: object) -> Attestation:
         """Parse; raises :class:`~meterguard.errors.DecodeError`."""
+        if not isinstance(doc, dict) or not isinstance(doc.get("body"), dict):
+            raise DecodeError("not a signed meter document")
         try:
-            assert isinstance(doc, dict)  # noqa: S101 - turned into DecodeError below
-            body, signature = doc["body"], bytes.fromhex(str(doc["signature"]))
-            assert isinstance(body, dict) and len(signature) <= 80  # noqa: S101
-            return cls(dict(body), signature)
-        except (AssertionError, KeyError, TypeError, ValueError) as exc:
+            signature = bytes.fromhex(str(doc["signature"]))
+        except (KeyError, ValueError) as exc:
             raise DecodeError("not a signed meter document") from exc
+        if len(signature) > 80:
+            raise DecodeError("signature too long")
+        return cls(dict(doc["body"]), signature)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Attestation:

@@ -63,6 +63,7 @@ __all__ = [
     "EXPIRY",
     "OFFLINE_ROLES",
     "ONLINE_ROLES",
+    "REFRESH_MARGIN",
     "ROLES",
     "FirmwareRepository",
     "RoleState",
@@ -80,6 +81,8 @@ EXPIRY: dict[str, dt.timedelta] = {
     "timestamp": dt.timedelta(days=1),
 }
 """How long each role's metadata is valid after it is signed."""
+REFRESH_MARGIN = dt.timedelta(hours=12)
+"""The schedule re-signs the timestamp when it expires sooner than this."""
 
 _SERIALIZER = JSONSerializer(compact=False)
 
@@ -325,6 +328,13 @@ class FirmwareRepository:
             ts.sign(self._signer("timestamp"))
             self._write(self.metadata_dir / "timestamp.json", ts)
             return ts.signed.version
+
+    def refresh_timestamp_if_due(self, *, now: dt.datetime) -> int | None:
+        """Re-sign the timestamp when it expires within :data:`REFRESH_MARGIN`; its version."""
+        expires = self._timestamp().signed.expires
+        if expires - _utc(now) >= REFRESH_MARGIN:
+            return None
+        return self.refresh_timestamp(now=now)
 
     def rotate(self, role: str, *, now: dt.datetime) -> int:
         """Give ``role`` a new key; writes root N+1 and re-signs what the new key signs.

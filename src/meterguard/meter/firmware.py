@@ -203,6 +203,16 @@ class HttpsFetcher(FetcherInterface):
             raise TransportError(f"firmware endpoint unreachable: {type(exc).__name__}") from exc
         return int(response.status)
 
+    def report(self, url: str, doc: Attestation) -> None:
+        """Send a signed document to the endpoint's report URL.
+
+        Raises:
+            TransportError: unreachable, or the head-end did not take it (any answer but 200).
+        """
+        status = self.post(url, json.dumps(doc.to_json()).encode())
+        if status != 200:
+            raise TransportError(f"the head-end answered {status} to a firmware report")
+
     def _chunks(self, url: str, response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
         started = time.monotonic()
         kept = bytearray()

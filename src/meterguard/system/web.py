@@ -44,6 +44,9 @@ def serve_https(
     Raises:
         ConfigurationError: the server did not start within 15 s.
     """
+    mutual: dict[str, Any] = {}
+    if client_ca is not None:
+        mutual = {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": str(client_ca)}
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -57,8 +60,7 @@ def serve_https(
             proxy_headers=bool(trusted_proxies),
             forwarded_allow_ips=list(trusted_proxies) or None,
             log_level="warning",
-            ssl_cert_reqs=ssl.CERT_REQUIRED if client_ca is not None else ssl.CERT_NONE,
-            ssl_ca_certs=str(client_ca) if client_ca is not None else None,
+            **mutual,
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)

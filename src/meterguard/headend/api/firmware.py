@@ -12,7 +12,7 @@ This module only translates HTTP; the repository's rules are in its own module a
 checks in :mod:`meterguard.meter.firmware`. ``POST /firmware/reports`` takes a meter's signed
 document (a status report or an attestation, at most 4 KiB) and hands it to the firmware
 service (:mod:`meterguard.headend.services.firmware`), which checks the signature; errors
-carry one word: 400 malformed, 403 refused, 411/413 before a large body is read.
+carry one word: 400 malformed, 403 refused, 429 too often, 411/413 before a large body is read.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from meterguard.errors import DecodeError, SecurityError
+from meterguard.errors import DecodeError, RateLimitedError, SecurityError
 from meterguard.firmware.attestation import MAX_DOCUMENT
 from meterguard.headend.api.app import HEADERS, add_security_headers
 
@@ -87,6 +87,12 @@ def create_firmware_app(
             result = await run_in_threadpool(receive, body, int(clock()))
         except DecodeError:
             return _error(400, "malformed")
+        except RateLimitedError as exc:
+            return JSONResponse(
+                {"error": "too often"},
+                status_code=429,
+                headers={**HEADERS, "Retry-After": str(exc.retry_after)},
+            )
         except SecurityError:
             return _error(403, "refused")
         return JSONResponse({"result": result}, headers=HEADERS)

@@ -40,11 +40,13 @@ from meterguard.errors import (
     InvalidValueError,
     MeterguardError,
     NotFoundError,
+    RateLimitedError,
     ReplayError,
     SignatureInvalidError,
 )
 from meterguard.firmware.attestation import Attestation, expected_measurement, verify_signed
 from meterguard.firmware.repository import TargetEntry
+from meterguard.headend.ingest.processor import TokenBucket
 from meterguard.headend.services.accounts import Principal
 from meterguard.headend.services.commands import COMMAND_ROLES, DualControlError, firmware_request
 from meterguard.headend.store.audit import Fields
@@ -65,6 +67,9 @@ NONCE_TTL = 600
 """Seconds an attestation nonce stays valid."""
 RESEND_AFTER = 60
 """Seconds a download command waits for the meter's report before it is sent again."""
+REPORT_RATE, REPORT_BURST = 0.2, 20.0
+"""Reports a meter may send: a few per update step, one every 5 s sustained."""
+MAX_BUCKETS = 200_000
 MAX_FUTURE = 300
 """Seconds a report's time may be ahead of the head-end's clock."""
 MAX_METERS = 100_000
@@ -125,6 +130,7 @@ class FirmwareUpdates:
         self._issuer = issuer
         self._quarantine = quarantine
         self._event = security_event
+        self._buckets: dict[str, TokenBucket] = {}
 
     def __repr__(self) -> str:
         return "FirmwareUpdates()"
@@ -371,6 +377,18 @@ class FirmwareUpdates:
 
     # -- what meters send ---------------------------------------------------------------------
 
+    def _admit(self, data: bytes, now: int) -> None:
+        """A bucket per claimed meter before any signature check or write (DOS-1)."""
+        claimed = Attestation.from_bytes(data).body.get("meter")
+        key = claimed if isinstance(claimed, str) and len(claimed) <= 32 else "?"
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= MAX_BUCKETS:
+                self._buckets.clear()
+            bucket = self._buckets[key] = TokenBucket(REPORT_RATE, REPORT_BURST)
+        if not bucket.allow(now):
+            raise RateLimitedError("too many firmware reports", retry_after=60)
+
     def _verified(self, data: bytes, now: int) -> tuple[str, dict[str, Any]]:
         doc = Attestation.from_bytes(data)
         meter = doc.body.get("meter")
@@ -394,7 +412,9 @@ class FirmwareUpdates:
             AccessDeniedError: an unknown meter.
             SignatureInvalidError: the signature does not verify (a security event).
             ReplayError: an old report, or a nonce not outstanding (a security event).
+            RateLimitedError: the meter sent too many reports (refused before any work).
         """
+        self._admit(data, now)
         meter, body = self._verified(data, now)
         if body.get("kind") == "attestation":
             return self._attestation(meter, body, now)
