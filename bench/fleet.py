@@ -22,7 +22,7 @@ from meterguard.clock import FixedClock
 from meterguard.crypto.keys import SecretKey
 from meterguard.meter.device import Meter, MeterIdentity
 from meterguard.meter.fleet import Fleet
-from meterguard.meter.metrology import HouseholdModel
+from meterguard.analytics.household import HouseholdModel
 
 NOW = dt.datetime(2026, 11, 25, 0, 0, tzinfo=dt.UTC)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import click
 
 from meterguard import __version__
+from meterguard.cli.analytics import analytics
 from meterguard.cli.demo import demo
 from meterguard.cli.devices import fleet, meter
 from meterguard.cli.firmware import firmware
@@ -46,5 +47,6 @@ for _command in (
     bill,
     ingest,
     demo,
+    analytics,
 ):
     main.add_command(_command)

@@ -1,7 +1,7 @@
 """One simulated smart meter: identity, keys, counters, metrology, objects, tamper, persistence.
 
 :class:`Meter` wires the COSEM object model (:mod:`.objects`, :mod:`.model`)
-to the metrology model (:mod:`.metrology`), the log books (:mod:`.logbook`)
+to the household model (:mod:`meterguard.analytics.household`), the log books (:mod:`.logbook`)
 and the security state, and hands out sans-IO
 :class:`~meterguard.cosem.connection.ServerConnection` objects for transports to drive.
 
@@ -66,7 +66,7 @@ from meterguard.crypto.keywrap import unwrap_key
 from meterguard.errors import ConfigurationError, KeyUnwrapError, ReplayError, SecurityError
 from meterguard.meter.device_model import build_model
 from meterguard.meter.logbook import EventCode, LogBook
-from meterguard.meter.metrology import MINUTES_PER_DAY, DaySeries, HouseholdModel
+from meterguard.analytics.household import MINUTES_PER_DAY, DaySeries, HouseholdModel
 from meterguard.meter.objects import (
     SecuritySetup,
 )

@@ -90,7 +90,7 @@ from meterguard.meter.controls import command_model, execute
 from meterguard.meter.device import Meter
 from meterguard.meter.firmware import CommandedFirmware, FirmwareAgent
 from meterguard.meter.logbook import EventCode, link
-from meterguard.meter.metrology import HouseholdModel
+from meterguard.analytics.household import HouseholdModel
 from meterguard.meter.objects import DataObject, Register, SecuritySetup
 from meterguard.meter.rules import (
     ALARM_AUTHENTICATION_FAILURE,

@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meterguard.meter.metrology import MINUTES_PER_DAY, HouseholdModel, Occupancy
+from meterguard.analytics.household import MINUTES_PER_DAY, HouseholdModel, Occupancy
 
 DAY = dt.date(2026, 1, 14)
 
