@@ -53,6 +53,7 @@ from meterguard.broker.monitor import LogMonitor
 from meterguard.broker.process import ManagedBroker, free_port
 from meterguard.clock import SimulatedClock
 from meterguard.crypto.pki.store import Pki
+from meterguard.errors import ConfigurationError
 from meterguard.firmware.image import build_image, image_name
 from meterguard.headend.services.accounts import Accounts
 from meterguard.headend.services.billing import Band, Billing, TariffSpec
@@ -63,7 +64,7 @@ from meterguard.identity import meter_id
 from meterguard.meter.device import TamperKind
 from meterguard.meter.enrol import EstClient, enrol_into
 from meterguard.meter.firmware import FirmwareAgent, Hardware, HttpsFetcher
-from meterguard.meter.fleet import Fleet
+from meterguard.meter.fleet import FLEET_FILE, Fleet
 from meterguard.meter.transport.mqtt import MeterMqttClient, MqttSettings, Outbox
 from meterguard.system.config import RunInfo, SystemConfig
 from meterguard.system.headend import (
@@ -77,7 +78,7 @@ from meterguard.system.headend import (
 from meterguard.system.layout import DataLayout
 from meterguard.system.lock import DataLock
 
-__all__ = ["DemoConfig", "DemoSystem", "request_tamper"]
+__all__ = ["DemoConfig", "DemoSystem", "request", "request_tamper"]
 
 DemoConfig = SystemConfig
 """A demo is configured like any system."""
@@ -99,16 +100,23 @@ DEMO_USERS = (
     ("alice", "consumer", (meter_id(FIRST_SERIAL),)),
     ("olga", "operator", ()),
     ("erik", "engineer", ()),
+    ("rita", "investigator", ()),
 )
+DEMO_ACTOR = "system:demo"
 
 
 def request_tamper(data: Path, meter: str, kind: TamperKind) -> Path:
     """Ask a running demo to fire a tamper sensor on ``meter``."""
+    return request(data, {"meter": meter, "tamper": kind.label})
+
+
+def request(data: Path, payload: dict[str, Any]) -> Path:
+    """Drop a control request (tamper, steal, honest, vacation) for a running demo."""
     control = DataLayout(data).control
     control.mkdir(parents=True, exist_ok=True)
     path = control / f"{time.time_ns()}.json"
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"meter": meter, "tamper": kind.label}))
+    tmp.write_text(json.dumps(payload))
     tmp.replace(path)
     return path
 
@@ -190,11 +198,17 @@ class DemoSystem:
             if (layout.pki / "device-ca.pem").exists()
             else Pki.init(layout.pki, now=now)
         )
-        self.fleet = Fleet.open(layout.fleet, cfg.meters, now=now)
-        # The fleet's accelerated clock, from where the fleet stands: the head-end judges the
-        # readings' times against it (and `ingest run` processes too, from system.json).
+        if not 0 <= cfg.history_days <= 56:
+            raise ConfigurationError("history is 0 to 56 days (ingest refuses older readings)")
+        new = not (layout.fleet / FLEET_FILE).exists()
+        history = dt.timedelta(days=cfg.history_days if new else 0)
+        self.fleet = Fleet.open(layout.fleet, cfg.meters, now=now - history)
+        feeders = self.fleet.use_grid(cfg.homes_per_feeder)
+        # The fleet's accelerated clock, from where the fleet stands (a new fleet with history
+        # catches up from its start on the first step): the head-end judges the readings'
+        # times against it (and `ingest run` processes too, from system.json).
         wall_at = time.time()
-        self.meter_time = SimulatedClock(self.fleet.now, cfg.speed)
+        self.meter_time = SimulatedClock(self.fleet.now + history, cfg.speed)
         meter_time = self.meter_time
         ids = [meter_id(int(s)) for s in self.fleet.a["serial"]]
         for mid in ids:  # manufacturing: key, registered serial, factory certificate
@@ -230,6 +244,7 @@ class DemoSystem:
         for mid in ids:
             if not (layout.meter(mid) / "tls.pem").exists():
                 enrol_into(est, layout.meter(mid), mid[3:])
+        self._start_grid(he, feeders, ids, stamp)
         he.start_commands(cfg.host, self.broker.layout.service_port, command_key)
         firmware_port = self._start_firmware(he, now, ids)
         self._start_billing(he, now, ids)
@@ -254,6 +269,7 @@ class DemoSystem:
         info.write(layout)
         if cfg.workers:
             he.start_lanes(info, LANES)
+        he.start_theft(lambda: meter_time.now().timestamp(), every=cfg.score_every)
         for i, mid in enumerate(ids):
             d = layout.meter(mid)
             link = MeterMqttClient(
@@ -270,6 +286,14 @@ class DemoSystem:
             )
             link.start()
             self.links.append(link)
+
+    def _start_grid(self, he: HeadEnd, feeders: list[int], ids: list[str], now: int) -> None:
+        """Record the fleet's feeders and the homes behind them in the head-end (THEFT-1)."""
+        assert self.fleet is not None  # noqa: S101
+        theft = he.open_theft()
+        for n, row in enumerate(feeders, start=1):
+            homes = [ids[i] for i in range(len(ids)) if self.fleet.feeder_of(i) == row]
+            theft.set_feeder(f"feeder-{n}", ids[row], homes, actor=DEMO_ACTOR, now=now)
 
     def _registry_changed(self) -> None:
         """The registry changed (from any process): the broker reloads the CRL (PKI-5)."""
@@ -405,7 +429,9 @@ class DemoSystem:
     def tick(self, sim_now: dt.datetime) -> int:
         """Advance the fleet to ``sim_now`` (publishing readings) and serve tamper requests."""
         assert self.fleet is not None  # noqa: S101
-        stats = self.fleet.step(sim_now, self._publisher("data"))
+        # A catch-up (a new fleet's history, or after a pause) travels a day per push.
+        behind = sim_now - self.fleet.now > dt.timedelta(hours=6)
+        stats = self.fleet.step(sim_now, self._publisher("data"), per_push=96 if behind else 1)
         self._commands()
         self._firmware_step()
         self._control()
@@ -437,15 +463,43 @@ class DemoSystem:
         for path in sorted(control.glob("*.json")):
             try:
                 req = json.loads(path.read_text())
-                kind = TamperKind.parse(str(req["tamper"]))
                 index = int(str(req["meter"])[3:]) - int(self.fleet.a["serial"][0])
                 if not 0 <= index < len(self.fleet):
                     raise ValueError(f"no meter {req['meter']} in this fleet")
-                self.fleet.tamper(index, kind, self._publisher("alarms"))
-                self.log.append(f"tamper {kind.label} on {req['meter']}")
-            except (ValueError, KeyError, json.JSONDecodeError) as exc:
+                self.log.append(self._act(index, str(req["meter"]), req))
+            except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
                 self.log.append(f"ignored control request {path.name}: {exc}")
+            except ConfigurationError as exc:
+                self.log.append(f"refused control request {path.name}: {exc}")
             path.unlink(missing_ok=True)
+
+    def _act(self, i: int, mid: str, req: dict[str, Any]) -> str:
+        """One control request on meter ``i``: a tamper, theft, honesty again, a vacation."""
+        assert self.fleet is not None  # noqa: S101
+        alarms = self._publisher("alarms")
+        if "tamper" in req:
+            kind = TamperKind.parse(str(req["tamper"]))
+            self.fleet.tamper(i, kind, alarms)
+            return f"tamper {kind.label} on {mid}"
+        if "steal" in req:
+            name = str(req["steal"])
+            seed = int(req.get("seed", secrets.randbits(32)))
+            self.fleet.steal(i, name, seed=seed)
+            evidence = float(req.get("evidence", 0.3))
+            if not 0.0 <= evidence <= 1.0:
+                raise ValueError("evidence is a probability, 0 to 1")
+            left = self.fleet.theft_evidence(i, evidence, seed=seed, push=alarms)
+            return f"{mid} now steals ({name}){'; it left tamper evidence' if left else ''}"
+        if "honest" in req:
+            self.fleet.stop_stealing(i)
+            return f"{mid} registers honestly again"
+        if "vacation_days" in req:
+            days = float(req["vacation_days"])
+            if not 0 < days <= 60:
+                raise ValueError("a vacation lasts 0 to 60 days")
+            self.fleet.vacation(i, self.fleet.now + dt.timedelta(days=days))
+            return f"{mid}'s household is away for {days:g} days"
+        raise ValueError("a request is one of tamper, steal, honest, vacation_days")
 
     def status(self) -> dict[str, Any]:
         """Counts and liveness."""

@@ -107,8 +107,8 @@ class HouseholdModel:
             electric_heating=bool(rng.random() < 0.5),
         )
 
-    def day(self, day: dt.date) -> DaySeries:
-        """Simulate one local day."""
+    def day(self, day: dt.date, *, away: bool = False) -> DaySeries:
+        """Simulate one local day; ``away``: nobody is home all day (a vacation)."""
         rng = np.random.default_rng([self.seed, (day - EPOCH).days & 0xFFFFFFFF])
         t = np.arange(MINUTES_PER_DAY)
         weekend = day.weekday() >= 5
@@ -126,7 +126,7 @@ class HouseholdModel:
             back = int(np.clip(rng.normal(1050 if not weekend else 900, 60), leave + 60, bed - 30))
             occupancy[leave:back] = Occupancy.AWAY
         home = occupancy == Occupancy.HOME
-        if rng.random() < 0.05:  # a day away altogether (holiday)
+        if rng.random() < 0.05 or away:  # a day away altogether (holiday)
             occupancy[:] = Occupancy.AWAY
             home[:] = False
 

@@ -43,8 +43,21 @@ if TYPE_CHECKING:
     type=click.IntRange(0, 1),
     help="In-process ingest workers; 0 to run `meterguard ingest run` separately.",
 )
+@click.option(
+    "--history-days",
+    default=28,
+    show_default=True,
+    type=click.IntRange(0, 56),
+    help="A new fleet starts this many simulated days back (history for theft scoring).",
+)
 def demo(
-    data: Path, meters: int, speed: float, duration: float | None, db: str | None, workers: int
+    data: Path,
+    meters: int,
+    speed: float,
+    duration: float | None,
+    db: str | None,
+    workers: int,
+    history_days: int,
 ) -> None:
     """Bring up CA, broker, head-end and a meter fleet on this machine; Ctrl-C stops it."""
     import time
@@ -56,7 +69,16 @@ def demo(
     from meterguard.demo import DemoConfig, DemoSystem
 
     console = Console()
-    system = DemoSystem(DemoConfig(data=data, meters=meters, speed=speed, db=db, workers=workers))
+    system = DemoSystem(
+        DemoConfig(
+            data=data,
+            meters=meters,
+            speed=speed,
+            db=db,
+            workers=workers,
+            history_days=history_days,
+        )
+    )
     stopping = _stop_on_signals()
     try:
         with console.status(f"starting PKI, broker, head-end and {meters} meters in {data} ..."):

@@ -267,3 +267,110 @@ def meter_tamper(meter_id: str, kind: str, data: Path) -> None:
         raise click.ClickException(f"no meter {meter_id[:20]} in the system in {data}")
     request_tamper(data, meter_id, sensor)
     click.echo(f"tamper {sensor.label} requested on {meter_id}")
+
+
+def _known_meter(data: Path, meter_id: str) -> None:
+    headend, _ = _join(data)
+    if headend.store.registry.state(meter_id) is None:
+        raise click.ClickException(f"no meter {meter_id[:20]} in the system in {data}")
+
+
+@meter.command("steal")
+@click.argument("meter_id")
+@click.option(
+    "--model",
+    "model_name",
+    default="h1",
+    show_default=True,
+    help="Theft model: h1..h6, zero, cap, subtract, progressive, intermittent, peakshift, "
+    "band or profile (evasive).",
+)
+@click.option(
+    "--evidence",
+    default=0.3,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0),
+    help="Probability that the theft leaves tamper evidence in the meter's logs.",
+)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), help="Seed of the model's parameters.")
+@EXISTING_DATA_OPTION
+def meter_steal(
+    meter_id: str, model_name: str, evidence: float, seed: int | None, data: Path
+) -> None:
+    """Make a home of a running demo a thief: its meter reports per a theft model.
+
+    The feeder meter keeps measuring what the home really draws; the demo keeps the ground
+    truth. Undo with `meterguard meter honest`.
+    """
+    from meterguard.analytics.theft.attacks import model
+    from meterguard.demo import request
+
+    try:
+        model(model_name)
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc), param_hint="--model") from None
+    _known_meter(data, meter_id)
+    payload: dict[str, object] = {"meter": meter_id, "steal": model_name, "evidence": evidence}
+    if seed is not None:
+        payload["seed"] = seed
+    request(data, payload)
+    click.echo(f"{meter_id} asked to steal ({model_name})")
+
+
+@meter.command("honest")
+@click.argument("meter_id")
+@EXISTING_DATA_OPTION
+def meter_honest(meter_id: str, data: Path) -> None:
+    """A thief of a running demo registers honestly again."""
+    from meterguard.demo import request
+
+    _known_meter(data, meter_id)
+    request(data, {"meter": meter_id, "honest": True})
+    click.echo(f"{meter_id} asked to register honestly")
+
+
+@meter.command("vacation")
+@click.argument("meter_id")
+@click.option("--days", default=10.0, show_default=True, type=click.FloatRange(0.1, 60.0))
+@EXISTING_DATA_OPTION
+def meter_vacation(meter_id: str, days: float, data: Path) -> None:
+    """The household of a running demo goes away: the home draws its base load (a confounder)."""
+    from meterguard.demo import request
+
+    _known_meter(data, meter_id)
+    request(data, {"meter": meter_id, "vacation_days": days})
+    click.echo(f"{meter_id}'s household away for {days:g} simulated days")
+
+
+@meter.command("scenario")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@EXISTING_DATA_OPTION
+def meter_scenario(file: Path, data: Path) -> None:
+    """Apply a scenario file to a running demo: a JSON list of requests.
+
+    Each entry names a ``meter`` and one of ``steal`` (a model, with optional ``evidence``
+    and ``seed``), ``honest``, ``vacation_days`` or ``tamper`` (a sensor), e.g.
+    ``[{"meter": "MGD0000000003", "steal": "h1"}, {"meter": "MGD0000000004",
+    "vacation_days": 14}]``.
+    """
+    import json
+
+    from meterguard.demo import request
+
+    try:
+        entries = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise click.ClickException(f"{file} is not JSON: {exc}") from None
+    if not isinstance(entries, list) or len(entries) > 10_000:
+        raise click.ClickException("a scenario is a JSON list of at most 10 000 requests")
+    keys = {"steal", "honest", "vacation_days", "tamper"}
+    for n, e in enumerate(entries, start=1):
+        if not isinstance(e, dict) or not isinstance(e.get("meter"), str):
+            raise click.ClickException(f'entry {n}: an object with a "meter"')
+        if len(keys & e.keys()) != 1:
+            raise click.ClickException(f"entry {n}: exactly one of {', '.join(sorted(keys))}")
+    for e in entries:
+        _known_meter(data, e["meter"])
+    for e in entries:
+        request(data, e)
+    click.echo(f"{len(entries)} requests sent to the demo in {data}")

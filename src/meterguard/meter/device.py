@@ -35,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from meterguard.analytics.household import MINUTES_PER_DAY, DaySeries, HouseholdModel
 from meterguard.clock import Clock
 from meterguard.cosem.acse import ApplicationContext, Mechanism
 from meterguard.cosem.axdr import (
@@ -66,7 +67,6 @@ from meterguard.crypto.keywrap import unwrap_key
 from meterguard.errors import ConfigurationError, KeyUnwrapError, ReplayError, SecurityError
 from meterguard.meter.device_model import build_model
 from meterguard.meter.logbook import EventCode, LogBook
-from meterguard.analytics.household import MINUTES_PER_DAY, DaySeries, HouseholdModel
 from meterguard.meter.objects import (
     SecuritySetup,
 )

@@ -45,6 +45,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from meterguard.analytics.household import EPOCH, HouseholdModel
+from meterguard.analytics.theft.attacks import EVASIVE, MODELS, apply, draw
+from meterguard.analytics.theft.attacks import model as model_of
 from meterguard.clock import Clock
 from meterguard.cosem.axdr import (
     Array,
@@ -90,7 +93,6 @@ from meterguard.meter.controls import command_model, execute
 from meterguard.meter.device import Meter
 from meterguard.meter.firmware import CommandedFirmware, FirmwareAgent
 from meterguard.meter.logbook import EventCode, link
-from meterguard.analytics.household import HouseholdModel
 from meterguard.meter.objects import DataObject, Register, SecuritySetup
 from meterguard.meter.rules import (
     ALARM_AUTHENTICATION_FAILURE,
@@ -108,6 +110,13 @@ PERIOD = dt.timedelta(minutes=15)
 PENDING_SLOTS = 8
 """Unacknowledged alarms a meter keeps for re-sending (sequence, code, time each)."""
 COUNTER_BLOCK = 4096
+MINUTES = 1440
+THEFT_MODELS = tuple(m for m in MODELS if m != "substitute")
+"""Theft models a fleet meter can run (substitution needs another home's data)."""
+FEEDER_NO_LOAD_W = 150.0
+"""A distribution transformer's no-load loss."""
+FEEDER_LOAD_LOSS = 3e-6
+"""Load losses per Wh² in a quarter-hour (about 3% at 10 kWh a quarter-hour)."""
 FLEET_FILE = "fleet.npz"
 
 Push = Callable[[int, bytes], None]
@@ -138,6 +147,8 @@ class Fleet:
         """A key_transfer's unicast key, applied after the result is pushed under the old one."""
         self._agent_of: Callable[[int], FirmwareAgent] | None = None
         self._agents: dict[int, FirmwareAgent] = {}
+        self._flows: dict[int, dict[int, float]] = {}
+        """Feeder row -> slot end -> net Wh its homes drew (filled by homes, read by feeders)."""
 
     def trust_commands(self, command_key: VerifyingKey, headend_title: bytes) -> None:
         """Install the head-end's command key and system title (at manufacture, in every meter)."""
@@ -199,6 +210,7 @@ class Fleet:
         }
         _add_command_state(arrays, meters)
         _add_alarm_state(arrays, meters)
+        _add_grid_state(arrays, meters)
         fleet = cls(arrays, now=start, path=path)
         fleet._reserve(np.arange(meters))
         return fleet
@@ -211,6 +223,7 @@ class Fleet:
             now = dt.datetime.fromtimestamp(int(data["now"]), dt.UTC)
         _add_command_state(arrays, int(arrays["serial"].shape[0]))  # fleets saved before commands
         _add_alarm_state(arrays, int(arrays["serial"].shape[0]))
+        _add_grid_state(arrays, int(arrays["serial"].shape[0]))
         # DM-6: resume every meter at its persisted ceiling; values reserved but unused are skipped.
         arrays["next_ic"] = arrays["ceiling"].copy()
         fleet = cls(arrays, now=now, path=path)
@@ -365,11 +378,75 @@ class Fleet:
         )[0]
         if short.size:
             self._reserve(short, needed[short])
-        for i in range(len(self)):
+        homes_first = np.argsort(self.a["is_feeder"], kind="stable")  # feeders measure the homes
+        for i in homes_first.tolist():
             stats.readings += self._step_meter(i, until, push, per_push)
         self.now = max(self.now, until)
         self.save()
         return stats
+
+    def _day_slots(
+        self, i: int, household: HouseholdModel, day: dt.date
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """(drawn, registered, exported) Wh in each of the day's 96 quarter-hours for home ``i``.
+
+        Drawn is what flowed (the limiter's cap applied; a vacation at base load); registered
+        is what the meter counts: the drawn energy above the firmware's no-load threshold, or,
+        for a meter made a thief, what its theft model reports (ground truth stays in drawn).
+        """
+        start = dt.datetime.combine(day, dt.time(), dt.UTC).timestamp()
+        away = int(self.a["away_until"][i])
+        d = household.day(day)
+        minutes = d.import_wh
+        if away > start:  # a vacation: nobody home (fridge, standby, frost protection)
+            vacant = household.day(day, away=True).import_wh
+            cut = min(MINUTES, int((away - start) // 60))
+            minutes = np.concatenate([vacant[:cut], minutes[cut:]])
+        cap = int(self.a["limit_w"][i]) / 4
+        drawn = minutes.reshape(96, 15).sum(axis=1)
+        if cap:
+            drawn = np.minimum(drawn, cap)
+        creep = int(self.a["creep_w"][i])
+        counted = np.where(minutes * 60.0 >= creep, minutes, 0.0) if creep else minutes
+        registered = counted.reshape(96, 15).sum(axis=1)
+        if cap:
+            registered = np.minimum(registered, cap)
+        theft = int(self.a["theft"][i])
+        if theft and start + 86400 > int(self.a["theft_since"][i]):
+            registered = self._stolen(i, household, day, drawn, registered)
+        return drawn, registered, d.export_wh.reshape(96, 15).sum(axis=1)
+
+    def _stolen(
+        self,
+        i: int,
+        household: HouseholdModel,
+        day: dt.date,
+        drawn: npt.NDArray[np.float64],
+        honest: npt.NDArray[np.float64],
+    ) -> npt.NDArray[np.float64]:
+        """What a thief's meter registers for ``day``: its model applied to what was drawn."""
+        name = THEFT_MODELS[int(self.a["theft"][i]) - 1]
+        seed = int(self.a["theft_seed"][i])
+        since = int(self.a["theft_since"][i])
+        params = draw(name, np.random.default_rng([seed, 0]), 96)
+        rng = np.random.default_rng([seed, (day - EPOCH).days & 0xFFFFFFFF])
+        history = None
+        if name in EVASIVE:  # the attacker knows the meter's own recent days
+            history = np.array(
+                [
+                    household.day(day - dt.timedelta(days=k)).import_wh.reshape(96, 15).sum(axis=1)
+                    for k in range(7, 0, -1)
+                ]
+            )
+        offset = max(0, (day - dt.datetime.fromtimestamp(since, dt.UTC).date()).days)
+        stolen = apply(
+            name, drawn[None, :], rng, params, history=history,
+            offset=np.array([offset]), duration=60,
+        )[0]  # fmt: skip
+        # The theft begins at its moment: slots before it register honestly.
+        start = dt.datetime.combine(day, dt.time(), dt.UTC).timestamp()
+        before = (start + np.arange(96) * 900 + 900) <= since
+        return np.where(before, honest, stolen)
 
     def _step_meter(self, i: int, until: dt.datetime, push: Push | None, per_push: int) -> int:
         last = int(self.a["last_period"][i])
@@ -377,31 +454,37 @@ class Fleet:
         step = int(PERIOD.total_seconds())
         if end - last < step:
             return 0
+        feeder_row = bool(self.a["is_feeder"][i])
         household = HouseholdModel.for_meter(int(self.a["serial"][i]))
         connected = int(self.a["relay"][i]) == ControlState.CONNECTED
-        cap = int(self.a["limit_w"][i]) / 4  # Wh in 15 minutes at the limiter's threshold
-        creep = int(self.a["creep_w"][i])
         protector = self._protector(i) if push is not None else None
         count = 0
         imp, exp = float(self.a["import_wh"][i]), float(self.a["export_wh"][i])
-        day_cache: dict[dt.date, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = {}
+        true_wh = float(self.a["true_wh"][i])
+        feeder = int(self.a["feeder"][i])
+        flows = self._flows.setdefault(feeder, {}) if feeder >= 0 else None
+        day_cache: dict[dt.date, tuple[npt.NDArray[np.float64], ...]] = {}
         t = last
         block: list[Structure] = []
         while t + step <= end:
             start = dt.datetime.fromtimestamp(t, dt.UTC)
-            series = day_cache.get(start.date())
-            if series is None:
-                d = household.day(start.date())
-                series = (d.import_wh, d.export_wh)
-                day_cache = {start.date(): series}
-            m0 = start.hour * 60 + start.minute
-            if connected:  # a disconnected relay: nothing flows, the registers stand still
-                minutes = series[0][m0 : m0 + 15]
-                if creep:  # the firmware's no-load threshold: power below it is not registered
-                    minutes = minutes[minutes * 60.0 >= creep]
-                used = float(minutes.sum())
-                imp += min(used, cap) if cap else used
-                exp += float(series[1][m0 : m0 + 15].sum())
+            slot = (start.hour * 60 + start.minute) // 15
+            if feeder_row:  # the feeder meter: what its homes drew, plus the losses
+                net = self._feeder_energy(i, t + step)
+                imp += max(net, 0.0)
+                exp += max(-net, 0.0)
+                true_wh += max(net, 0.0)
+            elif connected:  # a disconnected relay: nothing flows, the registers stand still
+                series = day_cache.get(start.date())
+                if series is None:
+                    series = self._day_slots(i, household, start.date())
+                    day_cache = {start.date(): series}
+                drawn, registered, exported = (float(a[slot]) for a in series)
+                imp += registered
+                exp += exported
+                true_wh += drawn
+                if flows is not None:
+                    flows[t + step] = flows.get(t + step, 0.0) + drawn - exported
             t += step
             stamp = CosemDateTime.from_datetime(dt.datetime.fromtimestamp(t, dt.UTC))
             if push is not None:
@@ -421,7 +504,97 @@ class Fleet:
                     block = []
             count += 1
         self.a["import_wh"][i], self.a["export_wh"][i], self.a["last_period"][i] = imp, exp, t
+        self.a["true_wh"][i] = true_wh
         return count
+
+    def _feeder_energy(self, i: int, slot_end: int) -> float:
+        """Net Wh through feeder meter ``i`` in the slot ending at ``slot_end``.
+
+        The homes' net draw, plus the transformer's no-load loss and the load losses (r·E²),
+        plus the feeder meter's own measurement noise (0.2%, accuracy class 0.5).
+        """
+        homes = self._flows.get(i, {}).pop(slot_end, 0.0)
+        rng = np.random.default_rng([int(self.a["serial"][i]), slot_end])
+        loss = (FEEDER_NO_LOAD_W / 4 + FEEDER_LOAD_LOSS * homes * homes) if homes else 0.0
+        return homes + loss + float(rng.normal(0.0, 0.002)) * abs(homes)
+
+    # ------------------------------------------------------------------ the grid, theft
+
+    def use_grid(self, homes_per_feeder: int = 20) -> list[int]:
+        """Make the last meters feeder meters, each measuring the homes before it (once).
+
+        With ``n`` meters, ``ceil(n / (homes_per_feeder + 1))`` of them are feeder meters
+        (the last rows); home ``k`` is behind feeder ``k // homes_per_feeder``. A fleet of
+        fewer than three meters has no grid. Returns the feeder rows. A fleet that already
+        has its grid keeps it.
+        """
+        rows = [int(r) for r in np.flatnonzero(self.a["is_feeder"])]
+        if rows or len(self) < 3:
+            return rows
+        n = len(self)
+        feeders = -(-n // (homes_per_feeder + 1))
+        homes = n - feeders
+        first = homes
+        for k in range(homes):
+            self.a["feeder"][k] = first + min(k // homes_per_feeder, feeders - 1)
+        self.a["is_feeder"][first:] = 1
+        self.save()
+        return list(range(first, n))
+
+    def feeder_of(self, i: int) -> int | None:
+        """The feeder meter row home ``i`` is behind, if any."""
+        f = int(self.a["feeder"][i])
+        return f if f >= 0 else None
+
+    def steal(self, i: int, model: str, *, seed: int, since: dt.datetime | None = None) -> None:
+        """Make home ``i`` a thief: from ``since`` (default: now) it registers per ``model``.
+
+        Raises:
+            ConfigurationError: an unknown model, one the fleet cannot simulate (substitution
+                needs another home's data), or a feeder meter.
+        """
+        model_of(model)
+        if model not in THEFT_MODELS:
+            raise ConfigurationError(f"the fleet does not simulate {model!r}")
+        if bool(self.a["is_feeder"][i]):
+            raise ConfigurationError("a feeder meter is the utility's own: it does not steal")
+        self.a["theft"][i] = THEFT_MODELS.index(model) + 1
+        self.a["theft_seed"][i] = seed
+        self.a["theft_since"][i] = int((since or self.now).timestamp())
+        self.save()
+
+    def theft_evidence(self, i: int, probability: float, *, seed: int, push: Push | None) -> bool:
+        """With ``probability``, the theft of home ``i`` leaves evidence in its logs (§3.1.5).
+
+        A physical model (a shunt, a bypass, a magnet) fires the terminal-cover or the
+        DC-field sensor; the others (the data or the firmware attacked) leave an
+        authentication-failure event. Returns whether it left any.
+        """
+        name = self.theft(i)
+        rng = np.random.default_rng([seed, 0xE71D])
+        if name is None or rng.random() >= probability:
+            return False
+        if MODELS[name].kind == "physical":
+            sensors = (TamperKind.TERMINAL_COVER_OPEN, TamperKind.MAGNETIC_FIELD)
+            self.tamper(i, sensors[int(rng.integers(0, 2))], push)
+        else:
+            self._alarm(i, EventCode.AUTHENTICATION_FAILURE, ALARM_AUTHENTICATION_FAILURE, push)
+        return True
+
+    def stop_stealing(self, i: int) -> None:
+        """Home ``i`` registers honestly again."""
+        self.a["theft"][i] = 0
+        self.save()
+
+    def theft(self, i: int) -> str | None:
+        """Home ``i``'s theft model (ground truth), or None."""
+        k = int(self.a["theft"][i])
+        return THEFT_MODELS[k - 1] if k else None
+
+    def vacation(self, i: int, until: dt.datetime) -> None:
+        """Home ``i``'s people are away until ``until``: the house runs at its base load."""
+        self.a["away_until"][i] = int(until.timestamp())
+        self.save()
 
     def tamper(self, i: int, kind: TamperKind, push: Push | None = None) -> int:
         """A sensor fired on meter ``i``: chain the fraud log, latch the alarm, push it."""
@@ -641,6 +814,23 @@ class _RowFirmware(CommandedFirmware):
         settings = self.agent.running().manifest.settings
         self._a["creep_w"][self._i] = int(settings["creep_threshold_w"])
         return result
+
+
+def _add_grid_state(arrays: dict[str, npt.NDArray[np.generic]], meters: int) -> None:
+    """Feeders, theft (ground truth) and vacations, if a saved fleet lacks them."""
+    defaults: dict[str, tuple[type[np.generic], int]] = {
+        "feeder": (np.int32, -1),  # a home's feeder meter row
+        "is_feeder": (np.uint8, 0),
+        "theft": (np.uint8, 0),  # 1 + index in THEFT_MODELS
+        "theft_seed": (np.uint64, 0),
+        "theft_since": (np.int64, 0),
+        "away_until": (np.int64, 0),
+    }
+    for name, (dtype, value) in defaults.items():
+        if name not in arrays:
+            arrays[name] = np.full(meters, value, dtype=dtype)
+    if "true_wh" not in arrays:  # what was really drawn, for evaluation (never pushed)
+        arrays["true_wh"] = np.asarray(arrays["import_wh"], dtype=np.float64).copy()
 
 
 def _add_alarm_state(arrays: dict[str, npt.NDArray[np.generic]], meters: int) -> None:

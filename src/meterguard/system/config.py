@@ -37,6 +37,13 @@ class SystemConfig:
     """In-process ingest workers (0: run `meterguard ingest run` separately)."""
     watch_every: float = 1.0
     """Seconds between looks at the meter registry (revocations from other processes)."""
+    history_days: int = 0
+    """A new fleet starts this many simulated days back and catches up on its first step
+    (so theft scoring has history at once); at most 56 (ingest refuses older readings)."""
+    homes_per_feeder: int = 20
+    """Homes behind each feeder meter (the fleet's last meters are the feeder meters)."""
+    score_every: float = 20.0
+    """Wall seconds between theft-scoring rounds."""
 
     @property
     def layout(self) -> DataLayout:

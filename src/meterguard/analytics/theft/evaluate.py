@@ -60,6 +60,7 @@ __all__ = [
     "augment",
     "dr_at_fpr",
     "evaluate",
+    "fit_fused",
     "map_at_n",
     "samples",
 ]
@@ -293,6 +294,12 @@ def _gbm(seed: int) -> HistGradientBoostingClassifier:
     )
 
 
+def fit_fused(train: Samples, seed: int) -> HistGradientBoostingClassifier:
+    """The ``fused`` detector: gradient boosting over every feature, on labelled weeks."""
+    use = train.label >= 0
+    return _gbm(seed).fit(train.x[use], train.label[use])
+
+
 def _daily_stats(raw: F64, x: F64) -> F64:
     day = raw.reshape(raw.shape[0], 7, -1)
     cols = [day.mean(axis=2), day.std(axis=2), day.min(axis=2), day.max(axis=2)]
@@ -356,7 +363,7 @@ def _score_fold(train: Samples, test: Samples, seed: int) -> dict[str, F64]:
     forest = IsolationForest(n_estimators=200, random_state=seed).fit(honest)
     scores["iforest"] = -forest.score_samples(test.x[:, own])
     scores["consumption"] = _gbm(seed).fit(x[:, own], y).predict_proba(test.x[:, own])[:, 1]
-    scores["fused"] = _gbm(seed).fit(x, y).predict_proba(test.x)[:, 1]
+    scores["fused"] = fit_fused(train, seed).predict_proba(test.x)[:, 1]
     scores["gbtd"] = (
         _gbm(seed)
         .fit(_daily_stats(train.raw[use], x), y)

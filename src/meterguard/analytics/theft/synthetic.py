@@ -4,7 +4,7 @@
 (:mod:`meterguard.analytics.household`, one-minute simulation summed to ``slots`` a day),
 grouped behind feeders (distribution transformers) of 8-30 homes whose feeder meter
 measures the homes' net draw plus technical losses (no-load and load-squared) and its own
-measurement noise; honest confounders (vacations at base load, a change in occupancy, a new
+measurement noise; honest confounders (vacations with nobody home, a change in occupancy, a new
 or removed appliance, missing readings, supply outages with their power-failure events);
 thieves at a prevalence ``p`` whose attack starts in months 4-10 and lasts at least 30 days,
 with the model drawn from a list; tamper events near the attack's start with probability
@@ -102,13 +102,15 @@ def feeder_losses(
     return no_load_kwh + load_coefficient * np.square(net_kwh)
 
 
-def _home_days(seed: int, days: int, slots: int) -> tuple[F32, F32]:
+def _home_days(
+    seed: int, days: int, slots: int, away: frozenset[int] = frozenset()
+) -> tuple[F32, F32]:
     model = HouseholdModel.for_meter(seed)
     imp = np.empty((days, slots), dtype=np.float32)
     exp = np.empty((days, slots), dtype=np.float32)
     per = 1440 // slots
     for d in range(days):
-        s = model.day(START + dt.timedelta(days=d))
+        s = model.day(START + dt.timedelta(days=d), away=d in away)
         imp[d] = s.import_wh.reshape(slots, per).sum(axis=1) / 1000.0
         exp[d] = s.export_wh.reshape(slots, per).sum(axis=1) / 1000.0
     return imp, exp
@@ -127,10 +129,19 @@ def population(
 ) -> Population:
     """A synthetic grid of ``homes`` homes over ``days`` days (ANALYTICS.md §3.1)."""
     rng = np.random.default_rng([seed, 0x7EF7])
+    # Vacations first (1-2 a year for 30% of homes, 3-21 days): the household model's days
+    # with nobody home (fridge, standby), drawn into the home's series itself.
+    vacations: dict[int, list[tuple[int, int]]] = {}
+    for h in range(homes):
+        if rng.random() < 0.3:
+            for _ in range(int(rng.integers(1, 3))):
+                d0 = int(rng.integers(14, days - 21))
+                vacations.setdefault(h, []).append((d0, min(days, d0 + int(rng.integers(3, 22)))))
     truth = np.empty((homes, days, slots), dtype=np.float32)
     export = np.empty((homes, days, slots), dtype=np.float32)
     for h in range(homes):
-        truth[h], export[h] = _home_days(seed * 1_000_003 + h, days, slots)
+        away = frozenset(d for d0, d1 in vacations.get(h, []) for d in range(d0, d1))
+        truth[h], export[h] = _home_days(seed * 1_000_003 + h, days, slots, away)
     # Feeders: consecutive homes in groups of 8..30.
     feeder_of = np.empty(homes, dtype=np.int64)
     h = f = 0
@@ -144,13 +155,7 @@ def population(
     reported_mask = np.zeros((homes, days, slots), dtype=bool)  # True: reading missing
     day_min = truth.min(axis=2)
     for h in range(homes):
-        if rng.random() < 0.3:  # vacations: 1-2 a year, at the home's base load
-            for _ in range(int(rng.integers(1, 3))):
-                d0 = int(rng.integers(14, days - 21))
-                d1 = min(days, d0 + int(rng.integers(3, 22)))
-                base = np.median(day_min[h, max(0, d0 - 14) : d0])
-                truth[h, d0:d1] = base * rng.uniform(0.85, 1.15, size=(d1 - d0, slots))
-                conf.append((h, "vacation", d0, d1))
+        conf += [(h, "vacation", d0, d1) for d0, d1 in vacations.get(h, [])]
         if rng.random() < 0.1:  # occupancy change: someone moves out or in
             d0 = int(rng.integers(28, days - 28))
             factor = rng.uniform(0.55, 0.8) if rng.random() < 0.5 else rng.uniform(1.2, 1.6)

@@ -41,12 +41,14 @@ from meterguard.headend.api.routes import auth, fleet
 from meterguard.headend.api.routes import commands as command_routes
 from meterguard.headend.api.routes import firmware as firmware_routes
 from meterguard.headend.api.routes import meters as meter_routes
+from meterguard.headend.api.routes import theft as theft_routes
 from meterguard.headend.api.schemas import ERRORS, ErrorBody
 from meterguard.headend.services.accounts import Accounts
 from meterguard.headend.services.billing import Billing
 from meterguard.headend.services.commands import Commands
 from meterguard.headend.services.firmware import FirmwareUpdates
 from meterguard.headend.services.meters import Meters
+from meterguard.headend.services.theft import RevenueProtection
 from meterguard.headend.services.usage import consumption_data
 from meterguard.headend.services.webauthn import Passkeys
 from meterguard.headend.store.repository import Store
@@ -86,6 +88,7 @@ def create_app(
     meters: Meters | None = None,
     passkeys: Passkeys | None = None,
     firmware: FirmwareUpdates | None = None,
+    theft: RevenueProtection | None = None,
     clock: Clock | None = None,
     api_rate: float = 20.0,
     api_burst: float = 200.0,
@@ -106,6 +109,7 @@ def create_app(
         meters=meters,
         passkeys=passkeys,
         firmware=firmware,
+        theft=theft,
         clock=clock or SystemClock(),
     )
     app.state.services = svc
@@ -149,6 +153,7 @@ def create_app(
     routers += [meter_routes.billing_router] if billing is not None else []
     routers += [command_routes.router] if commands is not None else []
     routers += [firmware_routes.router] if firmware is not None else []
+    routers += [theft_routes.router] if theft is not None else []
     for router in routers:
         # The routes themselves, not an included router: the route-role table below must see
         # every route (an included router hides its routes from ``app.routes``).

@@ -31,6 +31,7 @@ from meterguard.headend.services.billing import Billing
 from meterguard.headend.services.commands import Commands
 from meterguard.headend.services.firmware import FirmwareUpdates
 from meterguard.headend.services.meters import Meters
+from meterguard.headend.services.theft import RevenueProtection
 from meterguard.headend.services.usage import ConsumptionData
 from meterguard.headend.services.webauthn import Passkeys
 from meterguard.headend.store.repository import Store
@@ -50,6 +51,7 @@ class Services:
     meters: Meters | None = None
     passkeys: Passkeys | None = None
     firmware: FirmwareUpdates | None = None
+    theft: RevenueProtection | None = None
     clock: Clock = field(default_factory=SystemClock)
     """Head-end time: every timestamp the API writes or checks (sessions, audit, access log)."""
 

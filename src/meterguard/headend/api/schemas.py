@@ -322,3 +322,23 @@ class FirmwareMeters(BaseModel):
 
     versions: dict[str, int]
     meters: list[MeterFirmwareView]
+
+
+class CaseRequest(Strict):
+    """Open a revenue-protection case on a meter."""
+
+    meter_id: str = Field(min_length=1, max_length=32)
+    note: str = Field(default="", max_length=500)
+
+
+class CaseAssign(Strict):
+    """Assign a case to an investigator."""
+
+    assignee: str = Field(min_length=1, max_length=64)
+
+
+class CaseClose(Strict):
+    """Close a case with its outcome (confirmed, no-theft, inconclusive)."""
+
+    outcome: str = Field(min_length=1, max_length=32)
+    note: str = Field(default="", max_length=500)

@@ -4,9 +4,9 @@
 strings (SQLAlchemy Core over the store's tables):
 
 * users with one role each — ``consumer`` or a utility role (``operator``, ``engineer``,
-  ``security_admin``, ``auditor``); utility roles must enrol TOTP and pass it at every
-  login (API-5); the TOTP secret is sealed (AES-256-GCM, bound to the user id) under the
-  head-end's secrets key;
+  ``security_admin``, ``auditor``, ``investigator`` for revenue protection); utility roles
+  must enrol TOTP and pass it at every login (API-5); the TOTP secret is sealed
+  (AES-256-GCM, bound to the user id) under the head-end's secrets key;
 * login in two steps — password (argon2id, rehashed when the parameters grew), then TOTP
   for utility roles — each step returning a *new* session token (rotation at login,
   API-6); only SHA-256 of a token is stored; idle and absolute timeouts; logout and
@@ -51,7 +51,7 @@ __all__ = [
     "token_digest",
 ]
 
-UTILITY_ROLES = frozenset({"operator", "engineer", "security_admin", "auditor"})
+UTILITY_ROLES = frozenset({"operator", "engineer", "security_admin", "auditor", "investigator"})
 ROLES = UTILITY_ROLES | {"consumer"}
 ACCOUNT_READERS = frozenset({"security_admin", "auditor"})
 """Who sees the accounts and their second-factor failures (security administrators manage)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -443,3 +444,55 @@ class MeterFirmware(Base):
     attested_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     nonce: Mapped[str | None] = mapped_column(String(128), nullable=True)
     nonce_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class Feeder(Base):
+    """A distribution transformer (feeder) and the meter that measures what it delivers."""
+
+    __tablename__ = "feeders"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    meter_id: Mapped[str] = mapped_column(String(32), ForeignKey("meters.id"), unique=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class FeederMember(Base):
+    """A home's meter behind a feeder (one feeder per meter)."""
+
+    __tablename__ = "feeder_members"
+
+    meter_id: Mapped[str] = mapped_column(String(32), ForeignKey("meters.id"), primary_key=True)
+    feeder_id: Mapped[int] = mapped_column(Integer, ForeignKey("feeders.id"), index=True)
+
+
+class TheftScore(Base):
+    """A meter's latest theft score and its evidence (one row a meter: storage is bounded)."""
+
+    __tablename__ = "theft_scores"
+
+    meter_id: Mapped[str] = mapped_column(String(32), ForeignKey("meters.id"), primary_key=True)
+    score: Mapped[float] = mapped_column(Float)
+    week_end: Mapped[int] = mapped_column(BigInteger)
+    """The end of the week scored (meter time)."""
+    scored_at: Mapped[int] = mapped_column(BigInteger)
+    evidence: Mapped[str] = mapped_column(String(4000))
+    """JSON: the evidence numbers, the feeder, the daily kWh of the week and of its history."""
+
+
+class TheftCase(Base):
+    """A revenue-protection case on a meter: opened, assigned, closed (audited)."""
+
+    __tablename__ = "theft_cases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    meter_id: Mapped[str] = mapped_column(String(32), ForeignKey("meters.id"), index=True)
+    state: Mapped[str] = mapped_column(String(16))
+    opened_by: Mapped[str] = mapped_column(String(64))
+    opened_at: Mapped[int] = mapped_column(BigInteger)
+    score: Mapped[float] = mapped_column(Float)
+    assignee: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    closed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    closed_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    note: Mapped[str] = mapped_column(String(500), default="")

@@ -33,6 +33,12 @@ from meterguard.headend.api.deps import Services
 from meterguard.headend.api.guard import Guard
 from meterguard.headend.services.accounts import ACCOUNT_READERS, ROLES, Principal
 from meterguard.headend.services.commands import COMMAND_ROLES
+from meterguard.headend.services.theft import (
+    GRID_ROLES,
+    INVESTIGATOR_ROLES,
+    OUTCOMES,
+    SUSPECT_THRESHOLD,
+)
 from meterguard.headend.store.audit import SUMMARY_WINDOW
 from meterguard.headend.web.charts import health_chart, usage_chart
 
@@ -117,6 +123,8 @@ def add_pages(app: FastAPI, svc: Services) -> None:
             can_see_accounts=who.role in ACCOUNT_READERS,
             has_firmware=svc.firmware is not None,
             images=svc.firmware.images() if svc.firmware is not None else [],
+            has_grid=svc.theft is not None and who.role in GRID_ROLES,
+            can_investigate=svc.theft is not None and who.role in INVESTIGATOR_ROLES,
         )
 
     def panel_usage(who: Principal, meter: str, period: str) -> HTMLResponse:
@@ -254,6 +262,34 @@ def add_pages(app: FastAPI, svc: Services) -> None:
             me=who.username,
         )
 
+    def panel_grid(who: Principal) -> HTMLResponse:
+        if svc.theft is None or who.role not in GRID_ROLES:
+            raise HTTPException(404)
+        return render("panel_grid.html", feeders=svc.theft.feeders(who))
+
+    def panel_theft(who: Principal) -> HTMLResponse:
+        theft = svc.theft
+        if theft is None or who.role not in INVESTIGATOR_ROLES:
+            raise HTTPException(404)  # suspicion does not exist for other roles
+        rows = [
+            {
+                "meter_id": s.meter_id,
+                "score": s.score,
+                "week_end": _utc(s.week_end),
+                "evidence": s.evidence,
+                "case": s.case,
+            }
+            for s in theft.suspects(who, limit=FLEET_ROWS)
+        ]
+        return render(
+            "panel_theft.html",
+            suspects=rows,
+            threshold=SUSPECT_THRESHOLD,
+            outcomes=OUTCOMES,
+            me=who.username,
+            trained=repr(theft.scorer_if_ready() or "training…"),
+        )
+
     def panel_accounts(who: Principal) -> HTMLResponse:
         if who.role not in ACCOUNT_READERS:
             raise HTTPException(404)
@@ -317,4 +353,8 @@ def add_pages(app: FastAPI, svc: Services) -> None:
             return panel_firmware(who)
         if name == "accounts":
             return panel_accounts(who)
+        if name == "grid":
+            return panel_grid(who)
+        if name == "theft":
+            return panel_theft(who)
         raise HTTPException(404)

@@ -128,7 +128,8 @@ function setupDashboard() {
     if (b.dataset.confirm && !window.confirm(b.dataset.confirm)) return;
     b.disabled = true;
     statusLine("Working…");
-    const r = await api("POST", b.dataset.action);
+    const body = b.dataset.body ? JSON.parse(b.dataset.body) : undefined;
+    const r = await api("POST", b.dataset.action, body);
     statusLine(r.ok ? "Done." : explain(r), !r.ok);
     await refreshAll();
   });
