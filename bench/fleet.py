@@ -18,11 +18,11 @@ import resource
 import time
 import tracemalloc
 
+from meterguard.analytics.household import HouseholdModel
 from meterguard.clock import FixedClock
 from meterguard.crypto.keys import SecretKey
 from meterguard.meter.device import Meter, MeterIdentity
 from meterguard.meter.fleet import Fleet
-from meterguard.analytics.household import HouseholdModel
 
 NOW = dt.datetime(2026, 11, 25, 0, 0, tzinfo=dt.UTC)
 

@@ -112,8 +112,9 @@ def test_a_thief_is_found_and_a_vacation_is_not(demo: tuple[Path, dict[str, Any]
                      json={"assignee": "rita"}).status_code == 200  # fmt: skip
     assert rita.post(f"/api/v1/revenue-protection/cases/{case}/close",
                      json={"outcome": "stolen"}).status_code == 422  # fmt: skip
-    assert rita.post(f"/api/v1/revenue-protection/cases/{case}/close",
-                     json={"outcome": "confirmed", "note": "shunt found"}).status_code == 200  # fmt: skip
+    closed = {"outcome": "confirmed", "note": "shunt found"}
+    r = rita.post(f"/api/v1/revenue-protection/cases/{case}/close", json=closed)
+    assert r.status_code == 200, r.text
     assert rita.post(f"/api/v1/revenue-protection/cases/{case}/assign",
                      json={"assignee": "rita"}).status_code == 404  # closed  # fmt: skip
     assert rita.post(f"/api/v1/revenue-protection/cases/{2**40}/close",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,10 +67,8 @@ def test_feeder_meters_do_not_steal_and_unknown_models_are_refused() -> None:
         fleet.steal(0, "substitute", seed=1)
 
 
-def test_the_grid_and_the_theft_survive_a_restart(tmp_path: object) -> None:
-    from pathlib import Path
-
-    path = Path(str(tmp_path)) / "fleet.npz"
+def test_the_grid_and_the_theft_survive_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.npz"
     fleet = Fleet.create(7, now=START, path=path)
     fleet.use_grid(6)
     fleet.steal(3, "h2", seed=3)

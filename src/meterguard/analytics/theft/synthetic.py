@@ -102,6 +102,12 @@ def feeder_losses(
     return no_load_kwh + load_coefficient * np.square(net_kwh)
 
 
+def _day(rng: np.random.Generator, lo: int, hi: int, days: int) -> int:
+    """A day in [lo, hi), the range clamped to a short population's days."""
+    lo = max(0, min(lo, days - 1))
+    return int(rng.integers(lo, max(hi, lo + 1)))
+
+
 def _home_days(
     seed: int, days: int, slots: int, away: frozenset[int] = frozenset()
 ) -> tuple[F32, F32]:
@@ -135,7 +141,7 @@ def population(
     for h in range(homes):
         if rng.random() < 0.3:
             for _ in range(int(rng.integers(1, 3))):
-                d0 = int(rng.integers(14, days - 21))
+                d0 = _day(rng, 14, days - 21, days)
                 vacations.setdefault(h, []).append((d0, min(days, d0 + int(rng.integers(3, 22)))))
     truth = np.empty((homes, days, slots), dtype=np.float32)
     export = np.empty((homes, days, slots), dtype=np.float32)
@@ -157,12 +163,12 @@ def population(
     for h in range(homes):
         conf += [(h, "vacation", d0, d1) for d0, d1 in vacations.get(h, [])]
         if rng.random() < 0.1:  # occupancy change: someone moves out or in
-            d0 = int(rng.integers(28, days - 28))
+            d0 = _day(rng, 28, days - 28, days)
             factor = rng.uniform(0.55, 0.8) if rng.random() < 0.5 else rng.uniform(1.2, 1.6)
             truth[h, d0:] *= factor
             conf.append((h, "occupancy", d0, days))
         if rng.random() < 0.15:  # a new or removed appliance: ±10-40% of the variable load
-            d0 = int(rng.integers(28, days - 28))
+            d0 = _day(rng, 28, days - 28, days)
             delta = rng.uniform(0.1, 0.4) * (1 if rng.random() < 0.5 else -1)
             base = day_min[h, d0:, None]
             truth[h, d0:] = base + (truth[h, d0:] - base) * (1 + delta)
@@ -195,12 +201,14 @@ def population(
     attack = [""] * homes
     a_start = np.full(homes, -1, dtype=np.int64)
     a_end = np.full(homes, -1, dtype=np.int64)
-    thieves = rng.choice(homes, size=max(1, round(prevalence * homes)), replace=False)
+    count = max(1, round(prevalence * homes)) if prevalence > 0 else 0
+    thieves = rng.choice(homes, size=count, replace=False)
     daily = truth.sum(axis=2).mean(axis=1)
     for k, h in enumerate(sorted(int(t) for t in thieves)):
         name = models[k % len(models)] if len(thieves) >= len(models) else str(rng.choice(models))
-        d0 = int(rng.integers(90, min(300, days - 30) + 1))
-        d1 = int(rng.integers(d0 + 30, days + 1))
+        lo = min(90, max(0, days - 30))
+        d0 = int(rng.integers(lo, max(lo, min(300, days - 30)) + 1))
+        d1 = min(days, _day(rng, d0 + 30, days + 1, days + 1))
         params = draw(name, rng, slots)
         donor = None
         if name == "substitute":
