@@ -208,7 +208,8 @@ class DemoSystem:
         # catches up from its start on the first step): the head-end judges the readings'
         # times against it (and `ingest run` processes too, from system.json).
         wall_at = time.time()
-        self.meter_time = SimulatedClock(self.fleet.now + history, cfg.speed)
+        meter_at = self.fleet.now + history
+        self.meter_time = SimulatedClock(meter_at, cfg.speed)
         meter_time = self.meter_time
         ids = [meter_id(int(s)) for s in self.fleet.a["serial"]]
         for mid in ids:  # manufacturing: key, registered serial, factory certificate
@@ -262,7 +263,7 @@ class DemoSystem:
             est_port=est_port,
             firmware_port=firmware_port,
             meters=cfg.meters,
-            meter_time=self.fleet.now.timestamp(),
+            meter_time=meter_at.timestamp(),
             wall_at=wall_at,
             speed=cfg.speed,
         )
