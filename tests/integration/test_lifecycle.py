@@ -162,7 +162,7 @@ def test_cli_disable_and_enable_reach_the_running_headend(running: tuple[Path, S
 
 def test_a_separate_ingest_worker_follows_a_revocation(tmp_path: Path) -> None:
     data = tmp_path / "demo"
-    proc = start_demo(data, "--workers", "0")
+    proc = start_demo(data, "--workers", "0", "--history-days", "0")
     worker = subprocess.Popen(  # noqa: S603 - our own interpreter and module
         [
             sys.executable,

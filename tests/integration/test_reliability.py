@@ -63,6 +63,8 @@ def test_worker_killed_and_restarted_loses_nothing(tmp_path: Path) -> None:
         "16",
         "--workers",
         "0",
+        "--history-days",  # no catch-up burst before the separate worker has subscribed
+        "0",
         "--speed",
         "1800",
     )
@@ -97,6 +99,7 @@ def test_two_worker_processes_share_one_stream_exactly_once(tmp_path: Path) -> N
     data = tmp_path / "d"
     demo = spawn(
         "demo", "--data", str(data), "--meters", "8", "--duration", "14", "--workers", "0",
+        "--history-days", "0",
         "--speed", "1800",
     )  # fmt: skip
     workers: list[subprocess.Popen[str]] = []

@@ -92,7 +92,9 @@ def theft_eval(
                 f" — {SYNTHETIC_NOTE}",
                 title_justify="left",
             )
-            for col in ("model", "n", "AUC", "DR@1%", "DR@5%", "delay (days)", "stolen-kWh recall"):
+            for col in (
+                "model", "n", "AUC", "AUPRC", "DR@1%", "DR@5%", "delay (days)", "stolen-kWh recall",
+            ):  # fmt: skip
                 table.add_column(col)
             for g in models:
                 m = summary.metrics[d].get(g)
@@ -102,6 +104,7 @@ def theft_eval(
                     g,
                     f"{m['n'][0]:.0f}",
                     _fmt(m["auc"]),
+                    _fmt(m["auprc"]),
                     _fmt(m["dr@0.01"]),
                     _fmt(m["dr@0.05"]),
                     _fmt(m["delay_days"], 1),

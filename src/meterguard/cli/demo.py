@@ -48,7 +48,8 @@ if TYPE_CHECKING:
     default=28,
     show_default=True,
     type=click.IntRange(0, 56),
-    help="A new fleet starts this many simulated days back (history for theft scoring).",
+    help="A new fleet starts this many simulated days back (history for theft scoring); with "
+    "--workers 0 start `ingest run` first, or the catch-up waits in the meters' outboxes.",
 )
 def demo(
     data: Path,

@@ -11,7 +11,8 @@ with its feeder, as a real attack would change it. :func:`evaluate` runs one pop
   weeks before a cut-off and scored on the weeks after it; the held-out confounder's homes
   never reach training; nothing is oversampled, and no attack is injected before the split;
 * **detectors**: ``events`` (fraud-log evidence alone), ``consumption`` (own history and
-  peers, gradient boosting), ``balance`` (feeder energy balance alone, no learning),
+  peers, gradient boosting), ``balance`` (the feeder energy-balance evidence alone, gradient
+  boosting),
   ``fused`` (all three, gradient boosting) — and the baselines ``ratio`` (week against its
   recent weeks), ``iforest`` (IsolationForest on the weekly features), ``cpbetd``
   (a per-customer RBF SVM trained on that customer's own weeks and their h1-h6 versions,
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 from sklearn.ensemble import HistGradientBoostingClassifier, IsolationForest
-from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 from sklearn.model_selection import GroupKFold
 from sklearn.svm import SVC
 
@@ -42,6 +43,7 @@ from meterguard.analytics.theft.features import (
     CYBER_EVENTS,
     EVENT_FEATURES,
     FEATURES,
+    FEEDER_FEATURES,
     OWN_FEATURES,
     PHYSICAL_EVENTS,
     Windows,
@@ -357,7 +359,8 @@ def _score_fold(train: Samples, test: Samples, seed: int) -> dict[str, F64]:
     scores["events"] = (
         test.x[:, ev] @ np.array([2.0, 1.0, 2.0, 1.0]) - 0.01 * test.x[:, col["power_week"]]
     )
-    scores["balance"] = test.x[:, col["balance"]]
+    feeder = _columns(FEEDER_FEATURES)
+    scores["balance"] = _gbm(seed).fit(x[:, feeder], y).predict_proba(test.x[:, feeder])[:, 1]
     own = _columns(OWN_FEATURES)
     honest = x[y == 0][:, own]
     forest = IsolationForest(n_estimators=200, random_state=seed).fit(honest)
@@ -424,7 +427,11 @@ def _metrics(pop: Population, test: Samples, scores: dict[str, F64], protocol: P
                 continue
             y = np.r_[np.ones(int(pos.sum())), np.zeros(int(neg.sum()))]
             sc = np.r_[s[pos], s[neg]]
-            m: dict[str, float] = {"auc": float(roc_auc_score(y, sc)), "n": float(pos.sum())}
+            m: dict[str, float] = {
+                "auc": float(roc_auc_score(y, sc)),
+                "auprc": float(average_precision_score(y, sc)),
+                "n": float(pos.sum()),
+            }
             for f in protocol.fpr:
                 m[f"dr@{f:g}"] = dr_at_fpr(s[pos], s[neg], f)[0]
             _, thr = dr_at_fpr(s[pos], s[neg], protocol.fpr[0])

@@ -11,7 +11,9 @@ data is synthetic.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,23 +63,36 @@ class Summary:
         }
 
 
+def _one(homes: int, seed: int, protocol: Protocol) -> Result:
+    return evaluate(population(homes, seed=seed), protocol, seed=seed)
+
+
 def run(
     homes: int,
     seeds: list[int],
     protocol: Protocol | None = None,
     *,
     progress: Callable[[str], None] | None = None,
+    processes: int | None = None,
 ) -> list[Result]:
-    """One population and one evaluation per seed."""
-    out = []
-    for seed in seeds:
-        if progress:
-            progress(f"seed {seed}: generating {homes} homes")
-        pop = population(homes, seed=seed)
-        if progress:
-            progress(f"seed {seed}: evaluating")
-        out.append(evaluate(pop, protocol or Protocol(), seed=seed))
-    return out
+    """One population and one evaluation per seed, the seeds spread over the CPU's cores."""
+    protocol = protocol or Protocol()
+    workers = max(1, min(len(seeds), processes or os.cpu_count() or 1))
+    if workers == 1:
+        out = []
+        for seed in seeds:
+            if progress:
+                progress(f"seed {seed}: {homes} homes")
+            out.append(_one(homes, seed, protocol))
+        return out
+    with ProcessPoolExecutor(workers) as pool:
+        futures = [pool.submit(_one, homes, seed, protocol) for seed in seeds]
+        results = []
+        for seed, future in zip(seeds, futures, strict=True):
+            results.append(future.result())
+            if progress:
+                progress(f"seed {seed}: done")
+        return results
 
 
 def _ms(values: list[float]) -> tuple[float, float]:

@@ -152,17 +152,14 @@ class RevenueProtection:
         Returns how many meters were scored. A feeder with fewer than :data:`MIN_DAYS` days
         of readings is skipped until it has them.
         """
-        scorer = self.scorer()
         end_day = int(meter_now) // DAY  # the day in progress is not scored
         scored: list[ScoreView] = []
         for feeder in self._store.feeders():
-            scored += self._score_feeder(scorer, feeder, end_day, now)
+            scored += self._score_feeder(feeder, end_day, now)
         self._store.put_scores(scored)
         return len(scored)
 
-    def _score_feeder(
-        self, scorer: TheftScorer, feeder: FeederView, end_day: int, now: int
-    ) -> list[ScoreView]:
+    def _score_feeder(self, feeder: FeederView, end_day: int, now: int) -> list[ScoreView]:
         members = list(feeder.members)
         if not members:
             return []
@@ -181,6 +178,7 @@ class RevenueProtection:
         exp = np.empty((len(members), days, 24))
         for k, m in enumerate(members):
             imp[k], exp[k] = _hourly(self._readings(m, start - 900, end_day * DAY), start, days)
+        scorer = self.scorer()  # trained only once a feeder has the history to be scored
         index = {m: k for k, m in enumerate(members)}
         events = np.array(
             [
