@@ -87,7 +87,8 @@ def test_a_thief_is_found_and_a_vacation_is_not(demo: tuple[Path, dict[str, Any]
     thief = rows[THIEF]
     assert thief["evidence"]["feeder"] == "feeder-1"
     assert thief["evidence"]["feeder_gap"] > 0.005  # the feeder measured more than was reported
-    assert thief["evidence"]["comovement"] > 0.5  # its readings move with the missing energy
+    # It explains the gap: its readings move with the missing energy, or fell when it rose.
+    assert max(thief["evidence"]["comovement"], thief["evidence"]["onset"]) > 0.5, thief
     assert vacation_scores and max(vacation_scores) < 0.5, vacation_scores
     assert FEEDER not in rows  # the feeder meter is the utility's own, not a suspect
     # Suspicion is for investigators only; the consumer, the operator and no session get none.
