@@ -61,6 +61,9 @@ class TheftScorer:
     def __repr__(self) -> str:
         return f"TheftScorer({self.trained_on})"
 
+    def __str__(self) -> str:
+        return f"gradient boosting trained on {self.trained_on}"
+
     def score_feeder(
         self,
         reported: F64,

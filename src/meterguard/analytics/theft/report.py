@@ -11,6 +11,7 @@ data is synthetic.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from meterguard.analytics.theft.attacks import MODELS
 from meterguard.analytics.theft.evaluate import BASELINES, DETECTORS, Protocol, Result, evaluate
@@ -63,6 +65,11 @@ class Summary:
         }
 
 
+def _one_thread() -> None:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    threadpool_limits(1)
+
+
 def _one(homes: int, seed: int, protocol: Protocol) -> Result:
     return evaluate(population(homes, seed=seed), protocol, seed=seed)
 
@@ -85,7 +92,10 @@ def run(
                 progress(f"seed {seed}: {homes} homes")
             out.append(_one(homes, seed, protocol))
         return out
-    with ProcessPoolExecutor(workers) as pool:
+    # Fresh interpreters (not forks: OpenMP's thread pool does not survive a fork), each with
+    # one OpenMP thread, so the processes share the cores instead of oversubscribing them.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread) as pool:
         futures = [pool.submit(_one, homes, seed, protocol) for seed in seeds]
         results = []
         for seed, future in zip(seeds, futures, strict=True):
@@ -186,7 +196,7 @@ def write_plots(results: list[Result], summary: Summary, out: Path) -> list[Path
     ax.set_title(
         f"Per attack model, mean ± std over seeds {summary.seeds}; {SYNTHETIC_NOTE}", fontsize=8
     )
-    ax.legend(fontsize=7, ncol=len(dets))
+    ax.legend(fontsize=7, ncol=len(dets), loc="upper center", bbox_to_anchor=(0.5, -0.2))
     for ext in ("png", "svg"):
         p = out / f"theft-models.{ext}"
         fig.savefig(p, dpi=120, bbox_inches="tight")

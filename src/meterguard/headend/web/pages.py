@@ -287,7 +287,7 @@ def add_pages(app: FastAPI, svc: Services) -> None:
             threshold=SUSPECT_THRESHOLD,
             outcomes=OUTCOMES,
             me=who.username,
-            trained=repr(theft.scorer_if_ready() or "training…"),
+            trained=str(theft.scorer_if_ready() or "still training"),
         )
 
     def panel_accounts(who: Principal) -> HTMLResponse:
