@@ -132,7 +132,10 @@ BOUNDARIES = [
     ("headend/ingest", ("fastapi", "starlette")),
     ("firmware", ("meterguard.headend", "meterguard.meter", "meterguard.system")),
     # Analytics is computation over arrays: the meter and the head-end both use it.
-    ("analytics", ("meterguard.headend", "meterguard.meter", "meterguard.system", "meterguard.cli")),
+    (
+        "analytics",
+        ("meterguard.headend", "meterguard.meter", "meterguard.system", "meterguard.cli"),
+    ),
     ("audit", ("meterguard.headend", "meterguard.meter", "meterguard.system")),
     ("mqtt", ("meterguard.headend", "meterguard.meter", "meterguard.system")),
     ("broker", ("meterguard.headend", "meterguard.meter", "meterguard.system")),
