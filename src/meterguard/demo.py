@@ -78,7 +78,7 @@ from meterguard.system.headend import (
 from meterguard.system.layout import DataLayout
 from meterguard.system.lock import DataLock
 
-__all__ = ["DemoConfig", "DemoSystem", "request", "request_tamper"]
+__all__ = ["REQUESTS", "DemoConfig", "DemoSystem", "request", "request_tamper"]
 
 DemoConfig = SystemConfig
 """A demo is configured like any system."""
@@ -103,6 +103,8 @@ DEMO_USERS = (
     ("rita", "investigator", ()),
 )
 DEMO_ACTOR = "system:demo"
+REQUESTS = ("tamper", "steal", "honest", "vacation_days")
+"""What a control request (:func:`request`) may ask of one meter, one at a time."""
 
 
 def request_tamper(data: Path, meter: str, kind: TamperKind) -> Path:
@@ -485,22 +487,17 @@ class DemoSystem:
         if "steal" in req:
             name = str(req["steal"])
             seed = int(req.get("seed", secrets.randbits(32)))
-            self.fleet.steal(i, name, seed=seed)
             evidence = float(req.get("evidence", 0.3))
-            if not 0.0 <= evidence <= 1.0:
-                raise ValueError("evidence is a probability, 0 to 1")
-            left = self.fleet.theft_evidence(i, evidence, seed=seed, push=alarms)
+            left = self.fleet.steal(i, name, seed=seed, evidence=evidence, push=alarms)
             return f"{mid} now steals ({name}){'; it left tamper evidence' if left else ''}"
         if "honest" in req:
             self.fleet.stop_stealing(i)
             return f"{mid} registers honestly again"
         if "vacation_days" in req:
             days = float(req["vacation_days"])
-            if not 0 < days <= 60:
-                raise ValueError("a vacation lasts 0 to 60 days")
-            self.fleet.vacation(i, self.fleet.now + dt.timedelta(days=days))
+            self.fleet.vacation(i, days)
             return f"{mid}'s household is away for {days:g} days"
-        raise ValueError("a request is one of tamper, steal, honest, vacation_days")
+        raise ValueError(f"a request is one of {', '.join(REQUESTS)}")
 
     def status(self) -> dict[str, Any]:
         """Counts and liveness."""

@@ -9,6 +9,7 @@ campaigned: every meter refuses, nothing changes, the refusals are security even
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
@@ -62,24 +63,29 @@ def _wait(what: Callable[[], Any], timeout: float = 90) -> Any:
     raise AssertionError(f"timed out waiting: {what()}")
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, Any]]]:
-    data = tmp_path_factory.mktemp("fwdemo") / "demo"
+@contextlib.contextmanager
+def running_demo(data: Path, *args: str) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """`meterguard demo --data DATA ARGS…` as a user starts it; Ctrl-C when done."""
     proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "meterguard", "demo", "--data", str(data), "--meters",
-         str(METERS), "--duration", "400"],
+        [sys.executable, "-m", "meterguard", "demo", "--data", str(data), *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
-        _wait((data / "system.json").exists, 90)
-        info = json.loads((data / "system.json").read_text())
-        yield data, info
+        _wait((data / "system.json").exists, 120)
+        yield data, json.loads((data / "system.json").read_text())
     finally:
         proc.send_signal(signal.SIGINT)
         try:
             proc.communicate(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, Any]]]:
+    data = tmp_path_factory.mktemp("fwdemo") / "demo"
+    with running_demo(data, "--meters", str(METERS), "--duration", "400") as running:
+        yield running
 
 
 def _campaign(c: httpx.Client, cid: int) -> dict[str, Any]:

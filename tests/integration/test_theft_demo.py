@@ -11,10 +11,6 @@ opened, assigned and closed, each step audited.
 
 from __future__ import annotations
 
-import json
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +20,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.integration.test_demo import cli
-from tests.integration.test_firmware_demo import _login, _wait
+from tests.integration.test_firmware_demo import _login, _wait, running_demo
 
 pytestmark = pytest.mark.integration
 METERS = 12  # 11 homes behind one feeder, the feeder meter last
@@ -34,21 +30,9 @@ THIEF, AWAY, FEEDER = "MGD0000000003", "MGD0000000004", "MGD0000000012"
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, Any]]]:
     data = tmp_path_factory.mktemp("theftdemo") / "demo"
-    proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "meterguard", "demo", "--data", str(data), "--meters",
-         str(METERS), "--speed", "21600", "--history-days", "21", "--duration", "500"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
-        _wait((data / "system.json").exists, 120)
-        info = json.loads((data / "system.json").read_text())
-        yield data, info
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    args = ("--meters", str(METERS), "--speed", "21600", "--history-days", "21")
+    with running_demo(data, *args, "--duration", "500") as running:
+        yield running
 
 
 def _suspects(c: httpx.Client) -> list[dict[str, Any]]:

@@ -355,7 +355,7 @@ def meter_scenario(file: Path, data: Path) -> None:
     """
     import json
 
-    from meterguard.demo import request
+    from meterguard.demo import REQUESTS, request
 
     try:
         entries = json.loads(file.read_text(encoding="utf-8"))
@@ -363,7 +363,7 @@ def meter_scenario(file: Path, data: Path) -> None:
         raise click.ClickException(f"{file} is not JSON: {exc}") from None
     if not isinstance(entries, list) or len(entries) > 10_000:
         raise click.ClickException("a scenario is a JSON list of at most 10 000 requests")
-    keys = {"steal", "honest", "vacation_days", "tamper"}
+    keys = set(REQUESTS)
     for n, e in enumerate(entries, start=1):
         if not isinstance(e, dict) or not isinstance(e.get("meter"), str):
             raise click.ClickException(f'entry {n}: an object with a "meter"')

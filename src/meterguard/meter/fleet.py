@@ -546,33 +546,46 @@ class Fleet:
         f = int(self.a["feeder"][i])
         return f if f >= 0 else None
 
-    def steal(self, i: int, model: str, *, seed: int, since: dt.datetime | None = None) -> None:
+    def steal(
+        self,
+        i: int,
+        model: str,
+        *,
+        seed: int,
+        evidence: float = 0.0,
+        push: Push | None = None,
+        since: dt.datetime | None = None,
+    ) -> bool:
         """Make home ``i`` a thief: from ``since`` (default: now) it registers per ``model``.
+
+        With probability ``evidence`` the theft leaves evidence in the meter's logs (§3.1.5):
+        a physical model (a shunt, a bypass, a magnet) fires the terminal-cover or the DC-field
+        sensor, the others (the data or the firmware attacked) an authentication-failure
+        event, pushed through ``push``. Returns whether it left any. Everything is checked
+        before anything changes.
 
         Raises:
             ConfigurationError: an unknown model, one the fleet cannot simulate (substitution
-                needs another home's data), or a feeder meter.
+                needs another home's data), a feeder meter, or ``evidence`` outside [0, 1].
         """
         model_of(model)
         if model not in THEFT_MODELS:
             raise ConfigurationError(f"the fleet does not simulate {model!r}")
         if bool(self.a["is_feeder"][i]):
             raise ConfigurationError("a feeder meter is the utility's own: it does not steal")
+        if not 0.0 <= evidence <= 1.0:
+            raise ConfigurationError("evidence is a probability, 0 to 1")
         self.a["theft"][i] = THEFT_MODELS.index(model) + 1
         self.a["theft_seed"][i] = seed
         self.a["theft_since"][i] = int((since or self.now).timestamp())
         self.save()
+        return self._theft_evidence(i, model, evidence, seed=seed, push=push)
 
-    def theft_evidence(self, i: int, probability: float, *, seed: int, push: Push | None) -> bool:
-        """With ``probability``, the theft of home ``i`` leaves evidence in its logs (§3.1.5).
-
-        A physical model (a shunt, a bypass, a magnet) fires the terminal-cover or the
-        DC-field sensor; the others (the data or the firmware attacked) leave an
-        authentication-failure event. Returns whether it left any.
-        """
-        name = self.theft(i)
+    def _theft_evidence(
+        self, i: int, name: str, probability: float, *, seed: int, push: Push | None
+    ) -> bool:
         rng = np.random.default_rng([seed, 0xE71D])
-        if name is None or rng.random() >= probability:
+        if rng.random() >= probability:
             return False
         if MODELS[name].kind == "physical":
             sensors = (TamperKind.TERMINAL_COVER_OPEN, TamperKind.MAGNETIC_FIELD)
@@ -591,9 +604,15 @@ class Fleet:
         k = int(self.a["theft"][i])
         return THEFT_MODELS[k - 1] if k else None
 
-    def vacation(self, i: int, until: dt.datetime) -> None:
-        """Home ``i``'s people are away until ``until``: the house runs at its base load."""
-        self.a["away_until"][i] = int(until.timestamp())
+    def vacation(self, i: int, days: float) -> None:
+        """Home ``i``'s people are away for ``days`` from now: nobody home, base load only.
+
+        Raises:
+            ConfigurationError: not more than 0 and at most 60 days.
+        """
+        if not 0 < days <= 60:
+            raise ConfigurationError("a vacation lasts more than 0 and at most 60 days")
+        self.a["away_until"][i] = int((self.now + dt.timedelta(days=days)).timestamp())
         self.save()
 
     def tamper(self, i: int, kind: TamperKind, push: Push | None = None) -> int:

@@ -49,7 +49,7 @@ def test_a_thief_registers_less_while_the_feeder_still_sees_the_draw() -> None:
 
 def test_a_vacation_draws_base_load_and_shows_on_the_feeder_too() -> None:
     fleet, honest = _fleet(), _fleet()
-    fleet.vacation(1, START + dt.timedelta(days=3))
+    fleet.vacation(1, 3)
     for f in (fleet, honest):
         f.step(START + dt.timedelta(days=3))
     assert fleet.a["true_wh"][1] < honest.a["true_wh"][1]
@@ -65,6 +65,11 @@ def test_feeder_meters_do_not_steal_and_unknown_models_are_refused() -> None:
         fleet.steal(0, "h9", seed=1)
     with pytest.raises(ConfigurationError, match="does not simulate"):
         fleet.steal(0, "substitute", seed=1)
+    with pytest.raises(ConfigurationError, match="probability"):
+        fleet.steal(0, "h1", seed=1, evidence=1.5)
+    assert fleet.theft(0) is None  # nothing changed
+    with pytest.raises(ConfigurationError, match="vacation"):
+        fleet.vacation(0, 0)
 
 
 def test_the_grid_and_the_theft_survive_a_restart(tmp_path: Path) -> None:

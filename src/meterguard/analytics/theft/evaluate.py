@@ -341,7 +341,7 @@ class Result:
     metrics: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     """detector -> attack model (or 'h1-h6', 'all') -> metric -> value."""
     customer: dict[str, dict[str, float]] = field(default_factory=dict)
-    """detector -> customer-level metric (AUC, AUPRC-free MAP@N) -> value."""
+    """detector -> customer-level metric (AUC, MAP@N) -> value."""
     balance_localisation: float = math.nan
     """Share of unbalanced feeder-weeks with a thief whose top balance score is a thief's."""
     roc: dict[str, tuple[F64, F64]] = field(default_factory=dict)

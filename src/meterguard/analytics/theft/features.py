@@ -415,7 +415,7 @@ def event_counts(events: npt.NDArray[np.int64], homes: int, days: int) -> npt.ND
         kind = np.full(len(events), -1)
         kind[np.isin(events[:, 2], PHYSICAL_EVENTS)] = 0
         kind[np.isin(events[:, 2], CYBER_EVENTS)] = 1
-        kind[events[:, 2] == 1] = 2
+        kind[events[:, 2] == POWER_EVENTS[0]] = 2
         keep = (kind >= 0) & (events[:, 1] >= 0) & (events[:, 1] < days)
         np.add.at(out, (events[keep, 0], events[keep, 1], kind[keep]), 1.0)
     return out

@@ -33,7 +33,7 @@ import numpy as np
 from meterguard.analytics.theft.detect import TheftScorer, train
 from meterguard.analytics.theft.features import event_counts
 from meterguard.errors import AccessDeniedError, ConflictError, InvalidValueError, NotFoundError
-from meterguard.headend.services.accounts import Principal
+from meterguard.headend.services.accounts import UTILITY_ROLES, Principal
 from meterguard.headend.store.theft import CaseView, FeederView, ScoreView, TheftStore
 
 __all__ = [
@@ -48,8 +48,8 @@ __all__ = [
 
 INVESTIGATOR_ROLES = frozenset({"investigator"})
 """Who may see suspicion and work cases (revenue protection)."""
-GRID_ROLES = frozenset({"operator", "engineer", "security_admin", "auditor", "investigator"})
-"""Who may see the grid's topology."""
+GRID_ROLES = UTILITY_ROLES
+"""Who may see the grid's topology: every utility role."""
 OUTCOMES = ("confirmed", "no-theft", "inconclusive")
 SUSPECT_THRESHOLD = 0.5
 """A score at or above this is shown as a suspect (the fused detector's probability)."""
@@ -163,17 +163,15 @@ class RevenueProtection:
         members = list(feeder.members)
         if not members:
             return []
-        first = self._readings(feeder.meter_id, (end_day - SPAN_DAYS) * DAY, end_day * DAY)
-        if not first:
+        span = self._readings(feeder.meter_id, (end_day - SPAN_DAYS) * DAY - 900, end_day * DAY)
+        if not span:
             return []
-        start_day = max(end_day - SPAN_DAYS, first[0][0] // DAY + 1)
+        start_day = max(end_day - SPAN_DAYS, span[0][0] // DAY + 1)
         days = end_day - start_day
         if days < MIN_DAYS:
             return []
         start = start_day * DAY
-        f_imp, f_exp = _hourly(
-            self._readings(feeder.meter_id, start - 900, end_day * DAY), start, days
-        )
+        f_imp, f_exp = _hourly(span, start, days)  # readings before `start` only lead in
         imp = np.empty((len(members), days, 24))
         exp = np.empty((len(members), days, 24))
         for k, m in enumerate(members):

@@ -263,14 +263,22 @@ def add_pages(app: FastAPI, svc: Services) -> None:
         )
 
     def panel_grid(who: Principal) -> HTMLResponse:
-        if svc.theft is None or who.role not in GRID_ROLES:
+        if svc.theft is None:
             raise HTTPException(404)
-        return render("panel_grid.html", feeders=svc.theft.feeders(who))
+        try:  # the service decides who sees the topology
+            feeders = svc.theft.feeders(who)
+        except AccessDeniedError:
+            raise HTTPException(404) from None
+        return render("panel_grid.html", feeders=feeders)
 
     def panel_theft(who: Principal) -> HTMLResponse:
         theft = svc.theft
-        if theft is None or who.role not in INVESTIGATOR_ROLES:
-            raise HTTPException(404)  # suspicion does not exist for other roles
+        if theft is None:
+            raise HTTPException(404)
+        try:  # the service decides who sees suspicion; for anyone else the panel does not exist
+            suspects = theft.suspects(who, limit=FLEET_ROWS)
+        except AccessDeniedError:
+            raise HTTPException(404) from None
         rows = [
             {
                 "meter_id": s.meter_id,
@@ -279,7 +287,7 @@ def add_pages(app: FastAPI, svc: Services) -> None:
                 "evidence": s.evidence,
                 "case": s.case,
             }
-            for s in theft.suspects(who, limit=FLEET_ROWS)
+            for s in suspects
         ]
         return render(
             "panel_theft.html",
