@@ -93,6 +93,8 @@ class HouseholdModel:
     has_pv: bool = False
     pv_peak_w: float = 3500.0
     electric_heating: bool = True
+    activity: float = 1.0
+    """Share of 20-minute blocks at home in which someone uses small appliances (1: all)."""
 
     @classmethod
     def for_meter(cls, seed: int) -> HouseholdModel:
@@ -144,7 +146,11 @@ class HouseholdModel:
         light_w = 60.0 + 50.0 * self.occupants
         watts += np.where(home & dark, light_w * rng.uniform(0.6, 1.4), 0.0)
         # Small appliances while home (TV, computer, kettle spikes).
-        watts += np.where(home, rng.gamma(2.0, 35.0 + 15.0 * self.occupants, MINUTES_PER_DAY), 0.0)
+        busy = home
+        if self.activity < 1.0:  # quiet time at home: reading, a nap, out in the garden
+            quiet = np.random.default_rng([self.seed, (day - EPOCH).days & 0xFFFFFFFF, 0xAC7])
+            busy = home & np.repeat(quiet.random(MINUTES_PER_DAY // 20) < self.activity, 20)
+        watts += np.where(busy, rng.gamma(2.0, 35.0 + 15.0 * self.occupants, MINUTES_PER_DAY), 0.0)
 
         def run(name: str, start: int, duration: int, w: float) -> None:
             start = max(0, min(MINUTES_PER_DAY - 1, start))

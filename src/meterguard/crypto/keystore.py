@@ -12,6 +12,10 @@ stores the new key as ``new`` next to the ``active`` one, and only
 makes it ``active`` and the old one ``retired``, in one transaction. An
 interrupted rotation is recovered by trying both (:meth:`KeyStore.candidates`).
 
+Service secrets (:meth:`KeyStore.keyed_hash`) are named 256-bit keys sealed the same way,
+used inside the store only: the pseudonym key of data exports derives pseudonyms here and is
+never handed out.
+
 Nothing here logs a key; reprs are redacted. Storage is SQLite (stdlib).
 """
 
@@ -24,6 +28,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from cryptography.hazmat.primitives import hashes, hmac
 
 from meterguard.crypto.aead import GcmKey
 from meterguard.crypto.keys import KeyId, SecretKey
@@ -54,6 +60,13 @@ CREATE TABLE IF NOT EXISTS meter_keys (
     PRIMARY KEY (meter, kind, version)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS one_active ON meter_keys (meter, kind) WHERE state = 'active';
+CREATE TABLE IF NOT EXISTS service_secrets (
+    name TEXT PRIMARY KEY,
+    kek_id TEXT NOT NULL,
+    wrapped_dek BLOB NOT NULL,
+    nonce BLOB NOT NULL,
+    ciphertext BLOB NOT NULL
+);
 """
 
 
@@ -425,11 +438,43 @@ class KeyStore:
             (meter, int(kind)),
         )
 
+    # ------------------------------------------------------------------ service secrets
+
+    def _secret(self, name: str, *, create: bool) -> SecretKey | None:
+        row = self._db.execute(
+            "SELECT wrapped_dek, nonce, ciphertext FROM service_secrets WHERE name = ?", (name,)
+        ).fetchone()
+        if row is not None:
+            return self._open(f"secret:{name}", 0, 0, row)
+        if not create:
+            return None
+        key = SecretKey.generate(32)
+        wrapped, nonce, ct = self._seal(f"secret:{name}", 0, 0, key)
+        self._db.execute(
+            "INSERT OR IGNORE INTO service_secrets VALUES (?, ?, ?, ?, ?)",
+            (name, self.kek.key_id, wrapped, nonce, ct),
+        )
+        return self._secret(name, create=False)  # another process may have won the race
+
+    def keyed_hash(self, name: str, message: bytes) -> bytes:
+        """HMAC-SHA256 of ``message`` under the service secret ``name`` (created on first use).
+
+        The secret itself is never returned: pseudonyms are derived here, so the key that
+        links them to meters stays in the key store.
+        """
+        key = self._secret(name, create=True)
+        if key is None:  # pragma: no cover - created just above, or by a racing process
+            raise ConfigurationError(f"service secret {name} could not be created")
+        mac = hmac.HMAC(key.expose_secret(), hashes.SHA256())
+        mac.update(message)
+        return mac.finalize()
+
     def rewrap(self, new_kek: KeyEncryptionKey) -> int:
         """KEK rotation: re-wrap every DEK under ``new_kek``; returns the number of records."""
         rows = self._db.execute(
             "SELECT meter, kind, version, wrapped_dek FROM meter_keys"
         ).fetchall()
+        named = self._db.execute("SELECT name, wrapped_dek FROM service_secrets").fetchall()
         self._db.execute("BEGIN IMMEDIATE")
         try:
             for meter, kind, version, wrapped in rows:
@@ -439,9 +484,15 @@ class KeyStore:
                     "WHERE meter = ? AND kind = ? AND version = ?",
                     (new_kek.wrap(dek), new_kek.key_id, meter, kind, version),
                 )
+            for name, wrapped in named:
+                dek = self.kek.unwrap(bytes(wrapped))
+                self._db.execute(
+                    "UPDATE service_secrets SET wrapped_dek = ?, kek_id = ? WHERE name = ?",
+                    (new_kek.wrap(dek), new_kek.key_id, name),
+                )
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
         self.kek = new_kek
-        return len(rows)
+        return len(rows) + len(named)

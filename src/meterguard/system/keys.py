@@ -10,6 +10,7 @@ SQLite serialises their writes. Key material is only ever returned to the caller
 
 from __future__ import annotations
 
+import base64
 import threading
 from pathlib import Path
 
@@ -65,6 +66,18 @@ class SharedKeyStore:
         with self.lock:
             new = self.store.begin_rotation(mid, KeyId.GLOBAL_UNICAST)
             return wrap_key(self.store.active(mid, KeyId.MASTER), new.key)
+
+    def pseudonym(self, recipient: int, period: int, mid: str) -> str:
+        """A recipient's pseudonym for a meter in a rotation period (PRIV-2).
+
+        HMAC-SHA256 under the key store's export-pseudonym secret, over recipient, period
+        and meter: unlinkable across recipients and periods without the secret, which
+        never leaves the key store. 20 base32 characters (100 bits).
+        """
+        message = f"meterguard-pseudonym|{recipient}|{period}|{mid}".encode()
+        with self.lock:
+            digest = self.store.keyed_hash("export-pseudonyms", message)
+        return base64.b32encode(digest).decode()[:20].lower()
 
     def provision(self, mid: str) -> None:
         """A fresh DLMS key set for a new meter (KEY-1)."""

@@ -33,14 +33,19 @@ __all__ = [
     "Consent",
     "Counter",
     "DataAccess",
+    "DpLedger",
+    "DpRelease",
+    "Export",
     "Meter",
     "MeterTariff",
     "PushCounter",
     "Quarantined",
     "Reading",
+    "Recipient",
     "RegistryVersion",
     "SecurityEvent",
     "Tariff",
+    "UseConsent",
     "User",
     "UserMeter",
     "WebAuthnChallenge",
@@ -496,3 +501,73 @@ class TheftCase(Base):
     closed_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
     note: Mapped[str] = mapped_column(String(500), default="")
+
+
+class UseConsent(Base):
+    """A consumer's consent to share their data for one use, and how finely (PRIV-2)."""
+
+    __tablename__ = "use_consents"
+
+    meter_id: Mapped[str] = mapped_column(String(32), ForeignKey("meters.id"), primary_key=True)
+    use: Mapped[str] = mapped_column(String(32), primary_key=True)
+    granularity: Mapped[str] = mapped_column(String(16))
+    given_by: Mapped[str] = mapped_column(String(64))
+    at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Recipient(Base):
+    """A third party data is exported to (a research institute, an ESCO, the grid operator)."""
+
+    __tablename__ = "recipients"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    use: Mapped[str] = mapped_column(String(32))
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Export(Base):
+    """One generated export: what, for whom, how many consumers in and refused, the manifest."""
+
+    __tablename__ = "exports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    recipient_id: Mapped[int] = mapped_column(Integer, ForeignKey("recipients.id"), index=True)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    start: Mapped[int] = mapped_column(BigInteger)
+    end: Mapped[int] = mapped_column(BigInteger)
+    granularity: Mapped[str] = mapped_column(String(16))
+    rotation: Mapped[str] = mapped_column(String(8))
+    k: Mapped[int] = mapped_column(Integer)
+    included: Mapped[int] = mapped_column(Integer)
+    refused: Mapped[int] = mapped_column(Integer)
+    manifest_sha256: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(String(512))
+
+
+class DpRelease(Base):
+    """A differentially private aggregate curve released once (a repeat returns this row)."""
+
+    __tablename__ = "dp_releases"
+    __table_args__ = (UniqueConstraint("scope", "day", "epsilon", name="dp_release_once"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    scope: Mapped[str] = mapped_column(String(64))
+    day: Mapped[int] = mapped_column(BigInteger)
+    epsilon: Mapped[float] = mapped_column(Float)
+    homes: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    curve: Mapped[str] = mapped_column(String(2000))
+
+
+class DpLedger(Base):
+    """The privacy budget a consumer's day has spent in DP releases (one row per meter-day)."""
+
+    __tablename__ = "dp_ledger"
+
+    meter_id: Mapped[str] = mapped_column(String(32), ForeignKey("meters.id"), primary_key=True)
+    day: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    spent: Mapped[float] = mapped_column(Float)
