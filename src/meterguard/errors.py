@@ -29,6 +29,7 @@ from "the network is down" (httpx and h11 draw the same lines)::
     │       ├── EnrolmentError              a CSR or certificate the PKI refuses
     │       ├── AccessDeniedError           a revoked, disabled or unknown identity
     │       ├── RateLimitedError            too many failures by one identity: wait
+    │       ├── BudgetExceededError         a DP release would exceed a consumer's budget
     │       ├── AuditProofError             an audit log proof does not verify (rewrite, deletion)
     │       └── FirmwareRefusedError        a firmware update the meter refuses (FW-2…FW-10),
     │           ├── FirmwareIncompatibleError   another vendor, model or hw revision (FW-9)
@@ -58,6 +59,7 @@ __all__ = [
     "AssociationRejectedError",
     "AuditProofError",
     "AuthenticationFailedError",
+    "BudgetExceededError",
     "ConfigurationError",
     "ConflictError",
     "CounterExhaustedError",
@@ -239,6 +241,10 @@ class RateLimitedError(SecurityError):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class BudgetExceededError(SecurityError):
+    """A differentially private release would exceed a consumer's privacy budget."""
 
 
 class AuditProofError(SecurityError):

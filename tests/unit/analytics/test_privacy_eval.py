@@ -79,7 +79,7 @@ def test_dp_accounting_is_opendps_and_the_noise_has_its_scale():
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.integers(-10**6, 10**6), min_size=24, max_size=24))
+@given(st.lists(st.integers(-(10**6), 10**6), min_size=24, max_size=24))
 def test_one_home_never_moves_a_release_beyond_its_bounds(day):
     plan = DpPlan(1.0)
     bounded = bound_days(np.array([day]), plan)[0]
@@ -92,8 +92,8 @@ def test_the_evaluation_reports_floor_leakage_and_checks():
         Defence("raw 30 min (validity check)", slots=48, rotate_days=0),
         Defence("daily", slots=1),
     ))  # fmt: skip
-    assert [r.defence for r in report.rows][0].startswith("raw")
     raw = report.rows[0]
+    assert raw.defence.startswith("raw")
     assert not raw.passes  # raw data is no privacy control
     assert report.checks[0]["check"].startswith("A2 accuracy")
     assert {e.homes for e in report.dp} == {10, 50, 100, 1000}

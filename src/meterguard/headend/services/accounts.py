@@ -4,7 +4,8 @@
 strings (SQLAlchemy Core over the store's tables):
 
 * users with one role each — ``consumer`` or a utility role (``operator``, ``engineer``,
-  ``security_admin``, ``auditor``, ``investigator`` for revenue protection); utility roles
+  ``security_admin``, ``auditor``, ``investigator`` for revenue protection,
+  ``privacy_officer`` for data sharing with third parties); utility roles
   must enrol TOTP and pass it at every login (API-5); the TOTP secret is sealed
   (AES-256-GCM, bound to the user id) under the head-end's secrets key;
 * login in two steps — password (argon2id, rehashed when the parameters grew), then TOTP
@@ -51,7 +52,9 @@ __all__ = [
     "token_digest",
 ]
 
-UTILITY_ROLES = frozenset({"operator", "engineer", "security_admin", "auditor", "investigator"})
+UTILITY_ROLES = frozenset(
+    {"operator", "engineer", "security_admin", "auditor", "investigator", "privacy_officer"}
+)
 ROLES = UTILITY_ROLES | {"consumer"}
 ACCOUNT_READERS = frozenset({"security_admin", "auditor"})
 """Who sees the accounts and their second-factor failures (security administrators manage)."""

@@ -13,7 +13,14 @@ so its three rules hold everywhere alike:
   the billing contract's own data (a flat bill needs two register values, a time-of-use bill
   band totals) and are always readable by the utility;
 * **access log** (API-11): every read by someone other than the consumer is recorded, with
-  who and what, in the log the consumer sees.
+  who and what, in the log the consumer sees;
+* **sharing with third parties** (PRIV-2): the consumer consents per *use* (research,
+  energy services, the grid operator) and per granularity; :meth:`ConsumptionData.share`
+  hands a data-sharing role only the meters whose consumer consented to that use at that
+  granularity or finer, and logs the export in each one's access log; and
+  :meth:`ConsumptionData.aggregate` hands a release role the hourly data of a group for a
+  differentially private aggregate (no consent: no one consumer's data leaves), logged the
+  same way.
 
 Usage is the difference between consecutive cumulative readings, summed into ``interval``,
 ``hour``, ``day`` or ``month`` buckets (UTC). This module holds no SQL: the readings, the
@@ -37,6 +44,9 @@ from meterguard.headend.services.records import AuditLog
 __all__ = [
     "DEFAULT_CONSENT",
     "GRANULARITIES",
+    "RELEASE_ROLES",
+    "SHARING_ROLES",
+    "USES",
     "Bucket",
     "ConsentView",
     "ConsumptionData",
@@ -48,6 +58,12 @@ __all__ = [
 GRANULARITIES = ("interval", "hour", "day", "month")
 """Finest first."""
 DEFAULT_CONSENT = "day"
+USES = ("research", "energy-services", "grid-operator")
+"""What a consumer may consent to share their data for (PRIV-2)."""
+SHARING_ROLES = frozenset({"privacy_officer"})
+"""Who defines recipients and exports data to them."""
+RELEASE_ROLES = frozenset({"privacy_officer", "operator"})
+"""Who may release differentially private aggregates."""
 _SIZES = {"interval": 900, "hour": 3600, "day": 86400}
 
 
@@ -121,6 +137,21 @@ class AccessLog(Protocol):
         """When ``what`` was last recorded."""
 
 
+class UseConsents(Protocol):
+    """Consents per use (:class:`~meterguard.headend.store.sharing.SharingStore`)."""
+
+    def use_consents(self, meter_ids: Sequence[str], use: str) -> dict[str, str]:
+        """Meter → consented granularity for ``use``."""
+
+    def uses_of(self, meter_id: str) -> dict[str, tuple[str, str, int]]:
+        """Each consented use → (granularity, by, at)."""
+
+    def set_use_consent(
+        self, meter_id: str, use: str, granularity: str | None, *, by: str, now: int
+    ) -> None:
+        """Record or withdraw (audited)."""
+
+
 class Scope(Protocol):
     """Which meters a caller may see (:class:`~meterguard.headend.services.accounts.Accounts`)."""
 
@@ -154,9 +185,10 @@ class ConsumptionData:
         access: AccessLog,
         scope: Scope,
         audit: AuditLog,
+        uses: UseConsents | None = None,
     ) -> None:
         self._readings, self._consents, self._access = readings, consents, access
-        self._scope, self._audit = scope, audit
+        self._scope, self._audit, self._uses = scope, audit, uses
 
     def __repr__(self) -> str:
         return "ConsumptionData()"
@@ -319,6 +351,104 @@ class ConsumptionData:
         self.visible(who, meter_id)
         return self._access.recent(meter_id)
 
+    # ------------------------------------------------------------------ third parties
+
+    def _use_store(self) -> UseConsents:
+        if self._uses is None:
+            raise NotFoundError("data sharing is not configured")
+        return self._uses
+
+    def use_consents_of(self, who: Principal, meter_id: str) -> dict[str, ConsentView]:
+        """The uses a meter's consumer consented to (the consumer; auditors).
+
+        Raises:
+            NotFoundError: not the caller's meter.
+            AccessDeniedError: the role may not see consents.
+        """
+        if who.role not in CONSENT_ROLES:
+            raise AccessDeniedError(f"consents are not for the {who.role} role")
+        self.visible(who, meter_id)
+        return {u: ConsentView(*v) for u, v in self._use_store().uses_of(meter_id).items()}
+
+    def set_use_consent(
+        self, who: Principal, meter_id: str, use: str, granularity: str | None, *, now: int
+    ) -> None:
+        """The consumer consents to sharing for ``use`` at ``granularity`` (None: withdraws).
+
+        Raises:
+            NotFoundError: not the caller's meter.
+            AccessDeniedError: only the consumer may consent.
+            InvalidValueError: unknown use or granularity.
+        """
+        if use not in USES:
+            raise InvalidValueError(f"use is one of {', '.join(USES)}")
+        if granularity is not None:
+            _check(granularity)
+        if who.role != "consumer":
+            raise AccessDeniedError("only the consumer consents")
+        self.visible(who, meter_id)
+        self._use_store().set_use_consent(meter_id, use, granularity, by=who.username, now=now)
+
+    def share(
+        self,
+        who: Principal,
+        meter_ids: Sequence[str],
+        use: str,
+        granularity: str,
+        start: int,
+        end: int,
+        *,
+        what: str,
+        now: int,
+    ) -> tuple[dict[str, list[Bucket]], list[str]]:
+        """Usage for a third party: (meter → buckets for those who consented, refused meters).
+
+        A meter is refused when its consumer gave no consent to ``use`` or a coarser one
+        than ``granularity``; each included meter's access log records ``what``.
+
+        Raises:
+            AccessDeniedError: the role may not share data.
+            InvalidValueError: unknown use or granularity.
+        """
+        if who.role not in SHARING_ROLES:
+            raise AccessDeniedError(f"sharing data is not for the {who.role} role")
+        if use not in USES:
+            raise InvalidValueError(f"use is one of {', '.join(USES)}")
+        _check(granularity)
+        visible = [m for m in meter_ids if self._scope.visible_meter(who, m)]
+        allowed = self._use_store().use_consents(visible, use)
+        data: dict[str, list[Bucket]] = {}
+        refused = [m for m in meter_ids if m not in allowed]
+        for mid in visible:
+            if mid not in allowed:
+                continue
+            if finer(granularity, allowed[mid]):
+                refused.append(mid)
+                continue
+            rows = self._readings.readings(mid, max(start - 900, 0), end)
+            data[mid] = [b for b in usage(rows, granularity) if start <= b.start < end]
+            self._access.record(at=now, meter_id=mid, actor=who.username, role=who.role, what=what)
+        return data, refused
+
+    def aggregate(
+        self, who: Principal, meter_ids: Sequence[str], start: int, end: int, *, what: str, now: int
+    ) -> dict[str, list[Bucket]]:
+        """Hourly usage of a group for a differentially private aggregate, logged per meter.
+
+        Raises:
+            AccessDeniedError: the role may not release aggregates.
+        """
+        if who.role not in RELEASE_ROLES:
+            raise AccessDeniedError(f"releasing aggregates is not for the {who.role} role")
+        out: dict[str, list[Bucket]] = {}
+        for mid in meter_ids:
+            if not self._scope.visible_meter(who, mid):
+                continue
+            rows = self._readings.readings(mid, max(start - 900, 0), end)
+            out[mid] = [b for b in usage(rows, "hour") if start <= b.start < end]
+            self._access.record(at=now, meter_id=mid, actor=who.username, role=who.role, what=what)
+        return out
+
 
 def _check(granularity: str) -> None:
     if granularity not in GRANULARITIES:
@@ -340,6 +470,10 @@ class _StoreLike(Protocol):
     def audit(self) -> AuditLog:
         """The audit log."""
 
+    @property
+    def sharing(self) -> UseConsents:
+        """Consents per use."""
+
     def readings(self, meter_id: str, start: int, end: int) -> list[tuple[int, int, int]]:
         """Stored readings."""
 
@@ -349,4 +483,4 @@ class _StoreLike(Protocol):
 
 def consumption_data(store: _StoreLike, scope: Scope) -> ConsumptionData:
     """The service over a store's repositories and a scope (the accounts service)."""
-    return ConsumptionData(store, store.consents, store.access, scope, store.audit)
+    return ConsumptionData(store, store.consents, store.access, scope, store.audit, store.sharing)

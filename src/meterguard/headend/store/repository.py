@@ -46,6 +46,7 @@ from meterguard.headend.store.models import (
     SecurityEvent,
 )
 from meterguard.headend.store.privacy import AccessLogRepository, ConsentRepository
+from meterguard.headend.store.sharing import SharingStore
 from meterguard.headend.store.webauthn import WebAuthnRepository
 
 __all__ = [
@@ -194,6 +195,7 @@ class Store:
         self.billing = BillingRepository(engine)
         self.webauthn = WebAuthnRepository(engine)
         self.accounts = AccountRepository(engine, self.audit)
+        self.sharing = SharingStore(engine, self.audit)
         self._months: set[int] = set()
 
     def __repr__(self) -> str:
