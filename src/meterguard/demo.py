@@ -101,6 +101,7 @@ DEMO_USERS = (
     ("olga", "operator", ()),
     ("erik", "engineer", ()),
     ("rita", "investigator", ()),
+    ("pia", "privacy_officer", ()),
 )
 DEMO_ACTOR = "system:demo"
 REQUESTS = ("tamper", "steal", "honest", "vacation_days")
@@ -255,6 +256,7 @@ class DemoSystem:
         creds = layout.web / "demo-accounts.txt"
         if not creds.exists():
             write_demo_accounts(accounts, creds, now=stamp)
+        he.open_sharing()
         self.web_port = he.start_web(cfg.host, free_port(cfg.host), now=now)
         info = RunInfo(
             db=cfg.db_url,

@@ -42,6 +42,7 @@ from meterguard.headend.services.enrolment import Enrolment
 from meterguard.headend.services.firmware import FirmwareUpdates
 from meterguard.headend.services.meters import SYSTEM_ROLE, Meters
 from meterguard.headend.services.sessions import TakeoverGuard
+from meterguard.headend.services.sharing import DataSharing
 from meterguard.headend.services.theft import RevenueProtection
 from meterguard.headend.services.usage import consumption_data
 from meterguard.headend.services.webauthn import Passkeys
@@ -139,6 +140,7 @@ class HeadEnd:
     firmware: FirmwareUpdates | None = None
     repository: FirmwareRepository | None = None
     theft: RevenueProtection | None = None
+    sharing: DataSharing | None = None
     web_port: int = 0
     _web: Any = None
     _est: Any = None
@@ -329,6 +331,26 @@ class HeadEnd:
             )
         return self.theft
 
+    def open_sharing(self) -> DataSharing:
+        """Data sharing (consents per use, exports, DP releases) over this head-end's store.
+
+        Exports are written under ``DATA/exports``, their manifests signed with
+        ``headend/export-key.pem`` (its public half beside it, for recipients).
+        """
+        if self.sharing is None:
+            accounts = self.accounts or self.open_accounts()
+            grid = TheftStore(self.store.engine, self.store.audit)
+            self.sharing = DataSharing(
+                self.store.sharing,
+                consumption_data(self.store, accounts),
+                pseudonym=self.keys.pseudonym,
+                signing_key=signing_key(self.layout.headend, "export-key"),
+                out_dir=self.layout.root / "exports",
+                meters=accounts.meters,
+                groups=lambda: {f.name: list(f.members) for f in grid.feeders()},
+            )
+        return self.sharing
+
     def start_theft(self, meter_clock: Callable[[], float], *, every: float = 30.0) -> None:
         """Score every meter behind a feeder now and then every ``every`` wall seconds.
 
@@ -420,6 +442,7 @@ class HeadEnd:
             passkeys=passkeys,
             firmware=self.firmware,
             theft=self.theft,
+            sharing=self.sharing,
         )
         self._web = serve_https(app, host, port, web / "web.pem", web / "web.key")
         return port

@@ -41,6 +41,7 @@ from meterguard.headend.api.routes import auth, fleet
 from meterguard.headend.api.routes import commands as command_routes
 from meterguard.headend.api.routes import firmware as firmware_routes
 from meterguard.headend.api.routes import meters as meter_routes
+from meterguard.headend.api.routes import sharing as sharing_routes
 from meterguard.headend.api.routes import theft as theft_routes
 from meterguard.headend.api.schemas import ERRORS, ErrorBody
 from meterguard.headend.services.accounts import Accounts
@@ -48,6 +49,7 @@ from meterguard.headend.services.billing import Billing
 from meterguard.headend.services.commands import Commands
 from meterguard.headend.services.firmware import FirmwareUpdates
 from meterguard.headend.services.meters import Meters
+from meterguard.headend.services.sharing import DataSharing
 from meterguard.headend.services.theft import RevenueProtection
 from meterguard.headend.services.usage import consumption_data
 from meterguard.headend.services.webauthn import Passkeys
@@ -89,6 +91,7 @@ def create_app(
     passkeys: Passkeys | None = None,
     firmware: FirmwareUpdates | None = None,
     theft: RevenueProtection | None = None,
+    sharing: DataSharing | None = None,
     clock: Clock | None = None,
     api_rate: float = 20.0,
     api_burst: float = 200.0,
@@ -110,6 +113,7 @@ def create_app(
         passkeys=passkeys,
         firmware=firmware,
         theft=theft,
+        sharing=sharing,
         clock=clock or SystemClock(),
     )
     app.state.services = svc
@@ -154,6 +158,8 @@ def create_app(
     routers += [command_routes.router] if commands is not None else []
     routers += [firmware_routes.router] if firmware is not None else []
     routers += [theft_routes.router] if theft is not None else []
+    routers += [sharing_routes.consent_router]
+    routers += [sharing_routes.router] if sharing is not None else []
     for router in routers:
         # The routes themselves, not an included router: the route-role table below must see
         # every route (an included router hides its routes from ``app.routes``).

@@ -21,16 +21,18 @@ from fastapi import Depends, HTTPException, Path, Request
 from meterguard.clock import Clock, SystemClock
 from meterguard.errors import (
     AccessDeniedError,
+    BudgetExceededError,
     ConflictError,
     InvalidValueError,
     NotFoundError,
 )
-from meterguard.headend.api.guard import Guard, denied
+from meterguard.headend.api.guard import Explained, Guard, denied
 from meterguard.headend.services.accounts import Accounts, Principal
 from meterguard.headend.services.billing import Billing
 from meterguard.headend.services.commands import Commands
 from meterguard.headend.services.firmware import FirmwareUpdates
 from meterguard.headend.services.meters import Meters
+from meterguard.headend.services.sharing import DataSharing
 from meterguard.headend.services.theft import RevenueProtection
 from meterguard.headend.services.usage import ConsumptionData
 from meterguard.headend.services.webauthn import Passkeys
@@ -52,6 +54,7 @@ class Services:
     passkeys: Passkeys | None = None
     firmware: FirmwareUpdates | None = None
     theft: RevenueProtection | None = None
+    sharing: DataSharing | None = None
     clock: Clock = field(default_factory=SystemClock)
     """Head-end time: every timestamp the API writes or checks (sessions, audit, access log)."""
 
@@ -126,3 +129,5 @@ def refusal(request: Request, who: Principal) -> Iterator[None]:
         raise HTTPException(409) from None
     except InvalidValueError:
         raise HTTPException(422) from None
+    except BudgetExceededError:
+        raise Explained(409, detail="the privacy budget of these consumers' day is spent") from None

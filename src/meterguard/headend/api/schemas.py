@@ -342,3 +342,59 @@ class CaseClose(Strict):
 
     outcome: str = Field(min_length=1, max_length=32)
     note: str = Field(default="", max_length=500)
+
+
+Use = Literal["research", "energy-services", "grid-operator"]
+
+
+class UseConsentBody(Strict):
+    """A consumer's consent to share their data for a use (null granularity: withdraw)."""
+
+    use: Use
+    granularity: Granularity | None
+
+
+class UseConsentView(BaseModel):
+    """One use a consumer consented to."""
+
+    use: str
+    granularity: str
+    given_by: str | None
+    at: int | None
+
+
+class UseConsentList(BaseModel):
+    """Every use a meter's consumer consented to share their data for."""
+
+    meter_id: str
+    consents: list[UseConsentView]
+
+
+class RecipientRequest(Strict):
+    """A new third-party recipient."""
+
+    name: str = Field(min_length=1, max_length=64)
+    use: Use
+
+
+class ExportBody(Strict):
+    """An export for a recipient (PRIV-2)."""
+
+    recipient_id: int = Field(ge=1, le=MAX_ID)
+    start: int = Field(ge=0, le=MAX_TIME)
+    end: int = Field(ge=0, le=MAX_TIME)
+    granularity: Granularity = "day"
+    rotation: Literal["day", "week", "month"] = "week"
+    fields: list[Literal["import_wh", "export_wh"]] = Field(
+        default=["import_wh"], min_length=1, max_length=2
+    )
+    k: int = Field(default=0, ge=0, le=100)
+    meters: list[str] | None = Field(default=None, min_length=1, max_length=100_000)
+
+
+class ReleaseBody(Strict):
+    """A differentially private aggregate: a feeder (``feeder:NAME``) or ``all``, one UTC day."""
+
+    scope: str = Field(min_length=1, max_length=72, pattern=r"^(all|feeder:[A-Za-z0-9 ._-]{1,64})$")
+    day: int = Field(ge=0, le=MAX_TIME)
+    epsilon: float = Field(gt=0, le=10)
