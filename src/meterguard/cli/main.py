@@ -23,6 +23,7 @@ from meterguard.cli.demo import demo
 from meterguard.cli.devices import fleet, meter
 from meterguard.cli.firmware import firmware
 from meterguard.cli.operations import audit, bill, broker, ingest, pki, status
+from meterguard.cli.privacy import privacy
 from meterguard.cli.protocol import cosem, read
 
 __all__ = ["main"]
@@ -48,5 +49,6 @@ for _command in (
     ingest,
     demo,
     analytics,
+    privacy,
 ):
     main.add_command(_command)
