@@ -169,6 +169,20 @@ def test_consumer_logs_in_and_sees_her_usage_chart(browser: Browser, demo: Demo)
         "aria-label", re.compile("per 15-minute interval")
     )
     assert "MGD0000000002" not in page.content()
+    # Sharing with research: consented by the hour, then withdrawn (PRIV-2).
+    research = page.locator('form[data-url="/api/v1/meters/MGD0000000001/sharing"]').filter(
+        has=page.locator('input[value="research"]')
+    )
+    research.locator("select").select_option("hour")
+    research.locator("button").click()
+    expect(page.locator("#status")).to_contain_text("Saved.")
+    page.reload()
+    expect(research.locator("select")).to_have_value("hour")
+    research.locator("select").select_option("")
+    research.locator("button").click()
+    expect(page.locator("#status")).to_contain_text("Saved.")
+    page.reload()
+    expect(research.locator("select")).to_have_value("")
     assert errors == []
 
 

@@ -39,6 +39,7 @@ from meterguard.headend.services.theft import (
     OUTCOMES,
     SUSPECT_THRESHOLD,
 )
+from meterguard.headend.services.usage import USES
 from meterguard.headend.store.audit import SUMMARY_WINDOW
 from meterguard.headend.web.charts import health_chart, usage_chart
 
@@ -114,6 +115,11 @@ def add_pages(app: FastAPI, svc: Services) -> None:
                 csrf=csrf,
                 meters=meters,
                 consents={m: data.consent(m).granularity for m in meters},
+                uses=USES,
+                shared={
+                    m: {u: c.granularity for u, c in data.use_consents_of(who, m).items()}
+                    for m in meters
+                },
             )
         return render(
             "utility.html",

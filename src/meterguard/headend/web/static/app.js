@@ -140,6 +140,7 @@ function setupDashboard() {
       for (const el of form.elements) {
         if (!el.name) continue;
         if (el.value === "" && el.hasAttribute("data-int")) continue;
+        if (el.value === "" && el.hasAttribute("data-null")) { body[el.name] = null; continue; }
         body[el.name] = el.hasAttribute("data-int") ? Number(el.value) : el.value;
       }
       statusLine("Sending…");
