@@ -93,7 +93,7 @@ def recipients(data: Path) -> None:
     default=0,
     show_default=True,
     type=click.IntRange(0, 100),
-    help="k-anonymous microaggregation: groups of at least k meters (0: none; else 5-100).",
+    help="k-anonymous microaggregation: groups of at least k meters (0: none; else 10-100).",
 )
 @EXISTING_DATA_OPTION
 def export(

@@ -162,18 +162,21 @@ def test_a_changed_file_or_manifest_fails_verification(env) -> None:
 def test_microaggregation_needs_k_consenting_meters(env) -> None:
     sharing, data, _, ids, people = env
     uni = sharing.add_recipient(PIA, "Uni Lab", "research", now=T0)
-    for mid in ids[:6]:
+    for mid in ids[:11]:
         data.set_use_consent(people[mid], mid, "research", "hour", now=T0)
-    with pytest.raises(InvalidValueError, match="k=10"):
+    with pytest.raises(InvalidValueError, match="k=12"):
         sharing.create_export(
-            PIA, ExportRequest(uni, T0, T0 + DAY, granularity="hour", k=10), now=T0 + DAY
+            PIA, ExportRequest(uni, T0, T0 + DAY, granularity="hour", k=12), now=T0 + DAY
         )
+    with pytest.raises(InvalidValueError, match="k is 0"):  # k=5 fails the linking target
+        ExportRequest(uni, T0, T0 + DAY, granularity="hour", k=5).check()
     view = sharing.create_export(
-        PIA, ExportRequest(uni, T0, T0 + DAY, granularity="hour", k=5), now=T0 + DAY
+        PIA, ExportRequest(uni, T0, T0 + DAY, granularity="hour", k=10), now=T0 + DAY
     )
     with (Path(view.path) / "data.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert {int(r["members"]) for r in rows} == {6}  # 6 meters, one group of ≥ 5
+    assert {int(r["members"]) for r in rows} == {11}  # 11 meters, one group of ≥ 10
+    assert not any(mid in (Path(view.path) / "data.csv").read_text() for mid in ids)
     assert len(rows) == 24
 
 

@@ -140,7 +140,7 @@ OFFERED = (
     Defence("export daily, weekly pseudonyms", slots=1),
     Defence("export daily, rounded 1 kWh, weekly pseudonyms", slots=1, round_kwh=1.0),
     Defence("research extract, hourly, k=10 microaggregation", slots=24, k=10),
-    Defence("research extract, daily, k=5 microaggregation", slots=1, k=5),
+    Defence("research extract, daily, k=10 microaggregation", slots=1, k=10),
     Defence("DP aggregate N=50, ε_day=10", slots=24, dp=DpPlan(10.0), group=50),
     Defence("DP aggregate N=100, ε_day=1", slots=24, dp=DpPlan(1.0), group=100),
 )
@@ -152,6 +152,7 @@ STUDIED = (
     Defence("export hourly, rounded 0.5 kWh, 10% omitted", slots=24, round_kwh=0.5, omit=0.1),
     Defence("export 4-hourly, weekly pseudonyms", slots=6),
     Defence("research extract, hourly, k=20 microaggregation", slots=24, k=20),
+    Defence("research extract, daily, k=5 microaggregation", slots=1, k=5),
     Defence("DP aggregate N=10, ε_day=10", slots=24, dp=DpPlan(10.0), group=10),
 )
 """The protocol's other cells, measured for the record, not offered as controls."""

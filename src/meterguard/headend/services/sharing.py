@@ -87,6 +87,8 @@ ROTATIONS = ("day", "week", "month")
 DP_BUDGET_DAY = 10.0
 """The most ε one consumer's day may spend over all releases (ANALYTICS.md §3.3: ε_day ≤ 10)."""
 MIN_GROUP = 10
+MIN_K = 10
+"""The smallest microaggregation group offered (privacy-eval: k=5 fails the linking target)."""
 MAX_SPAN_DAYS = 366
 MAX_METERS = 100_000
 MANIFEST_DOMAIN = b"meterguard-export-v1\n"
@@ -110,7 +112,8 @@ class ExportRequest:
     rotation: str = "week"
     fields: tuple[str, ...] = ("import_wh",)
     k: int = 0
-    """0: one row per pseudonymous meter; k ≥ 5: groups of at least k meters' means."""
+    """0: one row per pseudonymous meter; k ≥ 10: groups of at least k meters' means (k = 5
+    let a linking attacker match 5% of daily groups to bills: not offered)."""
     meters: tuple[str, ...] | None = None
     """None: every meter the caller may see."""
 
@@ -124,8 +127,8 @@ class ExportRequest:
             raise InvalidValueError(f"fields are some of {', '.join(FIELDS)}")
         if not 0 <= self.start < self.end or self.end - self.start > MAX_SPAN_DAYS * DAY:
             raise InvalidValueError(f"the period must be 1 s to {MAX_SPAN_DAYS} days")
-        if self.k and not 5 <= self.k <= 100:
-            raise InvalidValueError("k is 0 (none) or 5 to 100")
+        if self.k and not MIN_K <= self.k <= 100:
+            raise InvalidValueError(f"k is 0 (none) or {MIN_K} to 100")
         if self.meters is not None and not 0 < len(self.meters) <= MAX_METERS:
             raise InvalidValueError(f"1 to {MAX_METERS} meters")
 
