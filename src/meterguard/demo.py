@@ -257,6 +257,7 @@ class DemoSystem:
         if not creds.exists():
             write_demo_accounts(accounts, creds, now=stamp)
         he.open_sharing()
+        he.start_retention(lambda: meter_time.now().timestamp())
         self.web_port = he.start_web(cfg.host, free_port(cfg.host), now=now)
         info = RunInfo(
             db=cfg.db_url,

@@ -173,3 +173,42 @@ def release(scope: str, day: str, epsilon: float, as_json: bool, data: Path) -> 
     click.echo("hour  kWh (noisy)")
     for h, wh in enumerate(curve["import_wh"]):
         click.echo(f"{h:4}  {wh / 1000:8.1f}")
+
+
+@privacy.command("erase")
+@click.argument("username")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@EXISTING_DATA_OPTION
+def erase(username: str, yes: bool, data: Path) -> None:
+    """Forget consumer USERNAME: destroy their meters' data keys, anonymise the account."""
+    if not yes:
+        click.confirm(
+            f"Erase {username}? Their readings become unreadable for good (bills stay)",
+            abort=True,
+        )
+    he, _ = _join(data)
+    meters = _guarded(
+        lambda: he.open_retention().erase_consumer(_officer(), username, now=int(time.time()))
+    )
+    click.echo(
+        f"erased {username}: the data keys of {', '.join(meters) or 'no meter'} are destroyed, "
+        "their readings unreadable; bills kept and still verify. A running head-end stops "
+        "using the old keys within 30 s."
+    )
+
+
+@privacy.command("retention")
+@EXISTING_DATA_OPTION
+def retention(data: Path) -> None:
+    """Apply the retention limits now (the head-end also does it every hour)."""
+    he, _ = _join(data)
+    r = he.open_retention()
+    deleted = _guarded(lambda: r.run(_officer(), now=int(time.time())))
+    limits = r.limits
+    click.echo(
+        f"kept: interval data {limits.interval_days} days, access log "
+        f"{limits.access_log_days} days, bills {limits.bills_days} days; the audit log is "
+        "never deleted (hash-chained)"
+    )
+    for kind, n in deleted.items():
+        click.echo(f"deleted {n:8} {kind}")

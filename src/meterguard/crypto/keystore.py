@@ -12,7 +12,10 @@ stores the new key as ``new`` next to the ``active`` one, and only
 makes it ``active`` and the old one ``retired``, in one transaction. An
 interrupted rotation is recovered by trying both (:meth:`KeyStore.candidates`).
 
-Service secrets (:meth:`KeyStore.keyed_hash`) are named 256-bit keys sealed the same way,
+Data keys (:meth:`KeyStore.data_key`) are per-meter AES-256 keys, versioned, for the
+encryption at rest of readings; :meth:`KeyStore.shred` destroys them (crypto-shredding:
+the sealed readings become unreadable while everything else stays). Service secrets
+(:meth:`KeyStore.keyed_hash`) are named 256-bit keys sealed the same way,
 used inside the store only: the pseudonym key of data exports derives pseudonyms here and is
 never handed out.
 
@@ -60,6 +63,17 @@ CREATE TABLE IF NOT EXISTS meter_keys (
     PRIMARY KEY (meter, kind, version)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS one_active ON meter_keys (meter, kind) WHERE state = 'active';
+CREATE TABLE IF NOT EXISTS data_keys (
+    meter TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('active', 'destroyed')),
+    kek_id TEXT NOT NULL,
+    wrapped_dek BLOB NOT NULL,
+    nonce BLOB NOT NULL,
+    ciphertext BLOB NOT NULL,
+    destroyed_at INTEGER,
+    PRIMARY KEY (meter, version)
+);
 CREATE TABLE IF NOT EXISTS service_secrets (
     name TEXT PRIMARY KEY,
     kek_id TEXT NOT NULL,
@@ -300,6 +314,8 @@ class KeyStore:
         # One connection, not thread-safe by itself: callers that share a store between
         # threads serialise their calls (the demo holds one lock around every use).
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # A destroyed data key's bytes are overwritten, not left in free pages (shredding).
+        self._db.execute("PRAGMA secure_delete = ON")
         self._db.executescript(_SCHEMA)
         os.chmod(path, 0o600)
 
@@ -469,12 +485,69 @@ class KeyStore:
         mac.update(message)
         return mac.finalize()
 
+    # ------------------------------------------------------------------ data keys
+
+    def data_key(self, meter: str) -> tuple[int, SecretKey]:
+        """The meter's current data key (encryption at rest of its readings), created if none.
+
+        Returns (version, key). After :meth:`shred`, a new version is created.
+        """
+        row = self._db.execute(
+            "SELECT version, wrapped_dek, nonce, ciphertext FROM data_keys "
+            "WHERE meter = ? AND state = 'active' ORDER BY version DESC LIMIT 1",
+            (meter,),
+        ).fetchone()
+        if row is not None:
+            return int(row[0]), self._open(f"data:{meter}", 0, int(row[0]), row[1:])
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            top = self._db.execute(
+                "SELECT COALESCE(MAX(version), 0) FROM data_keys WHERE meter = ?", (meter,)
+            ).fetchone()
+            version = int(top[0]) + 1
+            key = SecretKey.generate(32)
+            wrapped, nonce, ct = self._seal(f"data:{meter}", 0, version, key)
+            self._db.execute(
+                "INSERT INTO data_keys VALUES (?, ?, 'active', ?, ?, ?, ?, NULL)",
+                (meter, version, self.kek.key_id, wrapped, nonce, ct),
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return version, key
+
+    def data_key_version(self, meter: str, version: int) -> SecretKey | None:
+        """A meter's data key of ``version``, or None when it was destroyed (or never was)."""
+        row = self._db.execute(
+            "SELECT wrapped_dek, nonce, ciphertext FROM data_keys "
+            "WHERE meter = ? AND version = ? AND state = 'active'",
+            (meter, version),
+        ).fetchone()
+        return None if row is None else self._open(f"data:{meter}", 0, version, row)
+
+    def shred(self, meter: str, *, now: int) -> int:
+        """Destroy every data key of ``meter`` (crypto-shredding); how many were destroyed.
+
+        The key bytes are overwritten (secure_delete); what was sealed under them is
+        unreadable from then on, by anyone holding the database, the key store and the KEK.
+        """
+        cur = self._db.execute(
+            "UPDATE data_keys SET state = 'destroyed', wrapped_dek = x'', nonce = x'', "
+            "ciphertext = x'', destroyed_at = ? WHERE meter = ? AND state = 'active'",
+            (now, meter),
+        )
+        return int(cur.rowcount)
+
     def rewrap(self, new_kek: KeyEncryptionKey) -> int:
         """KEK rotation: re-wrap every DEK under ``new_kek``; returns the number of records."""
         rows = self._db.execute(
             "SELECT meter, kind, version, wrapped_dek FROM meter_keys"
         ).fetchall()
         named = self._db.execute("SELECT name, wrapped_dek FROM service_secrets").fetchall()
+        data = self._db.execute(
+            "SELECT meter, version, wrapped_dek FROM data_keys WHERE state = 'active'"
+        ).fetchall()
         self._db.execute("BEGIN IMMEDIATE")
         try:
             for meter, kind, version, wrapped in rows:
@@ -483,6 +556,13 @@ class KeyStore:
                     "UPDATE meter_keys SET wrapped_dek = ?, kek_id = ? "
                     "WHERE meter = ? AND kind = ? AND version = ?",
                     (new_kek.wrap(dek), new_kek.key_id, meter, kind, version),
+                )
+            for meter, version, wrapped in data:
+                dek = self.kek.unwrap(bytes(wrapped))
+                self._db.execute(
+                    "UPDATE data_keys SET wrapped_dek = ?, kek_id = ? "
+                    "WHERE meter = ? AND version = ?",
+                    (new_kek.wrap(dek), new_kek.key_id, meter, version),
                 )
             for name, wrapped in named:
                 dek = self.kek.unwrap(bytes(wrapped))
@@ -495,4 +575,4 @@ class KeyStore:
             self._db.execute("ROLLBACK")
             raise
         self.kek = new_kek
-        return len(rows) + len(named)
+        return len(rows) + len(named) + len(data)

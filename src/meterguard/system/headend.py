@@ -23,10 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from meterguard.audit.witness import Witness
 from meterguard.crypto.ecc import SigningKey
 from meterguard.crypto.keystore import read_key_file
 from meterguard.crypto.pki.store import Pki, pem
+from meterguard.crypto.vault import ReadingVault
 from meterguard.errors import ConfigurationError, MeterguardError
 from meterguard.firmware.repository import FirmwareRepository
 from meterguard.headend.api.app import create_app
@@ -41,6 +44,7 @@ from meterguard.headend.services.commands import Commands
 from meterguard.headend.services.enrolment import Enrolment
 from meterguard.headend.services.firmware import FirmwareUpdates
 from meterguard.headend.services.meters import SYSTEM_ROLE, Meters
+from meterguard.headend.services.retention import Retention
 from meterguard.headend.services.sessions import TakeoverGuard
 from meterguard.headend.services.sharing import DataSharing
 from meterguard.headend.services.theft import RevenueProtection
@@ -141,6 +145,7 @@ class HeadEnd:
     repository: FirmwareRepository | None = None
     theft: RevenueProtection | None = None
     sharing: DataSharing | None = None
+    retention: Retention | None = None
     web_port: int = 0
     _web: Any = None
     _est: Any = None
@@ -167,8 +172,11 @@ class HeadEnd:
             TransportError: the database cannot be reached.
             ConfigurationError: no PKI or key store where the layout says.
         """
-        store = Store(open_database(db_url))
         keys = SharedKeyStore.open(layout.keystore, layout.kek, create=create_keys)
+        # PRIV-4: readings are sealed at rest under per-meter data keys from the key store.
+        store = Store(
+            open_database(db_url), vault=ReadingVault(keys.data_key, keys.data_key_version)
+        )
         pki = Pki.open(layout.pki)
         processor = IngestProcessor(
             Admission(),
@@ -351,6 +359,39 @@ class HeadEnd:
             )
         return self.sharing
 
+    def open_retention(self) -> Retention:
+        """Retention limits and erasure; shredding destroys data keys and forgets them here."""
+        if self.retention is None:
+            vault = self.store.vault
+
+            def shred(mid: str, now: int) -> int:
+                n = self.keys.shred(mid, now=now)
+                if isinstance(vault, ReadingVault):
+                    vault.forget(mid)
+                return n
+
+            self.retention = Retention(self.store.retention, shred)
+        return self.retention
+
+    def start_retention(self, clock: Callable[[], float], *, every: float = 3600.0) -> None:
+        """Apply the retention limits now and then every ``every`` wall seconds.
+
+        ``clock`` is the time the limits are measured in (the meters' in the demo).
+        """
+        retention = self.open_retention()
+
+        def run() -> None:
+            while not self._stop.is_set():
+                try:
+                    retention.apply(now=int(clock()))
+                except (MeterguardError, SQLAlchemyError):
+                    log.exception("retention round failed; the next one runs")  # logged
+                self._stop.wait(every)
+
+        thread = threading.Thread(target=run, name="retention", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
     def start_theft(self, meter_clock: Callable[[], float], *, every: float = 30.0) -> None:
         """Score every meter behind a feeder now and then every ``every`` wall seconds.
 
@@ -443,6 +484,7 @@ class HeadEnd:
             firmware=self.firmware,
             theft=self.theft,
             sharing=self.sharing,
+            retention=self.retention,
         )
         self._web = serve_https(app, host, port, web / "web.pem", web / "web.key")
         return port

@@ -79,6 +79,21 @@ class SharedKeyStore:
             digest = self.store.keyed_hash("export-pseudonyms", message)
         return base64.b32encode(digest).decode()[:20].lower()
 
+    def data_key(self, mid: str) -> tuple[int, SecretKey]:
+        """The meter's current data key for encryption at rest: (version, key)."""
+        with self.lock:
+            return self.store.data_key(mid)
+
+    def data_key_version(self, mid: str, version: int) -> SecretKey | None:
+        """A data key by version, or None once shredded."""
+        with self.lock:
+            return self.store.data_key_version(mid, version)
+
+    def shred(self, mid: str, *, now: int) -> int:
+        """Destroy the meter's data keys (crypto-shredding); how many."""
+        with self.lock:
+            return self.store.shred(mid, now=now)
+
     def provision(self, mid: str) -> None:
         """A fresh DLMS key set for a new meter (KEY-1)."""
         with self.lock:

@@ -49,6 +49,7 @@ from meterguard.headend.services.billing import Billing
 from meterguard.headend.services.commands import Commands
 from meterguard.headend.services.firmware import FirmwareUpdates
 from meterguard.headend.services.meters import Meters
+from meterguard.headend.services.retention import Retention
 from meterguard.headend.services.sharing import DataSharing
 from meterguard.headend.services.theft import RevenueProtection
 from meterguard.headend.services.usage import consumption_data
@@ -92,6 +93,7 @@ def create_app(
     firmware: FirmwareUpdates | None = None,
     theft: RevenueProtection | None = None,
     sharing: DataSharing | None = None,
+    retention: Retention | None = None,
     clock: Clock | None = None,
     api_rate: float = 20.0,
     api_burst: float = 200.0,
@@ -114,6 +116,7 @@ def create_app(
         firmware=firmware,
         theft=theft,
         sharing=sharing,
+        retention=retention,
         clock=clock or SystemClock(),
     )
     app.state.services = svc
@@ -160,6 +163,7 @@ def create_app(
     routers += [theft_routes.router] if theft is not None else []
     routers += [sharing_routes.consent_router]
     routers += [sharing_routes.router] if sharing is not None else []
+    routers += [sharing_routes.erasure_router] if retention is not None else []
     for router in routers:
         # The routes themselves, not an included router: the route-role table below must see
         # every route (an included router hides its routes from ``app.routes``).

@@ -32,6 +32,7 @@ from meterguard.headend.services.billing import Billing
 from meterguard.headend.services.commands import Commands
 from meterguard.headend.services.firmware import FirmwareUpdates
 from meterguard.headend.services.meters import Meters
+from meterguard.headend.services.retention import Retention
 from meterguard.headend.services.sharing import DataSharing
 from meterguard.headend.services.theft import RevenueProtection
 from meterguard.headend.services.usage import ConsumptionData
@@ -55,6 +56,7 @@ class Services:
     firmware: FirmwareUpdates | None = None
     theft: RevenueProtection | None = None
     sharing: DataSharing | None = None
+    retention: Retention | None = None
     clock: Clock = field(default_factory=SystemClock)
     """Head-end time: every timestamp the API writes or checks (sessions, audit, access log)."""
 

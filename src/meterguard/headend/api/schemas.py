@@ -398,3 +398,9 @@ class ReleaseBody(Strict):
     scope: str = Field(min_length=1, max_length=72, pattern=r"^(all|feeder:[A-Za-z0-9 ._-]{1,64})$")
     day: int = Field(ge=0, le=MAX_TIME)
     epsilon: float = Field(gt=0, le=10)
+
+
+class ErasureRequest(Strict):
+    """A consumer's erasure request, by user name."""
+
+    username: str = Field(min_length=1, max_length=64)

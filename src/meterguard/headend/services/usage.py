@@ -351,6 +351,37 @@ class ConsumptionData:
         self.visible(who, meter_id)
         return self._access.recent(meter_id)
 
+    def subject_access(self, who: Principal, meter_id: str) -> dict[str, object]:
+        """Everything stored about the consumer's own meter (PRIV-4, GDPR art. 15 and 20).
+
+        Readings (every stored interval), the consent, the consents per use and the access
+        log; the API adds the bills. Only the consumer: it is their copy.
+
+        Raises:
+            NotFoundError: not the caller's meter.
+            AccessDeniedError: not the consumer.
+        """
+        if who.role != "consumer":
+            raise AccessDeniedError("a copy of all data is for the consumer")
+        self.visible(who, meter_id)
+        c = self.consent(meter_id)
+        uses = self._uses.uses_of(meter_id) if self._uses is not None else {}
+        return {
+            "meter_id": meter_id,
+            "readings": [
+                {"interval_start": t, "import_wh": i, "export_wh": e}
+                for t, i, e in self._readings.readings(meter_id, 0, 2**62)
+            ],
+            "consent": {"granularity": c.granularity, "given_by": c.given_by, "at": c.at},
+            "sharing": {
+                u: {"granularity": g, "given_by": b, "at": a} for u, (g, b, a) in uses.items()
+            },
+            "access_log": [
+                {"at": a, "actor": b, "role": r, "what": w}
+                for a, b, r, w in self._access.recent(meter_id, limit=100_000)
+            ],
+        }
+
     # ------------------------------------------------------------------ third parties
 
     def _use_store(self) -> UseConsents:

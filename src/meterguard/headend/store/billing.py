@@ -7,9 +7,10 @@ The arithmetic, the signature and the rule that a flat bill reads only two regis
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine, and_, delete, insert, select
 
 from meterguard.headend.store.models import Bill, Meter, MeterTariff, Reading, Tariff
 
@@ -19,13 +20,16 @@ TariffRow = tuple[str, str, str, int, str]
 """(name, kind, currency, standing charge per day in 1e-4, bands as JSON)."""
 BillRow = tuple[int, str, int, int, str, bytes]
 """(id, meter id, period start, period end, canonical document, signature)."""
+Values = Callable[[str, int, int, int, int | None, bytes | None], tuple[int, int] | None]
+"""A stored reading's row → (import, export), or None when shredded (the store's)."""
 
 
 class BillingRepository:
     """Tariffs and bills over one engine."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, values: Values | None = None) -> None:
         self.engine = engine
+        self._values: Values = values or (lambda _m, _t, imp, exp, _v, _s: (int(imp), int(exp)))
 
     def __repr__(self) -> str:
         return "BillingRepository()"
@@ -74,23 +78,29 @@ class BillingRepository:
             ).first()
         return None if row is None else (row[0], row[1], row[2], int(row[3]), row[4])
 
+    def _registers(self, meter_id: str, where: Any) -> list[tuple[int, int]]:
+        q = select(
+            Reading.interval_start, Reading.import_wh, Reading.export_wh, Reading.key_version,
+            Reading.sealed,
+        ).where(Reading.meter_id == meter_id, where)  # fmt: skip
+        with self.engine.connect() as conn:
+            rows = conn.execute(q.order_by(Reading.interval_start)).all()
+        out = []
+        for t, imp, exp, ver, sealed in rows:
+            v = self._values(meter_id, int(t), imp, exp, ver, sealed)
+            if v is not None:  # a shredded reading is no register value any more
+                out.append((int(t), v[0]))
+        return out
+
     def registers_at(self, meter_id: str, starts: Sequence[int]) -> list[tuple[int, int]]:
         """(interval start, cumulative import Wh) of the readings of exactly these intervals."""
-        q = select(Reading.interval_start, Reading.import_wh).where(
-            Reading.meter_id == meter_id, Reading.interval_start.in_(list(starts))
-        )
-        with self.engine.connect() as conn:
-            return [(int(a), int(b)) for a, b in conn.execute(q.order_by(Reading.interval_start))]
+        return self._registers(meter_id, Reading.interval_start.in_(list(starts)))
 
     def registers_between(self, meter_id: str, start: int, end: int) -> list[tuple[int, int]]:
         """(interval start, cumulative import Wh) of every reading in ``[start, end)``."""
-        q = select(Reading.interval_start, Reading.import_wh).where(
-            Reading.meter_id == meter_id,
-            Reading.interval_start >= start,
-            Reading.interval_start < end,
+        return self._registers(
+            meter_id, and_(Reading.interval_start >= start, Reading.interval_start < end)
         )
-        with self.engine.connect() as conn:
-            return [(int(a), int(b)) for a, b in conn.execute(q.order_by(Reading.interval_start))]
 
     def add_bill(
         self, meter_id: str, start: int, end: int, document: str, signature: bytes, *, now: int

@@ -91,8 +91,12 @@ class Reading(Base):
     meter_id: Mapped[str] = mapped_column(String(32), ForeignKey("meters.id"), primary_key=True)
     interval_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     import_wh: Mapped[int] = mapped_column(BigInteger)
+    """-1 when the values are sealed (encryption at rest)."""
     export_wh: Mapped[int] = mapped_column(BigInteger)
     received_at: Mapped[int] = mapped_column(BigInteger)
+    key_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """The meter's data key that sealed the values, or None (stored in clear)."""
+    sealed: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class Counter(Base):

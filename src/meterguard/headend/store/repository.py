@@ -46,6 +46,8 @@ from meterguard.headend.store.models import (
     SecurityEvent,
 )
 from meterguard.headend.store.privacy import AccessLogRepository, ConsentRepository
+from meterguard.headend.store.retention import RetentionStore
+from meterguard.headend.store.sealing import Vault, open_values, seal_row
 from meterguard.headend.store.sharing import SharingStore
 from meterguard.headend.store.webauthn import WebAuthnRepository
 
@@ -94,6 +96,12 @@ _READINGS_QMARK = (
     " VALUES (?, ?, ?, ?, ?) ON CONFLICT (meter_id, interval_start) DO NOTHING"
 )
 _READINGS_FORMAT = _READINGS_QMARK.replace("?", "%s")
+_SEALED_QMARK = (
+    "INSERT INTO readings (meter_id, interval_start, import_wh, export_wh, received_at,"
+    " key_version, sealed) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (meter_id, interval_start) DO NOTHING"
+)
+_SEALED_FORMAT = _SEALED_QMARK.replace("?", "%s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,8 +190,10 @@ class CommitOutcome:
 class Store:
     """Head-end repositories over one engine."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, vault: Vault | None = None) -> None:
         self.engine = engine
+        self.vault = vault
+        """Seals readings at rest under per-meter data keys (None: stored in clear)."""
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         self._qmark = engine.dialect.paramstyle == "qmark"
         self._partitioned = engine.dialect.name == "postgresql"
@@ -192,10 +202,11 @@ class Store:
         self.consents = ConsentRepository(engine)
         self.access = AccessLogRepository(engine)
         self.commands = CommandRepository(engine, self.audit)
-        self.billing = BillingRepository(engine)
+        self.billing = BillingRepository(engine, self._values)
         self.webauthn = WebAuthnRepository(engine)
         self.accounts = AccountRepository(engine, self.audit)
         self.sharing = SharingStore(engine, self.audit)
+        self.retention = RetentionStore(engine, self.audit)
         self._months: set[int] = set()
 
     def __repr__(self) -> str:
@@ -208,32 +219,61 @@ class Store:
         if not rows:
             return 0
         stored = 0
+        cols: tuple[str, ...] = ("meter_id", "interval_start", "import_wh", "export_wh")
+        cols += ("received_at",)
+        if self.vault is not None:
+            cols += ("key_version", "sealed")
+        values = [dict(zip(cols, self._row(r), strict=True)) for r in rows]
         with self.engine.begin() as conn:
             for i in range(0, len(rows), BATCH):
                 # One multi-row INSERT per chunk; RETURNING yields only the rows really inserted
                 # (executemany row counts are not reliable across drivers).
                 stmt = (
                     self._insert(Reading)
-                    .values([r._asdict() for r in rows[i : i + BATCH]])
+                    .values(values[i : i + BATCH])
                     .on_conflict_do_nothing(index_elements=["meter_id", "interval_start"])
                     .returning(Reading.interval_start)
                 )
                 stored += len(conn.execute(stmt).all())
         return stored
 
+    def _row(self, r: ReadingRow) -> tuple[Any, ...]:
+        """The row the database keeps for ``r``: as it is, or sealed."""
+        if self.vault is None:
+            return r
+        return seal_row(self.vault, *r)
+
+    def _values(
+        self, meter_id: str, start: int, imp: int, exp: int, ver: int | None, sealed: bytes | None
+    ) -> tuple[int, int] | None:
+        return open_values(self.vault, meter_id, start, imp, exp, ver, sealed)
+
     def readings(self, meter_id: str, start: int, end: int) -> list[tuple[int, int, int]]:
-        """(interval start, import Wh, export Wh) in ``[start, end)``."""
+        """(interval start, import Wh, export Wh) in ``[start, end)``; shredded ones are gone.
+
+        Raises:
+            AuthenticationFailedError: a sealed reading was altered in the database.
+        """
         with Session(self.engine) as s:
             q = (
-                select(Reading.interval_start, Reading.import_wh, Reading.export_wh)
+                select(
+                    Reading.interval_start, Reading.import_wh, Reading.export_wh,
+                    Reading.key_version, Reading.sealed,
+                )
                 .where(
                     Reading.meter_id == meter_id,
                     Reading.interval_start >= start,
                     Reading.interval_start < end,
                 )
                 .order_by(Reading.interval_start)
-            )
-            return [(int(a), int(b), int(c)) for a, b, c in s.execute(q)]
+            )  # fmt: skip
+            rows = s.execute(q).all()
+        out = []
+        for t, imp, exp, ver, sealed in rows:
+            v = self._values(meter_id, int(t), imp, exp, ver, sealed)
+            if v is not None:
+                out.append((int(t), v[0], v[1]))
+        return out
 
     # -- counters
 
@@ -283,7 +323,12 @@ class Store:
                 # drivers' fast path (row counts are summed correctly by sqlite3 and psycopg 3).
                 cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
                 try:
-                    cur.executemany(_READINGS_QMARK if self._qmark else _READINGS_FORMAT, readings)
+                    if self.vault is None:
+                        sql = _READINGS_QMARK if self._qmark else _READINGS_FORMAT
+                        cur.executemany(sql, readings)
+                    else:
+                        sql = _SEALED_QMARK if self._qmark else _SEALED_FORMAT
+                        cur.executemany(sql, [self._row(r) for r in readings])
                     out.readings = max(cur.rowcount, 0)
                 finally:
                     cur.close()

@@ -12,12 +12,13 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 
 from meterguard.headend.api.deps import MeterAccess, Svc, meter_for, refusal
 from meterguard.headend.api.guard import Guard
 from meterguard.headend.api.schemas import (
     MAX_ID,
+    ErasureRequest,
     ExportBody,
     RecipientRequest,
     ReleaseBody,
@@ -26,13 +27,16 @@ from meterguard.headend.api.schemas import (
     UseConsentView,
 )
 from meterguard.headend.services.accounts import Principal
+from meterguard.headend.services.retention import ERASURE_ROLES, Retention
 from meterguard.headend.services.sharing import DataSharing, ExportRequest
 from meterguard.headend.services.usage import CONSENT_ROLES, RELEASE_ROLES, SHARING_ROLES
 
-__all__ = ["consent_router", "router"]
+__all__ = ["consent_router", "erasure_router", "router"]
 
 consent_router = APIRouter()
 router = APIRouter()
+erasure_router = APIRouter()
+erasers = Guard(ERASURE_ROLES)
 owner_or_auditor = Guard(CONSENT_ROLES)
 owner = Guard(frozenset({"consumer"}))
 officers = Guard(SHARING_ROLES)
@@ -78,6 +82,45 @@ def put_use_consent(
     with refusal(request, m.who):
         svc.data.set_use_consent(m.who, m.meter_id, body.use, body.granularity, now=svc.now())
         return _consents(svc, m.who, m.meter_id)
+
+
+@consent_router.get("/api/v1/meters/{meter_id}/my-data")
+def my_data(
+    request: Request, svc: Svc, m: Annotated[MeterAccess, Depends(meter_for(owner))]
+) -> JSONResponse:
+    """Everything stored about the consumer's meter, as a file: readings, bills, logs, consents."""
+    with refusal(request, m.who):
+        body = svc.data.subject_access(m.who, m.meter_id)
+    if svc.billing is not None:
+        body["bills"] = [dataclasses.asdict(b) for b in svc.billing.bills(m.meter_id)]
+        body["billing_key"] = svc.billing.verifying_key.to_bytes().hex()
+    name = f"meterguard-{m.meter_id}-my-data.json"
+    return JSONResponse(body, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def _retention(svc: Svc) -> Retention:
+    if svc.retention is None:
+        raise HTTPException(404)
+    return svc.retention
+
+
+@erasure_router.post("/api/v1/privacy/erasures")
+def erase(
+    request: Request, body: ErasureRequest, svc: Svc, who: Annotated[Principal, Depends(erasers)]
+) -> dict[str, Any]:
+    """Forget a consumer: their meters' data keys destroyed, the account anonymised (audited)."""
+    with refusal(request, who):
+        meters = _retention(svc).erase_consumer(who, body.username, now=svc.now())
+    return {"erased": body.username, "meters": meters, "bills": "kept (signed totals)"}
+
+
+@erasure_router.post("/api/v1/privacy/retention")
+def retention(
+    request: Request, svc: Svc, who: Annotated[Principal, Depends(erasers)]
+) -> dict[str, Any]:
+    """Apply the retention limits now; rows deleted per data class."""
+    with refusal(request, who):
+        return {"deleted": _retention(svc).run(who, now=svc.now())}
 
 
 @router.get("/api/v1/sharing/recipients")

@@ -1,0 +1,62 @@
+"""Encryption at rest of readings: per-meter data keys, sealing bound to its row, shredding."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from meterguard.crypto.keystore import KeyStore, LocalKek
+from meterguard.crypto.vault import SEALED_LENGTH, ReadingVault
+from meterguard.errors import AuthenticationFailedError
+
+M1, M2 = "MGD0000000001", "MGD0000000002"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> KeyStore:
+    return KeyStore(tmp_path / "keys.db", LocalKek.from_file(tmp_path / "kek.bin", create=True))
+
+
+def test_a_sealed_reading_opens_only_in_its_own_row(store: KeyStore) -> None:
+    vault = ReadingVault(store.data_key, store.data_key_version)
+    version, sealed = vault.seal(M1, 1_800_000_000, 123_456, 78)
+    assert version == 1 and len(sealed) == SEALED_LENGTH
+    assert vault.open(M1, 1_800_000_000, version, sealed) == (123_456, 78)
+    assert vault.seal(M1, 1_800_000_000, 123_456, 78)[1] != sealed  # a fresh nonce each time
+    vault.seal(M2, 0, 1, 1)  # M2 has a key of version 1 too
+    for meter, start in ((M2, 1_800_000_000), (M1, 1_800_000_900)):  # moved to another row
+        with pytest.raises(AuthenticationFailedError):
+            vault.open(meter, start, version, sealed)
+    flipped = sealed[:-1] + bytes([sealed[-1] ^ 1])
+    with pytest.raises(AuthenticationFailedError):
+        vault.open(M1, 1_800_000_000, version, flipped)
+    assert "123456" not in repr(vault)
+
+
+def test_shredding_destroys_the_key_for_good(store: KeyStore, tmp_path: Path) -> None:
+    vault = ReadingVault(store.data_key, store.data_key_version)
+    version, sealed = vault.seal(M1, 0, 1000, 0)
+    _, other = vault.seal(M2, 0, 2000, 0)
+    with sqlite3.connect(tmp_path / "keys.db") as db:
+        (record,) = db.execute("SELECT ciphertext FROM data_keys WHERE meter = ?", (M1,)).fetchone()
+    assert store.shred(M1, now=5) == 1
+    vault.forget(M1)
+    assert vault.open(M1, 0, version, sealed) is None  # unreadable, for anyone
+    assert vault.open(M2, 0, 1, other) == (2000, 0)  # other meters are untouched
+    assert store.data_key_version(M1, version) is None
+    assert store.data_key(M1)[0] == 2  # new readings get a new key (a new occupant's)
+    store.close()
+    assert bytes(record) not in (tmp_path / "keys.db").read_bytes()  # overwritten, not freed
+
+
+def test_a_key_shredded_elsewhere_stops_being_used_within_the_ttl(store: KeyStore) -> None:
+    now = [0.0]
+    vault = ReadingVault(store.data_key, store.data_key_version, clock=lambda: now[0])
+    version, sealed = vault.seal(M1, 0, 1, 1)
+    assert vault.open(M1, 0, version, sealed) == (1, 1)
+    store.shred(M1, now=1)  # another process: this vault still caches the key
+    now[0] = 31.0
+    assert vault.open(M1, 0, version, sealed) is None
+    assert vault.seal(M1, 900, 2, 2)[0] == 2
