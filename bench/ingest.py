@@ -26,7 +26,7 @@ Per mode (readings per message):
 
 CPU-µs per reading are given per process (worker, broker, generator).
 
-Run: ``.venv/bin/python bench/ingest.py [--messages 40000] [--meters 50] [--per-msg 1 4]
+Run: ``.venv/bin/python bench/ingest.py [--messages 40000] [--meters 50] [--per-msg 1 4] [--at-rest]
 [--flood] [--db postgresql://postgres@127.0.0.1:5432/test]``.
 """
 
@@ -55,7 +55,9 @@ from sqlalchemy import create_engine, text
 from meterguard.attacks.probe import connect
 from meterguard.broker.process import ManagedBroker
 from meterguard.crypto.keys import SecretKey
+from meterguard.crypto.keystore import KeyStore, LocalKek
 from meterguard.crypto.pki.store import Pki
+from meterguard.crypto.vault import ReadingVault
 from meterguard.headend.ingest.admission import Admission
 from meterguard.headend.ingest.processor import IngestProcessor
 from meterguard.headend.ingest.worker import IngestWorker, WorkerSettings
@@ -283,10 +285,18 @@ def paho_drain(world: World, plan: list[tuple[float, int, bytes]]) -> float:
     return got / t
 
 
-def fresh_store(world: World, tag: str) -> tuple[Store, Any]:
+def _vault(world: World, tag: str, sealed: bool) -> ReadingVault | None:
+    """A vault over a key store of its own: readings sealed at rest (PRIV-4), or None."""
+    if not sealed:
+        return None
+    keys = KeyStore(world.base / f"{tag}-keys.db", LocalKek(SecretKey.generate(32)))
+    return ReadingVault(keys.data_key, keys.data_key_version, clock=time.monotonic)
+
+
+def fresh_store(world: World, tag: str, *, sealed: bool = False) -> tuple[Store, Any]:
     if world.db is None:
         engine = open_database(f"sqlite:///{world.base / f'{tag}.db'}")
-        return Store(engine), None
+        return Store(engine, vault=_vault(world, tag, sealed)), None
     name = f"mg_bench_{secrets.token_hex(4)}"
     admin = create_engine(
         world.db.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
@@ -294,7 +304,7 @@ def fresh_store(world: World, tag: str) -> tuple[Store, Any]:
     with admin.connect() as c:
         c.execute(text(f'CREATE DATABASE "{name}"'))
     url = world.db.rsplit("/", 1)[0] + "/" + name
-    return Store(open_database(url)), (admin, name)
+    return Store(open_database(url), vault=_vault(world, tag, sealed)), (admin, name)
 
 
 def drop_store(store: Store, handle: Any) -> None:
@@ -337,13 +347,14 @@ def ingest_run(
     topics: tuple[str, ...] = ("data",),
     attacker: list[tuple[float, int, bytes]] | None = None,
     watch: int | None = None,
+    sealed: bool = False,
 ) -> IngestResult:
     """``attacker`` frames come from a generator process of their own (its backpressure must
     not delay the legit meters' sends: latency is measured from their scheduled times).
 
     ``watch``: an alarm sequence of the flood meter (the last meter) whose commit the run also
     waits for (TAMP-3: its genuine alarm, throttled in its flood, then re-sent)."""
-    store, handle = fresh_store(world, f"ingest{world.runs}")
+    store, handle = fresh_store(world, f"ingest{world.runs}", sealed=sealed)
     world.runs += 1
     for mid, (title, _, _) in world.titles.items():
         store.registry.add_meter(mid, serial=mid[3:], system_title=title, now=0)
@@ -512,6 +523,11 @@ def main() -> None:
     ap.add_argument("--per-msg", type=int, nargs="+", default=[1, 4])
     ap.add_argument("--flood", action="store_true")
     ap.add_argument(
+        "--at-rest",
+        action="store_true",
+        help="also run ingest max with readings sealed at rest (per-meter data keys, PRIV-4)",
+    )
+    ap.add_argument(
         "--alarm-flood",
         action="store_true",
         help="only the alarm-lane test: one meter floods its alarms topic (DOS-3)",
@@ -541,6 +557,17 @@ def main() -> None:
             report_line("ingest, max (one burst)", top, latency=False)
             rate = top.messages / top.seconds
             print(f"    ratio to paho drain (msg/s): {rate / drain:.2f}x")
+            if args.at_rest:
+                enc = ingest_run(world, burst, per_msg=per_msg, expect_legit=len(msgs), sealed=True)
+                report_line("ingest, max, sealed at rest", enc, latency=False)
+                plain_us = top.cpu_worker / top.readings * 1e6
+                enc_us = enc.cpu_worker / enc.readings * 1e6
+                print(
+                    f"    encryption at rest: {enc.readings / enc.seconds:,.0f} vs "
+                    f"{top.readings / top.seconds:,.0f} readings/s "
+                    f"({enc.readings / enc.seconds / (top.readings / top.seconds):.2f}x); worker "
+                    f"CPU {enc_us:.1f} vs {plain_us:.1f} µs per reading (+{enc_us - plain_us:.1f})"
+                )
             half = ingest_run(
                 world, frames(world, msgs, rate / 2), per_msg=per_msg, expect_legit=len(msgs)
             )

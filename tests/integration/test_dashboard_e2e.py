@@ -16,12 +16,14 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import json
 import re
 import shutil
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyotp
 import pytest
@@ -169,6 +171,10 @@ def test_consumer_logs_in_and_sees_her_usage_chart(browser: Browser, demo: Demo)
         "aria-label", re.compile("per 15-minute interval")
     )
     assert "MGD0000000002" not in page.content()
+    with page.expect_download() as dl:  # a copy of all her data (PRIV-4)
+        page.get_by_role("link", name="Download all my data").first.click()
+    copy = json.loads(Path(dl.value.path()).read_text())
+    assert copy["meter_id"] == "MGD0000000001" and copy["readings"] and "access_log" in copy
     # Sharing with research: consented by the hour, then withdrawn (PRIV-2).
     research = page.locator('form[data-url="/api/v1/meters/MGD0000000001/sharing"]').filter(
         has=page.locator('input[value="research"]')

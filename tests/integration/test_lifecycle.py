@@ -21,9 +21,9 @@ import pytest
 from sqlalchemy import text
 
 from meterguard.attacks.probe import connect
-from meterguard.headend.store.db import open_database
 from meterguard.headend.store.repository import Store
 from meterguard.system.config import RunInfo
+from tests.integration.stores import system_store
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +79,7 @@ def running(tmp_path: Path) -> Iterator[tuple[Path, Store]]:
     data = tmp_path / "demo"
     proc = start_demo(data)
     try:
-        yield data, Store(open_database(RunInfo.read(data).db))
+        yield data, system_store(data)
     finally:
         proc.terminate()
         proc.wait(30)
@@ -182,7 +182,7 @@ def test_a_separate_ingest_worker_follows_a_revocation(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        store = Store(open_database(RunInfo.read(data).db))
+        store = system_store(data)
         victim = "MGD0000000004"
         assert wait_for(lambda: readings_of(store, victim) > 3, 60)
         assert cli("meter", "revoke", victim, "--data", str(data)).returncode == 0

@@ -7,7 +7,9 @@ pseudonyms rotated daily. The export verifies with the published export key, car
 Alice's meter (the others gave no consent), under a different pseudonym each day and no
 meter id, and Alice's access log shows it. A DP aggregate of the homes for one day is
 released; the same request returns the same curve; one that would take the homes' day
-beyond its budget is refused.
+beyond its budget is refused. Alice downloads a copy of all her data; then she is erased:
+her meter's data keys are destroyed, so her stored readings are unreadable, she cannot log
+in, and her bills, fetched by the operator, still verify with the billing key.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from typing import Any
 import httpx
 import pytest
 
+from meterguard.system.headend import HeadEnd
 from tests.integration.test_demo import cli
-from tests.integration.test_firmware_demo import _wait, running_demo
+from tests.integration.test_firmware_demo import _login, _wait, running_demo
 
 pytestmark = pytest.mark.integration
 ALICE_METER = "MGD0000000001"
@@ -102,3 +105,46 @@ def test_an_export_and_a_dp_release_from_the_cli(demo: tuple[Path, dict[str, Any
     bad = cli("privacy", "verify-export", str(directory), "--key",
               str(data / "headend" / "export-key.pub"))  # fmt: skip
     assert bad.returncode == 1 and "differs" in bad.stderr
+
+
+def test_an_erased_consumer_is_gone_and_her_bills_still_verify(
+    demo: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    data, info = demo
+    alice = _consumer(data, info["web_port"], "alice")
+    olga = _login(data, info["web_port"], "olga")
+
+    def billed() -> list[Any]:
+        return list(olga.get(f"/api/v1/meters/{ALICE_METER}/bills").json()["bills"])
+
+    _wait(billed, 120)
+    mine = alice.get(f"/api/v1/meters/{ALICE_METER}/my-data")
+    assert mine.status_code == 200 and "attachment" in mine.headers["content-disposition"]
+    copy = mine.json()
+    assert copy["readings"] and copy["bills"] and copy["access_log"]
+    assert olga.get(f"/api/v1/meters/{ALICE_METER}/my-data").status_code == 403
+    oldest = copy["readings"][0]["interval_start"]
+    erased = cli("privacy", "erase", "alice", "--yes", "--data", str(data))
+    assert erased.returncode == 0, erased.stderr
+    assert "destroyed" in erased.stdout
+    assert cli("privacy", "erase", "alice", "--yes", "--data", str(data)).returncode == 1
+    # her readings, sealed under the destroyed key, are unreadable to anyone holding the data
+    he, _ = HeadEnd.join(data)
+    try:
+        assert he.store.readings(ALICE_METER, oldest, oldest + 2 * DAY) == []
+        assert he.store.readings("MGD0000000002", oldest, oldest + 2 * DAY)  # others' stay
+    finally:
+        he.stop()
+    r = httpx.post(
+        f"https://127.0.0.1:{info['web_port']}/api/v1/auth/login",
+        json={"username": "alice", "password": "x"},
+        verify=ssl.create_default_context(cafile=str(data / "pki" / "root" / "root.pem")),
+    )
+    assert r.status_code == 401
+    bills = olga.get(f"/api/v1/meters/{ALICE_METER}/bills")
+    assert bills.status_code == 200 and bills.json()["bills"]
+    (tmp_path / "bills.json").write_text(bills.text)
+    check = cli("bill", "verify", str(tmp_path / "bills.json"), "--key",
+                str(data / "headend" / "billing-key.pub"))  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "INVALID" not in check.stdout

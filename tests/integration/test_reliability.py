@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -14,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from meterguard.headend.store.db import open_database
-from meterguard.headend.store.repository import Store
+from tests.integration.stores import system_store
 
 pytestmark = pytest.mark.integration
 
@@ -33,8 +31,7 @@ def spawn(*args: str) -> subprocess.Popen[str]:
 def assert_every_interval_once(data: Path) -> None:
     """Per meter, contiguous from the first reading the head-end saw to the last interval the
     meter pushed; nothing twice; no security event (a redelivery is not a replay attack)."""
-    info = json.loads((data / "system.json").read_text())
-    store = Store(open_database(info["db"]))
+    store = system_store(data)
     with np.load(data / "fleet" / "fleet.npz") as fleet:
         last = {
             f"MGD{int(s):010d}": int(t)

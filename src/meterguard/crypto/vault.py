@@ -7,17 +7,17 @@ does not open. It returns ``(version, nonce ‖ ciphertext ‖ tag)`` — 44 byt
 them back, or returns None when the key of that version was destroyed (crypto-shredded):
 those readings are gone for everyone.
 
-Keys are cached for :data:`KEY_TTL` seconds (the ingest hot path would otherwise unwrap a
-key per reading); a key shredded in another process stops being used here within that
-time. Nothing here logs a key or a value.
+Keys are cached for :data:`KEY_TTL` seconds of ``clock`` (the caller's monotonic clock;
+the ingest hot path would otherwise unwrap a key per reading); a key shredded in another
+process stops being used here within that time. Threads may share a vault: each cache entry
+is replaced whole (a race costs one extra key fetch), and the key store serialises itself.
+Nothing here logs a key or a value.
 """
 
 from __future__ import annotations
 
 import secrets
 import struct
-import threading
-import time
 from collections.abc import Callable
 
 from cryptography.exceptions import InvalidTag
@@ -42,10 +42,9 @@ class ReadingVault:
         current: Callable[[str], tuple[int, SecretKey]],
         version: Callable[[str, int], SecretKey | None],
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float],
     ) -> None:
         self._current, self._version, self._clock = current, version, clock
-        self._lock = threading.Lock()
         self._sealers: dict[str, tuple[float, int, AESGCM]] = {}
         self._openers: dict[tuple[str, int], tuple[float, AESGCM | None]] = {}
 
@@ -54,33 +53,28 @@ class ReadingVault:
 
     def forget(self, meter: str) -> None:
         """Drop the cached keys of ``meter`` (after shredding it in this process)."""
-        with self._lock:
-            self._sealers.pop(meter, None)
-            for k in [k for k in self._openers if k[0] == meter]:
-                del self._openers[k]
+        self._sealers.pop(meter, None)
+        for k in [k for k in list(self._openers) if k[0] == meter]:
+            self._openers.pop(k, None)
 
     def _sealer(self, meter: str) -> tuple[int, AESGCM]:
         now = self._clock()
-        with self._lock:
-            hit = self._sealers.get(meter)
-            if hit is not None and now - hit[0] < KEY_TTL:
-                return hit[1], hit[2]
+        hit = self._sealers.get(meter)
+        if hit is not None and now - hit[0] < KEY_TTL:
+            return hit[1], hit[2]
         version, key = self._current(meter)
         aead = AESGCM(key.expose_secret())
-        with self._lock:
-            self._sealers[meter] = (now, version, aead)
+        self._sealers[meter] = (now, version, aead)
         return version, aead
 
     def _opener(self, meter: str, version: int) -> AESGCM | None:
         now = self._clock()
-        with self._lock:
-            hit = self._openers.get((meter, version))
-            if hit is not None and now - hit[0] < KEY_TTL:
-                return hit[1]
+        hit = self._openers.get((meter, version))
+        if hit is not None and now - hit[0] < KEY_TTL:
+            return hit[1]
         key = self._version(meter, version)
         aead = None if key is None else AESGCM(key.expose_secret())
-        with self._lock:
-            self._openers[(meter, version)] = (now, aead)
+        self._openers[(meter, version)] = (now, aead)
         return aead
 
     @staticmethod

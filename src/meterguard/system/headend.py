@@ -175,7 +175,8 @@ class HeadEnd:
         keys = SharedKeyStore.open(layout.keystore, layout.kek, create=create_keys)
         # PRIV-4: readings are sealed at rest under per-meter data keys from the key store.
         store = Store(
-            open_database(db_url), vault=ReadingVault(keys.data_key, keys.data_key_version)
+            open_database(db_url),
+            vault=ReadingVault(keys.data_key, keys.data_key_version, clock=time.monotonic),
         )
         pki = Pki.open(layout.pki)
         processor = IngestProcessor(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ def store(tmp_path: Path) -> KeyStore:
 
 
 def test_a_sealed_reading_opens_only_in_its_own_row(store: KeyStore) -> None:
-    vault = ReadingVault(store.data_key, store.data_key_version)
+    vault = ReadingVault(store.data_key, store.data_key_version, clock=time.monotonic)
     version, sealed = vault.seal(M1, 1_800_000_000, 123_456, 78)
     assert version == 1 and len(sealed) == SEALED_LENGTH
     assert vault.open(M1, 1_800_000_000, version, sealed) == (123_456, 78)
@@ -36,7 +37,7 @@ def test_a_sealed_reading_opens_only_in_its_own_row(store: KeyStore) -> None:
 
 
 def test_shredding_destroys_the_key_for_good(store: KeyStore, tmp_path: Path) -> None:
-    vault = ReadingVault(store.data_key, store.data_key_version)
+    vault = ReadingVault(store.data_key, store.data_key_version, clock=time.monotonic)
     version, sealed = vault.seal(M1, 0, 1000, 0)
     _, other = vault.seal(M2, 0, 2000, 0)
     with sqlite3.connect(tmp_path / "keys.db") as db:

@@ -9,6 +9,7 @@ deletes what is older than its limit; only the privacy officer may do either.
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,7 @@ PIA = Principal(900, "pia", "privacy_officer")
 @pytest.fixture
 def env(tmp_path: Path):
     keys = KeyStore(tmp_path / "keys.db", LocalKek(SecretKey.generate(32)))
-    vault = ReadingVault(keys.data_key, keys.data_key_version)
+    vault = ReadingVault(keys.data_key, keys.data_key_version, clock=time.monotonic)
     db = tmp_path / "db.sqlite"
     store = Store(open_database(f"sqlite:///{db}"), vault=vault)
     for mid in (M1, M2):

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from meterguard.errors import ConfigurationError
+
 __all__ = ["SEALED_MARK", "Vault", "open_values", "seal_row"]
 
 SEALED_MARK = -1
@@ -49,9 +51,12 @@ def open_values(
 
     Raises:
         AuthenticationFailedError: a sealed value was altered or moved.
+        ConfigurationError: the reading is sealed and this store has no vault.
     """
     if sealed is None or version is None:
         return int(import_wh), int(export_wh)
-    if vault is None:  # sealed, and this process holds no keys: as good as absent
-        return None
+    if vault is None:
+        raise ConfigurationError(
+            "readings are sealed at rest: open the store with the key store's vault"
+        )
     return vault.open(meter, start, int(version), bytes(sealed))
