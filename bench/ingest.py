@@ -479,7 +479,11 @@ def raw_db(world: World, msgs: list[tuple[int, bytes]], per_msg: int) -> float:
         con.execute("PRAGMA synchronous=NORMAL")
         t0 = time.perf_counter()
         with con:
-            con.executemany("INSERT INTO readings VALUES (?, ?, ?, ?, ?)", rows)
+            con.executemany(
+                "INSERT INTO readings (meter_id, interval_start, import_wh, export_wh, "
+                "received_at) VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
         t = time.perf_counter() - t0
         con.close()
     else:
