@@ -191,7 +191,7 @@ def privacy_eval(homes: int, days: int, seed: int, as_json: bool, out: Path | No
             o = r.occupancy
             table.add_row(
                 r.defence,
-                "yes" if r.offered else "studied",
+                ("control" if r.control else "consent only") if r.offered else "studied",
                 f"{o.floor_auc:.3f}",
                 f"{o.niom_auc:.3f}",
                 f"{o.auc:.3f}",
@@ -230,6 +230,9 @@ def privacy_eval(homes: int, days: int, seed: int, as_json: bool, out: Path | No
             )
         console.print(dp)
         for c in report.checks:
+            if c.get("consent_only"):
+                console.print(f"not a privacy control: {c['check']}")
+                continue
             console.print(
                 f"check {c['check']}: {c['value']:.3f} — {'met' if c['met'] else 'NOT met'}"
             )

@@ -57,6 +57,9 @@ class Defence:
     """Aggregate over groups (feeders) of this many homes."""
     month: bool = False
     """Monthly totals only (one value per billing period)."""
+    control: bool = True
+    """Offered as a privacy control (False: shared only under the consumer's consent, as
+    personal data; the manifest and the documentation say it is not anonymous)."""
 
 
 @dataclass(frozen=True)
@@ -135,10 +138,12 @@ def apply(defence: Defence, load: npt.NDArray[np.float32], seed: int = 0) -> Vie
 
 
 OFFERED = (
-    Defence("export interval (15 min), weekly pseudonyms", slots=96),
-    Defence("export hourly, weekly pseudonyms", slots=24),
-    Defence("export daily, weekly pseudonyms", slots=1),
-    Defence("export daily, rounded 1 kWh, weekly pseudonyms", slots=1, round_kwh=1.0),
+    Defence("export interval (15 min), weekly pseudonyms", slots=96, control=False),
+    Defence("export hourly, weekly pseudonyms", slots=24, control=False),
+    Defence("export daily, weekly pseudonyms", slots=1, control=False),
+    Defence(
+        "export daily, rounded 1 kWh, weekly pseudonyms", slots=1, round_kwh=1.0, control=False
+    ),
     Defence("research extract, hourly, k=10 microaggregation", slots=24, k=10),
     Defence("research extract, daily, k=10 microaggregation", slots=1, k=10),
     Defence("DP aggregate N=50, ε_day=10", slots=24, dp=DpPlan(10.0), group=50),
