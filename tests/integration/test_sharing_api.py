@@ -57,7 +57,7 @@ def site(tmp_path: Path):
     _, olga = accounts.create_user("olga", OLGA, "operator", now=now)
     keys = SharedKeyStore(KeyStore(tmp_path / "keys.db", LocalKek(SecretKey.generate(32))))
     sharing = DataSharing(
-        store.sharing, consumption_data(store, accounts), pseudonym=keys.pseudonym,
+        store.sharing, consumption_data(store, accounts), pseudonyms=keys.pseudonyms,
         signing_key=SigningKey.generate(), out_dir=tmp_path / "exports", meters=accounts.meters,
     )  # fmt: skip
     app = create_app(accounts, store, sharing=sharing)

@@ -14,11 +14,14 @@ import datetime as dt
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from meterguard.cli.common import EXISTING_DATA_OPTION, _cli_actor, _guarded, _join
-from meterguard.headend.services.accounts import Principal
+
+if TYPE_CHECKING:
+    from meterguard.headend.services.accounts import Principal
 
 __all__ = ["privacy"]
 
@@ -26,6 +29,8 @@ _USES = click.Choice(["research", "energy-services", "grid-operator"])
 
 
 def _officer() -> Principal:
+    from meterguard.headend.services.accounts import Principal
+
     return Principal(0, _cli_actor(), "privacy_officer")
 
 

@@ -15,7 +15,7 @@ interrupted rotation is recovered by trying both (:meth:`KeyStore.candidates`).
 Data keys (:meth:`KeyStore.data_key`) are per-meter AES-256 keys, versioned, for the
 encryption at rest of readings; :meth:`KeyStore.shred` destroys them (crypto-shredding:
 the sealed readings become unreadable while everything else stays). Service secrets
-(:meth:`KeyStore.keyed_hash`) are named 256-bit keys sealed the same way,
+(:meth:`KeyStore.keyed_hashes`) are named 256-bit keys sealed the same way,
 used inside the store only: the pseudonym key of data exports derives pseudonyms here and is
 never handed out.
 
@@ -28,6 +28,7 @@ import enum
 import os
 import secrets
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -472,18 +473,21 @@ class KeyStore:
         )
         return self._secret(name, create=False)  # another process may have won the race
 
-    def keyed_hash(self, name: str, message: bytes) -> bytes:
-        """HMAC-SHA256 of ``message`` under the service secret ``name`` (created on first use).
+    def keyed_hashes(self, name: str, messages: Sequence[bytes]) -> list[bytes]:
+        """HMAC-SHA256 of each message under the service secret ``name`` (created on first use).
 
         The secret itself is never returned: pseudonyms are derived here, so the key that
-        links them to meters stays in the key store.
+        links them to meters stays in the key store. It is unwrapped once per call.
         """
         key = self._secret(name, create=True)
         if key is None:  # pragma: no cover - created just above, or by a racing process
             raise ConfigurationError(f"service secret {name} could not be created")
-        mac = hmac.HMAC(key.expose_secret(), hashes.SHA256())
-        mac.update(message)
-        return mac.finalize()
+        out = []
+        for message in messages:
+            mac = hmac.HMAC(key.expose_secret(), hashes.SHA256())
+            mac.update(message)
+            out.append(mac.finalize())
+        return out
 
     # ------------------------------------------------------------------ data keys
 

@@ -352,7 +352,7 @@ class HeadEnd:
             self.sharing = DataSharing(
                 self.store.sharing,
                 consumption_data(self.store, accounts),
-                pseudonym=self.keys.pseudonym,
+                pseudonyms=self.keys.pseudonyms,
                 signing_key=signing_key(self.layout.headend, "export-key"),
                 out_dir=self.layout.root / "exports",
                 meters=accounts.meters,
@@ -367,7 +367,7 @@ class HeadEnd:
 
             def shred(mid: str, now: int) -> int:
                 n = self.keys.shred(mid, now=now)
-                if isinstance(vault, ReadingVault):
+                if vault is not None:
                     vault.forget(mid)
                 return n
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from meterguard.crypto.keys import KeyId, SecretKey
@@ -67,17 +68,17 @@ class SharedKeyStore:
             new = self.store.begin_rotation(mid, KeyId.GLOBAL_UNICAST)
             return wrap_key(self.store.active(mid, KeyId.MASTER), new.key)
 
-    def pseudonym(self, recipient: int, period: int, mid: str) -> str:
-        """A recipient's pseudonym for a meter in a rotation period (PRIV-2).
+    def pseudonyms(self, recipient: int, pairs: Sequence[tuple[int, str]]) -> list[str]:
+        """A recipient's pseudonyms for (rotation period, meter) pairs (PRIV-2).
 
         HMAC-SHA256 under the key store's export-pseudonym secret, over recipient, period
         and meter: unlinkable across recipients and periods without the secret, which
-        never leaves the key store. 20 base32 characters (100 bits).
+        never leaves the key store. 20 base32 characters (100 bits) each.
         """
-        message = f"meterguard-pseudonym|{recipient}|{period}|{mid}".encode()
+        messages = [f"meterguard-pseudonym|{recipient}|{p}|{mid}".encode() for p, mid in pairs]
         with self.lock:
-            digest = self.store.keyed_hash("export-pseudonyms", message)
-        return base64.b32encode(digest).decode()[:20].lower()
+            digests = self.store.keyed_hashes("export-pseudonyms", messages)
+        return [base64.b32encode(d).decode()[:20].lower() for d in digests]
 
     def data_key(self, mid: str) -> tuple[int, SecretKey]:
         """The meter's current data key for encryption at rest: (version, key)."""

@@ -70,7 +70,7 @@ def env(tmp_path: Path):
     keys = SharedKeyStore(KeyStore(tmp_path / "keys.db", LocalKek(SecretKey.generate(32))))
     data = consumption_data(store, accounts)
     sharing = DataSharing(
-        store.sharing, data, pseudonym=keys.pseudonym, signing_key=SigningKey.generate(),
+        store.sharing, data, pseudonyms=keys.pseudonyms, signing_key=SigningKey.generate(),
         out_dir=tmp_path / "exports", meters=accounts.meters,
         groups=lambda: {"feeder-a": ids[:12], "tiny": ids[:3]},
     )  # fmt: skip

@@ -189,14 +189,14 @@ class DataSharing:
         store: SharingStore,
         data: ConsumptionData,
         *,
-        pseudonym: Callable[[int, int, str], str],
+        pseudonyms: Callable[[int, Sequence[tuple[int, str]]], list[str]],
         signing_key: SigningKey,
         out_dir: Path,
         meters: Callable[[Principal], list[str]],
         groups: Callable[[], dict[str, list[str]]] = dict,
         budget_day: float = DP_BUDGET_DAY,
     ) -> None:
-        self._store, self._data, self._pseudonym = store, data, pseudonym
+        self._store, self._data, self._pseudonyms = store, data, pseudonyms
         self._key, self._out = signing_key, out_dir
         self._meters, self._groups, self.budget_day = meters, groups, budget_day
         self.verifying_key = signing_key.verifying_key()
@@ -245,7 +245,7 @@ class DataSharing:
             NotFoundError: no such export or file.
         """
         self._may_share(who)
-        row = next((e for e in self._store.exports(limit=10_000) if e.id == export_id), None)
+        row = self._store.export(export_id)
         if row is None or name not in ("data.csv", "data.parquet", "manifest.json", "manifest.sig"):
             raise NotFoundError(f"no file {name[:40]} in export {export_id}")
         return Path(row.path) / name
@@ -323,15 +323,15 @@ class DataSharing:
         self, recipient: RecipientView, req: ExportRequest, data: dict[str, list[Any]]
     ) -> list[list[Any]]:
         if not req.k:
+            # one pseudonym per (period, meter), derived in one batch in the key store
+            keyed = [(_period(b.start, req.rotation), mid, b) for mid in data for b in data[mid]]
+            pairs = sorted({(p, mid) for p, mid, _ in keyed})
+            names = dict(zip(pairs, self._pseudonyms(recipient.id, pairs), strict=True))
             out: list[list[Any]] = []
-            for mid in sorted(data, key=lambda m: self._pseudonym(recipient.id, 0, m)):
-                for b in data[mid]:
-                    period = _period(b.start, req.rotation)
-                    values = [b.import_wh if f == "import_wh" else b.export_wh for f in req.fields]
-                    out.append(
-                        [self._pseudonym(recipient.id, period, mid), period, _iso(b.start), *values]
-                    )
-            out.sort(key=lambda r: (r[1], r[0], r[2]))
+            for p, mid, b in keyed:
+                values = [b.import_wh if f == "import_wh" else b.export_wh for f in req.fields]
+                out.append([names[(p, mid)], p, _iso(b.start), *values])
+            out.sort(key=lambda r: (r[1], r[0], r[2]))  # by period, then pseudonym: no meter order
             return out
         # k-anonymous microaggregation, per rotation period, on the meters' period vectors
         starts = sorted({b.start for rows in data.values() for b in rows})

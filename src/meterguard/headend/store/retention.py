@@ -1,8 +1,9 @@
 """The SQL of retention and erasure (PRIV-4): old rows deleted, a consumer's traces removed.
 
-:meth:`RetentionStore.purge` deletes, per data class, the rows older than a cut-off, in
-bounded batches; :meth:`RetentionStore.erase_consumer` removes a consumer's identity (the
-user row is anonymised, their sessions and meter links deleted) and their consents, in one
+:meth:`RetentionStore.purge` deletes, per data class, the rows older than a cut-off, a
+week of rows per transaction; :meth:`RetentionStore.erase_consumer` removes a consumer's
+identity (the user row is anonymised, their sessions and meter links deleted) and their
+consents, in one
 transaction with its audit entry. The audit log is never deleted here: it is append-only and
 hash-chained (LOG-2), and its retention is its archive's. Bills stay: they are the billing
 contract's record and verify on their own. The rules — what is kept how long, who may erase,
@@ -11,7 +12,7 @@ that the meter's data keys are shredded — are :mod:`meterguard.headend.service
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Engine, delete, func, select, update
 
 from meterguard.headend.store.audit import AuditWriter, Fields
 from meterguard.headend.store.models import (
@@ -30,7 +31,7 @@ __all__ = ["PURGEABLE", "RetentionStore"]
 
 PURGEABLE = ("interval", "access_log", "bills", "dp_ledger")
 """The data classes :meth:`RetentionStore.purge` knows."""
-_BATCH = 20_000
+_SLICE = 7 * 86400
 
 
 class RetentionStore:
@@ -53,13 +54,16 @@ class RetentionStore:
         out = {}
         for kind, cutoff in before.items():
             table, column = columns[kind]
+            with self.engine.connect() as conn:
+                oldest = conn.scalar(select(func.min(column)))
             total = 0
-            while True:  # bounded transactions: a year of readings is not one statement
+            # bounded transactions: a week of rows at a time, oldest first (a year of readings
+            # is not one statement, and a cut short purge resumes where it stopped)
+            t = int(oldest) if oldest is not None else cutoff
+            while t < cutoff:
+                t = min(t + _SLICE, cutoff)
                 with self.engine.begin() as conn:
-                    n = conn.execute(delete(table).where(column < cutoff)).rowcount
-                total += max(n, 0)
-                if n < _BATCH:
-                    break
+                    total += max(conn.execute(delete(table).where(column < t)).rowcount, 0)
             out[kind] = total
         with self.engine.begin() as conn:
             self._audit.append_in(

@@ -29,6 +29,9 @@ class Vault(Protocol):
     def open(self, meter: str, start: int, version: int, sealed: bytes) -> tuple[int, int] | None:
         """(import, export), or None when the key was shredded."""
 
+    def forget(self, meter: str) -> None:
+        """Drop cached keys of ``meter`` (after shredding it)."""
+
 
 def seal_row(
     vault: Vault, meter: str, start: int, import_wh: int, export_wh: int, received_at: int

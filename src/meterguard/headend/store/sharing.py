@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine, and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -103,18 +104,25 @@ class SharingStore:
             ).first()
         return None if row is None else (str(row[0]), str(row[1]), int(row[2]))
 
-    def use_consents(self, meter_ids: Sequence[str], use: str) -> dict[str, str]:
-        """Meter → consented granularity for ``use``, for those of ``meter_ids`` that consented."""
-        out: dict[str, str] = {}
+    def _by_meter(
+        self, key: Any, value: Any, meter_ids: Sequence[str], *where: Any
+    ) -> dict[str, Any]:
+        """``key → value`` of the rows of ``meter_ids`` (500 ids a query) that match ``where``."""
+        out: dict[str, Any] = {}
         with self.engine.connect() as conn:
             for i in range(0, len(meter_ids), 500):
                 rows = conn.execute(
-                    select(UseConsent.meter_id, UseConsent.granularity).where(
-                        UseConsent.use == use, UseConsent.meter_id.in_(meter_ids[i : i + 500])
-                    )
+                    select(key, value).where(key.in_(meter_ids[i : i + 500]), *where)
                 )
-                out.update({str(m): str(g) for m, g in rows})
+                out.update({str(k): v for k, v in rows})
         return out
+
+    def use_consents(self, meter_ids: Sequence[str], use: str) -> dict[str, str]:
+        """Meter → consented granularity for ``use``, for those of ``meter_ids`` that consented."""
+        found = self._by_meter(
+            UseConsent.meter_id, UseConsent.granularity, meter_ids, UseConsent.use == use
+        )
+        return {m: str(g) for m, g in found.items()}
 
     def uses_of(self, meter_id: str) -> dict[str, tuple[str, str, int]]:
         """Every use the meter's consumer consented to: use → (granularity, by, at)."""
@@ -191,7 +199,10 @@ class SharingStore:
 
     def recipient(self, rid: int) -> RecipientView | None:
         """One recipient, or None."""
-        return next((r for r in self.recipients() if r.id == rid), None)
+        cols = [getattr(Recipient, k) for k in RecipientView.__slots__]
+        with self.engine.connect() as conn:
+            row = conn.execute(select(*cols).where(Recipient.id == rid)).first()
+        return None if row is None else RecipientView(*row)
 
     def add_export(self, row: ExportView, *, detail: str) -> int:
         """Record a generated export (audited); its id. ``row.id`` is ignored."""
@@ -214,6 +225,13 @@ class SharingStore:
         with self.engine.connect() as conn:
             top = conn.scalar(select(Export.id).order_by(Export.id.desc()).limit(1))
         return int(top or 0) + 1
+
+    def export(self, eid: int) -> ExportView | None:
+        """One export, or None."""
+        cols = [getattr(Export, k) for k in ExportView.__slots__]
+        with self.engine.connect() as conn:
+            row = conn.execute(select(*cols).where(Export.id == eid)).first()
+        return None if row is None else ExportView(*row)
 
     def exports(self, limit: int = 200) -> list[ExportView]:
         """Exports, newest first."""
@@ -244,16 +262,8 @@ class SharingStore:
 
     def spent(self, meter_ids: Sequence[str], day: int) -> dict[str, float]:
         """ε already spent on ``day`` by each of ``meter_ids`` (absent: nothing)."""
-        out: dict[str, float] = {}
-        with self.engine.connect() as conn:
-            for i in range(0, len(meter_ids), 500):
-                rows = conn.execute(
-                    select(DpLedger.meter_id, DpLedger.spent).where(
-                        DpLedger.day == day, DpLedger.meter_id.in_(meter_ids[i : i + 500])
-                    )
-                )
-                out.update({str(m): float(s) for m, s in rows})
-        return out
+        found = self._by_meter(DpLedger.meter_id, DpLedger.spent, meter_ids, DpLedger.day == day)
+        return {m: float(s) for m, s in found.items()}
 
     def add_release(self, row: ReleaseView, members: Sequence[str], *, budget: float) -> int:
         """Store a release and debit every member's day in one transaction; its id.
