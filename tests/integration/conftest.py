@@ -6,7 +6,7 @@ import datetime as dt
 import secrets
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ class World:
     pki: Pki
     broker: ManagedBroker
     base: Path
+    services: dict[str, tuple[Path, Path]] = field(default_factory=dict)
 
     @property
     def root(self) -> Path:
@@ -35,11 +36,17 @@ class World:
         return self.pki.enrol_meter(serial, self.base / serial, now=now or dt.datetime.now(dt.UTC))
 
     def service_client(self, name: str) -> tuple[Path, Path]:
+        """Issue a service identity once per broker. Every issue reloads the broker, and a reload
+        while a worker's persistent session is offline is what makes Mosquitto 2.0.11 expire the
+        next client to connect a second later (ADR 11): tests that share a broker reuse theirs."""
+        if name in self.services:
+            return self.services[name]
         files = self.pki.issue_service_client(
             name, now=dt.datetime.now(dt.UTC), out=self.base / "svc"
         )
         self.broker.sync(self.pki)
         time.sleep(0.3)  # SIGHUP is asynchronous
+        self.services[name] = files
         return files
 
 

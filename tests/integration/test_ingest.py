@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from tests.integration.conftest import World
 
 pytestmark = pytest.mark.integration
 NOW = dt.datetime(2026, 11, 25, 0, 0, tzinfo=dt.UTC)
+SERIALS = itertools.count(300, 10)  # each rig's meters are new identities
 
 
 def wait_for(predicate: object, timeout: float = 10.0) -> bool:
@@ -37,7 +39,7 @@ def wait_for(predicate: object, timeout: float = 10.0) -> bool:
 
 @pytest.fixture
 def rig(world: World, tmp_path: Path) -> Iterator[tuple[Fleet, Store, IngestWorker, list[Probe]]]:
-    fleet = Fleet.create(3, now=NOW, first_serial=300)
+    fleet = Fleet.create(3, now=NOW, first_serial=next(SERIALS))
     store = Store(open_database(f"sqlite:///{tmp_path / 'headend.db'}"))
     ids = [f"MGD{int(fleet.a['serial'][i]):010d}" for i in range(3)]
     for i, meter_id in enumerate(ids[:2]):  # the third meter is not registered at the head-end
@@ -85,6 +87,7 @@ def rig(world: World, tmp_path: Path) -> Iterator[tuple[Fleet, Store, IngestWork
 
 def test_readings_alarms_and_refusals(rig: tuple[Fleet, Store, IngestWorker, list[Probe]]) -> None:
     fleet, store, _worker, probes = rig
+    m0 = f"MGD{int(fleet.a['serial'][0]):010d}"
     sent: list[tuple[int, bytes]] = []
     fleet.step(NOW + dt.timedelta(hours=2), lambda i, apdu: sent.append((i, apdu)))
     fleet.tamper(0, TamperKind.MAIN_COVER_OPEN, lambda i, apdu: sent.append((i, apdu)))
@@ -98,7 +101,7 @@ def test_readings_alarms_and_refusals(rig: tuple[Fleet, Store, IngestWorker, lis
     fresh: list[tuple[int, bytes]] = []
     fleet.step(NOW + dt.timedelta(hours=2, minutes=15), lambda i, apdu: fresh.append((i, apdu)))
     new = next(apdu for i, apdu in fresh if i == 0)
-    probes[0].publish("meters/MGD0000000300/data", new[:-1] + bytes((new[-1] ^ 1,)))
+    probes[0].publish(f"meters/{m0}/data", new[:-1] + bytes((new[-1] ^ 1,)))
     assert wait_for(
         lambda: store.counts()["readings"] == 16 and store.counts()["rejected_messages"] >= 10
     )
@@ -114,8 +117,8 @@ def test_readings_alarms_and_refusals(rig: tuple[Fleet, Store, IngestWorker, lis
         "authentication_failed",
     } <= events
     # Counters are persisted per meter and only move forward.
-    assert (store.last_counter("MGD0000000300") or 0) >= 9
-    readings = store.readings("MGD0000000300", 0, 2**40)
+    assert (store.last_counter(m0) or 0) >= 9
+    readings = store.readings(m0, 0, 2**40)
     assert [r[1] for r in readings] == sorted(r[1] for r in readings)
 
 
@@ -127,23 +130,23 @@ def test_one_meter_flooding_its_alarms_delays_no_other_meters_alarm(
     before any cryptography, and what the flood leaves in storage is a count, not rows.
     (How fast, under a flood at the broker's maximum rate: ``bench/ingest.py --alarm-flood``.)"""
     fleet, store, worker, probes = rig
+    m0, m1 = (f"MGD{int(fleet.a['serial'][i]):010d}" for i in range(2))
     flood: list[bytes] = []
     for _ in range(3000):
         fleet.tamper(1, TamperKind.MAGNETIC_FIELD, lambda _i, apdu: flood.append(apdu))
     genuine: list[bytes] = []
     fleet.tamper(0, TamperKind.MAIN_COVER_OPEN, lambda _i, apdu: genuine.append(apdu))
     for k, apdu in enumerate(flood):  # QoS 0, as fast as the client can write
-        probes[1].client.publish("meters/MGD0000000301/alarms", apdu, qos=0)
+        probes[1].client.publish(f"meters/{m1}/alarms", apdu, qos=0)
         if k == len(flood) // 2:
-            assert probes[0].publish("meters/MGD0000000300/alarms", genuine[0]) is not None
-    assert wait_for(
-        lambda: any(a.meter_id == "MGD0000000300" for a in store.alarm_rows()), timeout=30
-    )
+            ack = probes[0].publish(f"meters/{m0}/alarms", genuine[0])
+            assert ack is not None, (probes[0].disconnect_rc, probes[0].error)
+    assert wait_for(lambda: any(a.meter_id == m0 for a in store.alarm_rows()), timeout=30)
     seen = -1
     while worker.processor.stats["throttled"] != seen:  # until the flood is drained
         seen = worker.processor.stats["throttled"]
         time.sleep(0.5)
-    flooded = sum(1 for a in store.alarm_rows() if a.meter_id == "MGD0000000301")
+    flooded = sum(1 for a in store.alarm_rows() if a.meter_id == m1)
     assert seen > 0 and flooded < len(flood) // 2, (seen, flooded)
     with store.engine.connect() as c:
         rows = c.execute(text("SELECT count(*) FROM quarantine")).scalar()
