@@ -33,6 +33,7 @@ from meterguard.headend.services.meters import Meters
 from meterguard.headend.services.usage import consumption_data
 from meterguard.headend.store.db import open_database
 from meterguard.headend.store.repository import PushRow, ReadingRow, Store
+from tests.accounts import test_accounts
 
 pytestmark = pytest.mark.integration
 PASSWORD = "mauve tractor sings at dawn"  # noqa: S105 - test accounts only
@@ -68,7 +69,7 @@ def site(tmp_path: Path) -> Site:
         store.add_readings(
             [ReadingRow(mid, 1_800_000_000 + 900 * k, 100 * n + k, 0, 0) for k in range(4)]
         )
-    accounts = Accounts(store.accounts, SecretKey.generate(32))
+    accounts = test_accounts(store, tmp_path)
     now = int(time.time())
     accounts.create_user("alice", PASSWORD, "consumer", now=now, meters=("MGD0000000001",))
     accounts.create_user("bob", BOB, "consumer", now=now, meters=("MGD0000000002",))
@@ -366,14 +367,21 @@ def test_logins_are_audited(site: Site) -> None:
         == 401
     )
     login(c, "alice", PASSWORD)
+    c.post("/api/v1/auth/login", json={"username": "mallory", "password": "guess guess 1"})
     with site.store.engine.connect() as conn:
         rows = conn.execute(
             text("SELECT actor, action, result FROM audit_entries ORDER BY seq")
         ).all()
+    # A consumer is recorded by pseudonym (PRIV-4); a name no account has, by a keyed hash:
+    # attempts on one name correlate, and what was typed is not stored.
+    unknown = rows[-1][0]
     assert [tuple(r) for r in rows] == [
-        ("alice", "login", "failed"),
-        ("alice", "login", "password_ok"),
+        ("consumer:1", "login", "failed"),
+        ("consumer:1", "login", "password_ok"),
+        (unknown, "login", "failed"),
     ]
+    assert unknown.startswith("login:") and unknown == site.accounts.actor_for("mallory")
+    assert unknown != site.accounts.actor_for("mallory2")
 
 
 def utility_client(
@@ -469,7 +477,7 @@ def test_dual_control_over_http(site: Site) -> None:
     assert r.status_code == 403
     trail = _trail(site)
     assert ("olga", "command_approved:disconnect", "denied_same_person") in trail
-    assert ("alice", "access_denied", "denied") in trail
+    assert ("consumer:1", "access_denied", "denied") in trail  # a pseudonym (PRIV-4)
 
 
 def test_utility_sees_usage_only_as_finely_as_the_consumer_consented(site: Site) -> None:
@@ -487,7 +495,7 @@ def test_utility_sees_usage_only_as_finely_as_the_consumer_consented(site: Site)
         json={"granularity": "interval"},
         headers={"X-CSRF-Token": csrf},
     )
-    assert r.status_code == 200 and r.json()["given_by"] == "alice"
+    assert r.status_code == 200 and r.json()["given_by"] == "consumer:1"  # a pseudonym (PRIV-4)
     assert olga.get(url, params={"granularity": "interval"}).status_code == 200
     # Another consumer's consent is not theirs to give (404, like a missing meter).
     bob = site.client()
@@ -500,7 +508,7 @@ def test_utility_sees_usage_only_as_finely_as_the_consumer_consented(site: Site)
     assert r.status_code == 404
     accesses = alice.get("/api/v1/meters/MGD0000000001/access").json()["accesses"]
     assert {a["actor"] for a in accesses} == {"olga"}
-    assert ("alice", "consent_changed", "interval") in _trail(site)
+    assert ("consumer:1", "consent_changed", "interval") in _trail(site)
 
 
 def test_decommissioning_is_for_engineers_and_revokes(site: Site) -> None:

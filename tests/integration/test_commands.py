@@ -23,7 +23,7 @@ from meterguard.crypto.keywrap import wrap_key
 from meterguard.errors import AccessDeniedError, InvalidValueError
 from meterguard.headend.ingest.admission import Admission
 from meterguard.headend.ingest.processor import IngestProcessor, Refused
-from meterguard.headend.services.accounts import Accounts, Principal
+from meterguard.headend.services.accounts import Principal
 from meterguard.headend.services.commands import Commands, DualControlError
 from meterguard.headend.services.usage import consumption_data
 from meterguard.headend.store.models import AuditRecord
@@ -32,6 +32,7 @@ from meterguard.meter.fleet import Fleet
 from meterguard.meter.logbook import EventCode
 from meterguard.meter.rules import TamperKind
 from meterguard.system.acks import AlarmAcks
+from tests.accounts import test_accounts
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +43,7 @@ ERIK = Principal(2, "erik", "engineer")
 
 
 class Rig:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, tmp: Path) -> None:
         self.store = store
         self.fleet = Fleet.create(2, now=T0)
         self.key = SigningKey.generate()
@@ -57,7 +58,7 @@ class Rig:
             keys[mid] = (self.fleet.system_title(i), ek, ak)
         self.keys = keys
         self.sent: list[tuple[str, bytes]] = []
-        self.reads = consumption_data(store, Accounts(store.accounts, SecretKey.generate(32)))
+        self.reads = consumption_data(store, test_accounts(store, tmp))
         self.commands = Commands(
             store.commands, keys.__getitem__, self.key, HEADEND, self._publish, reads=self.reads
         )
@@ -105,9 +106,9 @@ def _audit(store: Store) -> list[tuple[str, str, str]]:
 
 
 def test_dual_approved_disconnect_reaches_the_meter_and_the_result_comes_back(
-    store: Store,
+    store: Store, tmp_path: Path
 ) -> None:
-    rig = Rig(store)
+    rig = Rig(store, tmp_path)
     mid = rig.ids[0]
     cmd = rig.commands.propose(OLGA, mid, "disconnect", None, "unpaid bills", now=100)
     assert cmd.state == "proposed" and cmd.counter is None
@@ -150,8 +151,8 @@ def _alarm_codes(store: Store) -> list[int]:
     return [a.code for a in store.alarm_rows(None)]
 
 
-def test_the_meter_refuses_and_alarms_what_it_cannot_verify(store: Store) -> None:
-    rig = Rig(store)
+def test_the_meter_refuses_and_alarms_what_it_cannot_verify(store: Store, tmp_path: Path) -> None:
+    rig = Rig(store, tmp_path)
     cmd = rig.commands.propose(OLGA, rig.ids[0], "load_limit", 2000, "peak", now=10)
     rig.commands.approve(ERIK, cmd.id, now=11)
     envelope = rig.sent[-1][1]
@@ -188,8 +189,10 @@ def test_the_meter_refuses_and_alarms_what_it_cannot_verify(store: Store) -> Non
     assert rig.commands.get(cmd.id).state == "executed"  # type: ignore[union-attr]
 
 
-def test_only_utility_command_roles_propose_and_values_are_checked(store: Store) -> None:
-    rig = Rig(store)
+def test_only_utility_command_roles_propose_and_values_are_checked(
+    store: Store, tmp_path: Path
+) -> None:
+    rig = Rig(store, tmp_path)
     for who in (Principal(5, "alice", "consumer"), Principal(6, "audrey", "auditor")):
         with pytest.raises(AccessDeniedError):
             rig.commands.propose(who, rig.ids[0], "disconnect", None, "x", now=1)
@@ -213,7 +216,7 @@ def test_only_utility_command_roles_propose_and_values_are_checked(store: Store)
 
 
 def test_key_change_moves_meter_and_head_end_to_a_new_key(store: Store, tmp_path: Path) -> None:
-    rig = Rig(store)
+    rig = Rig(store, tmp_path)
     keystore = KeyStore(tmp_path / "keys.db", LocalKek(SecretKey.generate(32)))
     for i, mid in enumerate(rig.ids):
         for kind, key in zip(
@@ -268,8 +271,8 @@ def test_key_change_moves_meter_and_head_end_to_a_new_key(store: Store, tmp_path
     assert rig.fleet.control_state(0) is ControlState.DISCONNECTED
 
 
-def test_on_demand_read_is_signed_answered_and_audited(store: Store) -> None:
-    rig = Rig(store)
+def test_on_demand_read_is_signed_answered_and_audited(store: Store, tmp_path: Path) -> None:
+    rig = Rig(store, tmp_path)
     with pytest.raises(AccessDeniedError):
         rig.commands.read_now(Principal(9, "audrey", "auditor"), rig.ids[1], now=1)
     sent = rig.commands.read_now(OLGA, rig.ids[1], now=2)  # one person is enough for a read
@@ -285,12 +288,14 @@ def test_on_demand_read_is_signed_answered_and_audited(store: Store) -> None:
     assert rig.deliver(1, rig.sent[-1][1]) is None
 
 
-def test_a_throttled_meters_alarm_arrives_in_the_end_and_is_acknowledged(store: Store) -> None:
+def test_a_throttled_meters_alarm_arrives_in_the_end_and_is_acknowledged(
+    store: Store, tmp_path: Path
+) -> None:
     """TAMP-3 (issue 12 item 1): a meter floods its own alarms topic and its genuine tamper
     alarm is throttled with the flood; the meter keeps it pending and re-sends it, the head-end
     stores it once the flood is over and acknowledges it (signed, counted, audited), and the
     meter stops re-sending."""
-    rig = Rig(store)
+    rig = Rig(store, tmp_path)
     rig.processor = IngestProcessor(
         Admission(known=set(rig.ids), revoked=set()),
         rig.keys.__getitem__,

@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
+from meterguard.system.config import RunInfo
 from meterguard.system.headend import HeadEnd
 from tests.integration.test_demo import cli
 from tests.integration.test_firmware_demo import _login, _wait, running_demo
@@ -148,3 +149,9 @@ def test_an_erased_consumer_is_gone_and_her_bills_still_verify(
                 str(data / "headend" / "billing-key.pub"))  # fmt: skip
     assert check.returncode == 0, check.stdout + check.stderr
     assert "INVALID" not in check.stdout
+    # A copy of the database (and its WAL) shows no consumer's name: names are sealed, records
+    # say consumer:N (PRIV-4). Staff are named: who approved what must be readable.
+    db = Path(RunInfo.read(data).db.removeprefix("sqlite:///"))
+    files = [f for f in db.parent.iterdir() if f.name.startswith(db.name)]
+    raw = b"".join(f.read_bytes() for f in files)
+    assert b"alice" not in raw and b"consumer:" in raw

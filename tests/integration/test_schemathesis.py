@@ -30,12 +30,12 @@ from meterguard.crypto.ecc import SigningKey
 from meterguard.crypto.keys import SecretKey
 from meterguard.crypto.pki.store import Pki
 from meterguard.headend.api.app import create_app
-from meterguard.headend.services.accounts import Accounts
 from meterguard.headend.services.billing import Billing
 from meterguard.headend.services.commands import Commands
 from meterguard.headend.services.usage import consumption_data
 from meterguard.headend.store.db import open_database
 from meterguard.headend.store.repository import ReadingRow, Store
+from tests.accounts import test_accounts
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +59,7 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
             [ReadingRow(mid, 1_800_000_000 + 900 * k, 100 * n + k, 0, 0) for k in range(4)]
         )
         keys[mid] = (title, SecretKey.generate(16), SecretKey.generate(16))
-    accounts = Accounts(store.accounts, SecretKey.generate(32))
+    accounts = test_accounts(store, tmp_path)
     for name, (password, meter) in USERS.items():
         accounts.create_user(name, password, "consumer", now=int(time.time()), meters=(meter,))
     if request.param == "seeded BOLA":  # the check must be able to fail: break scoping here

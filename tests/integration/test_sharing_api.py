@@ -22,12 +22,13 @@ from meterguard.crypto.keys import SecretKey
 from meterguard.crypto.keystore import KeyStore, LocalKek
 from meterguard.headend.api.app import create_app
 from meterguard.headend.api.guard import Limits
-from meterguard.headend.services.accounts import Accounts, Principal
+from meterguard.headend.services.accounts import Principal
 from meterguard.headend.services.sharing import DataSharing, verify_export
 from meterguard.headend.services.usage import consumption_data
 from meterguard.headend.store.db import open_database
 from meterguard.headend.store.repository import ReadingRow, Store
 from meterguard.system.keys import SharedKeyStore
+from tests.accounts import test_accounts
 from tests.integration.test_api import login
 
 pytestmark = pytest.mark.integration
@@ -49,7 +50,7 @@ def site(tmp_path: Path):
         store.add_readings(
             [ReadingRow(mid, T0 + 900 * k, 1000 + (20 + n) * k, 0, 0) for k in range(2 * 96 + 1)]
         )
-    accounts = Accounts(store.accounts, SecretKey.generate(32))
+    accounts = test_accounts(store, tmp_path)
     now = int(time.time())
     for n, mid in enumerate(IDS):
         accounts.create_user(f"home{n}", PASSWORD, "consumer", now=now, meters=(mid,))
@@ -97,7 +98,7 @@ def test_an_export_reaches_its_recipient_under_rotating_pseudonyms(site) -> None
         r = c.put(
             f"/api/v1/meters/{IDS[n]}/sharing", json={"use": "research", "granularity": "hour"}
         )
-        assert r.status_code == 200 and r.json()["consents"][0]["given_by"] == f"home{n}"
+        assert r.status_code == 200 and r.json()["consents"][0]["given_by"] == f"consumer:{n + 1}"
     # a consumer cannot consent for another's meter (404), nor the officer for anyone (403)
     assert (
         _consumer(app, 3)

@@ -19,13 +19,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from meterguard.broker.process import free_port
-from meterguard.crypto.keys import SecretKey
 from meterguard.crypto.pki.store import Pki
 from meterguard.headend.api.app import HEADERS, create_app
-from meterguard.headend.services.accounts import Accounts
 from meterguard.headend.store.db import open_database
 from meterguard.headend.store.repository import Store
 from meterguard.system.web import serve_https
+from tests.accounts import test_accounts
 
 pytestmark = pytest.mark.integration
 PASSWORD = "mauve tractor sings at dawn"  # noqa: S105 - test accounts only
@@ -37,7 +36,7 @@ def app_and_store(tmp_path: Path) -> tuple[object, Store]:
     store.registry.add_meter(
         "MGD0000000001", serial="0000000001", system_title=b"MGD\0\0\0\0\1", now=0
     )
-    accounts = Accounts(store.accounts, SecretKey.generate(32))
+    accounts = test_accounts(store, tmp_path)
     accounts.create_user(
         "alice", PASSWORD, "consumer", now=int(time.time()), meters=("MGD0000000001",)
     )

@@ -29,7 +29,7 @@ from meterguard.audit.witness import Witness
 from meterguard.crypto.ecc import SigningKey
 from meterguard.crypto.keystore import read_key_file
 from meterguard.crypto.pki.store import Pki, pem
-from meterguard.crypto.vault import ReadingVault
+from meterguard.crypto.vault import NameVault, ReadingVault
 from meterguard.errors import ConfigurationError, MeterguardError
 from meterguard.firmware.repository import FirmwareRepository
 from meterguard.headend.api.app import create_app
@@ -134,6 +134,8 @@ class HeadEnd:
     watch: RegistryWatch
     guard: TakeoverGuard
     """What the broker's log shows of sessions: recorded, repeat takeovers quarantined (MQ-4)."""
+    names: NameVault
+    """People's names sealed at rest under their own data keys, found by keyed hash (PRIV-4)."""
     commands: Commands | None = None
     billing: Billing | None = None
     accounts: Accounts | None = None
@@ -199,7 +201,10 @@ class HeadEnd:
         )
         meters = Meters(store.registry, pki, keys, store.audit)
         guard = TakeoverGuard(meters, store)
-        return cls(layout, store, keys, pki, meters, processor, watch, guard)
+        names = NameVault(
+            keys.data_key, keys.data_key_version, keys.login_hash, clock=time.monotonic
+        )
+        return cls(layout, store, keys, pki, meters, processor, watch, guard, names)
 
     @classmethod
     def join(cls, data: Path, *, watch_every: float = 1.0) -> tuple[HeadEnd, RunInfo]:
@@ -309,8 +314,9 @@ class HeadEnd:
         web = self.layout.web
         web.mkdir(mode=0o700, exist_ok=True)
         self.accounts = Accounts(
-            self.store.accounts, read_key_file(web / "secrets.key", create=True)
+            self.store.accounts, read_key_file(web / "secrets.key", create=True), self.names
         )
+        self.accounts.seal_clear_names()  # accounts from before migration 0018 (PRIV-4)
         return self.accounts
 
     def start_est(self, host: str, port: int, *, now: dt.datetime) -> int:
@@ -365,13 +371,14 @@ class HeadEnd:
         if self.retention is None:
             vault = self.store.vault
 
-            def shred(mid: str, now: int) -> int:
-                n = self.keys.shred(mid, now=now)
+            def shred(subject: str, now: int) -> int:
+                n = self.keys.shred(subject, now=now)
                 if vault is not None:
-                    vault.forget(mid)
+                    vault.forget(subject)
+                self.names.forget(subject)
                 return n
 
-            self.retention = Retention(self.store.retention, shred)
+            self.retention = Retention(self.store.retention, shred, self.names.lookup)
         return self.retention
 
     def start_retention(self, clock: Callable[[], float], *, every: float = 3600.0) -> None:

@@ -80,6 +80,16 @@ class SharedKeyStore:
             digests = self.store.keyed_hashes("export-pseudonyms", messages)
         return [base64.b32encode(d).decode()[:20].lower() for d in digests]
 
+    def login_hash(self, message: bytes) -> bytes:
+        """HMAC-SHA256 of a login name under the key store's login secret (PRIV-4).
+
+        What an account is looked up by: the names themselves are not stored in clear, and
+        without the secret (which never leaves the key store) the hashes cannot be tested
+        against a list of names.
+        """
+        with self.lock:
+            return self.store.keyed_hashes("login-names", [message])[0]
+
     def data_key(self, mid: str) -> tuple[int, SecretKey]:
         """The meter's current data key for encryption at rest: (version, key)."""
         with self.lock:

@@ -1,4 +1,5 @@
-"""Encryption at rest of readings: per-meter data keys, sealing bound to its row, shredding."""
+"""Encryption at rest of readings and names: per-subject data keys, sealing bound to its row,
+shredding, and the keyed look-up hash of login names."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from meterguard.crypto.keystore import KeyStore, LocalKek
-from meterguard.crypto.vault import SEALED_LENGTH, ReadingVault
+from meterguard.crypto.vault import SEALED_LENGTH, NameVault, ReadingVault, user_subject
 from meterguard.errors import AuthenticationFailedError
 
 M1, M2 = "MGD0000000001", "MGD0000000002"
@@ -61,3 +62,37 @@ def test_a_key_shredded_elsewhere_stops_being_used_within_the_ttl(store: KeyStor
     now[0] = 31.0
     assert vault.open(M1, 0, version, sealed) is None
     assert vault.seal(M1, 900, 2, 2)[0] == 2
+
+
+def _names(store: KeyStore) -> NameVault:
+    def lookup(message: bytes) -> bytes:
+        return store.keyed_hashes("login-names", [message])[0]
+
+    return NameVault(store.data_key, store.data_key_version, lookup, clock=time.monotonic)
+
+
+def test_a_sealed_name_opens_only_for_its_user_and_is_gone_when_shredded(
+    store: KeyStore, tmp_path: Path
+) -> None:
+    names = _names(store)
+    sealed = names.seal(7, "alice")
+    assert names.open(7, sealed) == "alice" and b"alice" not in sealed
+    assert names.open(7, None) is None
+    names.seal(8, "bob")  # user 8 has a key of version 1 too
+    for uid, blob in ((8, sealed), (7, sealed[:-1] + bytes([sealed[-1] ^ 1])), (7, sealed[:10])):
+        with pytest.raises(AuthenticationFailedError):  # moved to another user, altered, cut
+            names.open(uid, blob)
+    assert store.shred(user_subject(7), now=5) == 1
+    names.forget(user_subject(7))
+    assert names.open(7, sealed) is None
+    store.close()
+    assert b"alice" not in (tmp_path / "keys.db").read_bytes()
+
+
+def test_the_login_lookup_is_keyed_stable_and_not_the_name(tmp_path: Path) -> None:
+    a = KeyStore(tmp_path / "a.db", LocalKek.from_file(tmp_path / "a.kek", create=True))
+    b = KeyStore(tmp_path / "b.db", LocalKek.from_file(tmp_path / "b.kek", create=True))
+    first = _names(a).lookup("alice")
+    assert first == _names(a).lookup("alice") and len(first) == 32
+    assert first != _names(a).lookup("Alice") and first != _names(b).lookup("alice")
+    assert b"alice" not in first and "alice" not in repr(_names(a))

@@ -2,7 +2,8 @@
 
 Readings stored through a vault keep no value in clear in the database file; erasing a
 consumer destroys their meter's data key so the readings are unreadable, while the bill
-issued before still verifies; the account is anonymised and cannot log in; retention
+issued before still verifies; the account is anonymised and cannot log in; no consumer's
+name is in the database file, before or after erasure, in any table or log; retention
 deletes what is older than its limit; only the privacy officer may do either.
 """
 
@@ -17,7 +18,7 @@ import pytest
 from meterguard.crypto.ecc import SigningKey
 from meterguard.crypto.keys import SecretKey
 from meterguard.crypto.keystore import KeyStore, LocalKek
-from meterguard.crypto.vault import ReadingVault
+from meterguard.crypto.vault import NameVault, ReadingVault
 from meterguard.errors import AccessDeniedError, AuthenticationFailedError, NotFoundError
 from meterguard.headend.services.accounts import Accounts, Principal
 from meterguard.headend.services.billing import Band, Billing, TariffSpec, verify_bill
@@ -55,15 +56,22 @@ def env(tmp_path: Path):
         for q in range(96)
     ]
     assert store.commit_ingest(pushes, [], now=T0).readings == 96
-    accounts = Accounts(store.accounts, SecretKey.generate(32))
+    names = NameVault(  # one key store for both, as in the head-end
+        keys.data_key,
+        keys.data_key_version,
+        lambda m: keys.keyed_hashes("login-names", [m])[0],
+        clock=time.monotonic,
+    )
+    accounts = Accounts(store.accounts, SecretKey.generate(32), names)
     accounts.create_user("alice", PASSWORD, "consumer", now=T0, meters=(M1,))
 
-    def shred(mid: str, now: int) -> int:
-        n = keys.shred(mid, now=now)
-        vault.forget(mid)
+    def shred(subject: str, now: int) -> int:
+        n = keys.shred(subject, now=now)
+        vault.forget(subject)
+        names.forget(subject)
         return n
 
-    retention = Retention(store.retention, shred)
+    retention = Retention(store.retention, shred, accounts.names.lookup)
     return store, accounts, retention, db
 
 
@@ -84,7 +92,7 @@ def test_no_reading_value_is_in_clear_in_the_database(env) -> None:
 
 
 def test_an_erased_consumer_is_unreadable_and_her_bill_still_verifies(env) -> None:
-    store, accounts, retention, _ = env
+    store, accounts, retention, db = env
     billing = Billing(store.billing, SigningKey.generate())
     tid = billing.add_tariff(
         TariffSpec("standard", "flat", "EUR", 4500, (Band(0, 24, 2800),)), now=T0
@@ -100,7 +108,12 @@ def test_an_erased_consumer_is_unreadable_and_her_bill_still_verifies(env) -> No
             retention.erase_consumer(who, "alice", now=T0)
     with pytest.raises(NotFoundError):
         retention.erase_consumer(PIA, "nobody", now=T0)
+    files = [f for f in db.parent.iterdir() if f.name.startswith(db.name)]  # with its WAL
+    assert len(files) > 1 and all(b"alice" not in f.read_bytes() for f in files)
+    # (her name is sealed at rest, and consents, the audit and access logs say consumer:N)
+    assert accounts.users()[0][1] == "alice"
     assert retention.erase_consumer(PIA, "alice", now=T0 + 4 * DAY) == [M1]
+    assert accounts.users()[0][1] == "(erased)"  # her name key is destroyed with her data's
     assert store.readings(M1, 0, 2**40) == []  # crypto-shredded
     assert store.billing.registers_between(M1, 0, 2**40) == []
     assert len(store.readings(M2, 0, 2**40)) == 96  # another consumer's are untouched
@@ -116,10 +129,12 @@ def test_an_erased_consumer_is_unreadable_and_her_bill_still_verifies(env) -> No
 
 
 def test_retention_deletes_what_is_older_than_its_limit(env) -> None:
-    store, _, retention, _ = env
+    store, accounts, retention, _ = env
     with pytest.raises(AccessDeniedError):
         retention.run(Principal(1, "olga", "operator"), now=T0)
-    short = Retention(store.retention, lambda _m, _n: 0, Limits(interval_days=2))
+    short = Retention(
+        store.retention, lambda _m, _n: 0, accounts.names.lookup, Limits(interval_days=2)
+    )
     deleted = short.apply(now=T0 + 3 * DAY)
     assert deleted["interval"] == 97 + 96  # M1's first day (and the reading before), all M2's
     assert len(store.readings(M1, 0, 2**40)) == 2 * 96

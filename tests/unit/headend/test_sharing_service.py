@@ -28,13 +28,14 @@ from meterguard.errors import (
     NotFoundError,
     SignatureInvalidError,
 )
-from meterguard.headend.services.accounts import Accounts, Principal
+from meterguard.headend.services.accounts import Principal
 from meterguard.headend.services.sharing import DataSharing, ExportRequest, verify_export
 from meterguard.headend.services.usage import consumption_data
 from meterguard.headend.store.db import open_database
 from meterguard.headend.store.repository import ReadingRow, Store
 from meterguard.identity import system_title
 from meterguard.system.keys import SharedKeyStore
+from tests.accounts import test_accounts
 
 DAY = 86400
 T0 = 1_767_225_600  # 2026-01-01, a Thursday
@@ -60,7 +61,7 @@ def env(tmp_path: Path):
             rows.append(ReadingRow(mid, T0 + q * 900 - 900, reg, 0, T0))
             reg += 50 + 10 * n + (q % 96 > 70) * 200
     store.add_readings(rows)
-    accounts = Accounts(store.accounts, SecretKey.generate(32))
+    accounts = test_accounts(store, tmp_path)
     people = {}
     for n, mid in enumerate(ids):
         uid, _ = accounts.create_user(

@@ -91,7 +91,7 @@ def denied(request: Request, who: Principal, why: str) -> None:
     store: Store = request.app.state.store
     store.audit.append(
         at=request.app.state.services.now(),
-        actor=who.username,
+        actor=who.actor,
         target=f"{request.method} {request.url.path}"[:128],
         action="access_denied",
         result="denied",

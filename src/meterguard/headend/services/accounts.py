@@ -17,6 +17,11 @@ strings (SQLAlchemy Core over the store's tables):
   ``MFA_ACCOUNT_ATTEMPTS`` wrong codes within ``MFA_WINDOW`` has its second factor locked
   for ``MFA_LOCKOUT`` — even the right code is refused then; both are security events,
   and security administrators see each account's recent failures;
+* no name in clear at rest (PRIV-4): an account is found by a keyed hash of its login name
+  and its name is sealed under the user's own data key (:class:`~meterguard.crypto.vault.
+  NameVault`); what records *who* acted — the audit log, the consumers' access logs,
+  consents — names utility staff (accountability) and consumers only as ``consumer:<id>``
+  (:attr:`Principal.actor`), so erasing a consumer leaves no name behind in any log;
 * scoping: :meth:`Accounts.visible_meter` answers whether a user may see a meter —
   consumers only their own — so that the API answers 404 for anything else (API-1).
 
@@ -31,6 +36,7 @@ from dataclasses import dataclass
 
 from meterguard.crypto.aead import GcmKey
 from meterguard.crypto.keys import SecretKey
+from meterguard.crypto.vault import NameVault
 from meterguard.errors import (
     AuthenticationFailedError,
     ConflictError,
@@ -49,6 +55,7 @@ __all__ = [
     "Accounts",
     "Principal",
     "SessionInfo",
+    "actor_of",
     "token_digest",
 ]
 
@@ -68,6 +75,11 @@ MFA_WINDOW = 15 * 60
 MFA_LOCKOUT = 15 * 60
 
 
+def actor_of(user_id: int, name: str, role: str) -> str:
+    """How records name a person: staff by name, consumers by a pseudonym (PRIV-4)."""
+    return name if role in UTILITY_ROLES else f"consumer:{user_id}"
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     """Who is calling, after a complete login."""
@@ -75,6 +87,11 @@ class Principal:
     user_id: int
     username: str
     role: str
+
+    @property
+    def actor(self) -> str:
+        """What the audit log, access logs and consents record for this person."""
+        return actor_of(self.user_id, self.username, self.role)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,10 +133,12 @@ class Accounts:
         self,
         repository: AccountRepository,
         secrets_key: SecretKey,
+        names: NameVault,
         hashes: PasswordHashes | None = None,
     ) -> None:
         self._repo = repository
         self._seal = GcmKey(secrets_key)
+        self.names = names
         self.hashes = hashes or PasswordHashes()
         # Verified when the user does not exist, so that the answer takes as long.
         self._dummy = self.hashes.hash(secrets.token_urlsafe(16))
@@ -147,8 +166,10 @@ class Accounts:
         if not all(self._repo.meter_exists(m) for m in meters):
             raise InvalidValueError("no such meter")
         check_new_password(password, user_inputs=(username,))
+        if not username or len(username) > 64:
+            raise InvalidValueError("a user name has 1 to 64 characters")
         row = {
-            "username": username,
+            "login_hash": self.names.lookup(username),
             "role": role,
             "password_hash": self.hashes.hash(password),
             "disabled": False,
@@ -156,8 +177,8 @@ class Accounts:
         }
         totp = TotpSecret.generate() if role in UTILITY_ROLES else None
         sealed = None if totp is None else (lambda uid: self._wrap(uid, totp))
-        # The unique user name decides, also between concurrent creations.
-        uid = self._repo.add_user(row, meters, sealed)
+        # The unique look-up hash decides, also between concurrent creations.
+        uid = self._repo.add_user(row, meters, lambda uid: self.names.seal(uid, username), sealed)
         if uid is None:
             raise InvalidValueError("that user name is taken")
         return uid, totp
@@ -172,8 +193,35 @@ class Accounts:
         )
 
     def users(self) -> list[tuple[int, str, str, bool]]:
-        """(id, user name, role, disabled) of every account."""
-        return self._repo.users()
+        """(id, user name, role, disabled) of every account ("(erased)" for erased ones)."""
+        return [
+            (uid, self.names.open(uid, sealed) or "(erased)", role, disabled)
+            for uid, sealed, role, disabled in self._repo.users()
+        ]
+
+    def seal_clear_names(self) -> int:
+        """Seal the names of accounts from before migration 0018; how many (PRIV-4).
+
+        Consents and access-log entries those consumers recorded under their name are
+        rewritten to their pseudonym; the audit log keeps what it recorded (hash-chained).
+        """
+        rows = self._repo.clear_names()
+        sealed = [(uid, self.names.lookup(n), self.names.seal(uid, n)) for uid, n, _ in rows]
+        renamed = [(n, actor_of(uid, n, r)) for uid, n, r in rows if r not in UTILITY_ROLES]
+        if rows:
+            self._repo.seal_names(sealed, renamed)
+        return len(rows)
+
+    def actor_for(self, username: str) -> str:
+        """How the audit log names a login attempt as ``username`` (PRIV-4).
+
+        Staff by name; a consumer by pseudonym; a name no account has by ``login:`` and a
+        keyed hash, so repeated attempts correlate without the typed text being stored.
+        """
+        row = self._repo.credentials(self.names.lookup(username))
+        if row is None:
+            return f"login:{self.names.lookup(username).hex()[:16]}"
+        return actor_of(row[0], username[:64], row[1])
 
     def set_disabled(self, user_id: int, *, disabled: bool, by: Principal | None = None) -> None:
         """Disable (or re-enable) an account; disabling ends all its sessions (API-6).
@@ -197,17 +245,17 @@ class Accounts:
             AuthenticationFailedError: unknown user, wrong password or disabled account
                 (one message for all three).
         """
-        row = self._repo.credentials(username)
+        row = self._repo.credentials(self.names.lookup(username))
         if row is None:
             self.hashes.verify(self._dummy, password)  # same time as a real check
             raise AuthenticationFailedError("wrong user name or password")
-        uid, name, role, stored, disabled = row
+        uid, role, stored, disabled = row
         if not self.hashes.verify(stored, password) or disabled:
             raise AuthenticationFailedError("wrong user name or password")
         if self.hashes.needs_rehash(stored):
             self._repo.set_password_hash(uid, self.hashes.hash(password))
         return self._new_session(
-            Principal(uid, name, role), mfa_done=role not in UTILITY_ROLES, now=now
+            Principal(uid, username, role), mfa_done=role not in UTILITY_ROLES, now=now
         )
 
     def second_factor(self, token: str, code: str, *, now: int) -> SessionInfo:
@@ -265,7 +313,7 @@ class Accounts:
                 now + MFA_LOCKOUT,
                 now=now,
                 event="mfa_locked",
-                detail=f"user {who.username}: {on_account} wrong second-factor codes within"
+                detail=f"user {who.actor}: {on_account} wrong second-factor codes within"
                 f" {MFA_WINDOW // 60} min; locked for {MFA_LOCKOUT // 60} min",
             )
             raise lockout
@@ -274,7 +322,7 @@ class Accounts:
                 digest,
                 now=now,
                 event="mfa_session_ended",
-                detail=f"user {who.username}: {on_session} wrong second-factor codes on one"
+                detail=f"user {who.actor}: {on_session} wrong second-factor codes on one"
                 " login; the login was ended",
             )
             raise ended
@@ -292,7 +340,7 @@ class Accounts:
         """
         status = self._repo.mfa_status()
         out = []
-        for uid, name, role, disabled in self._repo.users():
+        for uid, name, role, disabled in self.users():
             count, start, last, locked = status.get(uid, (0, None, None, None))
             recent = start is not None and start > now - MFA_WINDOW
             running = locked if locked is not None and locked > now else None
@@ -329,13 +377,14 @@ class Accounts:
         row = self._repo.session(digest)
         if row is None:
             raise AuthenticationFailedError("no such session")
-        uid, csrf, mfa, created, seen, name, role, disabled = row
+        uid, csrf, mfa, created, seen, sealed, role, disabled = row
         if disabled or now - seen > IDLE_TIMEOUT or now - created > ABSOLUTE_TIMEOUT:
             self._repo.delete_session(digest)
             raise AuthenticationFailedError("session expired")
         if need_mfa and not mfa:
             raise AuthenticationFailedError("second factor still needed")
         self._repo.touch_session(digest, now)
+        name = self.names.open(uid, sealed) or "(erased)"
         return SessionInfo(token, csrf, Principal(uid, name, role), mfa)
 
     def logout(self, token: str) -> None:

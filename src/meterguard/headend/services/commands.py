@@ -319,14 +319,14 @@ class Commands:
                 kind=kind,
                 value=value,
                 state="proposed",
-                proposed_by=who.username,
+                proposed_by=who.actor,
                 proposed_at=now,
                 reason=reason,
             )
             detail = f"value={value} reason={reason[:200]}"
             self._audit(
                 tx,
-                who.username,
+                who.actor,
                 (cid, meter_id),
                 f"command_proposed:{kind}",
                 "proposed",
@@ -359,16 +359,16 @@ class Commands:
                 meter_id=meter_id,
                 kind="read",
                 state="sent",
-                proposed_by=who.username,
+                proposed_by=who.actor,
                 proposed_at=now,
                 reason="on-demand read",
-                approved_by=who.username,
+                approved_by=who.actor,
                 approved_at=now,
                 counter=counter,
             )
             self._audit(
                 tx,
-                who.username,
+                who.actor,
                 (cid, meter_id),
                 "on_demand_read",
                 "signed_and_sent",
@@ -514,10 +514,10 @@ class Commands:
             if cmd is None or cmd.state != "proposed":
                 return None
             ref = (cmd.id, cmd.meter_id)
-            if cmd.proposed_by == who.username:
+            if cmd.proposed_by == who.actor:
                 self._audit(
                     tx,
-                    who.username,
+                    who.actor,
                     ref,
                     f"command_approved:{cmd.kind}",
                     "denied_same_person",
@@ -535,12 +535,12 @@ class Commands:
                 plain = plain_request(cmd.kind, cmd.value, wrapped)
                 envelope = self._seal(cmd.meter_id, plain, counter, now)
                 tx.set(
-                    cmd.id, state="sent", approved_by=who.username, approved_at=now, counter=counter
+                    cmd.id, state="sent", approved_by=who.actor, approved_at=now, counter=counter
                 )
-                both = f"proposed by {cmd.proposed_by}, approved by {who.username}"
+                both = f"proposed by {cmd.proposed_by}, approved by {who.actor}"
                 self._audit(
                     tx,
-                    who.username,
+                    who.actor,
                     ref,
                     f"command_approved:{cmd.kind}",
                     "signed_and_sent",
@@ -563,7 +563,7 @@ class Commands:
             tx.set(cmd.id, state="rejected")
             self._audit(
                 tx,
-                who.username,
+                who.actor,
                 (cmd.id, cmd.meter_id),
                 f"command_rejected:{cmd.kind}",
                 "rejected",

@@ -213,14 +213,14 @@ class FirmwareUpdates:
             "deadline": deadline,
             "state": "proposed",
             "reason": reason[:256],
-            "proposed_by": who.username,
+            "proposed_by": who.actor,
             "proposed_at": now,
         }
         detail = f"{entry.name} sha256 {entry.sha256} for {len(meters)} meter(s); {reason[:100]}"
         cid = self._store.add_campaign(
             values,
             meters,
-            [self._entry(who.username, None, "campaign_proposed", "proposed", detail, now)],
+            [self._entry(who.actor, None, "campaign_proposed", "proposed", detail, now)],
             now=now,
         )
         view = self._store.campaign(cid)
@@ -228,9 +228,9 @@ class FirmwareUpdates:
         return view
 
     def _dual(self, who: Principal, cid: int, first: str | None, action: str, now: int) -> None:
-        if first == who.username:
+        if first == who.actor:
             self._store.audit(
-                [self._entry(who.username, cid, action, "denied_same_person",
+                [self._entry(who.actor, cid, action, "denied_same_person",
                              "dual control: the proposer cannot approve", now)]
             )  # fmt: skip
             raise DualControlError("the proposer cannot approve it")
@@ -254,11 +254,11 @@ class FirmwareUpdates:
             raise ConflictError(f"campaign {cid} is {c.state}")
         self._dual(who, cid, c.proposed_by, "campaign_approved", now)
         entry = self._entry(
-            who.username, cid, "campaign_approved", "distributing",
-            f"proposed by {c.proposed_by}, approved by {who.username}; {c.image}", now,
+            who.actor, cid, "campaign_approved", "distributing",
+            f"proposed by {c.proposed_by}, approved by {who.actor}; {c.image}", now,
         )  # fmt: skip
         if not self._store.move_campaign(
-            cid, "proposed", [entry], state="distributing", approved_by=who.username,
+            cid, "proposed", [entry], state="distributing", approved_by=who.actor,
             approved_at=now,
         ):  # fmt: skip
             raise ConflictError(f"campaign {cid} changed meanwhile")
@@ -270,10 +270,10 @@ class FirmwareUpdates:
         c = self._campaign(cid)
         if c.state != "distributing":
             raise ConflictError(f"campaign {cid} is {c.state}")
-        entry = self._entry(who.username, cid, "activation_proposed", "proposed",
+        entry = self._entry(who.actor, cid, "activation_proposed", "proposed",
                             f"activate sha256 {c.sha256}", now)  # fmt: skip
         if not self._store.move_campaign(
-            cid, "distributing", [entry], state="activation_proposed", activation_by=who.username,
+            cid, "distributing", [entry], state="activation_proposed", activation_by=who.actor,
             activation_at=now,
         ):  # fmt: skip
             raise ConflictError(f"campaign {cid} changed meanwhile")
@@ -287,11 +287,11 @@ class FirmwareUpdates:
             raise ConflictError(f"campaign {cid} is {c.state}")
         self._dual(who, cid, c.activation_by, "activation_approved", now)
         entry = self._entry(
-            who.username, cid, "activation_approved", "activating",
-            f"proposed by {c.activation_by}, approved by {who.username}; sha256 {c.sha256}", now,
+            who.actor, cid, "activation_approved", "activating",
+            f"proposed by {c.activation_by}, approved by {who.actor}; sha256 {c.sha256}", now,
         )  # fmt: skip
         if not self._store.move_campaign(
-            cid, "activation_proposed", [entry], state="activating", activated_by=who.username,
+            cid, "activation_proposed", [entry], state="activating", activated_by=who.actor,
             activated_at=now,
         ):  # fmt: skip
             raise ConflictError(f"campaign {cid} changed meanwhile")
@@ -303,7 +303,7 @@ class FirmwareUpdates:
         c = self._campaign(cid)
         if c.state in ("done", "cancelled", "rejected"):
             raise ConflictError(f"campaign {cid} is {c.state}")
-        entry = self._entry(who.username, cid, "campaign_cancelled", "cancelled", c.image, now)
+        entry = self._entry(who.actor, cid, "campaign_cancelled", "cancelled", c.image, now)
         if not self._store.move_campaign(cid, c.state, [entry], state="cancelled"):
             raise ConflictError(f"campaign {cid} changed meanwhile")
         return self._campaign(cid)
@@ -470,8 +470,8 @@ class FirmwareUpdates:
             if not self._store.set_nonce(m, nonce, at=now):
                 continue
             self._issuer.issue(
-                m, "attest", firmware_request("attest", nonce), proposed_by=who.username,
-                approved_by=who.username, reference="attestation challenge", now=now,
+                m, "attest", firmware_request("attest", nonce), proposed_by=who.actor,
+                approved_by=who.actor, reference="attestation challenge", now=now,
             )  # fmt: skip
             sent += 1
         return sent

@@ -10,7 +10,9 @@ the head-end, the CLI, the API) reaches it through :class:`Retention`:
 * **erasure** (:meth:`Retention.erase_consumer`, a privacy officer on a consumer's
   request): the meters' data keys are destroyed in the key store (crypto-shredding), so
   their readings — sealed at rest — are unreadable in the database file from then on, by
-  anyone; the account is anonymised and its sessions, meter links and consents removed;
+  anyone; the consumer's name key is destroyed the same way (names are sealed at rest and
+  records name consumers only by pseudonym, so no name is left anywhere); the account row is
+  anonymised and its sessions, meter links and consents removed;
   bills stay and still verify (signed documents of totals, the billing contract's record);
   new readings of the meter are sealed under a new data key (a new occupant's).
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from meterguard.crypto.vault import user_subject
 from meterguard.errors import AccessDeniedError, InvalidValueError, NotFoundError
 from meterguard.headend.services.accounts import Principal
 from meterguard.headend.store.retention import RetentionStore
@@ -64,9 +67,10 @@ class Retention:
         self,
         store: RetentionStore,
         shred: Callable[[str, int], int],
+        lookup: Callable[[str], bytes],
         limits: Limits | None = None,
     ) -> None:
-        self._store, self._shred = store, shred
+        self._store, self._shred, self._lookup = store, shred, lookup
         self.limits = limits or Limits()
 
     def __repr__(self) -> str:
@@ -84,7 +88,7 @@ class Retention:
         """
         if who.role not in ERASURE_ROLES:
             raise AccessDeniedError(f"retention is not for the {who.role} role")
-        return self.apply(actor=who.username, now=now)
+        return self.apply(actor=who.actor, now=now)
 
     def erase_consumer(self, who: Principal, username: str, *, now: int) -> list[str]:
         """Forget a consumer: shred their meters' data keys, anonymise the account; the meters.
@@ -95,10 +99,10 @@ class Retention:
         """
         if who.role not in ERASURE_ROLES:
             raise AccessDeniedError(f"erasure is not for the {who.role} role")
-        found = self._store.consumer(username)
+        found = self._store.consumer(self._lookup(username))
         if found is None:
-            raise NotFoundError(f"no consumer {username[:64]}")
+            raise NotFoundError("no such consumer")
         uid, meters = found
-        shredded = sum(self._shred(m, now) for m in meters)
-        self._store.erase_consumer(uid, meters, actor=who.username, shredded=shredded, now=now)
+        shredded = sum(self._shred(m, now) for m in [*meters, user_subject(uid)])
+        self._store.erase_consumer(uid, meters, actor=who.actor, shredded=shredded, now=now)
         return meters

@@ -224,7 +224,7 @@ class DataSharing:
             raise InvalidValueError("a recipient's name is 1-64 letters, digits, ' ._-'")
         if use not in USES:
             raise InvalidValueError(f"use is one of {', '.join(USES)}")
-        return self._store.add_recipient(name, use, actor=who.username, now=now)
+        return self._store.add_recipient(name, use, actor=who.actor, now=now)
 
     def recipients(self, who: Principal) -> list[RecipientView]:
         """Every recipient."""
@@ -300,7 +300,7 @@ class DataSharing:
             "included": len(data),
             "refused": len(refused),
             "generated_at": _iso(now),
-            "generated_by": who.username,
+            "generated_by": who.actor,
             "files": {p.name: _sha256(p) for p in (csv_path, parquet_path)},
             "privacy": (
                 f"k-anonymous groups of at least {req.k} meters' means" if req.k else NOT_ANONYMOUS
@@ -310,7 +310,7 @@ class DataSharing:
         signature = self._key.sign(MANIFEST_DOMAIN + _canonical(manifest))
         (directory / "manifest.sig").write_text(signature.hex() + "\n")
         view = ExportView(
-            eid, recipient.id, who.username, now, req.start, req.end, req.granularity,
+            eid, recipient.id, who.actor, now, req.start, req.end, req.granularity,
             req.rotation, req.k, len(data), len(refused),
             hashlib.sha256(_canonical(manifest)).hexdigest(), str(directory),
         )  # fmt: skip
@@ -424,7 +424,7 @@ class DataSharing:
             "noise_scale_wh": plan.scale,
         }
         row = ReleaseView(
-            0, scope, day, epsilon_day, len(members), who.username, now, json.dumps(curve)
+            0, scope, day, epsilon_day, len(members), who.actor, now, json.dumps(curve)
         )
         try:
             rid = self._store.add_release(row, members, budget=self.budget_day)

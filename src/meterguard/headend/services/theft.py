@@ -245,7 +245,7 @@ class RevenueProtection:
         if any(c.state != "closed" for c in self._store.cases(meter_id=meter_id)):
             raise ConflictError("this meter already has a case that is not closed")
         return self._store.open_case(
-            meter_id, scores[0].score, actor=who.username, note=note[:500], now=now
+            meter_id, scores[0].score, actor=who.actor, note=note[:500], now=now
         )
 
     def assign(self, who: Principal, case_id: int, assignee: str, *, now: int) -> None:
@@ -260,7 +260,7 @@ class RevenueProtection:
         if not 0 < len(assignee) <= 64:
             raise InvalidValueError("name the investigator the case goes to")
         if self._store.move_case(
-            case_id, from_states=("open", "assigned"), actor=who.username, now=now,
+            case_id, from_states=("open", "assigned"), actor=who.actor, now=now,
             action="theft.case.assign", detail=f"to {assignee}", state="assigned",
             assignee=assignee,
         ) is None:  # fmt: skip
@@ -278,9 +278,9 @@ class RevenueProtection:
         if outcome not in OUTCOMES:
             raise InvalidValueError(f"outcome is one of {', '.join(OUTCOMES)}")
         if self._store.move_case(
-            case_id, from_states=("open", "assigned"), actor=who.username, now=now,
+            case_id, from_states=("open", "assigned"), actor=who.actor, now=now,
             action="theft.case.close", detail=f"{outcome}: {note[:400]}", state="closed",
-            closed_by=who.username, closed_at=now, outcome=outcome, note=note[:500],
+            closed_by=who.actor, closed_at=now, outcome=outcome, note=note[:500],
         ) is None:  # fmt: skip
             raise NotFoundError(f"no open case {case_id}")
 

@@ -202,7 +202,7 @@ class ConsumptionData:
             NotFoundError: it is not (another consumer's meter looks like no meter).
         """
         if not self._scope.visible_meter(who, meter_id):
-            raise NotFoundError(f"no meter {meter_id[:20]} for {who.username}")
+            raise NotFoundError(f"no meter {meter_id[:20]} for {who.actor}")
 
     def consent(self, meter_id: str) -> ConsentView:
         """The meter's consent (the default, ``day``, when none was recorded)."""
@@ -222,7 +222,7 @@ class ConsumptionData:
         """API-11: a read by anyone but the consumer goes to the consumer's access log."""
         if who.role != "consumer":
             self._access.record(
-                at=now, meter_id=meter_id, actor=who.username, role=who.role, what=what
+                at=now, meter_id=meter_id, actor=who.actor, role=who.role, what=what
             )
 
     # ------------------------------------------------------------------ reads
@@ -330,10 +330,10 @@ class ConsumptionData:
         if who.role != "consumer":
             raise AccessDeniedError("only the consumer consents")
         self.visible(who, meter_id)
-        self._consents.set(meter_id, granularity, by=who.username, now=now)
+        self._consents.set(meter_id, granularity, by=who.actor, now=now)
         self._audit.append(
             at=now,
-            actor=who.username,
+            actor=who.actor,
             target=meter_id,
             action="consent_changed",
             result=granularity,
@@ -418,7 +418,7 @@ class ConsumptionData:
         if who.role != "consumer":
             raise AccessDeniedError("only the consumer consents")
         self.visible(who, meter_id)
-        self._use_store().set_use_consent(meter_id, use, granularity, by=who.username, now=now)
+        self._use_store().set_use_consent(meter_id, use, granularity, by=who.actor, now=now)
 
     def share(
         self,
@@ -458,7 +458,7 @@ class ConsumptionData:
                 continue
             rows = self._readings.readings(mid, max(start - 900, 0), end)
             data[mid] = [b for b in usage(rows, granularity) if start <= b.start < end]
-            self._access.record(at=now, meter_id=mid, actor=who.username, role=who.role, what=what)
+            self._access.record(at=now, meter_id=mid, actor=who.actor, role=who.role, what=what)
         return data, refused
 
     def aggregate(
@@ -477,7 +477,7 @@ class ConsumptionData:
                 continue
             rows = self._readings.readings(mid, max(start - 900, 0), end)
             out[mid] = [b for b in usage(rows, "hour") if start <= b.start < end]
-            self._access.record(at=now, meter_id=mid, actor=who.username, role=who.role, what=what)
+            self._access.record(at=now, meter_id=mid, actor=who.actor, role=who.role, what=what)
         return out
 
 

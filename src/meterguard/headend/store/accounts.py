@@ -1,7 +1,8 @@
 """The SQL of accounts: users, their meters, their TOTP state, and server-side sessions.
 
-Only hashes are stored — of passwords (argon2id) and of session tokens (SHA-256); TOTP
-secrets are stored sealed by the accounts service. Which login step is allowed, timeouts,
+Only hashes are stored — of passwords (argon2id), of session tokens (SHA-256) and of login
+names (keyed, by the accounts service); names and TOTP secrets are stored sealed by the
+accounts service. Which login step is allowed, timeouts,
 code reuse and scoping are the rules of :mod:`meterguard.headend.services.accounts`.
 """
 
@@ -14,12 +15,20 @@ from sqlalchemy import Engine, case, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from meterguard.headend.store.audit import AuditWriter
-from meterguard.headend.store.models import Meter, User, UserMeter, WebSession
+from meterguard.headend.store.models import (
+    Consent,
+    DataAccess,
+    Meter,
+    UseConsent,
+    User,
+    UserMeter,
+    WebSession,
+)
 
 __all__ = ["AccountRepository", "SessionRow"]
 
-SessionRow = tuple[int, str, bool, int, int, str, str, bool]
-"""(user id, csrf, mfa done, created at, seen at, user name, role, disabled)."""
+SessionRow = tuple[int, str, bool, int, int, bytes | None, str, bool]
+"""(user id, csrf, mfa done, created at, seen at, sealed name, role, disabled)."""
 
 
 class AccountRepository:
@@ -38,30 +47,64 @@ class AccountRepository:
         self,
         row: dict[str, Any],
         meters: Sequence[str],
+        sealed_name: Callable[[int], bytes],
         sealed_totp: Callable[[int], bytes] | None,
     ) -> int | None:
-        """Insert a user, their meters and TOTP secret (sealed with their id), atomically.
+        """Insert a user, their meters, sealed name and TOTP secret (sealed with their id).
 
-        None if the user name is taken (the unique constraint decides).
+        Atomic; None if the login name is taken (the unique look-up hash decides).
         """
         with self.engine.begin() as c:
             try:
                 uid = int(c.execute(insert(User).values(**row).returning(User.id)).scalar_one())
             except IntegrityError:
                 return None
+            values = {"name_sealed": sealed_name(uid)}
             if sealed_totp is not None:
-                c.execute(update(User).where(User.id == uid).values(totp_secret=sealed_totp(uid)))
+                values["totp_secret"] = sealed_totp(uid)
+            c.execute(update(User).where(User.id == uid).values(**values))
             for meter in meters:
                 c.execute(insert(UserMeter).values(user_id=uid, meter_id=meter))
         return uid
 
-    def users(self) -> list[tuple[int, str, str, bool]]:
-        """(id, user name, role, disabled) of every account."""
+    def users(self) -> list[tuple[int, bytes | None, str, bool]]:
+        """(id, sealed name, role, disabled) of every account."""
         with self.engine.connect() as c:
             rows = c.execute(
-                select(User.id, User.username, User.role, User.disabled).order_by(User.id)
+                select(User.id, User.name_sealed, User.role, User.disabled).order_by(User.id)
             )
-            return [(int(a), str(b), str(r), bool(d)) for a, b, r, d in rows]
+            return [
+                (int(a), None if b is None else bytes(b), str(r), bool(d)) for a, b, r, d in rows
+            ]
+
+    def clear_names(self) -> list[tuple[int, str, str]]:
+        """(id, name, role) of the accounts whose name is still in clear (before 0018)."""
+        with self.engine.connect() as c:
+            rows = c.execute(
+                select(User.id, User.username, User.role).where(User.username.is_not(None))
+            )
+            return [(int(a), str(b), str(r)) for a, b, r in rows]
+
+    def seal_names(
+        self, sealed: Sequence[tuple[int, bytes, bytes]], renamed: Sequence[tuple[str, str]]
+    ) -> None:
+        """Store (id, look-up hash, sealed name) and drop the clear names, in one transaction.
+
+        ``renamed`` (old actor, new actor) rewrites who gave consents and who read data in
+        the consumers' access logs (the audit log is append-only and hash-chained: what it
+        recorded stays).
+        """
+        with self.engine.begin() as c:
+            for uid, lookup, name in sealed:
+                c.execute(
+                    update(User)
+                    .where(User.id == uid)
+                    .values(username=None, login_hash=lookup, name_sealed=name)
+                )
+            for old, new in renamed:
+                c.execute(update(Consent).where(Consent.given_by == old).values(given_by=new))
+                c.execute(update(UseConsent).where(UseConsent.given_by == old).values(given_by=new))
+                c.execute(update(DataAccess).where(DataAccess.actor == old).values(actor=new))
 
     def set_disabled(self, user_id: int, *, disabled: bool) -> None:
         """Disable or re-enable; disabling deletes the user's sessions in the same transaction."""
@@ -70,15 +113,15 @@ class AccountRepository:
             if disabled:
                 c.execute(delete(WebSession).where(WebSession.user_id == user_id))
 
-    def credentials(self, username: str) -> tuple[int, str, str, str, bool] | None:
-        """(id, user name, role, password hash, disabled), or None."""
+    def credentials(self, lookup: bytes) -> tuple[int, str, str, bool] | None:
+        """(id, role, password hash, disabled) of the account with this look-up hash."""
         with self.engine.connect() as c:
             row = c.execute(
-                select(User.id, User.username, User.role, User.password_hash, User.disabled).where(
-                    User.username == username
+                select(User.id, User.role, User.password_hash, User.disabled).where(
+                    User.login_hash == lookup
                 )
             ).first()
-        return None if row is None else (int(row[0]), row[1], row[2], row[3], bool(row[4]))
+        return None if row is None else (int(row[0]), row[1], row[2], bool(row[3]))
 
     def set_password_hash(self, user_id: int, password_hash: str) -> None:
         """Store a rehashed password."""
@@ -217,7 +260,7 @@ class AccountRepository:
                     WebSession.mfa_done,
                     WebSession.created_at,
                     WebSession.seen_at,
-                    User.username,
+                    User.name_sealed,
                     User.role,
                     User.disabled,
                 )
@@ -227,7 +270,17 @@ class AccountRepository:
         if row is None:
             return None
         uid, csrf, mfa, created, seen, name, role, disabled = row
-        return (int(uid), str(csrf), bool(mfa), int(created), int(seen), name, role, bool(disabled))
+        sealed = None if name is None else bytes(name)
+        return (
+            int(uid),
+            str(csrf),
+            bool(mfa),
+            int(created),
+            int(seen),
+            sealed,
+            role,
+            bool(disabled),
+        )
 
     def touch_session(self, token_hash: bytes, now: int) -> None:
         """The session was used now."""

@@ -216,12 +216,21 @@ class AuditTreeHead(Base):
 
 
 class User(Base):
-    """A person: a consumer or a utility role (API-1); passwords as argon2id hashes only."""
+    """A person: a consumer or a utility role (API-1); passwords as argon2id hashes only.
+
+    No name in clear (PRIV-4): the account is found by a keyed hash of its login name and the
+    name is sealed under the user's own data key.
+    """
 
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    username: Mapped[str] = mapped_column(String(64), unique=True)
+    username: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    """Only in rows from before migration 0018, until the head-end seals them (then NULL)."""
+    login_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True, nullable=True)
+    """HMAC of the login name under a key-store secret: what login finds the account by."""
+    name_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    """The name, AES-GCM-sealed under the user's data key (NULL once the user is erased)."""
     role: Mapped[str] = mapped_column(String(32))
     password_hash: Mapped[str] = mapped_column(String(256))
     totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)

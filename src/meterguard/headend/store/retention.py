@@ -77,11 +77,11 @@ class RetentionStore:
             )  # fmt: skip
         return out
 
-    def consumer(self, username: str) -> tuple[int, list[str]] | None:
-        """(user id, meters) of a consumer, or None."""
+    def consumer(self, lookup: bytes) -> tuple[int, list[str]] | None:
+        """(user id, meters) of the consumer with this login look-up hash, or None."""
         with self.engine.connect() as conn:
             uid = conn.scalar(
-                select(User.id).where(User.username == username, User.role == "consumer")
+                select(User.id).where(User.login_hash == lookup, User.role == "consumer")
             )
             if uid is None:
                 return None
@@ -91,7 +91,11 @@ class RetentionStore:
     def erase_consumer(
         self, user_id: int, meters: list[str], *, actor: str, shredded: int, now: int
     ) -> None:
-        """Anonymise the user, drop their sessions, meter links and consents (audited)."""
+        """Anonymise the user, drop their sessions, meter links and consents (audited).
+
+        The account row stays (bills and log entries refer to its id) with no name, no
+        look-up hash and no credential left.
+        """
         with self.engine.begin() as conn:
             conn.execute(delete(WebSession).where(WebSession.user_id == user_id))
             conn.execute(delete(UserMeter).where(UserMeter.user_id == user_id))
@@ -102,8 +106,8 @@ class RetentionStore:
                 update(User)
                 .where(User.id == user_id)
                 .values(
-                    username=f"erased-{user_id}", password_hash="!",  # noqa: S106
-                    totp_secret=None, disabled=True,
+                    username=None, login_hash=None, name_sealed=None,
+                    password_hash="!", totp_secret=None, disabled=True,  # noqa: S106
                 )
             )  # fmt: skip
             self._audit.append_in(

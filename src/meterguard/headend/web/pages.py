@@ -196,7 +196,11 @@ def add_pages(app: FastAPI, svc: Services) -> None:
             log = data.access_log(who, meter)
         except NotFoundError:
             raise HTTPException(404) from None
-        rows = [{"at": _utc(a), "actor": b, "role": r, "what": w} for a, b, r, w in log]
+
+        def name(actor: str) -> str:  # consumers are recorded by pseudonym (PRIV-4)
+            return "you" if actor == who.actor else actor
+
+        rows = [{"at": _utc(a), "actor": name(b), "role": r, "what": w} for a, b, r, w in log]
         return render("panel_access.html", accesses=rows)
 
     def panel_health() -> HTMLResponse:

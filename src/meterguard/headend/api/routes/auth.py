@@ -76,7 +76,7 @@ def _second_step(
     except AuthenticationFailedError:
         _login_audit(svc, action, "?", "failed", request)
         raise HTTPException(401) from None
-    _login_audit(svc, action, info.principal.username, "ok", request)
+    _login_audit(svc, action, info.principal.actor, "ok", request)
     _set_session(response, info)
     return _login_response(info)
 
@@ -90,14 +90,14 @@ def login(body: LoginRequest, request: Request, response: Response, svc: Svc) ->
         limits.allow(f"user:{body.username}", now), limits.allow(f"addr:{peer(request)}", now)
     )
     if wait:
-        _login_audit(svc, "login", body.username, "rate_limited", request)
+        _login_audit(svc, "login", svc.accounts.actor_for(body.username), "rate_limited", request)
         raise HTTPException(429, headers={"Retry-After": str(int(wait) + 1)})
     try:
         info = svc.accounts.login(body.username, body.password, now=int(now))
     except AuthenticationFailedError:
-        _login_audit(svc, "login", body.username, "failed", request)
+        _login_audit(svc, "login", svc.accounts.actor_for(body.username), "failed", request)
         raise HTTPException(401) from None
-    _login_audit(svc, "login", body.username, "password_ok", request)
+    _login_audit(svc, "login", info.principal.actor, "password_ok", request)
     _set_session(response, info)
     out = _login_response(info)
     if svc.passkeys is not None and not info.mfa_done:
@@ -187,7 +187,7 @@ def register(
     try:
         rid = svc.passkeys.register(info, body.credential, body.label, now=now)
     except AuthenticationFailedError:
-        _login_audit(svc, "webauthn_registered", who.username, "failed", request)
+        _login_audit(svc, "webauthn_registered", who.actor, "failed", request)
         raise HTTPException(422) from None
-    _login_audit(svc, "webauthn_registered", who.username, "ok", request)
+    _login_audit(svc, "webauthn_registered", who.actor, "ok", request)
     return Registered(id=rid)

@@ -47,7 +47,7 @@ def alarms(svc: Svc, who: Annotated[Principal, Depends(anyone)]) -> AlarmList:
 def _alarm_move(guard: Guard, from_states: tuple[str, ...], to: str) -> Callable[..., None]:
     def move(alarm_id: Id, svc: Svc, who: Annotated[Principal, Depends(guard)]) -> None:
         moved = svc.store.move_alarm(
-            alarm_id, from_states=from_states, to=to, actor=who.username, now=svc.now()
+            alarm_id, from_states=from_states, to=to, actor=who.actor, now=svc.now()
         )
         if moved is None:
             raise HTTPException(404)
@@ -124,8 +124,8 @@ def create_user(body: NewUser, svc: Svc, who: Annotated[Principal, Depends(admin
         raise HTTPException(422) from None
     audit(
         svc,
-        who.username,
-        f"user:{body.username}",
+        who.actor,
+        f"user:{uid}",
         "user_created",
         body.role,
         f"meters {','.join(body.meters)}",
@@ -143,7 +143,7 @@ def _set_disabled(disabled: bool) -> Callable[..., None]:
             svc.accounts.set_disabled(user_id, disabled=disabled, by=who)
         audit(
             svc,
-            who.username,
+            who.actor,
             f"user:{user_id}",
             "user_disabled" if disabled else "user_enabled",
             "done",

@@ -123,7 +123,7 @@ def put_consent(
     with refusal(request, m.who):
         svc.data.set_consent(m.who, m.meter_id, body.granularity, now=now)
     return ConsentView(
-        meter_id=m.meter_id, granularity=body.granularity, given_by=m.who.username, at=now
+        meter_id=m.meter_id, granularity=body.granularity, given_by=m.who.actor, at=now
     )
 
 
@@ -165,7 +165,7 @@ def issue_bill(
         svc.data.bills(m.who, m.meter_id, [b], now=now)
     audit(
         svc,
-        m.who.username,
+        m.who.actor,
         m.meter_id,
         "bill_issued",
         "signed",
@@ -188,7 +188,7 @@ def provision_meter(
     if svc.meters is None:
         raise HTTPException(404)
     with refusal(request, who):
-        mid = svc.meters.provision(who.username, who.role, body.serial, now=svc.now())
+        mid = svc.meters.provision(who.actor, who.role, body.serial, now=svc.now())
     return Provisioned(meter_id=mid)
 
 
@@ -201,7 +201,7 @@ def _move(action: str) -> Callable[..., None]:
         if svc.meters is None:
             raise HTTPException(404)
         with refusal(request, m.who):
-            svc.meters.move(m.who.username, m.who.role, m.meter_id, action, now=svc.now())
+            svc.meters.move(m.who.actor, m.who.role, m.meter_id, action, now=svc.now())
 
     move.__name__ = f"{action}_meter"
     move.__doc__ = f"{action.capitalize()} a meter (PKI-5: running ingest and broker follow)."
