@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import threading
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -179,6 +180,34 @@ def test_microaggregation_needs_k_consenting_meters(env) -> None:
     assert {int(r["members"]) for r in rows} == {11}  # 11 meters, one group of ≥ 10
     assert not any(mid in (Path(view.path) / "data.csv").read_text() for mid in ids)
     assert len(rows) == 24
+    assert [e.id for e in sharing.exports(PIA)] == [view.id]  # the refused one left no row
+
+
+def test_concurrent_exports_each_get_their_own_id_files_and_log_entries(env) -> None:
+    sharing, data, _, ids, people = env
+    uni = sharing.add_recipient(PIA, "Uni Lab", "research", now=T0)
+    data.set_use_consent(people[ids[0]], ids[0], "research", "hour", now=T0)
+    req = ExportRequest(uni, T0, T0 + DAY, granularity="hour")
+    start, views, errors = threading.Barrier(4), [], []
+
+    def make() -> None:
+        start.wait()
+        try:
+            views.append(sharing.create_export(PIA, req, now=T0 + DAY))
+        except Exception as exc:  # noqa: BLE001 - collected and asserted on below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=make) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == [] and len({v.id for v in views}) == 4
+    for v in views:  # each manifest names its own export, and verifies
+        assert verify_export(Path(v.path), sharing.verifying_key)["export"] == v.id
+    assert sorted(e.id for e in sharing.exports(PIA)) == sorted(v.id for v in views)
+    log = [w for _, _, _, w in data.access_log(people[ids[0]], ids[0])]
+    assert sorted(log) == sorted(f"export {v.id} to Uni Lab (research, hour)" for v in views)
 
 
 def test_dp_release_is_accounted_and_refused_beyond_the_budget(env) -> None:

@@ -264,8 +264,28 @@ class DataSharing:
         if recipient is None:
             raise NotFoundError(f"no recipient {req.recipient_id}")
         meters = list(req.meters) if req.meters is not None else self._meters(who)
-        eid = self._store.next_export_id()
+        eid = self._store.reserve_export(recipient.id, who.actor, now)
         what = f"export {eid} to {recipient.name} ({recipient.use}, {req.granularity})"
+        try:
+            view = self._generate(eid, who, recipient, req, meters, what=what, now=now)
+        except BaseException:
+            self._store.drop_export(eid)  # the id is not listed; the files, if any, stay unsigned
+            raise
+        self._store.complete_export(view, detail=what)
+        return view
+
+    def _generate(
+        self,
+        eid: int,
+        who: Principal,
+        recipient: RecipientView,
+        req: ExportRequest,
+        meters: list[str],
+        *,
+        what: str,
+        now: int,
+    ) -> ExportView:
+        """Read (consent-checked, logged in each consumer's access log), write and sign."""
         data, refused = self._data.share(
             who, meters, recipient.use, req.granularity, req.start, req.end, what=what, now=now
         )
@@ -309,15 +329,11 @@ class DataSharing:
         (directory / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
         signature = self._key.sign(MANIFEST_DOMAIN + _canonical(manifest))
         (directory / "manifest.sig").write_text(signature.hex() + "\n")
-        view = ExportView(
+        return ExportView(
             eid, recipient.id, who.actor, now, req.start, req.end, req.granularity,
             req.rotation, req.k, len(data), len(refused),
             hashlib.sha256(_canonical(manifest)).hexdigest(), str(directory),
         )  # fmt: skip
-        stored = self._store.add_export(view, detail=what)
-        if stored != eid:  # another export took the id meanwhile: the files name the stored one
-            raise InvalidValueError("another export was made at the same time; try again")
-        return view
 
     def _rows(
         self, recipient: RecipientView, req: ExportRequest, data: dict[str, list[Any]]

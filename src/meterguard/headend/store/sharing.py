@@ -204,40 +204,63 @@ class SharingStore:
             row = conn.execute(select(*cols).where(Recipient.id == rid)).first()
         return None if row is None else RecipientView(*row)
 
-    def add_export(self, row: ExportView, *, detail: str) -> int:
-        """Record a generated export (audited); its id. ``row.id`` is ignored."""
+    def reserve_export(self, recipient_id: int, created_by: str, now: int) -> int:
+        """A new export's id, taken before its files are written (its row is not listed yet).
+
+        Concurrent exports each get an id of their own, so the directory, the manifest and
+        the consumers' access-log entries of one never name another's.
+        """
+        with self.engine.begin() as conn:
+            eid = conn.scalar(
+                insert(Export)
+                .values(
+                    recipient_id=recipient_id, created_by=created_by, created_at=now, start=0,
+                    end=0, granularity="", rotation="", k=0, included=0, refused=0,
+                    manifest_sha256="", path="",
+                )
+                .returning(Export.id)
+            )  # fmt: skip
+        return int(eid or 0)
+
+    def complete_export(self, row: ExportView, *, detail: str) -> None:
+        """Record what the reserved export ``row.id`` holds (audited): from now on it is listed."""
         values = {k: getattr(row, k) for k in ExportView.__slots__ if k != "id"}
         with self.engine.begin() as conn:
-            eid = conn.scalar(insert(Export).values(**values).returning(Export.id))
+            conn.execute(update(Export).where(Export.id == row.id).values(**values))
             self._audit.append_in(
                 conn,
                 [
                     Fields(
-                        at=row.created_at, actor=row.created_by, target=f"export:{eid}",
+                        at=row.created_at, actor=row.created_by, target=f"export:{row.id}",
                         action="sharing.export", result="ok", detail=detail[:200],
                     )
                 ],
             )  # fmt: skip
-        return int(eid or 0)
 
-    def next_export_id(self) -> int:
-        """The id the next export will most likely get (for its directory name)."""
-        with self.engine.connect() as conn:
-            top = conn.scalar(select(Export.id).order_by(Export.id.desc()).limit(1))
-        return int(top or 0) + 1
+    def drop_export(self, eid: int) -> None:
+        """Give back a reserved export's id whose generation failed (a completed one stays)."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(Export).where(Export.id == eid, Export.manifest_sha256 == ""))
 
     def export(self, eid: int) -> ExportView | None:
-        """One export, or None."""
+        """One completed export, or None."""
         cols = [getattr(Export, k) for k in ExportView.__slots__]
         with self.engine.connect() as conn:
-            row = conn.execute(select(*cols).where(Export.id == eid)).first()
+            row = conn.execute(
+                select(*cols).where(Export.id == eid, Export.manifest_sha256 != "")
+            ).first()
         return None if row is None else ExportView(*row)
 
     def exports(self, limit: int = 200) -> list[ExportView]:
         """Exports, newest first."""
         cols = [getattr(Export, k) for k in ExportView.__slots__]
         with self.engine.connect() as conn:
-            rows = conn.execute(select(*cols).order_by(Export.id.desc()).limit(limit)).all()
+            rows = conn.execute(
+                select(*cols)
+                .where(Export.manifest_sha256 != "")
+                .order_by(Export.id.desc())
+                .limit(limit)
+            ).all()
         return [ExportView(*r) for r in rows]
 
     # -- DP releases and the ledger ------------------------------------------------------------
