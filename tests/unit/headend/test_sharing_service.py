@@ -219,6 +219,10 @@ def test_dp_release_is_accounted_and_refused_beyond_the_budget(env) -> None:
         sharing.release(PIA, "feeder:nope", T0, 1.0, now=now)
     with pytest.raises(InvalidValueError):
         sharing.release(PIA, "all", T0 + 5, 1.0, now=now)  # not a day's start
+    for day, at in ((T0 + 2 * DAY, now + 1800), (T0 + 3 * DAY, now + 600)):
+        with pytest.raises(InvalidValueError, match="ended"):  # ended 30 min ago / in progress
+            sharing.release(PIA, "all", day, 1.0, now=at)
+    assert sharing.spent(PIA, ids[:1], T0 + 2 * DAY) == {}  # nothing stored, nothing spent
     with pytest.raises(InvalidValueError):
         sharing.release(PIA, "all", T0, 11.0, now=now)  # more than a day's budget
     first = sharing.release(OLGA, "feeder:feeder-a", T0, 6.0, now=now)

@@ -87,6 +87,9 @@ ROTATIONS = ("day", "week", "month")
 DP_BUDGET_DAY = 10.0
 """The most ε one consumer's day may spend over all releases (ANALYTICS.md §3.3: ε_day ≤ 10)."""
 MIN_GROUP = 10
+SETTLE = 3600
+"""Seconds after a day's end before it may be released: late readings (meters' outboxes)
+arrive first, and a release is stored and repeated, never recomputed."""
 MIN_K = 10
 """The smallest microaggregation group offered (privacy-eval: k=5 fails the linking target)."""
 MAX_SPAN_DAYS = 366
@@ -401,13 +404,18 @@ class DataSharing:
         Raises:
             AccessDeniedError: not a release role.
             NotFoundError: no such scope.
-            InvalidValueError: a bad day or ε, or fewer than MIN_GROUP homes.
+            InvalidValueError: a bad day or ε, a day not ended ``SETTLE`` ago, or fewer than
+                MIN_GROUP homes.
             BudgetExceededError: a member's day has not enough budget left.
         """
         if who.role not in RELEASE_ROLES:
             raise AccessDeniedError(f"releases are not for the {who.role} role")
-        if day < 0 or day % DAY or day + DAY > now + DAY:
-            raise InvalidValueError("day is the start (UTC midnight) of a day that has begun")
+        if day < 0 or day % DAY:
+            raise InvalidValueError("day is the start (UTC midnight) of a day")
+        if day + DAY + SETTLE > now:  # a release is stored for good: never of a partial day
+            raise InvalidValueError(
+                f"the day must have ended at least {SETTLE // 60} min ago (readings still come)"
+            )
         if not (math.isfinite(epsilon_day) and 0 < epsilon_day <= self.budget_day):
             raise InvalidValueError(f"ε per day must be in (0, {self.budget_day:g}]")
         stored = self._store.release(scope, day, epsilon_day)
