@@ -166,11 +166,8 @@ class NameVault(_DataKeys):
         """
         if sealed is None:
             return None
-        altered = AuthenticationFailedError(
-            f"the stored name of user {user_id} fails its integrity check"
-        )
         if len(sealed) < _VERSION.size + 12 + 16:
-            raise altered
+            raise _altered(user_id)
         (version,) = _VERSION.unpack_from(sealed)
         aead = self._opener(user_subject(user_id), version)
         if aead is None:
@@ -179,4 +176,9 @@ class NameVault(_DataKeys):
         try:
             return aead.decrypt(body[:12], body[12:], self._aad(user_id, version)).decode()
         except InvalidTag:
-            raise altered from None
+            raise _altered(user_id) from None
+
+
+def _altered(user_id: int) -> AuthenticationFailedError:
+    """The error for a sealed name that was altered, cut or moved to another user."""
+    return AuthenticationFailedError(f"the stored name of user {user_id} fails its integrity check")

@@ -218,9 +218,10 @@ class Accounts:
         Staff by name; a consumer by pseudonym; a name no account has by ``login:`` and a
         keyed hash, so repeated attempts correlate without the typed text being stored.
         """
-        row = self._repo.credentials(self.names.lookup(username))
+        lookup = self.names.lookup(username)
+        row = self._repo.credentials(lookup)
         if row is None:
-            return f"login:{self.names.lookup(username).hex()[:16]}"
+            return f"login:{lookup.hex()[:16]}"
         return actor_of(row[0], username[:64], row[1])
 
     def set_disabled(self, user_id: int, *, disabled: bool, by: Principal | None = None) -> None:
