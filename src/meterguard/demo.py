@@ -102,10 +102,16 @@ DEMO_USERS = (
     ("erik", "engineer", ()),
     ("rita", "investigator", ()),
     ("pia", "privacy_officer", ()),
+    # An insider with a utility account of their own: what `meterguard attack` plays with
+    # (a role escalation, a TOTP replay and brute force that lock this account, not olga's).
+    ("mallory", "operator", ()),
+    ("sven", "security_admin", ()),
 )
 DEMO_ACTOR = "system:demo"
-REQUESTS = ("tamper", "steal", "honest", "vacation_days")
-"""What a control request (:func:`request`) may ask of one meter, one at a time."""
+REQUESTS = ("tamper", "steal", "honest", "vacation_days", "link")
+"""What a control request (:func:`request`) may ask of one meter, one at a time (``link``:
+``"off"`` unplugs the meter's MQTT link — its readings wait in its outbox — ``"on"`` plugs it
+back; ``meterguard attack`` uses it to take a meter's place without a session takeover)."""
 
 
 def request_tamper(data: Path, meter: str, kind: TamperKind) -> Path:
@@ -496,11 +502,28 @@ class DemoSystem:
         if "honest" in req:
             self.fleet.stop_stealing(i)
             return f"{mid} registers honestly again"
+        if "link" in req:
+            return self._link(i, mid, str(req["link"]))
         if "vacation_days" in req:
             days = float(req["vacation_days"])
             self.fleet.vacation(i, days)
             return f"{mid}'s household is away for {days:g} days"
         raise ValueError(f"a request is one of {', '.join(REQUESTS)}")
+
+    def _link(self, i: int, mid: str, state: str) -> str:
+        """Unplug (``off``) or plug back (``on``) meter ``i``'s MQTT link."""
+        old = self.links[i]
+        if state == "off":
+            old.stop()
+            return f"{mid}'s link is unplugged (its outbox keeps what it sends)"
+        if state != "on":
+            raise ValueError("a link is 'on' or 'off'")
+        old.stop()  # (idempotent: a link plugged in twice stays one session)
+        self.links[i] = MeterMqttClient(
+            old.settings, old.outbox, on_command=self._command_arrived(i)
+        )
+        self.links[i].start()
+        return f"{mid}'s link is plugged back in"
 
     def status(self) -> dict[str, Any]:
         """Counts and liveness."""

@@ -19,6 +19,7 @@ import click
 
 from meterguard import __version__
 from meterguard.cli.analytics import analytics
+from meterguard.cli.attack import attack
 from meterguard.cli.demo import demo
 from meterguard.cli.devices import fleet, meter
 from meterguard.cli.firmware import firmware
@@ -50,5 +51,6 @@ for _command in (
     demo,
     analytics,
     privacy,
+    attack,
 ):
     main.add_command(_command)

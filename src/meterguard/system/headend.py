@@ -44,6 +44,7 @@ from meterguard.headend.services.commands import Commands
 from meterguard.headend.services.enrolment import Enrolment
 from meterguard.headend.services.firmware import FirmwareUpdates
 from meterguard.headend.services.meters import SYSTEM_ROLE, Meters
+from meterguard.headend.services.redteam import AttackReports
 from meterguard.headend.services.retention import Retention
 from meterguard.headend.services.sessions import TakeoverGuard
 from meterguard.headend.services.sharing import DataSharing
@@ -493,6 +494,7 @@ class HeadEnd:
             theft=self.theft,
             sharing=self.sharing,
             retention=self.retention,
+            attacks=AttackReports(self.layout.root / "attacks" / "last-run.json"),
         )
         self._web = serve_https(app, host, port, web / "web.pem", web / "web.key")
         return port

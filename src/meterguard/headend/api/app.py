@@ -49,6 +49,7 @@ from meterguard.headend.services.billing import Billing
 from meterguard.headend.services.commands import Commands
 from meterguard.headend.services.firmware import FirmwareUpdates
 from meterguard.headend.services.meters import Meters
+from meterguard.headend.services.redteam import AttackReports
 from meterguard.headend.services.retention import Retention
 from meterguard.headend.services.sharing import DataSharing
 from meterguard.headend.services.theft import RevenueProtection
@@ -94,6 +95,7 @@ def create_app(
     theft: RevenueProtection | None = None,
     sharing: DataSharing | None = None,
     retention: Retention | None = None,
+    attacks: AttackReports | None = None,
     clock: Clock | None = None,
     api_rate: float = 20.0,
     api_burst: float = 200.0,
@@ -117,6 +119,7 @@ def create_app(
         theft=theft,
         sharing=sharing,
         retention=retention,
+        attacks=attacks,
         clock=clock or SystemClock(),
     )
     app.state.services = svc

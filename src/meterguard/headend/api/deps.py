@@ -32,6 +32,7 @@ from meterguard.headend.services.billing import Billing
 from meterguard.headend.services.commands import Commands
 from meterguard.headend.services.firmware import FirmwareUpdates
 from meterguard.headend.services.meters import Meters
+from meterguard.headend.services.redteam import AttackReports
 from meterguard.headend.services.retention import Retention
 from meterguard.headend.services.sharing import DataSharing
 from meterguard.headend.services.theft import RevenueProtection
@@ -57,6 +58,8 @@ class Services:
     theft: RevenueProtection | None = None
     sharing: DataSharing | None = None
     retention: Retention | None = None
+    attacks: AttackReports | None = None
+    """The last red-team run (``meterguard attack``), for security administrators."""
     clock: Clock = field(default_factory=SystemClock)
     """Head-end time: every timestamp the API writes or checks (sessions, audit, access log)."""
 
@@ -92,7 +95,10 @@ def meter_for(guard: Guard) -> Callable[..., MeterAccess]:
         meter_id: MeterId, request: Request, who: Annotated[Principal, Depends(guard)]
     ) -> MeterAccess:
         if not services(request).accounts.visible_meter(who, meter_id):
-            raise HTTPException(404)  # another consumer's meter looks like no meter
+            # Another consumer's meter looks like no meter, and the attempt is audited (LOG-1):
+            # a consumer walking meter ids is an attack (bounded by the per-user API limit).
+            denied(request, who, "meter not visible to the caller")
+            raise HTTPException(404)
         return MeterAccess(who, meter_id)
 
     return dependency

@@ -28,11 +28,12 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from meterguard.cosem.eventcodes import EventCode
-from meterguard.errors import AccessDeniedError, NotFoundError
+from meterguard.errors import AccessDeniedError, InvalidValueError, NotFoundError
 from meterguard.headend.api.deps import Services
 from meterguard.headend.api.guard import Guard
 from meterguard.headend.services.accounts import ACCOUNT_READERS, ROLES, Principal
 from meterguard.headend.services.commands import COMMAND_ROLES
+from meterguard.headend.services.redteam import REPORT_READERS
 from meterguard.headend.services.theft import (
     GRID_ROLES,
     INVESTIGATOR_ROLES,
@@ -127,6 +128,7 @@ def add_pages(app: FastAPI, svc: Services) -> None:
             csrf=csrf,
             can_command=commands is not None and who.role in COMMAND_ROLES,
             can_see_accounts=who.role in ACCOUNT_READERS,
+            can_see_attacks=svc.attacks is not None and who.role in REPORT_READERS,
             has_firmware=svc.firmware is not None,
             images=svc.firmware.images() if svc.firmware is not None else [],
             has_grid=svc.theft is not None and who.role in GRID_ROLES,
@@ -327,6 +329,15 @@ def add_pages(app: FastAPI, svc: Services) -> None:
         ]
         return render("panel_accounts.html", accounts=rows[:FLEET_ROWS], total=len(rows))
 
+    def panel_attacks(who: Principal) -> HTMLResponse:
+        if svc.attacks is None or who.role not in REPORT_READERS:
+            raise HTTPException(404)
+        try:
+            doc, problem = svc.attacks.last(), ""
+        except InvalidValueError as exc:
+            doc, problem = None, str(exc)
+        return render("panel_attacks.html", report=doc, problem=problem)
+
     def panel_events() -> HTMLResponse:
         rows = [
             {
@@ -375,4 +386,6 @@ def add_pages(app: FastAPI, svc: Services) -> None:
             return panel_grid(who)
         if name == "theft":
             return panel_theft(who)
+        if name == "attacks":
+            return panel_attacks(who)
         raise HTTPException(404)

@@ -8,7 +8,7 @@ administrator's (auditors may read the list).
 """
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 
@@ -27,6 +27,7 @@ from meterguard.headend.api.schemas import (
     UserView,
 )
 from meterguard.headend.services.accounts import ACCOUNT_READERS, ROLES, UTILITY_ROLES, Principal
+from meterguard.headend.services.redteam import REPORT_READERS
 
 __all__ = ["ACK_ROLES", "CLEAR_ROLES", "router"]
 
@@ -88,6 +89,23 @@ def security_events(
 ) -> SecurityEvents:
     """Newest first."""
     return SecurityEvents(events=svc.store.security_event_rows())
+
+
+report_readers = Guard(REPORT_READERS)
+
+
+@router.get("/api/v1/security/attack-report")
+def attack_report(svc: Svc, _who: Annotated[Principal, Depends(report_readers)]) -> dict[str, Any]:
+    """The last `meterguard attack` run's report (404 when none has run)."""
+    if svc.attacks is None:
+        raise HTTPException(404)
+    try:
+        doc = svc.attacks.last()
+    except InvalidValueError:
+        raise HTTPException(409) from None
+    if doc is None:
+        raise HTTPException(404)
+    return doc
 
 
 admins = Guard(frozenset({"security_admin"}))
