@@ -84,8 +84,9 @@ class Expect:
     ``kind`` and ``name`` as in :class:`~meterguard.headend.store.evidence.Record`, or a
     broker log line (``kind="broker_log"``, ``name`` a regular expression).
 
-    ``subject`` is a role of the target (``victim``, ``compromised``, ``neighbour``, ``thief``,
-    ``insider``) resolved to its meter or account, or ``""`` for any.
+    ``name`` ``"*"`` matches any name of the kind (e.g. a message quarantined for whatever
+    reason). ``subject`` is a role of the target (``victim``, ``compromised``, ``neighbour``,
+    ``thief``, ``insider``) resolved to its meter or account, or ``""`` for any.
     """
 
     kind: str
@@ -207,7 +208,7 @@ class Result:
 def _matches(e: Expect, subject: str, r: Record) -> bool:
     return (
         r.kind == e.kind
-        and r.name == e.name
+        and e.name in (r.name, "*")
         and (not subject or subject in r.subject or subject in r.detail)
         and (not e.result or r.result == e.result)
     )
