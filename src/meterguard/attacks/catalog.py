@@ -325,6 +325,19 @@ SCENARIOS: tuple[Scenario, ...] = (
             ("module-removed", EventCode.COMMUNICATION_MODULE_REMOVED),
         )
     ),
+    Scenario(
+        "tamper-during-power-cut", PHY, Capability.PHYSICAL,
+        "A cover opened while the meter's communication is down",
+        (
+            "cut the meter's link (its module loses power)",
+            "open the main cover",
+            "restore the link after 3 s",
+        ),
+        "the meter keeps the alarm (battery-backed log, outbox) and the head-end stores it once"
+        " the link is back", ("TAMP-1", "TAMP-3", "REL-1"), dos.tamper_in_power_cut,
+        (Expect("alarm", f"alarm:{int(EventCode.METER_COVER_REMOVED)}", "powercut"),),
+        within=30.0,
+    ),
     # ------------------------------------------------------------ denial of service
     Scenario(
         "oversized-message", DOS, Capability.COMPROMISED_METER,

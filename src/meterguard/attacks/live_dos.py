@@ -34,6 +34,7 @@ __all__ = [
     "handshake_flood",
     "oversized",
     "tamper",
+    "tamper_in_power_cut",
 ]
 
 ALARM_DEADLINE = 30.0
@@ -222,6 +223,26 @@ def tamper(sensor: str) -> Play:
 
     play.__doc__ = f"Someone at the meter: {sensor}."
     return play
+
+
+def tamper_in_power_cut(t: Target, _p: Profile) -> Attempt:
+    """A cover opened while the meter's communication is down (a power cut of its module).
+
+    The meter's sensor and log are battery-backed: the alarm is latched and kept in the
+    meter's outbox; the head-end must not see it before the link is back, and must get it
+    after.
+    """
+    mid = t.role("powercut")
+    mark = t.evidence.mark(now=int(time.time()))
+    with t.seized("powercut"):
+        t.request({"meter": mid, "tamper": "main-cover-open"})
+        time.sleep(3.0)
+        early = any(r.kind == "alarm" and r.subject == mid for r in t.evidence.since(mark))
+    return Attempt(
+        not early,
+        f"cover opened on {mid} during a 3 s cut; alarm stored during the cut: {early}",
+        left=f"a main-cover-open alarm open on {mid} (an operator clears it)",
+    )
 
 
 def bypass(t: Target, _p: Profile) -> Attempt:

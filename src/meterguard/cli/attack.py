@@ -42,6 +42,7 @@ ROLES = {
     "neighbour": 3,
     "thief": 4,
     "cloned": 5,
+    "powercut": 6,
 }
 """Which of the fleet's meters (by serial) play which part."""
 ACCOUNTS = {"consumer": "alice", "insider": "mallory", "investigator": "rita"}
