@@ -42,6 +42,7 @@ import json
 import os
 import queue
 import secrets
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,7 +54,7 @@ from meterguard.broker.monitor import LogMonitor
 from meterguard.broker.process import ManagedBroker, free_port
 from meterguard.clock import SimulatedClock
 from meterguard.crypto.pki.store import Pki
-from meterguard.errors import ConfigurationError
+from meterguard.errors import ConfigurationError, TransportError
 from meterguard.firmware.image import build_image, image_name
 from meterguard.headend.services.accounts import Accounts
 from meterguard.headend.services.billing import Band, Billing, TariffSpec
@@ -78,7 +79,7 @@ from meterguard.system.headend import (
 from meterguard.system.layout import DataLayout
 from meterguard.system.lock import DataLock
 
-__all__ = ["REQUESTS", "DemoConfig", "DemoSystem", "request", "request_tamper"]
+__all__ = ["REQUESTS", "SYSTEM_REQUESTS", "DemoConfig", "DemoSystem", "request", "request_tamper"]
 
 DemoConfig = SystemConfig
 """A demo is configured like any system."""
@@ -112,6 +113,10 @@ REQUESTS = ("tamper", "steal", "honest", "vacation_days", "link")
 """What a control request (:func:`request`) may ask of one meter, one at a time (``link``:
 ``"off"`` unplugs the meter's MQTT link — its readings wait in its outbox — ``"on"`` plugs it
 back; ``meterguard attack`` uses it to take a meter's place without a session takeover)."""
+SYSTEM_REQUESTS = ("broker",)
+"""What a control request may ask of the whole system (no ``meter``): ``{"broker":
+"restart"}`` stops the broker and starts it again, dropping every meter's and worker's session
+at once, as a crash or an outage of its host would (``meterguard attack``'s reconnect storm)."""
 
 
 def request_tamper(data: Path, meter: str, kind: TamperKind) -> Path:
@@ -130,11 +135,55 @@ def request(data: Path, payload: dict[str, Any]) -> Path:
     return path
 
 
+PASSWORD_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # noqa: S105 - an alphabet, not a password
+"""Letters and digits a person reads back without doubt (no 0/o, 1/l/i)."""
+
+
+def demo_password() -> str:
+    """Four groups of five (about 99 bits), e.g. ``k7mqx-3fp9w-rth2z-d4s8n``."""
+    return "-".join("".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(5)) for _ in range(4))
+
+
+DEFAULT_WEB_PORT = 8443
+
+
+def _web_port(cfg: SystemConfig, host: str) -> int:
+    """The dashboard's port: as asked, else the last one of this directory, 8443, any free.
+
+    Raises:
+        ConfigurationError: the asked port is taken.
+    """
+    if cfg.web_port:
+        if not _free(host, cfg.web_port):
+            raise ConfigurationError(f"port {cfg.web_port} on {host} is taken (--port)")
+        return cfg.web_port
+    try:
+        last = int((cfg.layout.web / "port").read_text().strip())
+    except (FileNotFoundError, ValueError):
+        last = 0
+    for port in (last, DEFAULT_WEB_PORT):
+        if port and _free(host, port):
+            return port
+    return free_port(host)
+
+
+def _free(host: str, port: int) -> bool:
+    try:
+        with socket.create_server((host, port)):
+            return True
+    except OSError:
+        return False
+
+
 def write_demo_accounts(accounts: Accounts, path: Path, *, now: int) -> None:
     """Create the demo's accounts and write their credentials to ``path`` (mode 0600)."""
-    lines = ["# meterguard demo accounts (this file is mode 0600; delete it after use)"]
+    lines = [
+        "# meterguard demo accounts (this file is mode 0600; delete it after use)",
+        "# A password is everything after 'password: ' (no spaces; letters and digits that",
+        "# cannot be mistaken for each other: no 0/O, 1/l/I; dashes between groups).",
+    ]
     for name, role, meters in DEMO_USERS:
-        password = "demo " + secrets.token_urlsafe(12)
+        password = demo_password()
         _, totp = accounts.create_user(name, password, role, now=now, meters=meters)
         lines.append(f"{name} ({role}) password: {password}")
         if totp is not None:
@@ -264,7 +313,9 @@ class DemoSystem:
             write_demo_accounts(accounts, creds, now=stamp)
         he.open_sharing()
         he.start_retention(lambda: meter_time.now().timestamp())
-        self.web_port = he.start_web(cfg.host, free_port(cfg.host), now=now)
+        web_host = cfg.web_host or cfg.host
+        self.web_port = he.start_web(web_host, _web_port(cfg, web_host), now=now)
+        (layout.web / "port").write_text(f"{self.web_port}\n")
         info = RunInfo(
             db=cfg.db_url,
             host=cfg.host,
@@ -475,6 +526,10 @@ class DemoSystem:
         for path in sorted(control.glob("*.json")):
             try:
                 req = json.loads(path.read_text())
+                if "broker" in req:
+                    self.log.append(self._broker_request(str(req["broker"])))
+                    path.unlink(missing_ok=True)
+                    continue
                 index = int(str(req["meter"])[3:]) - int(self.fleet.a["serial"][0])
                 if not 0 <= index < len(self.fleet):
                     raise ValueError(f"no meter {req['meter']} in this fleet")
@@ -483,6 +538,8 @@ class DemoSystem:
                 self.log.append(f"ignored control request {path.name}: {exc}")
             except ConfigurationError as exc:
                 self.log.append(f"refused control request {path.name}: {exc}")
+            except TransportError as exc:  # the broker did not come back: say so
+                self.log.append(f"control request {path.name} failed: {exc}")
             path.unlink(missing_ok=True)
 
     def _act(self, i: int, mid: str, req: dict[str, Any]) -> str:
@@ -509,6 +566,20 @@ class DemoSystem:
             self.fleet.vacation(i, days)
             return f"{mid}'s household is away for {days:g} days"
         raise ValueError(f"a request is one of {', '.join(REQUESTS)}")
+
+    def _broker_request(self, what: str) -> str:
+        """Restart the broker: every session drops at once and reconnects (a reconnect storm).
+
+        Mosquitto saves its sessions and queued messages on a graceful stop (REL-1); the
+        meters keep what they send meanwhile in their outboxes and come back with their own
+        jittered back-off; the ingest workers reconnect and subscribe again.
+        """
+        if what != "restart" or self.broker is None:
+            raise ValueError('a broker request is {"broker": "restart"}')
+        t0 = time.monotonic()
+        self.broker.stop()
+        self.broker.start()
+        return f"broker restarted in {time.monotonic() - t0:.1f} s: every session dropped at once"
 
     def _link(self, i: int, mid: str, state: str) -> str:
         """Unplug (``off``) or plug back (``on``) meter ``i``'s MQTT link."""

@@ -22,6 +22,7 @@ from meterguard.attacks.catalog import SCENARIOS
 from meterguard.attacks.scenario import Threat
 from tests.integration.test_demo import cli
 from tests.integration.test_firmware_demo import _login, running_demo
+from tests.integration.test_mitmproxy import MITMDUMP
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +53,7 @@ def test_every_scenario_passes_against_the_demo(
     report = tmp_path / "report.html"
     r = cli(
         "attack", "run", "--all", "--data", str(data), "--json", "--report", str(report),
-        timeout=900,
+        "--mitmdump", str(MITMDUMP), timeout=900,
     )  # fmt: skip
     doc = json.loads(r.stdout)
     failed = [
@@ -67,6 +68,15 @@ def test_every_scenario_passes_against_the_demo(
     assert all(s["evidence_found"] and s["time_to_detection_s"] is not None for s in with_records)
     floods = {s["id"]: s["figures"] for s in doc["scenarios"] if "flood" in s["id"]}
     assert all(f["alarm_latency_under_attack_s"] > 0 for f in floods.values()), floods
+    by_id = {s["id"]: s for s in doc["scenarios"]}
+    # Every forged-certificate link was played through mitmproxy, not a stand-in.
+    for sid in ("forged-broker-to-meter", "forged-broker-to-headend", "forged-web-server"):
+        assert by_id[sid]["detail"].startswith("mitmproxy"), by_id[sid]["detail"]
+    storm = by_id["reconnect-storm"]["figures"]
+    assert storm["meters"] == 12 and storm["reconnected_all_s"] > 0, storm
+    assert storm["intervals_queued"] > 0 and storm["alarm_latency_under_attack_s"] > 0, storm
+    for bad in ("tampered", "downgrade", "wrong-model"):  # refused by a live meter of the fleet
+        assert "failed': 1" in by_id[f"firmware-live-{bad}"]["detail"]
 
     # The report names what it searched for, never the values (passwords, TOTP secrets).
     creds = (data / "web" / "demo-accounts.txt").read_text()

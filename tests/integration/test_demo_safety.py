@@ -9,6 +9,7 @@ behind; the CLI answers a directory without a system, or an unknown meter, in on
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -79,8 +80,15 @@ def test_a_second_demo_on_the_same_data_is_refused_with_the_pid(tmp_path: Path) 
     finally:
         first.terminate()
         first.wait(30)
-    # Once the first has stopped, the directory is free again.
-    assert cli("demo", "--data", str(data), "--meters", "4", "--duration", "2").returncode == 0
+        log.close()
+    # Its output is a file, not a terminal: status lines instead of a live table.
+    out = (tmp_path / "first.out").read_text()
+    assert re.search(r"^status \d+ s: \{.*\"readings\"", out, re.M), out[-2000:]
+    port = RunInfo.read(data).web_port
+    # Once the first has stopped, the directory is free again, and keeps its dashboard's port.
+    again = cli("demo", "--data", str(data), "--meters", "4", "--duration", "2")
+    assert again.returncode == 0, again.stderr
+    assert f"https://localhost:{port}/login" in again.stdout.replace("\n", ""), again.stdout
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from meterguard.attacks import firmware as fw
 from meterguard.attacks import live_access as acc
 from meterguard.attacks import live_data as dat
 from meterguard.attacks import live_dos as dos
+from meterguard.attacks import live_firmware as lfw
 from meterguard.attacks.scenario import (
     Attempt,
     Capability,
@@ -309,6 +310,23 @@ SCENARIOS: tuple[Scenario, ...] = (
         )
         for s in fw.SCENARIOS
     ),
+    *(
+        Scenario(
+            f"firmware-live-{i.name}", MAL,
+            Capability.DISTRIBUTION if i.tamper else Capability.INSIDER,
+            f"{i.summary}, campaigned to a live meter of the fleet",
+            (
+                "sign the image into the running system's repository"
+                + (", then change the bytes the endpoint serves" if i.tamper else ""),
+                "olga proposes a campaign of it to one live meter, erik approves",
+                "the meter fetches it with its TUF client and reports",
+            ),
+            f"the meter reports {i.refusal}, runs what it ran before, the head-end records a"
+            " firmware_refused event", i.requirements,
+            lfw.campaign(i), (_event("firmware_refused", "victim"),), within=30.0,
+        )
+        for i in lfw.LIVE_IMAGES
+    ),
     # ------------------------------------------------------------ physical tampering
     *(
         Scenario(
@@ -374,6 +392,22 @@ SCENARIOS: tuple[Scenario, ...] = (
         ),
         "every handshake refused; another meter's alarm no slower than 3x (or +5 s)",
         ("DOS-1", "MQ-2"), dos.handshake_flood, (Expect("broker_log", _TLS_REFUSED),),
+    ),
+    Scenario(
+        "reconnect-storm", DOS, Capability.OUTAGE,
+        "The broker goes down and comes back: every meter and worker reconnects at once",
+        (
+            "measure another meter's alarm latency",
+            "the running system restarts its broker (every session drops at once)",
+            "that meter's cover opens while the broker is down",
+            "wait until every meter is back and what they queued is stored",
+        ),
+        "every meter back (jittered back-off), the alarm stored, every queued interval stored"
+        " once, no security event or refusal raised by the outage",
+        ("REL-1", "DOS-3", "TAMP-3"), dos.reconnect_storm,
+        (Expect("broker_log", r"mosquitto version \S+ starting"),
+         _alarm(EventCode.TERMINAL_COVER_REMOVED), _alarm(EventCode.METER_COVER_REMOVED)),
+        within=30.0,
     ),
     Scenario(
         "bypass-under-registers", PHY, Capability.PHYSICAL,

@@ -204,7 +204,7 @@ def copy_database(t: Target, _p: Profile) -> Attempt:
     return Attempt(
         not found and len(rows) > 0,
         f"{len(rows)} bytes of rows, {len(raw)} bytes of file searched for"
-        f" {', '.join(t.secrets.values)}; found: {found or 'nothing'}",
+        f" {', '.join(t.secrets.labels())}; found: {found or 'nothing'}",
     )
 
 
@@ -242,18 +242,18 @@ def forged_broker_to_meter(t: Target, _p: Profile) -> Attempt:
         host=t.host, port=t.device_port, root=t.root, cert=cert, key=key,
         meter_id=t.role("compromised"),
     )  # fmt: skip
-    outcome = mitm.run(settings, wait=3.0)
+    outcome = mitm.run(settings, wait=3.0, mitmdump=t.mitmdump)
     return Attempt(outcome.passed, outcome.detail)
 
 
-def _forged_listener(t: Target, work: Path) -> mitm.ForgedBroker:
-    return mitm.ForgedBroker(work, t.host)
+def _forged_listener(t: Target, work: Path, port: int, scheme: str) -> mitm.Impostor:
+    return mitm.impostor(work, (t.host, port), scheme=scheme, mitmdump=t.mitmdump)
 
 
 def forged_broker_to_headend(t: Target, _p: Profile) -> Attempt:
     """A head-end worker's connection is sent to a forged broker."""
     with tempfile.TemporaryDirectory() as tmp:
-        rogue = _forged_listener(t, Path(tmp))
+        rogue = _forged_listener(t, Path(tmp), t.service_port, "tls")
         try:
             ctx = pinned_client_context(t.root, *t.service_identity)
             try:
@@ -268,14 +268,19 @@ def forged_broker_to_headend(t: Target, _p: Profile) -> Attempt:
             time.sleep(0.3)
         finally:
             rogue.close()
-    ok = bool(refused) and rogue.handshakes_ok == 0 and not rogue.plaintext
-    return Attempt(ok, f"worker refused: {refused or 'no'}; forged broker got {rogue.plaintext}")
+        seen, got, handshakes = rogue.failures, rogue.plaintext, rogue.handshakes_ok
+    ok = bool(refused) and handshakes == 0 and not got
+    return Attempt(
+        ok,
+        f"{rogue.name}: the worker refused: {refused or 'no'}; the impostor got"
+        f" {got}; it saw the handshake fail: {'; '.join(seen)[:160] or '-'}",
+    )
 
 
 def forged_web_server(t: Target, _p: Profile) -> Attempt:
     """A user's client is sent to a web server with a forged certificate (it would phish)."""
     with tempfile.TemporaryDirectory() as tmp:
-        rogue = _forged_listener(t, Path(tmp))
+        rogue = _forged_listener(t, Path(tmp), t.web_port, "https")
         try:
             with t.web(port=rogue.port, source=OUTSIDER) as c:
                 try:
@@ -286,8 +291,13 @@ def forged_web_server(t: Target, _p: Profile) -> Attempt:
             time.sleep(0.3)
         finally:
             rogue.close()
-    ok = bool(refused) and rogue.handshakes_ok == 0 and not rogue.plaintext
-    return Attempt(ok, f"client refused: {refused or 'no'}; forged server got {rogue.plaintext}")
+        seen, got, handshakes = rogue.failures, rogue.plaintext, rogue.handshakes_ok
+    ok = bool(refused) and handshakes == 0 and not got
+    return Attempt(
+        ok,
+        f"{rogue.name}: the client refused: {refused or 'no'}; the impostor got"
+        f" {got}; it saw the handshake fail: {'; '.join(seen)[:160] or '-'}",
+    )
 
 
 # ---------------------------------------------------------------------- compromised broker

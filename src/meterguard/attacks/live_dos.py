@@ -13,6 +13,7 @@ directory) and the runner looks for the alarm; the bypass play makes a home unde
 
 from __future__ import annotations
 
+import re
 import secrets
 import socket
 import ssl
@@ -33,6 +34,7 @@ __all__ = [
     "data_flood",
     "handshake_flood",
     "oversized",
+    "reconnect_storm",
     "tamper",
     "tamper_in_power_cut",
 ]
@@ -208,6 +210,109 @@ def handshake_flood(t: Target, p: Profile) -> Attempt:
             "alarm_latency_under_attack_s": lat if lat is not None else -1,
         },
     )
+
+
+STORM_DEADLINE = 90.0
+"""Longest wait for every meter to be back, and for what they queued meanwhile to be stored."""
+INTERVAL = 900
+
+
+def reconnect_storm(t: Target, _p: Profile) -> Attempt:
+    """The broker goes down and comes back: every meter and worker reconnects at once.
+
+    Measures, in the same scenario: another meter's alarm latency before and during the storm
+    (its sensor fires while the broker is down: the alarm waits in its outbox), how long until
+    every meter of the fleet is connected again, and how long until every interval the meters
+    queued meanwhile is stored (each meter holds every interval after the last one stored
+    before the restart). Passes when every meter is back, the alarm arrived, nothing queued
+    was lost, and the storm raised no security event or refusal (an outage is not an attack).
+    """
+    before = _alarm_latency(t, SENSORS[0])
+    newest0 = t.evidence.newest_intervals()
+    mark = t.evidence.mark(now=int(time.time()))
+    # Summaries counted in this second by an earlier attack are not the storm's doing.
+    earlier = {(r.kind, r.name, r.subject) for r in t.evidence.since(mark)}
+    offset = t.broker_log_size()
+    t0 = time.monotonic()
+    t.request({"broker": "restart"})
+    started = re.compile(r"mosquitto version \S+ starting")
+    while not started.search(t.broker_log_since(offset)):
+        if time.monotonic() - t0 > 30:
+            return Attempt(False, "the running system did not restart its broker within 30 s")
+        time.sleep(0.05)
+    result: dict[str, float | None] = {}
+    probe = threading.Thread(target=lambda: result.update(latency=_alarm_latency(t, SENSORS[1])))
+    probe.start()
+    back, back_s = _reconnected(t, offset, t0)
+    probe.join(ALARM_DEADLINE + 5)
+    lost, backlog_s, stored = _backlog(t, newest0, time.monotonic() - t0, t0)
+    others = [
+        r.describe()
+        for r in t.evidence.since(mark)
+        if r.kind in ("security_event", "quarantine") and (r.kind, r.name, r.subject) not in earlier
+    ]
+    lat = result.get("latency")
+    missing = sorted(set(t.fleet) - back)
+    ok = not missing and lat is not None and not lost and not others and backlog_s is not None
+    return Attempt(
+        ok,
+        f"{len(back)} of {len(t.fleet)} meters back after {_s(back_s)}"
+        f"{'; not back: ' + ', '.join(missing[:5]) if missing else ''}; another meter's alarm"
+        f" took {_s(before)} without the storm and {_s(lat)} when fired during it; the"
+        f" {stored} intervals queued during the outage stored after {_s(backlog_s)}"
+        f"{'; intervals missing: ' + ', '.join(lost[:5]) if lost else ''}; security events or"
+        f" refusals raised by the storm: {others[:3] or 'none'}",
+        left=f"a tamper alarm open on {t.role('neighbour')}, one more after the storm",
+        figures={
+            "meters": len(t.fleet),
+            "reconnected_all_s": back_s if back_s is not None else -1,
+            "backlog_stored_s": backlog_s if backlog_s is not None else -1,
+            "intervals_queued": stored,
+            "alarm_latency_baseline_s": before or -1,
+            "alarm_latency_under_attack_s": lat if lat is not None else -1,
+        },
+    )
+
+
+def _reconnected(t: Target, offset: int, t0: float) -> tuple[set[str], float | None]:
+    """The fleet's meters seen connecting after ``offset`` in the broker's log, and when."""
+    connected = re.compile(r"New client connected from \S+ as (\S+) ")
+    fleet, back = set(t.fleet), set[str]()
+    while time.monotonic() - t0 < STORM_DEADLINE:
+        back = fleet & set(connected.findall(t.broker_log_since(offset)))
+        if back == fleet:
+            return back, time.monotonic() - t0
+        time.sleep(0.1)
+    return back, None
+
+
+def _backlog(
+    t: Target, newest0: dict[str, int], outage_s: float, t0: float
+) -> tuple[list[str], float | None, int]:
+    """Wait until the intervals queued during the outage are stored; which meters miss some.
+
+    The meters' clocks run ``t.speed`` times the wall clock: the outage (until every meter was
+    back) spans that many intervals of meter time, which every meter must hold afterwards.
+    """
+    lo = max(newest0.values(), default=0)
+    want = lo + int(outage_s * t.speed) // INTERVAL * INTERVAL
+    newest: dict[str, int] = {}
+    while time.monotonic() - t0 < STORM_DEADLINE:
+        newest = t.evidence.newest_intervals()
+        if newest0.keys() <= newest.keys() and min(newest[m] for m in newest0) >= want:
+            break
+        time.sleep(0.2)
+    else:
+        late = [m for m in newest0 if newest.get(m, 0) < want]
+        return late, None, 0
+    took = time.monotonic() - t0
+    hi = min(newest[m] for m in newest0)
+    expected = (hi - lo) // INTERVAL
+    counts = t.evidence.interval_counts(lo + 1, hi)
+    lost = [
+        f"{m} ({counts.get(m, 0)} of {expected})" for m in newest0 if counts.get(m, 0) != expected
+    ]
+    return lost, took, expected * len(newest0)
 
 
 def tamper(sensor: str) -> Play:

@@ -67,6 +67,8 @@ class Capability(enum.StrEnum):
     PHYSICAL = "physical access to a meter"
     FILE_COPY = "a copy of the head-end's files"
     PATH = "a position on the network path"
+    OUTAGE = "an outage of the broker (a crash, a restart)"
+    DISTRIBUTION = "write access to the firmware distribution server"
 
 
 class Outcome(enum.StrEnum):

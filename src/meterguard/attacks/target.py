@@ -60,28 +60,62 @@ class Secrets:
 
     values: dict[str, list[bytes]] = field(default_factory=dict)
     """A label (``"alice's reading values"``) → the byte strings to look for."""
+    series: dict[str, list[int]] = field(default_factory=dict)
+    """A label → integers of a few significant bytes (reading values), looked for as text and
+    as 8-byte integers, and judged against decoys of the same size (see :func:`search`)."""
 
     def __repr__(self) -> str:
-        return f"Secrets({len(self.values)} kinds)"
+        return f"Secrets({len(self.values) + len(self.series)} kinds)"
 
     def add(self, label: str, *items: bytes) -> None:
         """Add byte strings under ``label`` (short ones are ignored: they match by chance)."""
         self.values.setdefault(label, []).extend(i for i in items if len(i) >= 5)
 
+    def add_series(self, label: str, numbers: list[int]) -> None:
+        """Add integers under ``label`` (each of them alone could match by chance)."""
+        self.series.setdefault(label, []).extend(numbers)
 
-def search(data: bytes, secrets: Secrets) -> list[str]:
-    """The labels of the secrets found in ``data`` (raw, hex and base64 forms are tried)."""
+    def labels(self) -> list[str]:
+        """What is looked for (never the values)."""
+        return [*self.values, *self.series]
+
+
+def _forms(item: bytes) -> set[bytes]:
     import base64  # noqa: PLC0415 - only the searches need it
 
+    forms = {item, item.hex().encode(), item.hex().upper().encode()}
+    if len(item) >= 8:
+        forms.add(base64.b64encode(item).rstrip(b"="))
+    return forms
+
+
+def _numbers_found(data: bytes, numbers: list[int]) -> int:
+    return sum(1 for n in numbers if any(f in data for i in _number(n) for f in _forms(i)))
+
+
+def _number(n: int) -> tuple[bytes, ...]:
+    return str(n).encode(), n.to_bytes(8, "big"), n.to_bytes(8, "little")
+
+
+def search(data: bytes, secrets: Secrets) -> list[str]:
+    """The labels of the secrets found in ``data`` (raw, hex and base64 forms are tried).
+
+    A series of small integers (a meter's reading values: three significant bytes, seven
+    digits) is found when more of its values appear than of as many decoys of the same size
+    (the real values shifted by a prime): in megabytes of database pages one value of three
+    bytes turns up by chance, while a readable copy of the series shows most of them.
+    """
     found = []
     for label, items in secrets.values.items():
-        for item in items:
-            forms = {item, item.hex().encode(), item.hex().upper().encode()}
-            if len(item) >= 8:
-                forms.add(base64.b64encode(item).rstrip(b"="))
-            if any(f in data for f in forms):
-                found.append(label)
-                break
+        if any(f in data for item in items for f in _forms(item)):
+            found.append(label)
+    for label, numbers in secrets.series.items():
+        real = set(numbers)
+        decoys = [n + 7919 * (k + 1) for k, n in enumerate(numbers)]
+        decoys = [d for d in decoys if d not in real]
+        hits, chance = _numbers_found(data, numbers), _numbers_found(data, decoys)
+        if hits > chance + max(3, len(numbers) // 20):
+            found.append(f"{label} ({hits} of {len(numbers)}; decoys {chance})")
     return found
 
 
@@ -110,7 +144,8 @@ class Target:
     """victim, compromised, neighbour, thief (meter ids) and insider, consumer (accounts)."""
     secrets: Secrets
     request: Callable[[dict[str, Any]], None]
-    """Ask the running system for a physical act on a meter (tamper, steal, honest)."""
+    """Ask the running system for a physical act on a meter (tamper, steal, honest), or for
+    a broker restart (an outage)."""
     evidence: EvidenceReader
     """The system's own records (read-only)."""
     db_url: str
@@ -121,6 +156,11 @@ class Target:
     """A firmware range of the attack's own (a repository, an endpoint, one meter agent)."""
     speed: float = 1.0
     """Simulated seconds per wall second of the meters' clocks."""
+    fleet: tuple[str, ...] = ()
+    """Every meter of the running system (a reconnect storm waits for each)."""
+    mitmdump: Path | None = None
+    """mitmproxy's ``mitmdump``, the intercepting proxy of the man-in-the-middle plays (None:
+    a forged TLS listener of our own stands in, and the report says so)."""
 
     _codes_used: dict[str, str] = field(default_factory=dict, repr=False)
 

@@ -94,6 +94,13 @@ def list_(as_json: bool) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option(
+    "--mitmdump",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    envvar="MITMDUMP",
+    help="mitmproxy's mitmdump for the man-in-the-middle scenarios (default: $MITMDUMP, or"
+    " mitmdump on PATH; without it a forged TLS listener of our own stands in).",
+)
+@click.option(
     "--report",
     "report_path",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -105,6 +112,7 @@ def run(
     data: Path,
     profile: str,
     as_json: bool,
+    mitmdump: Path | None,
     report_path: Path | None,
 ) -> None:
     """Run scenarios (ids, threats, or --all) against the system in --data."""
@@ -117,6 +125,7 @@ def run(
     chosen = _guarded(lambda: select(names, everything=everything))
     with tempfile.TemporaryDirectory(prefix="meterguard-attack-") as tmp:
         target = _guarded(lambda: _target(data, Path(tmp)))
+        target.mitmdump = mitmdump or _on_path("mitmdump")
         t0 = time.monotonic()
 
         def progress(r: Result) -> None:
@@ -219,7 +228,15 @@ def _target(data: Path, work: Path) -> Target:
         workdir=work,
         firmware_range=_FirmwareRanges(work),
         speed=info.speed,
+        fleet=tuple(meter_id(serial) for serial in range(1, info.meters + 1)),
     )
+
+
+def _on_path(name: str) -> Path | None:
+    import shutil
+
+    found = shutil.which(name)
+    return Path(found) if found else None
 
 
 def _release(data: Path, mid: str) -> str:
@@ -252,14 +269,7 @@ def _secrets(data: Path, roles: dict[str, str]) -> Secrets:
             _title, ek, ak = he.keys.meter_keys(roles[role])
             s.add(f"the {role} meter's DLMS keys", ek.expose_secret(), ak.expose_secret())
         rows = he.store.readings(roles["victim"], 0, 2**40)[-200:]
-        for _start, imp, _exp in rows:
-            if imp >= 100_000:
-                s.add(
-                    "the victim's reading values",
-                    str(imp).encode(),
-                    imp.to_bytes(8, "big"),
-                    imp.to_bytes(8, "little"),
-                )
+        s.add_series("the victim's reading values", [imp for _s, imp, _e in rows if imp >= 100_000])
     finally:
         he.stop()
     s.add("the key-encryption key", read_key_file(layout.kek).expose_secret())

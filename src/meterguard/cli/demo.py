@@ -18,6 +18,9 @@ from meterguard.errors import MeterguardError
 if TYPE_CHECKING:
     pass
 
+STATUS_EVERY = 10.0
+"""Seconds between status lines when the output is not a terminal."""
+
 
 @click.command("demo")
 @click.option(
@@ -28,7 +31,13 @@ if TYPE_CHECKING:
     type=click.Path(file_okay=False, path_type=Path),
     help="Where everything is kept.",
 )
-@click.option("--meters", default=200, show_default=True, type=click.IntRange(1, 5000))
+@click.option(
+    "--meters",
+    default=200,
+    show_default=True,
+    type=click.IntRange(1, 5000),
+    help="Meters in the fleet (one in every 21 is a feeder meter, at the end).",
+)
 @SPEED_OPTION
 @click.option(
     "--duration", type=click.FloatRange(min=0.0), help="Run this many seconds, then exit 0."
@@ -51,6 +60,19 @@ if TYPE_CHECKING:
     help="A new fleet starts this many simulated days back (history for theft scoring); with "
     "--workers 0 start `ingest run` first, or the catch-up waits in the meters' outboxes.",
 )
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Where the dashboard and API listen (another address exposes them to the network).",
+)
+@click.option(
+    "--port",
+    default=0,
+    type=click.IntRange(0, 65535),
+    help="The dashboard's port [default: the one this data directory used last, else 8443,"
+    " else any free port].",
+)
 def demo(
     data: Path,
     meters: int,
@@ -59,6 +81,8 @@ def demo(
     db: str | None,
     workers: int,
     history_days: int,
+    host: str,
+    port: int,
 ) -> None:
     """Bring up CA, broker, head-end and a meter fleet on this machine; Ctrl-C stops it."""
     import time
@@ -78,6 +102,8 @@ def demo(
             db=db,
             workers=workers,
             history_days=history_days,
+            web_host=host,
+            web_port=port,
         )
     )
     stopping = _stop_on_signals()
@@ -97,7 +123,8 @@ def demo(
         f"tamper from another shell: meterguard meter tamper MGD0000000001 cover-open --data {data}"
     )
     console.print(
-        f"[bold]dashboard: https://localhost:{system.web_port}/login[/] "
+        f"[bold]dashboard: https://{'localhost' if host == '127.0.0.1' else host}:"
+        f"{system.web_port}/login[/] "
         f"(API under /api/v1; TLS certificate from {data}/pki/root/root.pem)\n"
         f"log in as alice (consumer), olga (operator) or erik (engineer): passwords and the "
         f"TOTP enrolment URIs of olga and erik are in {data}/web/demo-accounts.txt (mode 0600). "
@@ -136,6 +163,7 @@ def demo(
         )
         return t
 
+    last_line = started - STATUS_EVERY  # the first line at once
     try:
         with Live(
             table(), console=console, refresh_per_second=2, transient=not console.is_terminal
@@ -149,6 +177,10 @@ def demo(
                     console.print(line)
                 system.log.clear()
                 live.update(table())
+                if not console.is_terminal and time.monotonic() - last_line >= STATUS_EVERY:
+                    # A log file or a pipe gets no live table: a status line now and then.
+                    last_line = time.monotonic()
+                    console.print(f"status {elapsed:.0f} s: {json.dumps(system.status())}")
                 time.sleep(0.5)
     finally:
         system.stop()

@@ -185,7 +185,12 @@ def fleet_serve(
 
 @fleet.command("run")
 @click.option(
-    "--meters", "count", default=200, show_default=True, type=click.IntRange(1, 1_000_000)
+    "--meters",
+    "count",
+    default=200,
+    show_default=True,
+    type=click.IntRange(1, 1_000_000),
+    help="Meters to run.",
 )
 @click.option(
     "--state",
@@ -331,7 +336,13 @@ def meter_honest(meter_id: str, data: Path) -> None:
 
 @meter.command("vacation")
 @click.argument("meter_id")
-@click.option("--days", default=10.0, show_default=True, type=click.FloatRange(0.1, 60.0))
+@click.option(
+    "--days",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 60.0),
+    help="Simulated days the household is away.",
+)
 @EXISTING_DATA_OPTION
 def meter_vacation(meter_id: str, days: float, data: Path) -> None:
     """The household of a running demo goes away: the home draws its base load (a confounder)."""

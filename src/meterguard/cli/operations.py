@@ -75,7 +75,13 @@ def pki_enroll(directory: Path, serial: str, out: Path) -> None:
 @pki.command("service")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--name", required=True, help="Head-end worker name (its MQTT user name).")
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for the certificate, its key and the root to pin.",
+)
 def pki_service(directory: Path, name: str, out: Path) -> None:
     """Issue a head-end worker's client certificate (service CA)."""
     from meterguard.crypto.pki.store import Pki, pem
@@ -207,10 +213,28 @@ def broker() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Broker directory (configuration, server certificate, log).",
 )
-@click.option("--pki", "pki_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--device-port", default=8883, show_default=True, type=int)
-@click.option("--service-port", default=8884, show_default=True, type=int)
+@click.option(
+    "--pki",
+    "pki_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The PKI directory (server certificate, trust files, CRL come from it).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--device-port",
+    default=8883,
+    show_default=True,
+    type=int,
+    help="The meters' listener (device CA client certificates).",
+)
+@click.option(
+    "--service-port",
+    default=8884,
+    show_default=True,
+    type=int,
+    help="The head-end services' listener (service CA client certificates).",
+)
 @click.option("--duration", type=click.FloatRange(min=0.0), help="Stop after this many seconds.")
 def broker_run(
     directory: Path,

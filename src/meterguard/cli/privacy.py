@@ -69,7 +69,13 @@ def recipients(data: Path) -> None:
 
 
 @privacy.command("export")
-@click.option("--recipient", "recipient_id", required=True, type=click.IntRange(1, 2**53))
+@click.option(
+    "--recipient",
+    "recipient_id",
+    required=True,
+    type=click.IntRange(1, 2**53),
+    help="The recipient's id (see `meterguard privacy recipients`).",
+)
 @click.option("--start", required=True, help="First day, YYYY-MM-DD (UTC).")
 @click.option("--end", required=True, help="Day after the last, YYYY-MM-DD (UTC).")
 @click.option(
@@ -77,6 +83,7 @@ def recipients(data: Path) -> None:
     default="day",
     show_default=True,
     type=click.Choice(["interval", "hour", "day", "month"]),
+    help="How fine the exported values are (each meter only as fine as its consent).",
 )
 @click.option(
     "--rotation",
@@ -92,6 +99,7 @@ def recipients(data: Path) -> None:
     default=("import_wh",),
     show_default=True,
     type=click.Choice(["import_wh", "export_wh"]),
+    help="A register to export (repeat for both).",
 )
 @click.option(
     "--k",

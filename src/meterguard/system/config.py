@@ -44,6 +44,11 @@ class SystemConfig:
     """Homes behind each feeder meter (the fleet's last meters are the feeder meters)."""
     score_every: float = 20.0
     """Wall seconds between theft-scoring rounds."""
+    web_host: str | None = None
+    """Where the dashboard and API listen (None: ``host``)."""
+    web_port: int = 0
+    """The dashboard's port (0: the one this data directory used last, else 8443 if free,
+    else any free port)."""
 
     @property
     def layout(self) -> DataLayout:

@@ -162,6 +162,23 @@ def test_search_finds_secrets_in_raw_hex_and_base64_and_never_shows_them() -> No
     assert key.hex() not in repr(s)
 
 
+def test_a_series_of_reading_values_is_found_when_readable_not_by_one_chance_match() -> None:
+    values = [1_500_000 + 173 * i for i in range(200)]
+    s = Secrets()
+    s.add_series("the readings", values)
+    pages = bytes(4096) * 64
+    # One value by chance in database pages (3 significant bytes): not a readable copy.
+    once = pages + values[7].to_bytes(8, "little") + pages
+    assert search(once, s) == []
+    # A copy that holds them: as text (JSON, CSV) or as 8-byte integers, in clear or in hex.
+    as_text = b",".join(str(v).encode() for v in values[:40])
+    as_ints = b"".join(v.to_bytes(8, "big") for v in values[:40])
+    for copy in (as_text, as_ints, as_ints.hex().encode()):
+        found = search(pages + copy, s)
+        assert found == ["the readings (40 of 200; decoys 0)"], found
+    assert "1500000" not in repr(s) and "1500000" not in str(search(as_text, s))
+
+
 def test_the_relay_records_both_directions(tmp_path: Path) -> None:
     server = socket.create_server(("127.0.0.1", 0))
     relay = Relay("127.0.0.1", server.getsockname()[1])

@@ -88,6 +88,22 @@ class EvidenceReader:
         with self.engine.connect() as conn:
             return int(conn.scalar(select(func.count()).select_from(Reading)) or 0)
 
+    def newest_intervals(self) -> dict[str, int]:
+        """Each meter's newest stored interval start (to see that a backlog has arrived)."""
+        q = select(Reading.meter_id, func.max(Reading.interval_start)).group_by(Reading.meter_id)
+        with self.engine.connect() as conn:
+            return {str(m): int(t) for m, t in conn.execute(q)}
+
+    def interval_counts(self, start: int, end: int) -> dict[str, int]:
+        """How many intervals each meter has stored with a start in ``[start, end]``."""
+        q = (
+            select(Reading.meter_id, func.count())
+            .where(Reading.interval_start >= start, Reading.interval_start <= end)
+            .group_by(Reading.meter_id)
+        )
+        with self.engine.connect() as conn:
+            return {str(m): int(n) for m, n in conn.execute(q)}
+
     def since(self, mark: Mark) -> list[Record]:
         """Everything recorded after ``mark``, oldest first within each kind."""
         audit = (
