@@ -289,6 +289,9 @@ class DemoSystem:
             on_registry_change=self._registry_changed,
             meter_clock=lambda: meter_time.now().timestamp(),
         )
+        if he.metrics is not None:
+            monitor = self._monitor
+            he.metrics.follow_broker(lambda: monitor.connected)
         he.start_audit(signing_key(layout.audit, "audit-key"), witness=layout.witness)
         stamp = int(now.timestamp())
         for i, mid in enumerate(ids):

@@ -22,6 +22,11 @@ __all__ = ["BrokerEvent", "ClientIdMismatch", "LogMonitor", "SessionTakeover", "
 
 _CONNECTED = re.compile(r"New client connected from (\S+) as (\S+) \(.*?u'([^']*)'\)")
 _TAKEOVER = re.compile(r"Client (\S+) already connected, closing old connection")
+_GONE = re.compile(
+    r"Client (\S+) (?:disconnected|closed its connection|has exceeded timeout)"
+    r"|Socket error on client (\S+),|Client (\S+) \[\S+\] disconnected"
+)
+_STARTING = re.compile(r"mosquitto version \S+ starting")
 _METER = re.compile(r"^MGD\d{10}$")
 
 
@@ -67,6 +72,9 @@ class LogMonitor:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._offset = 0
+        self.connected: set[str] = set()
+        """Client ids connected now, as the log tells (for the connections gauge); only
+        those seen connecting since this monitor started reading."""
 
     def skip_existing(self) -> None:
         """Start after what the log already holds (a restarted head-end recorded it before)."""
@@ -87,7 +95,17 @@ class LogMonitor:
         self._offset += complete
         events = []
         for raw in data[:complete].decode(errors="replace").splitlines():
+            self._follow(raw)
             event = parse_line(raw)
             if event is not None:
                 events.append(event)
         return events
+
+    def _follow(self, line: str) -> None:
+        """Keep :attr:`connected` in step with one log line."""
+        if m := _CONNECTED.search(line):
+            self.connected.add(m.group(2))
+        elif m := _GONE.search(line):
+            self.connected.discard(next(g for g in m.groups() if g))
+        elif _STARTING.search(line):
+            self.connected.clear()  # a restarted broker starts with no client

@@ -92,6 +92,9 @@ def demo(
     from rich.table import Table
 
     from meterguard.demo import DemoConfig, DemoSystem
+    from meterguard.logs import log_json_to
+
+    log_json_to(data / "logs" / "meterguard.jsonl")
 
     console = Console()
     system = DemoSystem(
@@ -130,6 +133,10 @@ def demo(
         f"TOTP enrolment URIs of olga and erik are in {data}/web/demo-accounts.txt (mode 0600). "
         f"A critical command proposed by olga must be approved by erik (or the reverse). "
         f"Utility users may add a security key or passkey (WebAuthn) on their dashboard."
+    )
+    console.print(
+        f"metrics: /metrics (Prometheus; bearer token in {data}/web/metrics-token, or an"
+        f" operator's session); health: /healthz; JSON logs: {data}/logs/meterguard.jsonl"
     )
     started = time.monotonic()
     meter_time = system.meter_time  # the fleet's clock, not the wall's

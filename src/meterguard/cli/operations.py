@@ -545,6 +545,9 @@ def ingest_run(data: Path, client_id: str, duration: float | None) -> None:
     """Run an ingest worker for a demo's data directory (scale-out: several side by side)."""
     import time
 
+    from meterguard.logs import log_json_to
+
+    log_json_to(data / "logs" / f"ingest-{client_id}.jsonl")
     headend, info = _join(data)
     headend.start_watch()  # revocations from any process reach this worker (PKI-5)
     worker = headend.worker(info, client_id, ("data", "alarms", "events", "status"))

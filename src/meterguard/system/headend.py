@@ -14,7 +14,10 @@ This module assembles; it decides no rule (the services do) and runs no broker o
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
+import os
+import secrets
 import sys
 import threading
 import time
@@ -38,6 +41,7 @@ from meterguard.headend.api.firmware import create_firmware_app
 from meterguard.headend.ingest.admission import Admission
 from meterguard.headend.ingest.processor import IngestProcessor
 from meterguard.headend.ingest.worker import CommitHook, IngestWorker, WorkerSettings
+from meterguard.headend.metrics import Metrics
 from meterguard.headend.services.accounts import Accounts
 from meterguard.headend.services.billing import Billing
 from meterguard.headend.services.commands import Commands
@@ -72,6 +76,7 @@ __all__ = [
     "LANES",
     "SERVICE_IDENTITIES",
     "HeadEnd",
+    "scrape_token",
     "service_identity",
     "signing_key",
 ]
@@ -106,6 +111,20 @@ def service_identity(pki: Pki, layout: DataLayout, name: str, *, now: dt.datetim
         return False
     pki.issue_service_client(name, now=now, out=layout.headend)
     return True
+
+
+def scrape_token(web: Path) -> str:
+    """The bearer token Prometheus scrapes ``/metrics`` with (``<web>/metrics-token``, 0600).
+
+    Created on first use; give it to the scraper (``authorization: credentials_file``).
+    """
+    path = web / "metrics-token"
+    if not path.exists():
+        web.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+    return path.read_text().strip()
 
 
 def signing_key(path_dir: Path, name: str) -> SigningKey:
@@ -150,6 +169,8 @@ class HeadEnd:
     sharing: DataSharing | None = None
     retention: Retention | None = None
     web_port: int = 0
+    metrics: Metrics | None = None
+    """This process's metrics (ingest batches, API requests, the records at a scrape)."""
     _web: Any = None
     _est: Any = None
     _fw: Any = None
@@ -205,7 +226,9 @@ class HeadEnd:
         names = NameVault(
             keys.data_key, keys.data_key_version, keys.login_hash, clock=time.monotonic
         )
-        return cls(layout, store, keys, pki, meters, processor, watch, guard, names)
+        he = cls(layout, store, keys, pki, meters, processor, watch, guard, names)
+        he.metrics = Metrics(store, lambda: he.workers)
+        return he
 
     @classmethod
     def join(cls, data: Path, *, watch_every: float = 1.0) -> tuple[HeadEnd, RunInfo]:
@@ -249,7 +272,13 @@ class HeadEnd:
             client_id=client_id,
             topics=tuple(topics),
         )
-        return IngestWorker(settings, self.processor, self.store, on_commit=on_commit)
+        return IngestWorker(
+            settings,
+            self.processor,
+            self.store,
+            on_commit=on_commit,
+            on_batch=self.metrics.ingest_batch if self.metrics is not None else None,
+        )
 
     def start_lanes(self, info: RunInfo, lanes: Sequence[tuple[str, Sequence[str]]]) -> None:
         """Start ingest workers in threads and wait until each is connected.
@@ -495,6 +524,8 @@ class HeadEnd:
             sharing=self.sharing,
             retention=self.retention,
             attacks=AttackReports(self.layout.root / "attacks" / "last-run.json"),
+            metrics=self.metrics,
+            scrape_token_sha256=hashlib.sha256(scrape_token(web).encode()).digest(),
         )
         self._web = serve_https(app, host, port, web / "web.pem", web / "web.key")
         return port

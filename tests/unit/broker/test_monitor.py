@@ -43,3 +43,28 @@ def test_monitor_follows_the_log_and_can_skip_history(tmp_path: Path) -> None:
     with log.open("a") as f:
         f.write(TAKEN + "\n" + IMPOSTOR[:30])  # a line still being written is not read yet
     assert fresh.poll() == [SessionTakeover("MGD0000000004")]
+
+
+def test_the_monitor_follows_who_is_connected(tmp_path: Path) -> None:
+    log = tmp_path / "mosquitto.log"
+
+    def connect(n: int, cid: str, user: str) -> str:
+        return f"{n}: New client connected from 127.0.0.1:500{n} as {cid} (p5, c1, k60, u'{user}')."
+
+    lines = [
+        connect(1, "MGD0000000001", "MGD0000000001"),
+        connect(2, "MGD0000000002", "MGD0000000002"),
+        connect(3, "headend-ingest-1", "headend-ingest"),
+        "4: Client MGD0000000002 disconnected.",
+        "5: Client <unknown> disconnected: Protocol error.",
+        "6: Client MGD0000000001 has exceeded timeout, disconnecting.",
+    ]
+    log.write_text("\n".join(lines) + "\n")
+    monitor = LogMonitor(log)
+    monitor.poll()
+    assert monitor.connected == {"headend-ingest-1"}
+    with log.open("a") as f:
+        f.write("7: mosquitto version 2.0.11 starting\n")
+        f.write(lines[0][3:] + "\n")
+    monitor.poll()
+    assert monitor.connected == {"MGD0000000001"}  # a restart dropped everyone before it

@@ -37,6 +37,7 @@ from meterguard.clock import Clock, SystemClock
 from meterguard.errors import ConfigurationError
 from meterguard.headend.api.deps import Services
 from meterguard.headend.api.guard import COOKIE, Explained, Guard, Limits
+from meterguard.headend.api.observe import HEALTH_PATH, add_observability
 from meterguard.headend.api.routes import auth, fleet
 from meterguard.headend.api.routes import commands as command_routes
 from meterguard.headend.api.routes import firmware as firmware_routes
@@ -44,6 +45,7 @@ from meterguard.headend.api.routes import meters as meter_routes
 from meterguard.headend.api.routes import sharing as sharing_routes
 from meterguard.headend.api.routes import theft as theft_routes
 from meterguard.headend.api.schemas import ERRORS, ErrorBody
+from meterguard.headend.metrics import Metrics
 from meterguard.headend.services.accounts import Accounts
 from meterguard.headend.services.billing import Billing
 from meterguard.headend.services.commands import Commands
@@ -96,6 +98,8 @@ def create_app(
     sharing: DataSharing | None = None,
     retention: Retention | None = None,
     attacks: AttackReports | None = None,
+    metrics: Metrics | None = None,
+    scrape_token_sha256: bytes | None = None,
     clock: Clock | None = None,
     api_rate: float = 20.0,
     api_burst: float = 200.0,
@@ -104,7 +108,9 @@ def create_app(
 
     ``commands``, ``billing``, ``meters`` (the lifecycle: provision, disable, enable,
     decommission, revoke) and ``passkeys`` add their routes; ``clock`` is the head-end's
-    (the wall clock by default) for every timestamp the API writes or checks.
+    (the wall clock by default) for every timestamp the API writes or checks. ``metrics``
+    answers ``/metrics`` (to a scraper holding the token whose SHA-256 is
+    ``scrape_token_sha256``, or a logged-in monitor); every request gets an id and a log line.
     """
     app = FastAPI(title="meterguard head-end", version="1", docs_url=None, redoc_url=None)
     svc = Services(
@@ -156,6 +162,7 @@ def create_app(
         return JSONResponse({"error": "request failed"}, status_code=500, headers=HEADERS)
 
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY)
+    add_observability(app, metrics, scrape_token_sha256=scrape_token_sha256, healthy=store.healthy)
 
     routers = [auth.router, meter_routes.router, fleet.router]
     routers += [auth.webauthn_router] if passkeys is not None else []
@@ -183,6 +190,7 @@ PUBLIC_PATHS = frozenset(
         "/api/v1/auth/totp",
         "/api/v1/auth/webauthn/options",
         "/api/v1/auth/webauthn",
+        HEALTH_PATH,  # says only "ok" or "unavailable"
     }
     | PAGE_PUBLIC
 )

@@ -42,7 +42,7 @@ from meterguard.headend.transport.mqtt import ConsumerSettings, MqttConsumer
 from meterguard.mqtt.contract import shared_subscription
 from meterguard.mqtt.tls import pinned_client_context
 
-__all__ = ["IngestWorker", "WorkerSettings"]
+__all__ = ["BatchReport", "IngestWorker", "WorkerSettings"]
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,24 @@ CommitHook = Callable[[CommitOutcome, float], None]
 """Called after each commit with its outcome and ``time.time()`` (benchmarks, progress)."""
 
 
+@dataclass(frozen=True, slots=True)
+class BatchReport:
+    """What one committed batch held and took (for metrics; no content, no meter ids)."""
+
+    messages: int
+    readings: int
+    refusals: tuple[str, ...]
+    """Each refused message's kind (its security event, or a name for the others)."""
+    duplicates: int
+    commit_seconds: float
+    """The database commit alone."""
+    delay_seconds: float
+    """From the batch's first message taken to its commit done (what a message waits)."""
+
+
+BatchHook = Callable[[BatchReport], None]
+
+
 class IngestWorker:
     """Consumes meter messages and stores what verifies."""
 
@@ -96,11 +114,13 @@ class IngestWorker:
         store: Store,
         *,
         on_commit: CommitHook | None = None,
+        on_batch: BatchHook | None = None,
     ) -> None:
         self.settings = settings
         self.processor = processor
         self.store = store
         self.on_commit = on_commit
+        self.on_batch = on_batch
         self.committed = 0
         self.duplicates = 0
         self.db_failures = 0
@@ -126,6 +146,11 @@ class IngestWorker:
 
     def __repr__(self) -> str:
         return f"IngestWorker({self.settings.client_id!r}, committed={self.committed})"
+
+    @property
+    def pending(self) -> int:
+        """Messages taken but not committed yet (the batch and those deferred)."""
+        return len(self._batch.acks) + len(self._deferred)
 
     # ------------------------------------------------------------------ messages
 
@@ -158,7 +183,7 @@ class IngestWorker:
         b = self._batch
         if not b.acks and not b.pushes and not b.refusals:
             return True
-        now = time.time()
+        now, t0 = time.time(), time.monotonic()
         try:
             outcome = self.store.commit_ingest(b.pushes, b.refusals, now=int(now))
         except (OperationalError, InterfaceError) as exc:
@@ -177,6 +202,18 @@ class IngestWorker:
         self.duplicates += outcome.duplicates
         if self.on_commit is not None:
             self.on_commit(outcome, time.time())
+        if self.on_batch is not None:
+            done = time.monotonic()
+            self.on_batch(
+                BatchReport(
+                    messages=len(b.pushes) + len(b.refusals),
+                    readings=sum(len(p.readings) for p in b.pushes),
+                    refusals=tuple(r.kind or r.event or "refused" for r in b.refusals),
+                    duplicates=outcome.duplicates,
+                    commit_seconds=done - t0,
+                    delay_seconds=done - b.opened if b.opened else 0.0,
+                )
+            )
         if self._consumer.connected:
             try:
                 self._consumer.ack(b.acks)

@@ -35,6 +35,7 @@ from meterguard.headend.store.models import (
     Quarantined,
     SecurityEvent,
 )
+from meterguard.logs import REQUEST_ID
 
 __all__ = ["SUMMARY_WINDOW", "AuditWriter", "Fields", "count_in_window"]
 
@@ -117,9 +118,13 @@ class AuditWriter:
             conn.exec_driver_sql("RESET ROLE")
 
     def append_in(self, conn: Connection, entries: Sequence[Fields]) -> list[AuditEntry]:
-        """Append entries, in order, inside the caller's transaction; return them numbered."""
+        """Append entries, in order, inside the caller's transaction; return them numbered.
+
+        An entry without a ``request_id`` gets the current request's (``logs.REQUEST_ID``).
+        """
         if not entries:
             return []
+        current = REQUEST_ID.get()
         self._enter(conn)
         try:
             last = int(conn.scalar(select(func.coalesce(func.max(AuditRecord.seq), 0))) or 0)
@@ -131,7 +136,7 @@ class AuditWriter:
                     f["target"],
                     f["action"],
                     f["result"],
-                    f.get("request_id", ""),
+                    f.get("request_id") or current,
                     f.get("detail", "")[:1000],
                 )
                 for n, f in enumerate(entries, start=1)

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, case, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from meterguard.errors import TransportError
@@ -746,6 +746,36 @@ class Store:
                 )
                 for m, st, lr, n, cs in s.execute(q)
             ]
+
+    def healthy(self) -> bool:
+        """Whether the database answers now."""
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except SQLAlchemyError:
+            return False
+        return True
+
+    def gauges(self) -> dict[str, dict[str, int]]:
+        """What a metrics scrape reads: grouped counts, never a row's content.
+
+        ``meters`` by state, ``alarms`` by state, ``events`` (security events, summed
+        counts) by name, ``refusals`` (quarantined messages, summed counts) by kind.
+        """
+        queries = {
+            "meters": select(Meter.state, func.count()).group_by(Meter.state),
+            "alarms": select(Alarm.state, func.count()).group_by(Alarm.state),
+            "events": select(SecurityEvent.event, func.sum(SecurityEvent.count)).group_by(
+                SecurityEvent.event
+            ),
+            "refusals": select(Quarantined.kind, func.sum(Quarantined.count)).group_by(
+                Quarantined.kind
+            ),
+        }
+        with Session(self.engine) as s:
+            return {
+                name: {str(k): int(n or 0) for k, n in s.execute(q)} for name, q in queries.items()
+            }
 
     def counts(self) -> dict[str, int]:
         """Row counts for status displays."""
