@@ -691,6 +691,15 @@ def test_a_flood_of_wrong_totp_codes_ends_the_login_then_locks_the_account(
     assert panel.status_code == 200 and 'class="locked"' in panel.text and "olga" in panel.text
     erik = utility(site, "erik", ERIK, site.engineer_totp)
     assert erik.get("/ui/panel/accounts").status_code == 404
+    # Only a security administrator lifts the lock (audited); then olga's right code works.
+    assert erik.post(f"/api/v1/users/{olga['id']}/unlock").status_code == 403
+    me = next(u for u in sam.get("/api/v1/users").json()["users"] if u["username"] == "sam")
+    assert sam.post(f"/api/v1/users/{me['id']}/unlock").status_code == 409  # not oneself
+    assert sam.post("/api/v1/users/999999/unlock").status_code == 404
+    assert sam.post(f"/api/v1/users/{olga['id']}/unlock").status_code == 204
+    assert ("sam", "user_mfa_unlocked", "done") in _trail(site)
+    after = next(u for u in sam.get("/api/v1/users").json()["users"] if u["id"] == olga["id"])
+    assert (after["mfa_failures"], after["mfa_locked_until"]) == (0, None)
 
 
 def test_a_right_code_resets_the_count_and_a_lock_expires(site: Site) -> None:

@@ -45,7 +45,7 @@ ROLES = {
     "powercut": 6,
 }
 """Which of the fleet's meters (by serial) play which part."""
-ACCOUNTS = {"consumer": "alice", "insider": "mallory", "investigator": "rita"}
+ACCOUNTS = {"consumer": "alice", "insider": "mallory", "investigator": "rita", "admin": "sven"}
 
 
 @click.group()

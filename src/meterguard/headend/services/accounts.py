@@ -237,6 +237,22 @@ class Accounts:
             raise NotFoundError(f"no account {user_id}")
         self._repo.set_disabled(user_id, disabled=disabled)
 
+    def unlock_second_factor(self, user_id: int, *, by: Principal | None = None) -> None:
+        """Lift a second-factor lock and forget the account's failures (a helpdesk's unlock).
+
+        The lock stops someone guessing codes (API-5); the account's owner, locked out by
+        another's guesses, gets in again once a security administrator confirmed who asks.
+
+        Raises:
+            NotFoundError: no such account.
+            ConflictError: ``by`` is that account (nobody unlocks themselves).
+        """
+        if by is not None and by.user_id == user_id:
+            raise ConflictError("an administrator cannot unlock their own second factor")
+        if user_id not in {uid for uid, _, _, _ in self._repo.users()}:
+            raise NotFoundError(f"no account {user_id}")
+        self._repo.mfa_succeeded(user_id)
+
     # ------------------------------------------------------------------ login
 
     def login(self, username: str, password: str, *, now: int) -> SessionInfo:

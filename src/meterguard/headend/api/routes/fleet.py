@@ -172,6 +172,16 @@ def _set_disabled(disabled: bool) -> Callable[..., None]:
     return change
 
 
+@router.post("/api/v1/users/{user_id}/unlock", status_code=204)
+def unlock_user(
+    user_id: Id, request: Request, svc: Svc, who: Annotated[Principal, Depends(admins)]
+) -> None:
+    """Lift the account's second-factor lock (someone guessed its codes); audited."""
+    with refusal(request, who):  # not found 404; oneself 409 (the service's rules)
+        svc.accounts.unlock_second_factor(user_id, by=who)
+    audit(svc, who.actor, f"user:{user_id}", "user_mfa_unlocked", "done")
+
+
 for _verb, _flag in (("disable", True), ("enable", False)):
     router.add_api_route(
         f"/api/v1/users/{{user_id}}/{_verb}",
