@@ -253,7 +253,7 @@ def test_operator_reads_a_meter_on_demand(demo: Demo, olga: tuple[Page, list[str
     ).click()
     row = page.locator("[data-panel=commands] tr", has_text="on-demand read").first
     expect(row.locator(".command-state")).to_have_text("executed", timeout=30_000)
-    expect(row.locator(".reading")).to_have_text(re.compile(r"^\d+ Wh$"))
+    expect(row.locator(".reading")).to_have_text(re.compile(r"^[\d,]+\.\d{3} kWh$"))
     assert errors == []
 
 

@@ -382,6 +382,19 @@ class KeyStore:
         ).fetchone()
         return int(row[0]) + 1
 
+    def describe(self, meter: str) -> list[tuple[str, int, str]]:
+        """What the store holds for ``meter``: (key kind, version, state), never material.
+
+        Nothing is unwrapped: an operator's meter page shows which keys exist, how often
+        they were rotated and whether a rotation is pending (a ``new`` version).
+        """
+        rows = self._db.execute(
+            "SELECT kind, version, state FROM meter_keys WHERE meter = ? ORDER BY kind, version",
+            (meter,),
+        ).fetchall()
+        names = {k.value: k.name.lower() for k in KeyId}
+        return [(names.get(int(k), str(k)), int(v), str(st)) for k, v, st in rows]
+
     def active(self, meter: str, kind: KeyId) -> SecretKey:
         """The active key of ``kind`` for ``meter``.
 

@@ -47,6 +47,7 @@ from meterguard.headend.services.billing import Billing
 from meterguard.headend.services.commands import Commands
 from meterguard.headend.services.enrolment import Enrolment
 from meterguard.headend.services.firmware import FirmwareUpdates
+from meterguard.headend.services.fleet import FleetView
 from meterguard.headend.services.meters import SYSTEM_ROLE, Meters
 from meterguard.headend.services.redteam import AttackReports
 from meterguard.headend.services.retention import Retention
@@ -526,6 +527,12 @@ class HeadEnd:
             attacks=AttackReports(self.layout.root / "attacks" / "last-run.json"),
             metrics=self.metrics,
             scrape_token_sha256=hashlib.sha256(scrape_token(web).encode()).digest(),
+            fleet=FleetView(
+                self.store,
+                keys=self.keys.describe,
+                certificates=self.pki.certificates_of,
+                meter_clock=self.processor.meter_clock or time.time,
+            ),
         )
         self._web = serve_https(app, host, port, web / "web.pem", web / "web.key")
         return port

@@ -39,6 +39,11 @@ class SharedKeyStore:
     def __repr__(self) -> str:
         return f"SharedKeyStore({self.store!r})"
 
+    def describe(self, mid: str) -> list[tuple[str, int, str]]:
+        """The meter's keys as (kind, version, state): never material (see KeyStore)."""
+        with self.lock:
+            return self.store.describe(mid)
+
     def meter_keys(self, mid: str) -> tuple[bytes, SecretKey, SecretKey]:
         """Meter id → (system title, active unicast key, active authentication key).
 

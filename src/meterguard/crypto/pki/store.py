@@ -236,6 +236,29 @@ class Pki:
             )
         return cls(directory, root=root, device=device, service=service, registry=registry)
 
+    def certificates_of(self, serial: str) -> list[dict[str, str]]:
+        """A meter's certificates: number, kind, expiry and status (valid, held or revoked).
+
+        As of the registry this object last read (:meth:`refresh` reads it again).
+        """
+        reg = self.registry
+        out = []
+        for number, rec in reg.issued.items():
+            if rec["meter"] != serial:
+                continue
+            status = (
+                "revoked" if number in reg.revoked else "held" if number in reg.held else "valid"
+            )
+            out.append(
+                {
+                    "number": number,
+                    "kind": rec["kind"],
+                    "not_after": rec["not_after"],
+                    "status": status,
+                }
+            )
+        return sorted(out, key=lambda c: c["not_after"])
+
     def _save_registry(self) -> None:
         _write(
             self.directory / "registry.json", json.dumps(self.registry.to_json(), indent=1).encode()

@@ -38,9 +38,10 @@ from meterguard.errors import ConfigurationError
 from meterguard.headend.api.deps import Services
 from meterguard.headend.api.guard import COOKIE, Explained, Guard, Limits
 from meterguard.headend.api.observe import HEALTH_PATH, add_observability
-from meterguard.headend.api.routes import auth, fleet
+from meterguard.headend.api.routes import auth
 from meterguard.headend.api.routes import commands as command_routes
 from meterguard.headend.api.routes import firmware as firmware_routes
+from meterguard.headend.api.routes import fleet as fleet_routes
 from meterguard.headend.api.routes import meters as meter_routes
 from meterguard.headend.api.routes import sharing as sharing_routes
 from meterguard.headend.api.routes import theft as theft_routes
@@ -50,6 +51,7 @@ from meterguard.headend.services.accounts import Accounts
 from meterguard.headend.services.billing import Billing
 from meterguard.headend.services.commands import Commands
 from meterguard.headend.services.firmware import FirmwareUpdates
+from meterguard.headend.services.fleet import FleetView
 from meterguard.headend.services.meters import Meters
 from meterguard.headend.services.redteam import AttackReports
 from meterguard.headend.services.retention import Retention
@@ -100,6 +102,7 @@ def create_app(
     attacks: AttackReports | None = None,
     metrics: Metrics | None = None,
     scrape_token_sha256: bytes | None = None,
+    fleet: FleetView | None = None,
     clock: Clock | None = None,
     api_rate: float = 20.0,
     api_burst: float = 200.0,
@@ -126,6 +129,7 @@ def create_app(
         sharing=sharing,
         retention=retention,
         attacks=attacks,
+        fleet_view=fleet,
         clock=clock or SystemClock(),
     )
     app.state.services = svc
@@ -164,7 +168,7 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY)
     add_observability(app, metrics, scrape_token_sha256=scrape_token_sha256, healthy=store.healthy)
 
-    routers = [auth.router, meter_routes.router, fleet.router]
+    routers = [auth.router, meter_routes.router, fleet_routes.router]
     routers += [auth.webauthn_router] if passkeys is not None else []
     routers += [meter_routes.lifecycle_router] if meters is not None else []
     routers += [meter_routes.billing_router] if billing is not None else []

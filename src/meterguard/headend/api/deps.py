@@ -31,6 +31,7 @@ from meterguard.headend.services.accounts import Accounts, Principal
 from meterguard.headend.services.billing import Billing
 from meterguard.headend.services.commands import Commands
 from meterguard.headend.services.firmware import FirmwareUpdates
+from meterguard.headend.services.fleet import FleetView
 from meterguard.headend.services.meters import Meters
 from meterguard.headend.services.redteam import AttackReports
 from meterguard.headend.services.retention import Retention
@@ -60,8 +61,21 @@ class Services:
     retention: Retention | None = None
     attacks: AttackReports | None = None
     """The last red-team run (``meterguard attack``), for security administrators."""
+    fleet_view: FleetView | None = None
+    """The fleet list and meter pages (a default over the store when not given)."""
     clock: Clock = field(default_factory=SystemClock)
     """Head-end time: every timestamp the API writes or checks (sessions, audit, access log)."""
+
+    def __post_init__(self) -> None:
+        if self.fleet_view is None:
+            object.__setattr__(self, "fleet_view", FleetView(self.store))
+
+    @property
+    def fleet(self) -> FleetView:
+        """The fleet list and meter pages."""
+        view = self.fleet_view
+        assert view is not None  # noqa: S101 - set in __post_init__
+        return view
 
     def now(self) -> int:
         """The head-end's time now, in whole Unix seconds."""

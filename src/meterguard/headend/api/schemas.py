@@ -14,7 +14,7 @@ from meterguard.headend.services.billing import BillView
 from meterguard.headend.services.commands import CommandView
 from meterguard.headend.services.usage import Bucket
 from meterguard.headend.store.firmware import CampaignView, MeterFirmwareView
-from meterguard.headend.store.repository import AlarmView, MeterStatus, SecurityEventView
+from meterguard.headend.store.repository import AlarmView, SecurityEventView
 
 MAX_ID = 2**53
 """Largest integer id or time a path or query accepts (larger answers 422, never 500)."""
@@ -245,10 +245,59 @@ class Provisioned(BaseModel):
     meter_id: str
 
 
-class FleetMeters(BaseModel):
-    """Every meter's status."""
+class FleetMeter(BaseModel):
+    """A meter in the fleet list."""
 
-    meters: list[MeterStatus]
+    meter_id: str
+    state: str
+    last_reading_at: int | None
+    """End of the newest stored interval, on the meter's clock (simulated in a demo)."""
+    open_alarms: int
+    supply: Literal["disconnected", "connected", "ready"]
+    feeder: str | None
+    firmware: str | None
+    attestation: str | None
+
+
+class FleetMeters(BaseModel):
+    """One page of the fleet as searched, and how many meters match in all."""
+
+    total: int
+    page: int
+    per_page: int
+    meters: list[FleetMeter]
+
+
+class KeyView(BaseModel):
+    """A key the store holds for a meter: its kind, version and state (never material)."""
+
+    kind: str
+    version: int
+    state: str
+
+
+class CertificateView(BaseModel):
+    """A certificate issued to a meter."""
+
+    number: str
+    kind: str
+    not_after: str
+    status: str
+
+
+class MeterPageView(BaseModel):
+    """One meter: identity, keys' state, certificates, firmware, alarms, events."""
+
+    meter: FleetMeter
+    serial: str
+    created_at: int
+    firmware_slot: str | None
+    firmware_counter: int | None
+    firmware_reported_at: int | None
+    keys: list[KeyView]
+    certificates: list[CertificateView]
+    alarms: list[AlarmView]
+    security_events: list[SecurityEventView]
 
 
 class SecurityEvents(BaseModel):

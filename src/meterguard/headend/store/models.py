@@ -62,12 +62,18 @@ class Meter(Base):
     """A registered meter."""
 
     __tablename__ = "meters"
+    __table_args__ = (
+        Index("meters_state", "state", "id"),
+        Index("meters_last_reading", "last_reading"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     serial: Mapped[str] = mapped_column(String(16), unique=True)
     system_title: Mapped[bytes] = mapped_column(LargeBinary(8), unique=True)
     state: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[int] = mapped_column(BigInteger)
+    last_reading: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    """The start of the newest stored interval (raised by ingest in the same commit)."""
 
 
 class RegistryVersion(Base):

@@ -24,16 +24,29 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, case, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from meterguard.errors import TransportError
+from meterguard.headend.store import fleet
 from meterguard.headend.store.accounts import AccountRepository
 from meterguard.headend.store.audit import AuditWriter, Fields, count_in_window
 from meterguard.headend.store.billing import BillingRepository
 from meterguard.headend.store.commands import CommandRepository
+from meterguard.headend.store.fleet import FleetPage, FleetQuery, MeterDetail
 from meterguard.headend.store.meters import MeterRepository
 from meterguard.headend.store.models import (
     Alarm,
@@ -187,6 +200,28 @@ class CommitOutcome:
     """The highest accepted push counter per meter after the commit (for the floor)."""
 
 
+_LAST_READING = (
+    update(Meter)
+    .where(
+        Meter.id == bindparam("m"),
+        or_(Meter.last_reading.is_(None), Meter.last_reading < bindparam("t")),
+    )
+    .values(last_reading=bindparam("t"))
+)
+
+
+def _raise_last_reading(conn: Connection, readings: Sequence[ReadingRow]) -> None:
+    """Raise each meter's ``last_reading`` to its newest interval in ``readings``.
+
+    One statement per batch, a row per meter: the fleet list reads it, not the readings.
+    """
+    newest: dict[str, int] = {}
+    for r in readings:
+        if r.interval_start > newest.get(r.meter_id, -1):
+            newest[r.meter_id] = r.interval_start
+    conn.execute(_LAST_READING, [{"m": m, "t": t} for m, t in sorted(newest.items())])
+
+
 class Store:
     """Head-end repositories over one engine."""
 
@@ -235,6 +270,7 @@ class Store:
                     .returning(Reading.interval_start)
                 )
                 stored += len(conn.execute(stmt).all())
+            _raise_last_reading(conn, rows)
         return stored
 
     def _row(self, r: ReadingRow) -> tuple[Any, ...]:
@@ -332,6 +368,7 @@ class Store:
                     out.readings = max(cur.rowcount, 0)
                 finally:
                     cur.close()
+                _raise_last_reading(conn, readings)
             alarms = [
                 {
                     "meter_id": p.meter_id,
@@ -746,6 +783,18 @@ class Store:
                 )
                 for m, st, lr, n, cs in s.execute(q)
             ]
+
+    def fleet_page(self, q: FleetQuery) -> FleetPage:
+        """One page of the fleet list (see :mod:`meterguard.headend.store.fleet`)."""
+        return fleet.fleet_page(self.engine, q)
+
+    def fleet_facets(self) -> tuple[list[str], list[str]]:
+        """Feeder names and reported firmware versions (the fleet list's filters)."""
+        return fleet.facets(self.engine)
+
+    def meter_detail(self, meter_id: str) -> MeterDetail | None:
+        """One meter's page, or None if it does not exist."""
+        return fleet.meter_detail(self.engine, meter_id)
 
     def healthy(self) -> bool:
         """Whether the database answers now."""

@@ -19,8 +19,10 @@ pages themselves only read.
 """
 
 import datetime as dt
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.responses import HTMLResponse
@@ -31,8 +33,10 @@ from meterguard.cosem.eventcodes import EventCode
 from meterguard.errors import AccessDeniedError, InvalidValueError, NotFoundError
 from meterguard.headend.api.deps import Services
 from meterguard.headend.api.guard import Guard
+from meterguard.headend.api.routes.fleet import ACK_ROLES, CLEAR_ROLES
 from meterguard.headend.services.accounts import ACCOUNT_READERS, ROLES, Principal
 from meterguard.headend.services.commands import COMMAND_ROLES
+from meterguard.headend.services.fleet import STATES, Search
 from meterguard.headend.services.redteam import REPORT_READERS
 from meterguard.headend.services.theft import (
     GRID_ROLES,
@@ -80,6 +84,42 @@ def _alarm_name(code: int) -> str:
         return f"event {code}"
 
 
+_FLEET_PARAMS = frozenset(
+    {"q", "state", "alarms", "supply", "feeder", "firmware", "silent_hours", "sort", "order",
+     "page", "per_page"}
+)  # fmt: skip
+_FLEET_COLUMNS = (
+    ("id", "Meter"),
+    ("state", "State"),
+    ("last_reading", "Last reading"),
+    ("alarms", "Open alarms"),
+    ("supply", "Supply"),
+    ("feeder", "Feeder"),
+    ("firmware", "Firmware"),
+)
+
+
+def _search(params: Mapping[str, str]) -> Search:
+    """The fleet list's query parameters (as the API takes them).
+
+    Raises:
+        ValueError: a number that is not one.
+    """
+    return Search(
+        q=params.get("q", "")[:64],
+        state=params.get("state", "")[:32],
+        alarms=params.get("alarms", "")[:16],
+        supply=params.get("supply", "")[:16],
+        feeder=params.get("feeder", "")[:80],
+        firmware=params.get("firmware", "")[:80],
+        silent_hours=int(params.get("silent_hours") or 0),
+        sort=params.get("sort", "id")[:16],
+        order=params.get("order", "asc")[:4],
+        page=int(params.get("page") or 1),
+        per_page=int(params.get("per_page") or 50),
+    )
+
+
 def _money(e4: int, currency: str) -> str:
     return f"{e4 / 10000:.2f} {currency}"
 
@@ -94,6 +134,7 @@ def add_pages(app: FastAPI, svc: Services) -> None:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters["utc"] = _utc
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     page = PageGuard(ROLES)
@@ -122,10 +163,14 @@ def add_pages(app: FastAPI, svc: Services) -> None:
                     for m in meters
                 },
             )
+        feeders, versions = svc.fleet.facets(who)
         return render(
             "utility.html",
             who=who,
             csrf=csrf,
+            states=STATES,
+            feeders=feeders,
+            versions=versions,
             can_command=commands is not None and who.role in COMMAND_ROLES,
             can_see_accounts=who.role in ACCOUNT_READERS,
             can_see_attacks=svc.attacks is not None and who.role in REPORT_READERS,
@@ -165,8 +210,8 @@ def add_pages(app: FastAPI, svc: Services) -> None:
         return render(
             "panel_alarms.html",
             alarms=alarms,
-            can_ack=who.role in {"operator", "engineer", "security_admin"},
-            can_clear=who.role in {"engineer", "security_admin"},
+            can_ack=who.role in ACK_ROLES,
+            can_clear=who.role in CLEAR_ROLES,
         )
 
     def panel_bills(who: Principal, meter: str) -> HTMLResponse:
@@ -210,8 +255,14 @@ def add_pages(app: FastAPI, svc: Services) -> None:
             "panel_health.html", chart=health_chart(store.fleet_status()), counts=store.counts()
         )
 
-    def panel_fleet(who: Principal) -> HTMLResponse:
-        statuses = store.fleet_status()
+    def panel_fleet(who: Principal, params: Mapping[str, str]) -> HTMLResponse:
+        try:
+            search = _search(params)
+            found = svc.fleet.page(who, search)
+        except (InvalidValueError, ValueError):
+            raise HTTPException(422) from None
+        except AccessDeniedError:
+            raise HTTPException(404) from None
         supply = {0: "disconnected", 1: "connected", 2: "ready to reconnect"}
         meters = [
             {
@@ -219,13 +270,97 @@ def add_pages(app: FastAPI, svc: Services) -> None:
                 "state": m.state,
                 "last": _utc(m.last_reading_at),
                 "open_alarms": m.open_alarms,
-                "supply": supply.get(m.control_state, "?"),
+                "supply": supply.get(m.supply, "?"),
+                "feeder": m.feeder,
+                "firmware": m.firmware,
             }
-            for m in statuses[:FLEET_ROWS]
+            for m in found.rows
         ]
-        more = max(len(statuses) - FLEET_ROWS, 0)
-        can = commands is not None and who.role in COMMAND_ROLES
-        return render("panel_fleet.html", meters=meters, more=more, can_command=can)
+        base = {k: v for k, v in params.items() if k in _FLEET_PARAMS and v}
+        pages = max(1, -(-found.total // search.per_page))
+
+        def query(**change: object) -> str:
+            return urlencode({**base, **{k: str(v) for k, v in change.items()}})
+
+        def flip(key: str) -> str:
+            order = "desc" if search.sort == key and search.order == "asc" else "asc"
+            return query(sort=key, order=order, page=1)
+
+        first = (search.page - 1) * search.per_page + 1
+        return render(
+            "panel_fleet.html",
+            meters=meters,
+            total=found.total,
+            filtered=any(k not in ("sort", "order", "page", "per_page") for k in base),
+            first=first,
+            last=first + len(meters) - 1,
+            page=search.page,
+            pages=pages,
+            prev_query=query(page=search.page - 1) if search.page > 1 else "",
+            next_query=query(page=search.page + 1) if search.page < pages else "",
+            sort=search.sort,
+            order=search.order,
+            columns=_FLEET_COLUMNS,
+            sort_query={key: flip(key) for key, _ in _FLEET_COLUMNS if key},
+            can_command=commands is not None and who.role in COMMAND_ROLES,
+            simulated=svc.fleet.simulated,
+        )
+
+    def meter_context(who: Principal, meter_id: str) -> dict[str, Any]:
+        try:
+            m = svc.fleet.meter(who, meter_id)
+        except (NotFoundError, AccessDeniedError):
+            raise HTTPException(404) from None
+        d, supply = m.detail, {0: "disconnected", 1: "connected", 2: "ready to reconnect"}
+        return {
+            "m": d,
+            "last": _utc(d.row.last_reading_at),
+            "supply": supply.get(d.row.supply, "?"),
+            "created": _utc(d.created_at),
+            "reported": _utc(d.firmware_reported_at) if d.firmware_reported_at else "never",
+            "keys": m.keys,
+            "certificates": m.certificates,
+            "alarms": [
+                {
+                    "id": a.id,
+                    "name": _alarm_name(a.code),
+                    "raised": _utc(a.raised_at),
+                    "received": _utc(a.received_at),
+                    "state": a.state,
+                }
+                for a in d.alarms
+            ],
+            "events": [
+                {
+                    "at": _utc(e.at),
+                    "last": _utc(e.last_at),
+                    "event": e.event,
+                    "count": e.count,
+                    "detail": e.detail,
+                }
+                for e in d.events
+            ],
+            "commands": commands.list(meter_id=meter_id, limit=20) if commands else [],
+            "can_ack": who.role in ACK_ROLES,
+            "can_clear": who.role in CLEAR_ROLES,
+            "can_command": commands is not None and who.role in COMMAND_ROLES,
+            "simulated": svc.fleet.simulated,
+            "me": who.username,
+        }
+
+    def panel_meter(who: Principal, meter_id: str) -> HTMLResponse:
+        return render("panel_meter.html", **meter_context(who, meter_id))
+
+    @app.get("/ui/meters/{meter_id}", response_class=HTMLResponse, include_in_schema=False)
+    def meter_page(
+        meter_id: str, request: Request, who: Annotated[Principal, Depends(page)]
+    ) -> HTMLResponse:
+        if who.role == "consumer":
+            raise HTTPException(404)  # consumers have their own page
+        ctx = meter_context(who, meter_id[:32])
+        return render(
+            "meter.html", who=who, csrf=request.state.session.csrf, meter_id=meter_id, **ctx
+        )
 
     def panel_commands(who: Principal) -> HTMLResponse:
         if commands is None:
@@ -355,6 +490,7 @@ def add_pages(app: FastAPI, svc: Services) -> None:
     @app.get("/ui/panel/{name}", response_class=HTMLResponse, include_in_schema=False)
     def panel(
         name: str,
+        request: Request,
         who: Annotated[Principal, Depends(page)],
         meter: str = "",
         period: str = "week",
@@ -373,7 +509,9 @@ def add_pages(app: FastAPI, svc: Services) -> None:
         if name == "health":
             return panel_health()
         if name == "fleet":
-            return panel_fleet(who)
+            return panel_fleet(who, request.query_params)
+        if name == "meter":
+            return panel_meter(who, meter)
         if name == "commands":
             return panel_commands(who)
         if name == "events":

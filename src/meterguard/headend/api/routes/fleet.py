@@ -10,24 +10,30 @@ administrator's (auditors may read the list).
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
-from meterguard.errors import InvalidValueError
+from meterguard.errors import InvalidValueError, NotFoundError
 from meterguard.headend.api.deps import Svc, audit, refusal
-from meterguard.headend.api.guard import Guard
+from meterguard.headend.api.guard import Explained, Guard
 from meterguard.headend.api.schemas import (
     MAX_ID,
     AlarmList,
+    CertificateView,
     CreatedUser,
     FleetCounts,
+    FleetMeter,
     FleetMeters,
+    KeyView,
+    MeterPageView,
     NewUser,
     SecurityEvents,
     UserList,
     UserView,
 )
 from meterguard.headend.services.accounts import ACCOUNT_READERS, ROLES, UTILITY_ROLES, Principal
+from meterguard.headend.services.fleet import SUPPLY, Search
 from meterguard.headend.services.redteam import REPORT_READERS
+from meterguard.headend.store.fleet import FleetRow
 
 __all__ = ["ACK_ROLES", "CLEAR_ROLES", "router"]
 
@@ -74,10 +80,77 @@ def fleet(svc: Svc, _who: Annotated[Principal, Depends(utility)]) -> FleetCounts
     return FleetCounts(**svc.store.counts())
 
 
+SUPPLY_NAMES = {v: k for k, v in SUPPLY.items()}
+
+
+def _meter_view(r: FleetRow) -> FleetMeter:
+    return FleetMeter(
+        meter_id=r.meter_id,
+        state=r.state,
+        last_reading_at=r.last_reading_at,
+        open_alarms=r.open_alarms,
+        supply=SUPPLY_NAMES.get(r.supply, "connected"),  # type: ignore[arg-type]
+        feeder=r.feeder,
+        firmware=r.firmware,
+        attestation=r.attestation,
+    )
+
+
 @router.get("/api/v1/fleet/meters", response_model=FleetMeters)
-def fleet_meters(svc: Svc, _who: Annotated[Principal, Depends(utility)]) -> FleetMeters:
-    """Every meter's status."""
-    return FleetMeters(meters=svc.store.fleet_status())
+def fleet_meters(
+    svc: Svc,
+    who: Annotated[Principal, Depends(utility)],
+    q: Annotated[str, Query(max_length=32)] = "",
+    state: Annotated[str, Query(max_length=16)] = "",
+    alarms: Annotated[str, Query(max_length=8)] = "",
+    supply: Annotated[str, Query(max_length=16)] = "",
+    feeder: Annotated[str, Query(max_length=64)] = "",
+    firmware: Annotated[str, Query(max_length=64)] = "",
+    silent_hours: Annotated[int, Query(ge=0, le=24 * 366)] = 0,
+    sort: Annotated[str, Query(max_length=16)] = "id",
+    order: Annotated[str, Query(max_length=4)] = "asc",
+    page: Annotated[int, Query(ge=1, le=10_000_000)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> FleetMeters:
+    """Search, filter, sort and page the fleet (server-side: 10^5 meters and more)."""
+    search = Search(q, state, alarms, supply, feeder, firmware, silent_hours, sort, order,
+                    page, per_page)  # fmt: skip
+    try:
+        found = svc.fleet.page(who, search)
+    except InvalidValueError as exc:
+        raise Explained(422, detail=str(exc)) from None
+    return FleetMeters(
+        total=found.total,
+        page=page,
+        per_page=per_page,
+        meters=[_meter_view(r) for r in found.rows],
+    )
+
+
+@router.get("/api/v1/fleet/meters/{meter_id}", response_model=MeterPageView)
+def fleet_meter(
+    meter_id: Annotated[str, Path(max_length=32)],
+    svc: Svc,
+    who: Annotated[Principal, Depends(utility)],
+) -> MeterPageView:
+    """One meter: identity, keys' versions and states (no material), certificates, records."""
+    try:
+        m = svc.fleet.meter(who, meter_id)
+    except NotFoundError:
+        raise HTTPException(404) from None
+    d = m.detail
+    return MeterPageView(
+        meter=_meter_view(d.row),
+        serial=d.serial,
+        created_at=d.created_at,
+        firmware_slot=d.firmware_slot,
+        firmware_counter=d.firmware_counter,
+        firmware_reported_at=d.firmware_reported_at,
+        keys=[KeyView(kind=k, version=v, state=st) for k, v, st in m.keys],
+        certificates=[CertificateView(**c) for c in m.certificates],
+        alarms=d.alarms,
+        security_events=d.events,
+    )
 
 
 security_readers = Guard(frozenset({"operator", "engineer", "security_admin", "auditor"}))

@@ -138,7 +138,7 @@ function setupDashboard() {
       ev.preventDefault();
       const body = {};
       for (const el of form.elements) {
-        if (!el.name) continue;
+        if (!el.name || el.disabled) continue;
         if (el.value === "" && el.hasAttribute("data-int")) continue;
         if (el.value === "" && el.hasAttribute("data-null")) { body[el.name] = null; continue; }
         body[el.name] = el.hasAttribute("data-int") ? Number(el.value) : el.value;
@@ -149,6 +149,63 @@ function setupDashboard() {
       if (r.ok && form.id === "propose-form") form.reset();
       await refreshAll();
     });
+  });
+  // The fleet list: a search and filters above it, sort buttons and a pager inside it.
+  document.querySelectorAll("form.fleet-filter").forEach((form) => {
+    const panel = document.getElementById(form.dataset.target);
+    let timer = null;
+    const apply = () => {
+      const q = new URLSearchParams();
+      for (const el of form.elements) {
+        if (el.name && el.value && el.value !== "0") q.set(el.name, el.value);
+      }
+      const kept = new URLSearchParams(panel.dataset.query || "");
+      for (const k of ["sort", "order"]) if (kept.get(k)) q.set(k, kept.get(k));
+      q.set("page", "1");
+      panel.dataset.query = q.toString();
+      refresh(panel);
+    };
+    form.addEventListener("submit", (ev) => { ev.preventDefault(); apply(); });
+    form.addEventListener("change", apply);
+    form.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(apply, 250); });
+  });
+  document.addEventListener("click", (ev) => {
+    const b = ev.target.closest("button[data-set-query]");
+    if (!b) return;
+    const panel = b.closest("[data-panel]");
+    panel.dataset.query = b.dataset.setQuery;
+    refresh(panel);
+  });
+  // A meter picker: the fleet's search API fills the choices (values only, no markup).
+  document.querySelectorAll("input[data-meter-picker]").forEach((input) => {
+    const list = document.getElementById(input.getAttribute("list"));
+    let timer = null;
+    input.addEventListener("input", () => {
+      clearTimeout(timer);
+      timer = setTimeout(async () => {
+        const q = input.value.replace(/[^A-Za-z0-9]/g, "").slice(0, 32);
+        const r = await api("GET", "/api/v1/fleet/meters?per_page=20&q=" + encodeURIComponent(q));
+        if (!r.ok) return;
+        list.replaceChildren(...r.data.meters.map((m) => {
+          const o = document.createElement("option");
+          o.value = m.meter_id;
+          o.label = m.state + (m.open_alarms ? ", " + m.open_alarms + " alarm(s)" : "");
+          return o;
+        }));
+      }, 200);
+    });
+  });
+  // A command's value field only for the commands that take one.
+  document.querySelectorAll("select.command-kind").forEach((sel) => {
+    const label = sel.form.querySelector(".command-value");
+    const show = () => {
+      const takes = sel.selectedOptions[0].dataset.takes;
+      label.hidden = !takes;
+      label.querySelector("input").disabled = !takes;
+      label.querySelector(".unit").textContent = takes || "";
+    };
+    sel.addEventListener("change", show);
+    show();
   });
   document.querySelectorAll("select.usage-period").forEach((sel) => {
     sel.addEventListener("change", () => {
