@@ -17,6 +17,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import os
 import re
 import shutil
 import threading
@@ -317,3 +318,114 @@ def _audit_actions(demo: Demo) -> list[tuple[str, str]]:
             (str(a), str(r))
             for a, r in c.execute(text("SELECT action, result FROM audit_entries ORDER BY seq"))
         ]
+
+
+SHOTS = os.environ.get("MG_SCREENSHOTS", "")
+"""A directory for the getting-started guide's screenshots (docs/images), or none."""
+
+
+def _shot(page: Page, name: str) -> None:
+    if SHOTS:
+        page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=True)
+
+
+def test_the_fleet_is_searched_filtered_sorted_and_paged(
+    demo: Demo, olga: tuple[Page, list[str]]
+) -> None:
+    """Issue 17: server-side search, filters, sort and pages; the meter's own page."""
+    page, errors = olga
+    he = demo.system.headend
+    assert he is not None
+    for n in range(1001, 1061):  # 60 more meters on record (not online): three pages of 25
+        he.store.registry.add_meter(
+            f"MGD{n:010d}", serial=f"{n:010d}", system_title=b"MGT" + n.to_bytes(5, "big"), now=1
+        )
+    request_tamper(demo.system.config.data, "MGD0000000004", TamperKind.MAGNETIC_FIELD)
+    page.reload()
+    panel = page.locator("#fleet-panel")
+    page.select_option(".fleet-filter select[name=per_page]", "25")
+    page.fill(".fleet-filter input[name=q]", "MGD00000010")
+    expect(panel.locator(".found")).to_contain_text("60 meters match; 1 to 25 shown")
+    expect(panel.locator("tr[data-meter]")).to_have_count(25)
+    expect(panel.locator("tr[data-meter]").first).to_have_attribute("data-meter", "MGD0000001001")
+    panel.locator("#fleet-next").click()
+    expect(panel.locator(".pager")).to_contain_text("page 2 of 3")
+    expect(panel.locator("tr[data-meter]").first).to_have_attribute("data-meter", "MGD0000001026")
+    panel.get_by_role("button", name="sort by Meter").click()  # back to page 1, newest id first
+    expect(panel.locator("tr[data-meter]").first).to_have_attribute("data-meter", "MGD0000001060")
+    expect(panel.locator(".pager")).to_contain_text("page 1 of 3")
+    # The page refreshes every two seconds and keeps the question asked.
+    page.wait_for_timeout(2500)
+    expect(panel.locator("tr[data-meter]").first).to_have_attribute("data-meter", "MGD0000001060")
+    page.fill(".fleet-filter input[name=q]", "")
+    page.select_option(".fleet-filter select[name=alarms]", "open")
+    expect(panel.locator("tr[data-meter]")).to_have_count(1, timeout=30_000)
+    expect(panel.locator("tr[data-meter]")).to_have_attribute("data-meter", "MGD0000000004")
+    _shot(page, "fleet")
+    link = panel.get_by_role("link", name="MGD0000000004")
+    expect(link).to_have_attribute("href", "/ui/meters/MGD0000000004")
+    page.goto(f"{demo.url}/ui/meters/MGD0000000004")  # (the panel re-renders under a click)
+    expect(page.locator("h1")).to_have_text("Meter MGD0000000004")
+    expect(page.locator("table.certificates")).to_contain_text("valid")
+    expect(page.locator("table.keys")).to_contain_text("global unicast")
+    expect(page.locator("#meter-panel table.alarms")).to_contain_text("strong dc field detected")
+    value = page.locator("#propose-form .command-value")
+    expect(value).to_be_hidden()  # a disconnect takes no value
+    page.select_option("#propose-form select[name=kind]", "load_limit")
+    expect(value).to_be_visible()
+    expect(value).to_contain_text("W")
+    _shot(page, "meter")
+    before = _accesses(demo, "MGD0000000004")
+    page.click("#show-usage")  # loaded once, on request: each look is in the consumer's log
+    expect(page.locator("#meter-usage svg.chart")).to_be_attached(timeout=20_000)
+    expect(page.locator("#meter-usage svg.chart")).to_have_attribute(
+        "aria-label",
+        re.compile("per day"),  # the default consent: daily values for staff
+    )
+    page.wait_for_timeout(4500)  # two refresh rounds: the consumption is not fetched again
+    assert _accesses(demo, "MGD0000000004") == before + 1
+    assert errors == []
+
+
+def _accesses(demo: Demo, meter: str) -> int:
+    assert demo.system.store is not None
+    with demo.system.store.engine.connect() as c:
+        return int(
+            c.scalar(text("SELECT count(*) FROM data_access WHERE meter_id = :m"), {"m": meter})
+        )
+
+
+def test_a_gap_in_the_readings_is_a_gap_on_the_consumers_chart(
+    browser: Browser, demo: Demo
+) -> None:
+    assert demo.system.store is not None
+    with demo.system.store.engine.begin() as c:  # two hours of readings lost before ingest
+        newest = int(
+            c.scalar(
+                text("SELECT max(interval_start) FROM readings WHERE meter_id = 'MGD0000000001'")
+            )
+        )
+        c.execute(text("DELETE FROM readings WHERE meter_id = 'MGD0000000001'"
+                       " AND interval_start BETWEEN :a AND :b"),
+                  {"a": newest - 6 * 3600, "b": newest - 4 * 3600})  # fmt: skip
+    page, errors = new_page(browser)
+    log_in(page, demo, "alice")
+    page.select_option("select.usage-period", "day")
+    chart = page.locator("#usage-MGD0000000001")
+    expect(chart.locator("svg.chart")).to_have_attribute(
+        "aria-label", re.compile("per 15-minute interval")
+    )
+    expect(chart.locator(".gaps")).to_contain_text("without readings are gaps")
+    # The energy measured across the gap is one outlined bar as wide as the gap, at its
+    # average; every other bar is one interval wide.
+    widths = [float(w) for w in chart.locator("rect.bar:not(.spread)").evaluate_all(
+        "bars => bars.map(b => b.getAttribute('width'))")]  # fmt: skip
+    spread = chart.locator("rect.bar.spread")
+    expect(spread).to_have_count(1)
+    assert float(spread.get_attribute("width") or 0) > 5 * max(widths)
+    assert "readings missing" in (spread.locator("title").text_content() or "")
+    ticks = chart.locator("text.tick").evaluate_all("ts => ts.map(t => t.textContent)")
+    assert any(re.match(r"^\d\d [A-Z][a-z]{2} \d\d:\d\d$", t) for t in ticks), ticks
+    expect(chart).to_contain_text("kWh")
+    _shot(page, "consumer")
+    assert errors == []

@@ -209,6 +209,35 @@ def test_nothing_is_lost_while_offline(site: Site, tmp_path: Path) -> None:
         headend.close()
 
 
+def test_what_a_meter_sends_again_from_its_outbox_is_marked_as_resent(
+    site: Site, tmp_path: Path
+) -> None:
+    """REL-1: after a dropped link the outbox's messages go again, marked (contract RESEND),
+    so the head-end tells a lost acknowledgement from a replay; fresh ones are not marked."""
+    meter = make_meter([])
+    outbox = Outbox(tmp_path / "outbox.db")
+    headend = site.headend()
+    client = MeterMqttClient(site.settings(site.base / "m1"), outbox)
+    client.start()
+    try:
+        assert client.wait_connected(10), client.last_error
+        fresh = [reading(meter, v) for v in range(2)]
+        for apdu in fresh:
+            client.publish("data", apdu)
+        headend.wait_messages(2, timeout=10)
+        client.stop()  # the link drops; what the meter sends meanwhile waits in its outbox
+        queued = reading(meter, 2)
+        client.publish("data", queued)
+        client = MeterMqttClient(site.settings(site.base / "m1"), outbox)
+        client.start()
+        got = headend.wait_messages(3, timeout=10)
+        assert [p for _, p in got] == [*fresh, queued]
+        assert headend.resent == [False, False, True]
+    finally:
+        client.stop()
+        headend.close()
+
+
 def test_client_id_takeover_is_prevented(site: Site, tmp_path: Path) -> None:
     """MQ-4: another valid meter connecting with the victim's client id gets a session of its
     own name (the broker binds client ids to certificates): the victim stays connected, and

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from meterguard.headend.store.audit import SUMMARY_WINDOW
 from meterguard.headend.store.db import open_database
 from meterguard.headend.store.repository import (
     QUARANTINE_KEEP,
+    RESEND_WINDOW,
     CommitOutcome,
     PushRow,
     ReadingRow,
@@ -108,6 +110,22 @@ def test_commit_accepts_each_push_counter_once(store: Store) -> None:
     counts = store.counts()
     assert counts["readings"] == 2 and counts["rejected_messages"] == 2
     assert store.last_counter(m) == 11
+
+
+def test_a_meters_own_resend_after_an_outage_is_a_duplicate_not_a_replay(store: Store) -> None:
+    """REL-1: the meter's acknowledgement was lost with its connection; it sends again."""
+    m = _meter(store, 4)
+    store.commit_ingest([_push(m, ic) for ic in range(100, 200)], [], now=1)
+    again = [dataclasses.replace(_push(m, ic), resent=True) for ic in (195, 199)]
+    out = store.commit_ingest(again, [], now=2)
+    assert out.duplicates == 2 and not out.replays and store.security_events() == []
+    # The mark does not excuse an old counter (a broker replaying history with it) ...
+    old = dataclasses.replace(_push(m, 199 - RESEND_WINDOW), resent=True)
+    assert [p.ic for p in store.commit_ingest([old], [], now=3).replays] == [135]
+    # ... nor is anything stored twice, nor a counter without the mark excused.
+    assert [p.ic for p in store.commit_ingest([_push(m, 199)], [], now=4).replays] == [199]
+    assert store.security_events() == [(m, "attempt_to_lower_invocation_counter")] * 2
+    assert store.counts()["readings"] == 100
 
 
 def test_commit_takes_late_pushes_within_the_window_only(store: Store) -> None:

@@ -19,6 +19,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from meterguard.mqtt.contract import RESEND
 from meterguard.mqtt.tls import pinned_client_context
 
 
@@ -32,6 +33,8 @@ class Probe:
     disconnect_rc: Any = None
     error: str | None = None
     messages: list[tuple[str, bytes]] = field(default_factory=list)
+    resent: list[bool] = field(default_factory=list)
+    """Per message: whether its sender marked it as sent again (the contract's RESEND)."""
     acks: dict[int, Any] = field(default_factory=dict)
     granted: list[Any] = field(default_factory=list)
     _event: threading.Event = field(default_factory=threading.Event)
@@ -96,6 +99,8 @@ def connect(
 
     def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         probe.messages.append((msg.topic, bytes(msg.payload)))
+        props = getattr(msg, "properties", None)
+        probe.resent.append(RESEND in (getattr(props, "UserProperty", None) or []))
 
     def on_publish(_c: mqtt.Client, _u: object, mid: int, rc: ReasonCode, _props: object) -> None:
         probe.acks[mid] = rc

@@ -17,6 +17,7 @@ from meterguard.identity import METER_ID
 
 __all__ = [
     "COMMANDS",
+    "RESEND",
     "UPSTREAM",
     "command_topic",
     "parse_upstream",
@@ -28,6 +29,12 @@ UPSTREAM = ("data", "alarms", "events", "status")
 """What a meter may publish, each kind a topic of its own."""
 COMMANDS = "commands"
 """What a meter reads: signed commands from the head-end."""
+RESEND = ("mg-resend", "1")
+"""The MQTT v5 user property a meter puts on a message it sends again from its outbox (its
+broker acknowledgement never came: the connection dropped). The head-end counts a resent
+message whose counter it already accepted, among the meter's most recent ones, as a
+duplicate, not a replay; anything else with that counter is still refused and recorded.
+Mosquitto forwards user properties to subscribers unchanged."""
 _UPSTREAM = re.compile(rf"^meters/({METER_ID})/({'|'.join(UPSTREAM)})$")
 
 

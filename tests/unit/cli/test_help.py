@@ -6,9 +6,12 @@ without help fails here, not in a user's terminal.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from meterguard.cli.main import main
+from meterguard.cli.reference import render
 
 
 def _commands(cmd: click.Command, path: str) -> list[tuple[str, click.Command]]:
@@ -30,3 +33,10 @@ def test_every_command_and_option_has_help() -> None:
         if isinstance(p, click.Option) and not (p.help or "").strip()
     ]
     assert not no_help and not bare, (no_help, bare)
+
+
+def test_the_cli_reference_in_the_docs_is_the_commands_own_help() -> None:
+    doc = Path(__file__).resolve().parents[3] / "docs" / "cli.md"
+    assert doc.read_text(encoding="utf-8") == render(), (
+        "docs/cli.md is stale: run python -m meterguard.cli.reference docs/cli.md"
+    )

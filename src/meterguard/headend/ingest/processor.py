@@ -28,6 +28,7 @@ broker only after the commit.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -197,16 +198,28 @@ class IngestProcessor:
                     m.floor.advance(ic)
 
     def handle(
-        self, topic: str, unverified_payload: bytes, *, now: float, redelivered: bool = False
+        self,
+        topic: str,
+        unverified_payload: bytes,
+        *,
+        now: float,
+        redelivered: bool = False,
+        resent: bool = False,
     ) -> Accepted | Refused:
         """Process one message (thread-safe: the bulk and the alarm lane share one processor).
+
+        ``resent`` is the meter's own mark (:data:`~meterguard.mqtt.contract.RESEND`) on a
+        message sent again from its outbox; the store decides at commit what it excuses.
 
         Raises:
             TransportError: the meter's keys or counter could not be looked up (database or
                 key store down); the message was not judged and must be retried.
         """
         with self._lock:
-            return self._handle(topic, unverified_payload, now=now, redelivered=redelivered)
+            row = self._handle(topic, unverified_payload, now=now, redelivered=redelivered)
+        if resent and isinstance(row, PushRow):
+            return dataclasses.replace(row, resent=True)
+        return row
 
     def _handle(
         self, topic: str, unverified_payload: bytes, *, now: float, redelivered: bool

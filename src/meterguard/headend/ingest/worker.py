@@ -39,7 +39,7 @@ from meterguard.errors import RemoteProtocolError, TransportError
 from meterguard.headend.ingest.processor import IngestProcessor, Refused
 from meterguard.headend.store.repository import CommitOutcome, PushRow, RefusalRow, Store
 from meterguard.headend.transport.mqtt import ConsumerSettings, MqttConsumer
-from meterguard.mqtt.contract import shared_subscription
+from meterguard.mqtt.contract import RESEND, shared_subscription
 from meterguard.mqtt.tls import pinned_client_context
 
 __all__ = ["BatchReport", "IngestWorker", "WorkerSettings"]
@@ -141,7 +141,7 @@ class IngestWorker:
         self._pruned = time.monotonic()
         self._retry_at = 0.0
         self._idle = False
-        self._deferred: list[tuple[str, bytes, int | None, bool]] = []
+        self._deferred: list[tuple[str, bytes, int | None, bool, bool]] = []
         """Messages not yet judged because the database or key store was down."""
 
     def __repr__(self) -> str:
@@ -154,14 +154,18 @@ class IngestWorker:
 
     # ------------------------------------------------------------------ messages
 
-    def _take(self, topic: str, payload: bytes, packet_id: int | None, dup: bool) -> None:
+    def _take(
+        self, topic: str, payload: bytes, packet_id: int | None, dup: bool, resent: bool = False
+    ) -> None:
         try:
-            result = self.processor.handle(topic, payload, now=time.time(), redelivered=dup)
+            result = self.processor.handle(
+                topic, payload, now=time.time(), redelivered=dup, resent=resent
+            )
         except TransportError as exc:
             # The meter's state could not be looked up: judge the message later, ack nothing.
             if not self._deferred:
                 log.warning("ingest deferred: %s", exc)
-            self._deferred.append((topic, payload, packet_id, dup))
+            self._deferred.append((topic, payload, packet_id, dup, resent))
             return
         b = self._batch
         if not b.acks:
@@ -293,7 +297,13 @@ class IngestWorker:
         received = self._consumer.poll(wait)
         self._idle = not received
         for p in received:
-            self._take(p.topic, p.payload, p.packet_id if p.qos else None, p.duplicate)
+            self._take(
+                p.topic,
+                p.payload,
+                p.packet_id if p.qos else None,
+                p.duplicate,
+                RESEND in p.user_properties,
+            )
         if time.monotonic() - self._pruned > PRUNE_EVERY:
             self._pruned = time.monotonic()
             try:

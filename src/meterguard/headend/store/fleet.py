@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, and_, func, or_, select
+from sqlalchemy import Engine, and_, case, func, or_, select
 
 from meterguard.headend.store.models import (
     Alarm,
@@ -40,6 +40,7 @@ __all__ = [
     "MeterDetail",
     "facets",
     "fleet_page",
+    "health",
     "meter_detail",
 ]
 
@@ -279,3 +280,28 @@ def facets(engine: Engine, *, limit: int = 500) -> tuple[list[str], list[str]]:
             )
         ]
     return feeders, versions
+
+
+def health(engine: Engine, *, stale_after: int) -> dict[str, int]:
+    """Meters reporting, stale, alarmed, and disconnected or retired: one grouped statement.
+
+    Stale is relative to the newest reading anywhere (the meters' clock, whatever it is):
+    ``stale_after`` seconds behind it, or never read.
+    """
+    stmt = _joined(FleetQuery())
+    sub = stmt.subquery()
+    newest = select(func.max(Meter.last_reading)).scalar_subquery()
+    group = case(
+        (sub.c.alarms > 0, "alarm"),
+        (or_(sub.c.supply == 0, sub.c.state != "active"), "off"),
+        (
+            or_(sub.c.last_reading.is_(None), sub.c.last_reading < newest - stale_after),
+            "stale",
+        ),
+        else_="ok",
+    ).label("g")
+    counts = {"ok": 0, "stale": 0, "alarm": 0, "off": 0}
+    with engine.connect() as conn:
+        for g, n in conn.execute(select(group, func.count()).group_by(group)):
+            counts[str(g)] = int(n)
+    return counts

@@ -79,6 +79,9 @@ MAX_QUARANTINE_PAYLOAD = 4096
 QUARANTINE_KEEP = 30 * 86400
 """Seconds quarantined samples are kept for analysis."""
 BATCH = 500
+RESEND_WINDOW = 64
+"""How far below a meter's highest accepted counter a message it marks as resent may be and
+still count as a duplicate: more than a meter has in flight when its connection drops."""
 PUSH_WINDOW = 256
 """How far below a meter's highest push counter a late push is still accepted (ADR 6)."""
 PUSH_KEEP = 8 * PUSH_WINDOW
@@ -131,6 +134,8 @@ class PushRow:
     """(sequence, event code, raised at)."""
     result: tuple[int, int, int, int | None] | None = None
     """A command's outcome: (counter, DLMS result code, disconnect control state, value read)."""
+    resent: bool = False
+    """The meter marked it as sent again from its outbox (the contract's ``RESEND``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -544,6 +549,10 @@ class Store:
         for p in late:
             if p.redelivered:
                 out.duplicates += 1  # stored before a crash, delivered again by the broker
+            elif p.resent and p.ic > highest.get(p.meter_id, -1) - RESEND_WINDOW:
+                # Sent again by the meter (its broker acknowledgement was lost in an outage),
+                # among its latest: a duplicate. Older ones, resent mark or not, are replays.
+                out.duplicates += 1
             else:
                 out.replays.append(p)
 
@@ -787,6 +796,10 @@ class Store:
     def fleet_page(self, q: FleetQuery) -> FleetPage:
         """One page of the fleet list (see :mod:`meterguard.headend.store.fleet`)."""
         return fleet.fleet_page(self.engine, q)
+
+    def fleet_health(self, *, stale_after: int) -> dict[str, int]:
+        """Meters by health (ok, stale, alarm, off), counted in one statement."""
+        return fleet.health(self.engine, stale_after=stale_after)
 
     def fleet_facets(self) -> tuple[list[str], list[str]]:
         """Feeder names and reported firmware versions (the fleet list's filters)."""

@@ -10,7 +10,6 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from meterguard.headend.services.usage import Bucket
-from meterguard.headend.store.repository import MeterStatus
 
 __all__ = ["HealthChart", "UsageChart", "health_chart", "usage_chart"]
 
@@ -33,44 +32,86 @@ class UsageChart:
     total_kwh: str = "0"
     export_kwh: str = ""
     n: int = 0
+    missing: int = 0
+    """Periods without readings between two readings (their energy is drawn spread)."""
 
 
 def _fmt(wh: float) -> str:
     return f"{wh / 1000:.2f}" if wh < 100_000 else f"{wh / 1000:.0f}"
 
 
-def usage_chart(buckets: list[Bucket], granularity: str, meter_id: str) -> UsageChart:
-    """Bars for ``buckets`` (oldest first)."""
+STEP = {"interval": 900, "hour": 3600, "day": 86400, "month": 31 * 86400}
+TICK_FORMAT = {
+    "interval": "%d %b %H:%M",
+    "hour": "%d %b %H:%M",
+    "day": "%d %b",
+    "month": "%b %Y",
+}
+
+
+def usage_chart(
+    buckets: list[Bucket],
+    granularity: str,
+    meter_id: str,
+    *,
+    start: int | None = None,
+    end: int | None = None,
+) -> UsageChart:
+    """Bars for ``buckets`` (oldest first) on a time axis from ``start`` to ``end``.
+
+    A bar stands where its period lies on the axis: a period without readings is a gap,
+    not squeezed out. Ticks name day and month (and the hour for finer charts), in UTC.
+    """
     unit = {"interval": "15-minute interval", "hour": "hour", "day": "day", "month": "month"}
     chart = UsageChart(
         f"Energy used by meter {meter_id} per {unit[granularity]}", unit[granularity]
     )
     if not buckets:
         return chart
-    peak = max(b.import_wh for b in buckets) or 1
-    slot = (WIDTH - LEFT) / len(buckets)
-    every = max(1, len(buckets) // 8)
-    for k, b in enumerate(buckets):
-        h = round(b.import_wh / peak * (HEIGHT - 10), 1)
+    step = STEP[granularity]
+    t0 = min(start if start is not None else buckets[0].start, buckets[0].start)
+    t1 = max(end if end is not None else buckets[-1].start + step, buckets[-1].start + step)
+    scale = (WIDTH - LEFT) / max(t1 - t0, step)
+    # A bucket after missing periods holds their energy too (cumulative registers): it is
+    # drawn across them at its average, lighter, rather than as one tall spike.
+    spans, prev = [], None
+    for b in buckets:
+        n = 1 if prev is None or granularity == "month" else max(1, (b.start - prev) // step)
+        spans.append(n)
+        prev = b.start
+    peak = max(b.import_wh / n for b, n in zip(buckets, spans, strict=True)) or 1
+    for b, n in zip(buckets, spans, strict=True):
+        h = round(b.import_wh / n / peak * (HEIGHT - 10), 1)
         when = dt.datetime.fromtimestamp(b.start, dt.UTC)
-        stamp = when.strftime("%Y-%m-%d" if granularity in ("day", "month") else "%m-%d %H:%M")
+        stamp = when.strftime("%Y-%m-%d" if granularity in ("day", "month") else "%Y-%m-%d %H:%M")
+        first = b.start - (n - 1) * step
+        title = f"{stamp} UTC: {b.import_wh / 1000:.3f} kWh"
+        if n > 1:
+            title += f" over the {n} {chart.unit}s up to it (readings missing; average shown)"
         chart.bars.append(
             {
-                "x": round(LEFT + k * slot + slot * 0.1, 1),
+                "x": round(LEFT + (first - t0) * scale + step * scale * 0.1, 1),
                 "y": round(HEIGHT - h, 1),
-                "w": round(max(slot * 0.8, 0.5), 1),
+                "w": round(max((n - 0.2) * step * scale, 0.5), 1),
                 "h": h,
-                "title": f"{stamp}: {b.import_wh} Wh",
+                "title": title,
+                "spread": n > 1,
             }
         )
-        if k % every == 0:
-            short = when.strftime("%d %b" if granularity in ("day", "month") else "%d %H:%M")
-            chart.ticks.append({"x": round(LEFT + (k + 0.5) * slot, 1), "text": short})
-    chart.max_label = f"{_fmt(peak)} kWh"
+    for k in range(7):
+        t = t0 + (t1 - t0) * k // 6
+        chart.ticks.append(
+            {
+                "x": round(LEFT + (t - t0) * scale, 1),
+                "text": dt.datetime.fromtimestamp(t, dt.UTC).strftime(TICK_FORMAT[granularity]),
+            }
+        )
     chart.total_kwh = _fmt(sum(b.import_wh for b in buckets))
     exported = sum(b.export_wh for b in buckets)
     chart.export_kwh = _fmt(exported) if exported else ""
     chart.n = len(buckets)
+    chart.missing = sum(n - 1 for n in spans)
+    chart.max_label = f"{_fmt(peak)} kWh"
     return chart
 
 
@@ -85,30 +126,20 @@ class HealthChart:
     segments_all: list[dict[str, object]] = field(default_factory=list)
 
 
-def health_chart(meters: list[MeterStatus]) -> HealthChart:
-    """Reporting / stale / alarmed / disconnected, relative to the newest reading anywhere."""
-    newest = max((m.last_reading_at or 0 for m in meters), default=0)
-    groups = {"ok": 0, "stale": 0, "alarm": 0, "off": 0}
-    for m in meters:
-        if m.open_alarms:
-            groups["alarm"] += 1
-        elif m.control_state == 0 or m.state != "active":
-            groups["off"] += 1
-        elif m.last_reading_at is None or newest - m.last_reading_at > STALE_AFTER:
-            groups["stale"] += 1
-        else:
-            groups["ok"] += 1
+def health_chart(groups: dict[str, int]) -> HealthChart:
+    """Reporting / stale / alarmed / disconnected, from the meters counted by health."""
     names = {
         "ok": "reporting",
         "stale": "no recent reading",
         "alarm": "open alarm",
         "off": "disconnected or retired",
     }
-    total = max(len(meters), 1)
-    chart = HealthChart(", ".join(f"{v} {names[k]}" for k, v in groups.items()))
+    groups = {k: groups.get(k, 0) for k in names}
+    total = max(sum(groups.values()), 1)
+    chart = HealthChart(", ".join(f"{v:,} {names[k]}" for k, v in groups.items()))
     x = 0.0
     for key, count in groups.items():
-        text = f"{count} {names[key]}"
+        text = f"{count:,} {names[key]}"
         chart.segments_all.append({"key": key, "text": text})
         if count:
             w = round(count / total * WIDTH, 1)

@@ -44,9 +44,15 @@ from meterguard.headend.services.theft import (
     OUTCOMES,
     SUSPECT_THRESHOLD,
 )
-from meterguard.headend.services.usage import USES
+from meterguard.headend.services.usage import USES, Bucket
 from meterguard.headend.store.audit import SUMMARY_WINDOW
-from meterguard.headend.web.charts import health_chart, usage_chart
+from meterguard.headend.web.charts import (
+    STALE_AFTER,
+    STEP,
+    UsageChart,
+    health_chart,
+    usage_chart,
+)
 
 __all__ = ["PAGE_PUBLIC", "PageGuard", "add_pages"]
 
@@ -54,6 +60,8 @@ HERE = Path(__file__).parent
 PAGE_PUBLIC = frozenset({"/login"})
 PERIODS = {"day": (86400, "interval"), "week": (7 * 86400, "hour"), "month": (30 * 86400, "day")}
 FLEET_ROWS = 50
+STAFF_SPAN = {"interval": 86400, "hour": 7 * 86400, "day": 30 * 86400, "month": 366 * 86400}
+"""How far back a meter page's consumption goes, at the consented granularity."""
 
 
 class PageGuard(Guard):
@@ -118,6 +126,14 @@ def _search(params: Mapping[str, str]) -> Search:
         page=int(params.get("page") or 1),
         per_page=int(params.get("per_page") or 50),
     )
+
+
+def _chart(buckets: list[Bucket], granularity: str, meter: str, span: int) -> UsageChart:
+    """The usage chart on a time axis of ``span`` seconds up to the newest period."""
+    if not buckets:
+        return usage_chart(buckets, granularity, meter)
+    end = buckets[-1].start + STEP[granularity]
+    return usage_chart(buckets, granularity, meter, start=end - span, end=end)
 
 
 def _money(e4: int, currency: str) -> str:
@@ -188,7 +204,7 @@ def add_pages(app: FastAPI, svc: Services) -> None:
             buckets = data.recent_usage(who, meter, span, granularity, now=svc.now())
         except (NotFoundError, AccessDeniedError):
             raise HTTPException(404) from None
-        return render("panel_usage.html", chart=usage_chart(buckets, granularity, meter))
+        return render("panel_usage.html", chart=_chart(buckets, granularity, meter, span))
 
     def panel_alarms(who: Principal, meter: str) -> HTMLResponse:
         if who.role == "consumer":
@@ -252,7 +268,9 @@ def add_pages(app: FastAPI, svc: Services) -> None:
 
     def panel_health() -> HTMLResponse:
         return render(
-            "panel_health.html", chart=health_chart(store.fleet_status()), counts=store.counts()
+            "panel_health.html",
+            chart=health_chart(store.fleet_health(stale_after=STALE_AFTER)),
+            counts=store.counts(),
         )
 
     def panel_fleet(who: Principal, params: Mapping[str, str]) -> HTMLResponse:
@@ -348,6 +366,20 @@ def add_pages(app: FastAPI, svc: Services) -> None:
             "me": who.username,
         }
 
+    def panel_meter_usage(who: Principal, meter_id: str) -> HTMLResponse:
+        """A meter's consumption for staff, as finely as its consumer consented (PRIV-1).
+
+        Loaded once per click: each look goes to the consumer's access log (API-11).
+        """
+        try:
+            svc.fleet.meter(who, meter_id)  # a utility role, a meter that exists
+            finest = data.consent(meter_id).granularity
+            span = STAFF_SPAN[finest]
+            buckets = data.recent_usage(who, meter_id, span, finest, now=svc.now())
+        except (NotFoundError, AccessDeniedError):
+            raise HTTPException(404) from None
+        return render("panel_usage.html", chart=_chart(buckets, finest, meter_id, span))
+
     def panel_meter(who: Principal, meter_id: str) -> HTMLResponse:
         return render("panel_meter.html", **meter_context(who, meter_id))
 
@@ -359,7 +391,12 @@ def add_pages(app: FastAPI, svc: Services) -> None:
             raise HTTPException(404)  # consumers have their own page
         ctx = meter_context(who, meter_id[:32])
         return render(
-            "meter.html", who=who, csrf=request.state.session.csrf, meter_id=meter_id, **ctx
+            "meter.html",
+            who=who,
+            csrf=request.state.session.csrf,
+            meter_id=meter_id,
+            consent=data.consent(meter_id).granularity,
+            **ctx,
         )
 
     def panel_commands(who: Principal) -> HTMLResponse:
@@ -512,6 +549,8 @@ def add_pages(app: FastAPI, svc: Services) -> None:
             return panel_fleet(who, request.query_params)
         if name == "meter":
             return panel_meter(who, meter)
+        if name == "meter_usage":
+            return panel_meter_usage(who, meter)
         if name == "commands":
             return panel_commands(who)
         if name == "events":

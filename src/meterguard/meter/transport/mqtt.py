@@ -37,9 +37,11 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from meterguard.mqtt.contract import UPSTREAM, command_topic, upstream_topic
+from meterguard.mqtt.contract import RESEND, UPSTREAM, command_topic, upstream_topic
 from meterguard.mqtt.tls import pinned_client_context
 
 __all__ = ["MeterMqttClient", "MqttSettings", "Outbox"]
@@ -129,6 +131,10 @@ class Outbox:
         self._db.close()
 
 
+_RESENT = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]  # paho: unannotated
+_RESENT.UserProperty = RESEND
+
+
 class MeterMqttClient:
     """One meter's connection to the broker."""
 
@@ -215,14 +221,14 @@ class MeterMqttClient:
             self._send(seq, topic, payload)
         return seq
 
-    def _send(self, seq: int, topic: str, payload: bytes) -> None:
+    def _send(self, seq: int, topic: str, payload: bytes, *, resend: bool = False) -> None:
         with self._lock:
             if seq in self._sending or not self.outbox.contains(seq):
                 return  # on its way or already acknowledged (publish and a reconnect flush race)
             self._sending.add(seq)
         # paho's publish takes paho's own locks, which its network thread holds while calling
         # our callbacks: never call it while holding ours.
-        info = self._client.publish(topic, payload, qos=1)
+        info = self._client.publish(topic, payload, qos=1, properties=_RESENT if resend else None)
         with self._lock:
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 self._sending.discard(seq)  # still in the outbox: sent again on reconnect
@@ -237,10 +243,12 @@ class MeterMqttClient:
         self._sending.discard(seq)
 
     def _flush(self) -> None:
+        # What the outbox still holds may have reached the head-end with its acknowledgement
+        # lost on the way back: marked as resent, it is a duplicate there, not a replay.
         for seq, topic, payload in self.outbox.pending():
             if not self.connected.is_set():
                 return
-            self._send(seq, topic, payload)
+            self._send(seq, topic, payload, resend=True)
 
     # ------------------------------------------------------------------ paho callbacks (its thread)
 

@@ -116,7 +116,9 @@ async function refresh(panel) {
     panel.dataset.loaded = "1";
   }
 }
-const refreshAll = () => Promise.all([...document.querySelectorAll("[data-panel]")].map(refresh));
+// Panels loaded on request ("data-once") are not refreshed: each load may be a logged read.
+const refreshAll = () => Promise.all(
+  [...document.querySelectorAll("[data-panel]:not([data-once])")].map(refresh));
 
 function setupDashboard() {
   if (!document.querySelector("[data-panel]")) return;
@@ -193,6 +195,14 @@ function setupDashboard() {
           return o;
         }));
       }, 200);
+    });
+  });
+  document.querySelectorAll("button[data-load]").forEach((b) => {
+    b.addEventListener("click", () => {
+      const panel = document.getElementById(b.dataset.load);
+      panel.dataset.panel = panel.dataset.lazyPanel;
+      panel.dataset.once = "1";
+      refresh(panel);
     });
   });
   // A command's value field only for the commands that take one.
