@@ -418,7 +418,20 @@ def test_tamper_alarms_stay_latched_until_an_authorised_role_clears_them(site: S
     eng, csrf_e = utility_client(site, "erik", ERIK, site.engineer_totp)
     assert eng.post(f"{path}/clear", headers={"X-CSRF-Token": csrf_e}).status_code == 204
     assert eng.post(f"{path}/clear", headers={"X-CSRF-Token": csrf_e}).status_code == 404
-    assert alice.get("/api/v1/alarms").json()["alarms"][0]["state"] == "cleared"
+    done = alice.get("/api/v1/alarms").json()["alarms"][0]
+    assert done["state"] == "cleared"
+    # Who handled it and when, on the alarm itself (head-end time), as in the audit log.
+    assert (done["acknowledged_by"], done["cleared_by"]) == ("olga", "erik")
+    assert 0 < done["acknowledged_at"] <= done["cleared_at"] <= time.time() + 1
+    panel = op.get("/ui/panel/alarms", params={"show": "all"})
+    assert "acknowledged by olga" in panel.text and "cleared by erik" in panel.text
+    assert "critical" in panel.text and "meter cover" not in panel.text  # code 40: terminal
+    assert "terminal cover removed" in panel.text
+    assert "MGD0000000001" not in op.get("/ui/panel/alarms").text  # active only by default
+    assert op.get("/ui/panel/alarms", params={"show": "everything"}).status_code == 422
+    mine = alice.get("/ui/panel/alarms", params={"meter": m, "show": "all"}).text
+    assert "Someone may have tampered with the meter" in mine  # in plain words for her
+    assert "acknowledged by" not in mine  # staff names are not the consumer's business
     with site.store.engine.connect() as conn:
         acts = [
             tuple(r)

@@ -209,15 +209,24 @@ def test_tamper_alarm_appears_and_is_cleared_by_an_engineer(
     request_tamper(demo.system.config.data, "MGD0000000003", TamperKind.MAIN_COVER_OPEN)
     row = page.locator("[data-panel=alarms] tr", has_text="MGD0000000003")
     expect(row.locator(".alarm-state")).to_have_text("open", timeout=30_000)
+    expect(page.locator(".badge")).to_have_text("1 open alarm")  # on every page's header
     expect(row).to_contain_text("meter cover removed")
     expect(row.get_by_role("button", name="Clear")).to_have_count(0)  # operators cannot clear
     row.get_by_role("button", name="Acknowledge").click()
     expect(row.locator(".alarm-state")).to_have_text("acknowledged")
+    expect(row.locator(".handled")).to_contain_text("acknowledged by olga")
+    expect(row.locator(".sev")).to_have_text("critical")
+    expect(page.locator(".badge")).to_have_count(0)  # no alarm open any more (acknowledged)
     epage, eerrors = erik
     erow = epage.locator("[data-panel=alarms] tr", has_text="MGD0000000003")
     erow.get_by_role("button", name="Clear").click()
-    expect(erow.locator(".alarm-state")).to_have_text("cleared")
-    expect(row.locator(".alarm-state")).to_have_text("cleared")  # live on olga's page too
+    expect(erow).to_have_count(0)  # the list shows the alarms still to handle ...
+    expect(row).to_have_count(0)  # ... live on olga's page too
+    page.select_option("form[data-target=alarms-panel] select[name=show]", "all")
+    expect(row.locator(".alarm-state")).to_have_text("cleared")  # ... and all on request
+    expect(row.locator(".handled")).to_contain_text("cleared by erik")
+    # Times are shown in the viewer's zone; the meter's simulated clock says so.
+    expect(row.locator(".meter-time time")).to_contain_text("(simulated)")
     assert errors == [] and eerrors == []
 
 
@@ -368,7 +377,7 @@ def test_the_fleet_is_searched_filtered_sorted_and_paged(
     expect(page.locator("h1")).to_have_text("Meter MGD0000000004")
     expect(page.locator("table.certificates")).to_contain_text("valid")
     expect(page.locator("table.keys")).to_contain_text("global unicast")
-    expect(page.locator("#meter-panel table.alarms")).to_contain_text("strong dc field detected")
+    expect(page.locator("#meter-panel table.alarms")).to_contain_text("strong magnetic field")
     value = page.locator("#propose-form .command-value")
     expect(value).to_be_hidden()  # a disconnect takes no value
     page.select_option("#propose-form select[name=kind]", "load_limit")

@@ -257,3 +257,20 @@ def test_a_flood_of_refusals_is_counted_not_stored(store: Store) -> None:
     # Samples are kept for QUARANTINE_KEEP seconds.
     assert store.prune_quarantine(now=1_011 + QUARANTINE_KEEP) == 2
     assert store.counts()["rejected_messages"] == 3
+
+
+def test_security_events_are_grouped_across_windows_for_the_operator(store: Store) -> None:
+    a, b = _meter(store, 21), _meter(store, 22)
+    for at in (100, 110, 120, 100 + 3 * 300, 100 + 3 * 300 + 5):  # two summary windows
+        store.security_event(at=at, event="authentication_failed", detail=f"bad tag at {at}",
+                             meter_id=a, summarise=True)  # fmt: skip
+    store.security_event(at=2000, event="session_taken_over", detail="x", meter_id=b)
+    groups = store.security_event_groups()
+    assert [(m, e, n, rows, first, last) for m, e, n, rows, first, last, _ in groups] == [
+        (b, "session_taken_over", 1, 1, 2000, 2000),
+        (a, "authentication_failed", 5, 2, 100, 1005),
+    ]
+    assert groups[1][6] == "bad tag at 1000"  # the newest row's detail
+    only = store.security_event_groups(event="session_taken_over")
+    assert [g[0] for g in only] == [b]
+    assert sorted(store.security_event_names()) == ["authentication_failed", "session_taken_over"]

@@ -143,6 +143,10 @@ class Alarm(Base):
     state: Mapped[str] = mapped_column(String(16), default="open")
     received_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     """The head-end's time of receipt (the clock of every other head-end record)."""
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    acknowledged_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    cleared_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    cleared_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class SecurityEvent(Base):

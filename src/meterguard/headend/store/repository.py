@@ -164,6 +164,10 @@ class AlarmView:
     state: str
     received_at: int | None = None
     """Head-end time: when ingest stored it (the clock of events, commands and logins)."""
+    acknowledged_by: str | None = None
+    acknowledged_at: int | None = None
+    cleared_by: str | None = None
+    cleared_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +229,13 @@ def _raise_last_reading(conn: Connection, readings: Sequence[ReadingRow]) -> Non
         if r.interval_start > newest.get(r.meter_id, -1):
             newest[r.meter_id] = r.interval_start
     conn.execute(_LAST_READING, [{"m": m, "t": t} for m, t in sorted(newest.items())])
+
+
+_ALARM_STEP = {
+    "acknowledged": lambda who, at: {"acknowledged_by": who[:64], "acknowledged_at": at},
+    "cleared": lambda who, at: {"cleared_by": who[:64], "cleared_at": at},
+}
+"""Who took an alarm to a state, and when, kept on its row (the audit log has it too)."""
 
 
 class Store:
@@ -653,23 +664,42 @@ class Store:
 
     # -- alarms, events, quarantine
 
-    def alarm_rows(self, meters: Sequence[str] | None = None) -> list[AlarmView]:
-        """Alarms with their ids, newest first; only of ``meters`` when given."""
+    def alarm_rows(
+        self,
+        meters: Sequence[str] | None = None,
+        *,
+        states: Sequence[str] | None = None,
+        limit: int = 500,
+    ) -> list[AlarmView]:
+        """Alarms with their ids, newest first, at most ``limit``.
+
+        Only of ``meters`` and in ``states`` when given.
+        """
         with Session(self.engine) as s:
-            q = select(
-                Alarm.id,
-                Alarm.meter_id,
-                Alarm.sequence,
-                Alarm.code,
-                Alarm.raised_at,
-                Alarm.state,
-                Alarm.received_at,
-            ).order_by(Alarm.id.desc())
+            q = (
+                select(
+                    Alarm.id,
+                    Alarm.meter_id,
+                    Alarm.sequence,
+                    Alarm.code,
+                    Alarm.raised_at,
+                    Alarm.state,
+                    Alarm.received_at,
+                    Alarm.acknowledged_by,
+                    Alarm.acknowledged_at,
+                    Alarm.cleared_by,
+                    Alarm.cleared_at,
+                )
+                .order_by(Alarm.id.desc())
+                .limit(limit)
+            )
             if meters is not None:
                 q = q.where(Alarm.meter_id.in_(list(meters)))
+            if states is not None:
+                q = q.where(Alarm.state.in_(list(states)))
             return [
-                AlarmView(int(i), m, int(sq), int(c), int(r), st, None if rc is None else int(rc))
-                for i, m, sq, c, r, st, rc in s.execute(q)
+                AlarmView(int(i), m, int(sq), int(c), int(r), st, rc, ab, aa, cb, ca)
+                for i, m, sq, c, r, st, rc, ab, aa, cb, ca in s.execute(q)
             ]
 
     def move_alarm(
@@ -683,7 +713,7 @@ class Store:
             meter = conn.execute(
                 update(Alarm)
                 .where(Alarm.id == alarm_id, Alarm.state.in_(from_states))
-                .values(state=to)
+                .values(state=to, **_ALARM_STEP[to](actor, now))
                 .returning(Alarm.meter_id)
             ).scalar()
             if meter is not None:
@@ -751,6 +781,50 @@ class Store:
                 )
                 for e in s.scalars(q)
             ]
+
+    def security_event_groups(
+        self, *, event: str = "", limit: int = 100
+    ) -> list[tuple[str | None, str, int, int, int, int, str]]:
+        """Security events grouped by meter and event over all windows, newest first.
+
+        Each: (meter, event, times in all, rows, first seen, last seen, newest detail).
+        """
+        last = func.max(func.coalesce(SecurityEvent.last_at, SecurityEvent.at))
+        q = (
+            select(
+                SecurityEvent.meter_id,
+                SecurityEvent.event,
+                func.sum(SecurityEvent.count),
+                func.count(),
+                func.min(SecurityEvent.at),
+                last,
+                func.max(SecurityEvent.id),
+            )
+            .group_by(SecurityEvent.meter_id, SecurityEvent.event)
+            .order_by(last.desc())
+            .limit(limit)
+        )
+        if event:
+            q = q.where(SecurityEvent.event == event)
+        with Session(self.engine) as s:
+            rows = list(s.execute(q))
+            details = {
+                int(i): str(d)
+                for i, d in s.execute(
+                    select(SecurityEvent.id, SecurityEvent.detail).where(
+                        SecurityEvent.id.in_([r[6] for r in rows])
+                    )
+                )
+            }
+        return [
+            (m, str(e), int(n or 0), int(k), int(first), int(lst), str(details.get(i, "")))
+            for m, e, n, k, first, lst, i in rows
+        ]
+
+    def security_event_names(self) -> list[str]:
+        """The names of the security events recorded (for a filter)."""
+        with Session(self.engine) as s:
+            return [str(e) for (e,) in s.execute(select(SecurityEvent.event).distinct())]
 
     def fleet_status(self) -> list[MeterStatus]:
         """Every meter with its state, last reading, open alarms and last known relay state."""

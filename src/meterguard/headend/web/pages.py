@@ -28,13 +28,14 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 
-from meterguard.cosem.eventcodes import EventCode
 from meterguard.errors import AccessDeniedError, InvalidValueError, NotFoundError
 from meterguard.headend.api.deps import Services
 from meterguard.headend.api.guard import Guard
 from meterguard.headend.api.routes.fleet import ACK_ROLES, CLEAR_ROLES
 from meterguard.headend.services.accounts import ACCOUNT_READERS, ROLES, Principal
+from meterguard.headend.services.alarms import SEVERITIES, meaning
 from meterguard.headend.services.commands import COMMAND_ROLES
 from meterguard.headend.services.fleet import STATES, Search
 from meterguard.headend.services.redteam import REPORT_READERS
@@ -60,6 +61,7 @@ HERE = Path(__file__).parent
 PAGE_PUBLIC = frozenset({"/login"})
 PERIODS = {"day": (86400, "interval"), "week": (7 * 86400, "hour"), "month": (30 * 86400, "day")}
 FLEET_ROWS = 50
+ALARM_ROWS = 500
 STAFF_SPAN = {"interval": 86400, "hour": 7 * 86400, "day": 30 * 86400, "month": 366 * 86400}
 """How far back a meter page's consumption goes, at the consented granularity."""
 
@@ -85,11 +87,17 @@ def _utc(ts: int | None) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M")
 
 
-def _alarm_name(code: int) -> str:
-    try:
-        return EventCode(code).name.replace("_", " ").lower()
-    except ValueError:
-        return f"event {code}"
+def _when(ts: int | None, sim: bool = False) -> Markup:
+    """A time as ``<time>``: UTC in the text, ISO in ``datetime``.
+
+    The page's script shows it in the viewer's time zone; ``sim`` marks a meter's simulated
+    clock (a demo's), which the page labels as such.
+    """
+    if ts is None:
+        return Markup("never")
+    iso = dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    flag = Markup(" data-sim") if sim else Markup("")
+    return Markup('<time datetime="{}"{}>{} UTC</time>').format(iso, flag, _utc(ts))
 
 
 _FLEET_PARAMS = frozenset(
@@ -151,6 +159,7 @@ def add_pages(app: FastAPI, svc: Services) -> None:
         lstrip_blocks=True,
     )
     env.filters["utc"] = _utc
+    env.filters["when"] = _when
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     page = PageGuard(ROLES)
@@ -187,6 +196,7 @@ def add_pages(app: FastAPI, svc: Services) -> None:
             states=STATES,
             feeders=feeders,
             versions=versions,
+            event_names=sorted(store.security_event_names()),
             can_command=commands is not None and who.role in COMMAND_ROLES,
             can_see_accounts=who.role in ACCOUNT_READERS,
             can_see_attacks=svc.attacks is not None and who.role in REPORT_READERS,
@@ -206,29 +216,50 @@ def add_pages(app: FastAPI, svc: Services) -> None:
             raise HTTPException(404) from None
         return render("panel_usage.html", chart=_chart(buckets, granularity, meter, span))
 
-    def panel_alarms(who: Principal, meter: str) -> HTMLResponse:
+    def panel_alarms(who: Principal, meter: str, params: Mapping[str, str]) -> HTMLResponse:
         if who.role == "consumer":
             scope = [m for m in accounts.meters(who) if not meter or m == meter]
         else:
             scope = None
-        rows = store.alarm_rows(scope)[:100]
-        alarms = [
-            {
-                "id": a.id,
-                "meter_id": a.meter_id,
-                "name": _alarm_name(a.code),
-                "raised": _utc(a.raised_at),
-                "received": _utc(a.received_at),
-                "state": a.state,
-            }
-            for a in rows
-        ]
+        show = params.get("show", "active")
+        states = {"active": ("open", "acknowledged"), "all": None, "cleared": ("cleared",)}
+        severity = params.get("severity", "")
+        if show not in states or (severity and severity not in SEVERITIES):
+            raise HTTPException(422)
+        rows = store.alarm_rows(scope, states=states[show], limit=ALARM_ROWS)
+        alarms = []
+        for a in rows:
+            m = meaning(a.code)
+            if severity and m.severity != severity:
+                continue
+            alarms.append(
+                {
+                    "id": a.id,
+                    "meter_id": a.meter_id,
+                    "name": m.name,
+                    "severity": m.severity,
+                    "explanation": m.explanation,
+                    "raised": a.raised_at,
+                    "received": a.received_at,
+                    "state": a.state,
+                    "acknowledged": (a.acknowledged_by, a.acknowledged_at),
+                    "cleared": (a.cleared_by, a.cleared_at),
+                }
+            )
         return render(
             "panel_alarms.html",
-            alarms=alarms,
+            alarms=alarms[:100],
+            more=max(len(alarms) - 100, 0),
+            consumer=who.role == "consumer",
             can_ack=who.role in ACK_ROLES,
             can_clear=who.role in CLEAR_ROLES,
+            simulated=svc.fleet.simulated,
         )
+
+    def panel_badge(who: Principal) -> HTMLResponse:
+        scope = accounts.meters(who) if who.role == "consumer" else None
+        n = len(store.alarm_rows(scope, states=("open",), limit=1000))
+        return render("panel_badge.html", open=n, capped=n >= 1000)
 
     def panel_bills(who: Principal, meter: str) -> HTMLResponse:
         if billing is None:
@@ -341,7 +372,8 @@ def add_pages(app: FastAPI, svc: Services) -> None:
             "alarms": [
                 {
                     "id": a.id,
-                    "name": _alarm_name(a.code),
+                    "name": meaning(a.code).name,
+                    "severity": meaning(a.code).severity,
                     "raised": _utc(a.raised_at),
                     "received": _utc(a.received_at),
                     "state": a.state,
@@ -510,19 +542,20 @@ def add_pages(app: FastAPI, svc: Services) -> None:
             doc, problem = None, str(exc)
         return render("panel_attacks.html", report=doc, problem=problem)
 
-    def panel_events() -> HTMLResponse:
-        rows = [
-            {
-                "at": _utc(e.at),
-                "last": _utc(e.last_at),
-                "meter_id": e.meter_id,
-                "event": e.event,
-                "count": e.count,
-                "detail": e.detail,
-            }
-            for e in store.security_event_rows(100)
-        ]
-        return render("panel_events.html", events=rows, window=SUMMARY_WINDOW)
+    def panel_events(params: Mapping[str, str]) -> HTMLResponse:
+        event = params.get("event", "")[:64]
+        groups = [
+            {"meter_id": m, "event": e, "count": n, "rows": k, "first": first, "last": last,
+             "detail": detail}
+            for m, e, n, k, first, last, detail in store.security_event_groups(event=event)
+        ]  # fmt: skip
+        return render(
+            "panel_events.html",
+            groups=groups,
+            window=SUMMARY_WINDOW,
+            names=sorted(store.security_event_names()),
+            chosen=event,
+        )
 
     @app.get("/ui/panel/{name}", response_class=HTMLResponse, include_in_schema=False)
     def panel(
@@ -536,7 +569,9 @@ def add_pages(app: FastAPI, svc: Services) -> None:
         if name == "usage":
             return panel_usage(who, meter, period)
         if name == "alarms":
-            return panel_alarms(who, meter)
+            return panel_alarms(who, meter, request.query_params)
+        if name == "badge":
+            return panel_badge(who)
         if name == "bills":
             return panel_bills(who, meter)
         if name == "access":
@@ -554,7 +589,7 @@ def add_pages(app: FastAPI, svc: Services) -> None:
         if name == "commands":
             return panel_commands(who)
         if name == "events":
-            return panel_events()
+            return panel_events(request.query_params)
         if name == "firmware":
             return panel_firmware(who)
         if name == "accounts":

@@ -102,6 +102,23 @@ function setupPasskeys() {
   if (reg) reg.addEventListener("click", passkeyRegister);
 }
 
+// ---------------------------------------------------------------- times
+// The server writes UTC (in the text and in "datetime"); the viewer reads their own zone.
+// A meter's simulated clock (a demo's) is labelled as such; the UTC text stays as tooltip.
+function localize(root) {
+  root.querySelectorAll("time[datetime]:not([data-local])").forEach((t) => {
+    const d = new Date(t.getAttribute("datetime"));
+    if (isNaN(d.getTime())) return;
+    const text = d.toLocaleString(undefined, {
+      year: "numeric", month: "short", day: "2-digit", hour: "2-digit", minute: "2-digit",
+      timeZoneName: "short",
+    });
+    t.title = t.textContent;
+    t.textContent = text + (t.hasAttribute("data-sim") ? " (simulated)" : "");
+    t.dataset.local = "1";
+  });
+}
+
 // ---------------------------------------------------------------- live panels
 async function refresh(panel) {
   const name = panel.dataset.panel;
@@ -110,7 +127,10 @@ async function refresh(panel) {
   try {
     const r = await fetch("/ui/panel/" + name + query, { credentials: "same-origin" });
     if (r.status === 401 || r.redirected) { window.location.assign("/login"); return; }
-    if (r.ok) panel.innerHTML = await r.text();  // server-rendered, autoescaped HTML
+    if (r.ok) {
+      panel.innerHTML = await r.text();  // server-rendered, autoescaped HTML
+      localize(panel);
+    }
   } finally {
     panel.classList.remove("loading");
     panel.dataset.loaded = "1";
@@ -236,5 +256,6 @@ function setupLogout() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  localize(document);
   setupLogin(); setupDashboard(); setupLogout(); setupPasskeys();
 });
