@@ -34,8 +34,10 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_play
 from sqlalchemy import text
 
 from meterguard.cosem.command import ControlState
+from meterguard.crypto.ecc import VerifyingKey
 from meterguard.crypto.keys import KeyId
 from meterguard.demo import DemoConfig, DemoSystem, request_tamper
+from meterguard.headend.services.billing import verify_bill
 from meterguard.meter.device import TamperKind
 
 pytestmark = pytest.mark.integration
@@ -437,4 +439,36 @@ def test_a_gap_in_the_readings_is_a_gap_on_the_consumers_chart(
     assert any(re.match(r"^\d\d [A-Z][a-z]{2} \d\d:\d\d$", t) for t in ticks), ticks
     expect(chart).to_contain_text("kWh")
     _shot(page, "consumer")
+    assert errors == []
+
+
+def test_a_consumer_sees_her_cost_and_downloads_a_bill_that_verifies(
+    browser: Browser, demo: Demo
+) -> None:
+    system = demo.system
+    assert system.billing is not None
+    deadline = time.monotonic() + 60  # a simulated day is 24 s: wait for a whole one
+    while system.bill_days() == 0 and not system.billing.bills("MGD0000000001"):
+        assert time.monotonic() < deadline, "no whole day to bill"
+        time.sleep(1)
+    page, errors = new_page(browser)
+    log_in(page, demo, "alice")
+    cost = page.locator("#cost-MGD0000000001")
+    expect(cost.locator(".cost-now")).to_have_text(re.compile(r"^\d+\.\d\d EUR$"))
+    expect(cost).to_contain_text("estimate from your tariff")
+    row = page.locator("table.bills tr[data-bill]").first
+    with page.expect_download() as dl:
+        row.locator("a.bill-json").click()
+    signed = json.loads(Path(dl.value.path()).read_text())
+    assert dl.value.suggested_filename.startswith("bill-MGD0000000001-")
+    key = VerifyingKey.from_bytes(system.billing.verifying_key.to_bytes())
+    verify_bill(signed["document"], bytes.fromhex(signed["signature"]), key)  # as `bill verify`
+    row.get_by_role("link", name="view").click()
+    page.wait_for_url(re.compile(r"/ui/bills/MGD0000000001/\d+$"))
+    expect(page.locator("h1")).to_have_text("Electricity bill")
+    total = signed["document"]["total_e4"] / 10000
+    expect(page.locator("tr.total")).to_contain_text(f"{total:.2f} EUR")
+    _shot(page, "bill")
+    # Another consumer's bill, or a bill that is not this meter's, is not found.
+    assert page.goto(f"{demo.url}/ui/bills/MGD0000000002/1").status == 404
     assert errors == []

@@ -20,6 +20,7 @@ meter's tariff when it is issued).
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 from collections.abc import Sequence
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from meterguard.crypto.ecc import SigningKey, VerifyingKey
-from meterguard.errors import InvalidValueError
+from meterguard.errors import InvalidValueError, NotFoundError
 from meterguard.headend.store.billing import BillRow, TariffRow
 
 __all__ = ["Band", "BillView", "Billing", "TariffSpec", "canonical", "verify_bill"]
@@ -248,6 +249,48 @@ class Billing:
         signature = self._key.sign(DOMAIN + canonical(document))
         self._repo.add_bill(meter_id, start, end, canonical(document).decode(), signature, now=now)
         return self.bills(meter_id, period=(start, end))[0]
+
+    def bill(self, meter_id: str, bill_id: int) -> BillView:
+        """One of the meter's bills.
+
+        Raises:
+            NotFoundError: the meter has no bill of that id.
+        """
+        for b in self.bills(meter_id):
+            if b.id == bill_id:
+                return b
+        raise NotFoundError("no such bill")
+
+    def so_far(self, meter_id: str, end: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """This month's cost up to ``end`` (the newest reading), and the month before's.
+
+        The second is the same days of the month before, for comparison (None when there are
+        no readings for them). Estimates from the meter's tariff, neither stored nor signed:
+        a bill is what counts.
+
+        Raises:
+            InvalidValueError: no tariff, or no reading this month yet.
+        """
+        end -= end % PERIOD
+        day = dt.datetime.fromtimestamp(end - 1, dt.UTC)
+        month = int(day.replace(day=1, hour=0, minute=0, second=0).timestamp())
+        rows = self._repo.registers_between(meter_id, month - PERIOD, end)
+        if not rows:
+            raise InvalidValueError("no verified reading this month yet")
+        start = rows[0][0] + PERIOD
+        if end <= start:
+            raise InvalidValueError("no verified reading this month yet")
+        now = self.compute(meter_id, start, end)
+        first = dt.datetime.fromtimestamp(start, dt.UTC)
+        back = (first.replace(day=1) - dt.timedelta(days=1)).replace(
+            day=min(first.day, 28), hour=first.hour, minute=first.minute
+        )
+        before = int(back.timestamp())
+        try:
+            earlier = self.compute(meter_id, before, before + (end - start))
+        except InvalidValueError:
+            earlier = None
+        return now, earlier
 
     def bills(self, meter_id: str, *, period: tuple[int, int] | None = None) -> list[BillView]:
         """A meter's bills, newest period first."""

@@ -62,6 +62,7 @@ PAGE_PUBLIC = frozenset({"/login"})
 PERIODS = {"day": (86400, "interval"), "week": (7 * 86400, "hour"), "month": (30 * 86400, "day")}
 FLEET_ROWS = 50
 ALARM_ROWS = 500
+BILL_ROWS = 24
 STAFF_SPAN = {"interval": 86400, "hour": 7 * 86400, "day": 30 * 86400, "month": 366 * 86400}
 """How far back a meter page's consumption goes, at the consented granularity."""
 
@@ -270,10 +271,12 @@ def add_pages(app: FastAPI, svc: Services) -> None:
         except NotFoundError:
             raise HTTPException(404) from None
         out = []
-        for b in bills:
+        for b in bills[:BILL_ROWS]:
             doc = b.document
             out.append(
                 {
+                    "id": b.id,
+                    "meter_id": meter,
                     "period": f"{_utc(b.period_start)} to {_utc(b.period_end)}",
                     "kwh": f"{sum(x['wh'] for x in doc['lines']) / 1000:.1f}",
                     "total": _money(doc["total_e4"], doc["tariff"]["currency"]),
@@ -281,7 +284,73 @@ def add_pages(app: FastAPI, svc: Services) -> None:
                 }
             )
         key = billing.verifying_key.to_bytes().hex()
-        return render("panel_bills.html", bills=out, key=key)
+        return render("panel_bills.html", bills=out, key=key, more=max(len(bills) - BILL_ROWS, 0))
+
+    def panel_cost(who: Principal, meter: str) -> HTMLResponse:
+        if billing is None or who.role != "consumer":
+            raise HTTPException(404)
+        try:
+            data.visible(who, meter)
+            newest = store.meter_detail(meter)
+            end = newest.row.last_reading_at if newest is not None else None
+            if end is None:
+                return render("panel_cost.html", now=None, before=None, why="no reading yet")
+            now_doc, before_doc = billing.so_far(meter, end)
+        except NotFoundError:
+            raise HTTPException(404) from None
+        except InvalidValueError as exc:
+            return render("panel_cost.html", now=None, before=None, why=str(exc))
+
+        def summary(doc: dict[str, Any]) -> dict[str, Any]:
+            wh = sum(x["wh"] for x in doc["lines"])
+            return {
+                "kwh": f"{wh / 1000:,.1f}",
+                "wh": wh,
+                "total": _money(doc["total_e4"], doc["tariff"]["currency"]),
+                "e4": doc["total_e4"],
+                "start": doc["period"]["start"],
+                "end": doc["period"]["end"],
+                "tariff": doc["tariff"]["name"],
+            }
+
+        now_s = summary(now_doc)
+        before_s = summary(before_doc) if before_doc is not None else None
+        change = None
+        if before_s is not None and before_s["wh"]:
+            change = round((now_s["wh"] - before_s["wh"]) / before_s["wh"] * 100)
+        return render("panel_cost.html", now=now_s, before=before_s, change=change, why="")
+
+    @app.get("/ui/bills/{meter_id}/{bill_id}", response_class=HTMLResponse, include_in_schema=False)
+    def bill_page(
+        meter_id: str, bill_id: int, request: Request, who: Annotated[Principal, Depends(page)]
+    ) -> HTMLResponse:
+        if billing is None:
+            raise HTTPException(404)
+        try:
+            data.visible(who, meter_id[:32])
+            bill = billing.bill(meter_id, bill_id)
+            data.bills(who, meter_id, [bill], now=svc.now())
+        except NotFoundError:
+            raise HTTPException(404) from None
+        doc = bill.document
+        cur = doc["tariff"]["currency"]
+        lines = [
+            {"band": x["band"], "kwh": f"{x['wh'] / 1000:,.3f}", "rate": _money(x["rate_e4"], cur),
+             "charge": _money(x["charge_e4"], cur)}
+            for x in doc["lines"]
+        ]  # fmt: skip
+        return render(
+            "bill.html",
+            who=who,
+            csrf=request.state.session.csrf,
+            bill=bill,
+            doc=doc,
+            lines=lines,
+            standing=_money(doc["standing_e4"], cur),
+            total=_money(doc["total_e4"], cur),
+            key=billing.verifying_key.to_bytes().hex(),
+            simulated=svc.fleet.simulated,
+        )
 
     def panel_access(who: Principal, meter: str) -> HTMLResponse:
         if who.role != "consumer":
@@ -574,6 +643,8 @@ def add_pages(app: FastAPI, svc: Services) -> None:
             return panel_badge(who)
         if name == "bills":
             return panel_bills(who, meter)
+        if name == "cost":
+            return panel_cost(who, meter)
         if name == "access":
             return panel_access(who, meter)
         if consumer:

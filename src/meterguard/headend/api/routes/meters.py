@@ -9,15 +9,18 @@ Every route that returns consumption data calls the one consumption-data service
 may see" is one dependency (:func:`~meterguard.headend.api.deps.meter_for`).
 """
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi.responses import JSONResponse
 
 from meterguard.errors import InvalidValueError
 from meterguard.headend.api.deps import MeterAccess, Svc, audit, meter_for, refusal
 from meterguard.headend.api.guard import Guard
 from meterguard.headend.api.schemas import (
+    MAX_ID,
     MAX_TIME,
     Access,
     AccessLog,
@@ -140,6 +143,23 @@ def bills(request: Request, svc: Svc, m: AnyonesMeter) -> BillList:
         svc.data.bills(m.who, m.meter_id, out, now=svc.now())
     return BillList(
         meter_id=m.meter_id, billing_key=svc.billing.verifying_key.to_bytes().hex(), bills=out
+    )
+
+
+@billing_router.get("/api/v1/meters/{meter_id}/bills/{bill_id}")
+def bill_file(
+    bill_id: Annotated[int, Path(ge=1, le=MAX_ID)], request: Request, svc: Svc, m: AnyonesMeter
+) -> JSONResponse:
+    """One signed bill as a file: what ``meterguard bill verify`` checks (staff reads logged)."""
+    if svc.billing is None:
+        raise HTTPException(404)
+    with refusal(request, m.who):
+        bill = svc.billing.bill(m.meter_id, bill_id)
+        svc.data.bills(m.who, m.meter_id, [bill], now=svc.now())
+    day = dt.datetime.fromtimestamp(bill.period_start, dt.UTC).strftime("%Y-%m-%d")
+    return JSONResponse(
+        {"document": bill.document, "signature": bill.signature},
+        headers={"Content-Disposition": f'attachment; filename="bill-{m.meter_id}-{day}.json"'},
     )
 
 
