@@ -472,3 +472,34 @@ def test_a_consumer_sees_her_cost_and_downloads_a_bill_that_verifies(
     # Another consumer's bill, or a bill that is not this meter's, is not found.
     assert page.goto(f"{demo.url}/ui/bills/MGD0000000002/1").status == 404
     assert errors == []
+
+
+def test_live_charts_grouped_events_and_a_lifecycle_move(
+    demo: Demo, olga: tuple[Page, list[str]], erik: tuple[Page, list[str]]
+) -> None:
+    page, errors = olga
+    store = demo.system.store
+    assert store is not None
+    for at in (1_000, 1_010, 1_000 + 900):  # two of the log's windows: one row on the page
+        store.security_event(at=at, event="authentication_failed", detail=f"bad tag at {at}",
+                             meter_id="MGD0000001005", summarise=True)  # fmt: skip
+    page.goto(f"{demo.url}/")
+    events = page.locator("#events-panel tr", has_text="MGD0000001005")
+    expect(events).to_have_count(1)
+    expect(events.locator(".count")).to_have_text("3")
+    expect(events).to_contain_text("bad tag at 1900")
+    page.select_option("form[data-target=events-panel] select[name=event]", "authentication_failed")
+    expect(page.locator("#events-panel tr", has_text="MGD0000001005")).to_have_count(1)
+    # The fleet's live charts fill in as the samples come (one every 5 s).
+    spark = page.locator("[data-panel=activity] figure", has_text="Readings stored")
+    expect(spark.locator("polyline")).to_be_attached(timeout=20_000)
+    expect(spark.locator("strong")).to_have_text(re.compile(r"^[\d,]+$"))
+    # An engineer disables a meter from its page (audited); the page then offers to enable it.
+    epage, eerrors = erik
+    epage.goto(f"{demo.url}/ui/meters/MGD0000001005")
+    expect(epage.locator("button.move-revoke")).to_have_count(0)  # the security admin's
+    epage.locator("button.move-disable").click()
+    expect(epage.locator("#meter-panel .state-disabled")).to_have_text("disabled")
+    expect(epage.locator("button.move-enable")).to_be_visible()
+    assert any(a == "meter_disabled" for a, _ in _audit_actions(demo))
+    assert errors == [] and eerrors == []

@@ -20,6 +20,7 @@ from meterguard.headend.api.app import create_app
 from meterguard.headend.ingest.worker import BatchReport
 from meterguard.headend.metrics import Metrics
 from meterguard.headend.store.repository import RefusalRow
+from meterguard.headend.web.charts import activity_charts
 from meterguard.logs import JsonFormatter
 from tests.integration.test_api import OLGA, PASSWORD, Site, login, site
 
@@ -127,3 +128,21 @@ def test_requests_have_ids_in_the_header_the_log_line_and_the_audit_entry(
             )
         ]
     assert "trace-0123456789" in ids, ids
+
+
+def test_the_dashboards_live_charts_sample_the_totals_every_five_seconds(site: Site) -> None:
+    metrics = Metrics(site.store)
+    metrics.follow_broker(lambda: {"MGD0000000001", "MGD0000000002", "headend-ingest-1"})
+    metrics.sample(100.0)
+    metrics.ingest_batch(BatchReport(10, 40, ("throttled",) * 5, 0, 0.002, 0.010))
+    assert len(metrics.sample(103.0)) == 1  # within 5 s: the same sample
+    metrics.sample(110.0)
+    metrics.ingest_batch(BatchReport(10, 20, (), 0, 0.002, 0.030))
+    samples = metrics.sample(120.0)
+    assert [s.at for s in samples] == [100.0, 110.0, 120.0]
+    charts = {c.label: c for c in activity_charts(samples)}
+    assert charts["Readings stored"].now == "2" and charts["Readings stored"].peak == "4"
+    assert charts["Messages refused"].now == "0.0" and charts["Messages refused"].peak == "0.5"
+    assert charts["Meters online"].now == "2"  # services are not meters
+    assert charts["Ingest lag (mean)"].now == "30.0"
+    assert all(len(c.points.split()) == 2 for c in charts.values())

@@ -15,8 +15,10 @@ serve HTTP: the API's ``/metrics`` route does, behind its own access control.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -27,12 +29,29 @@ if TYPE_CHECKING:
     from meterguard.headend.ingest.worker import BatchReport, IngestWorker
     from meterguard.headend.store.repository import Store
 
-__all__ = ["CONTENT_TYPE", "Metrics"]
+__all__ = ["CONTENT_TYPE", "Metrics", "Sample"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """The Prometheus text exposition format."""
 _METER = re.compile(r"^MGD\d{10}$")
 _FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+SAMPLE_EVERY = 5.0
+SAMPLES = 120
+"""Ten minutes of samples for the dashboard's live charts."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """Running totals at one moment (rates come from the differences of two)."""
+
+    at: float
+    readings: int
+    refused: int
+    meters_online: int | None
+    lag_sum: float
+    batches: int
 
 
 class _Records(Collector):
@@ -142,9 +161,30 @@ class Metrics:
         )
         self._records = _Records(store, workers)
         r.register(self._records)
+        self._lock = threading.Lock()
+        self._readings = self._refused = self._lag_n = 0
+        self._lag_sum = 0.0
+        self._samples: list[Sample] = []
 
     def __repr__(self) -> str:
         return "Metrics()"
+
+    def sample(self, now: float) -> list[Sample]:
+        """Sample the running totals; return the last :data:`SAMPLES` samples.
+
+        At most one sample per :data:`SAMPLE_EVERY` seconds, however many pages ask (the
+        dashboard's live charts ask on each refresh).
+        """
+        with self._lock:
+            if not self._samples or now - self._samples[-1].at >= SAMPLE_EVERY:
+                connected = self._records.connections
+                meters = sum(1 for c in connected() if _METER.match(c)) if connected else None
+                self._samples.append(
+                    Sample(now, self._readings, self._refused, meters, self._lag_sum,
+                           self._lag_n)
+                )  # fmt: skip
+                del self._samples[:-SAMPLES]
+            return list(self._samples)
 
     def follow_broker(self, connected: Callable[[], set[str]]) -> None:
         """Report the broker's connections from ``connected`` (the client ids its log shows)."""
@@ -152,6 +192,11 @@ class Metrics:
 
     def ingest_batch(self, batch: BatchReport) -> None:
         """Count one committed batch (an ingest worker's ``on_batch`` hook)."""
+        with self._lock:
+            self._readings += batch.readings
+            self._refused += len(batch.refusals)
+            self._lag_sum += batch.delay_seconds
+            self._lag_n += 1
         stored = batch.messages - len(batch.refusals) - batch.duplicates
         self.messages.labels("stored").inc(max(stored, 0))
         self.messages.labels("refused").inc(len(batch.refusals))

@@ -130,6 +130,7 @@ def create_app(
         retention=retention,
         attacks=attacks,
         fleet_view=fleet,
+        metrics=metrics,
         clock=clock or SystemClock(),
     )
     app.state.services = svc

@@ -27,6 +27,7 @@ from meterguard.errors import (
     NotFoundError,
 )
 from meterguard.headend.api.guard import Explained, Guard, denied
+from meterguard.headend.metrics import Metrics
 from meterguard.headend.services.accounts import Accounts, Principal
 from meterguard.headend.services.billing import Billing
 from meterguard.headend.services.commands import Commands
@@ -61,6 +62,8 @@ class Services:
     retention: Retention | None = None
     attacks: AttackReports | None = None
     """The last red-team run (``meterguard attack``), for security administrators."""
+    metrics: Metrics | None = None
+    """This process's metrics (the dashboard's live charts sample them)."""
     fleet_view: FleetView | None = None
     """The fleet list and meter pages (a default over the store when not given)."""
     clock: Clock = field(default_factory=SystemClock)

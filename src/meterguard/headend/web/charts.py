@@ -7,11 +7,20 @@ and the segments of the fleet-health bar. No IO, no markup (the templates escape
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from dataclasses import dataclass, field
 
+from meterguard.headend.metrics import Sample
 from meterguard.headend.services.usage import Bucket
 
-__all__ = ["HealthChart", "UsageChart", "health_chart", "usage_chart"]
+__all__ = [
+    "HealthChart",
+    "Spark",
+    "UsageChart",
+    "activity_charts",
+    "health_chart",
+    "usage_chart",
+]
 
 WIDTH, HEIGHT, LEFT = 720, 180, 44
 STALE_AFTER = 3 * 3600
@@ -146,3 +155,50 @@ def health_chart(groups: dict[str, int]) -> HealthChart:
             chart.segments.append({"key": key, "x": round(x, 1), "w": w, "text": text})
             x += w
     return chart
+
+
+@dataclass
+class Spark:
+    """One small line chart of the last minutes."""
+
+    label: str
+    unit: str
+    now: str
+    peak: str
+    points: str
+    width: int = 220
+    height: int = 48
+
+
+def _spark(label: str, unit: str, xs: list[float], ys: list[float], fmt: str) -> Spark:
+    w, h = 220, 48
+    if len(xs) < 2:
+        return Spark(label, unit, "-", "-", "")
+    t0, t1 = xs[0], xs[-1]
+    top = max(*ys, 1e-9)
+    pts = " ".join(
+        f"{(x - t0) / max(t1 - t0, 1e-9) * (w - 2) + 1:.1f},{h - 2 - y / top * (h - 6):.1f}"
+        for x, y in zip(xs, ys, strict=True)
+    )
+    return Spark(label, unit, format(ys[-1], fmt), format(top, fmt), pts)
+
+
+def activity_charts(samples: list[Sample]) -> list[Spark]:
+    """Readings/s, refusals/s, meters online and ingest lag over the samples' minutes."""
+    rates: list[tuple[float, float, float, float | None, float]] = []
+    for a, b in itertools.pairwise(samples):
+        dt_s = max(b.at - a.at, 1e-9)
+        lag = (b.lag_sum - a.lag_sum) / (b.batches - a.batches) if b.batches > a.batches else 0.0
+        rates.append(
+            (b.at, (b.readings - a.readings) / dt_s, (b.refused - a.refused) / dt_s,
+             b.meters_online, lag * 1000)
+        )  # fmt: skip
+    xs = [r[0] for r in rates]
+    charts = [
+        _spark("Readings stored", "/s", xs, [r[1] for r in rates], ",.0f"),
+        _spark("Messages refused", "/s", xs, [r[2] for r in rates], ",.1f"),
+    ]
+    if rates and all(r[3] is not None for r in rates):
+        charts.append(_spark("Meters online", "", xs, [float(r[3] or 0) for r in rates], ",.0f"))
+    charts.append(_spark("Ingest lag (mean)", "ms", xs, [r[4] for r in rates], ",.1f"))
+    return charts

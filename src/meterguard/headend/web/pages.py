@@ -19,6 +19,7 @@ pages themselves only read.
 """
 
 import datetime as dt
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -38,6 +39,8 @@ from meterguard.headend.services.accounts import ACCOUNT_READERS, ROLES, Princip
 from meterguard.headend.services.alarms import SEVERITIES, meaning
 from meterguard.headend.services.commands import COMMAND_ROLES
 from meterguard.headend.services.fleet import STATES, Search
+from meterguard.headend.services.meters import MOVES
+from meterguard.headend.services.meters import ROLES as LIFECYCLE_ROLES
 from meterguard.headend.services.redteam import REPORT_READERS
 from meterguard.headend.services.theft import (
     GRID_ROLES,
@@ -51,6 +54,7 @@ from meterguard.headend.web.charts import (
     STALE_AFTER,
     STEP,
     UsageChart,
+    activity_charts,
     health_chart,
     usage_chart,
 )
@@ -373,6 +377,16 @@ def add_pages(app: FastAPI, svc: Services) -> None:
             counts=store.counts(),
         )
 
+    def panel_activity() -> HTMLResponse:
+        if svc.metrics is None:
+            return render("panel_activity.html", charts=[], window=0)
+        samples = svc.metrics.sample(time.monotonic())
+        return render(
+            "panel_activity.html",
+            charts=activity_charts(samples),
+            window=round((samples[-1].at - samples[0].at) / 60) if len(samples) > 1 else 0,
+        )
+
     def panel_fleet(who: Principal, params: Mapping[str, str]) -> HTMLResponse:
         try:
             search = _search(params)
@@ -465,6 +479,15 @@ def add_pages(app: FastAPI, svc: Services) -> None:
             "can_command": commands is not None and who.role in COMMAND_ROLES,
             "simulated": svc.fleet.simulated,
             "me": who.username,
+            # The lifecycle moves this caller may make on this meter now (the service's table).
+            "moves": [
+                (name, move.to)
+                for name, move in MOVES.items()
+                if svc.meters is not None
+                and name in LIFECYCLE_ROLES
+                and who.role in LIFECYCLE_ROLES[name]
+                and d.row.state in move.expect
+            ],
         }
 
     def panel_meter_usage(who: Principal, meter_id: str) -> HTMLResponse:
@@ -651,6 +674,8 @@ def add_pages(app: FastAPI, svc: Services) -> None:
             raise HTTPException(404)  # the utility panels do not exist for consumers
         if name == "health":
             return panel_health()
+        if name == "activity":
+            return panel_activity()
         if name == "fleet":
             return panel_fleet(who, request.query_params)
         if name == "meter":

@@ -153,6 +153,7 @@ function setupDashboard() {
     const body = b.dataset.body ? JSON.parse(b.dataset.body) : undefined;
     const r = await api("POST", b.dataset.action, body);
     statusLine(r.ok ? "Done." : explain(r), !r.ok);
+    if (r.ok && b.classList.contains("move")) { window.location.reload(); return; }
     await refreshAll();
   });
   document.querySelectorAll("form.api-form").forEach((form) => {
