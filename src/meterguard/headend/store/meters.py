@@ -106,7 +106,7 @@ class MeterRepository:
         try:
             with self.engine.begin() as conn:
                 version = conn.execute(_VERSION).scalar_one()
-                states = dict(conn.execute(select(Meter.id, Meter.state)).tuples().all())
+                states = {str(m): str(st) for m, st in conn.execute(select(Meter.id, Meter.state))}
         except (OperationalError, InterfaceError) as exc:
             raise TransportError("the database is unreachable") from exc
         return int(version), states

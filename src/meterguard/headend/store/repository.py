@@ -67,7 +67,6 @@ from meterguard.headend.store.webauthn import WebAuthnRepository
 __all__ = [
     "AlarmView",
     "CommitOutcome",
-    "MeterStatus",
     "PushRow",
     "ReadingRow",
     "RefusalRow",
@@ -182,19 +181,6 @@ class SecurityEventView:
     count: int = 1
     """Repeats summarised on this row (first seen ``at``, last seen ``last_at``)."""
     last_at: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class MeterStatus:
-    """A meter in the fleet view."""
-
-    meter_id: str
-    state: str
-    last_reading_at: int | None
-    """End of the newest stored interval (Unix seconds), or None."""
-    open_alarms: int
-    control_state: int
-    """Disconnect control: 0 disconnected, 1 connected (the last executed command's report)."""
 
 
 @dataclass
@@ -825,47 +811,6 @@ class Store:
         """The names of the security events recorded (for a filter)."""
         with Session(self.engine) as s:
             return [str(e) for (e,) in s.execute(select(SecurityEvent.event).distinct())]
-
-    def fleet_status(self) -> list[MeterStatus]:
-        """Every meter with its state, last reading, open alarms and last known relay state."""
-        last = (
-            select(Reading.meter_id, func.max(Reading.interval_start).label("last"))
-            .group_by(Reading.meter_id)
-            .subquery()
-        )
-        open_alarms = (
-            select(Alarm.meter_id, func.count().label("n"))
-            .where(Alarm.state != "cleared")
-            .group_by(Alarm.meter_id)
-            .subquery()
-        )
-        relay = (
-            select(Command.meter_id, func.max(Command.counter).label("counter"))
-            .where(Command.state == "executed", Command.control_state.is_not(None))
-            .group_by(Command.meter_id)
-            .subquery()
-        )
-        q = (
-            select(Meter.id, Meter.state, last.c.last, open_alarms.c.n, Command.control_state)
-            .outerjoin(last, last.c.meter_id == Meter.id)
-            .outerjoin(open_alarms, open_alarms.c.meter_id == Meter.id)
-            .outerjoin(relay, relay.c.meter_id == Meter.id)
-            .outerjoin(
-                Command, (Command.meter_id == Meter.id) & (Command.counter == relay.c.counter)
-            )
-            .order_by(Meter.id)
-        )
-        with Session(self.engine) as s:
-            return [
-                MeterStatus(
-                    m,
-                    st,
-                    None if lr is None else int(lr) + 900,
-                    int(n or 0),
-                    1 if cs is None else int(cs),
-                )
-                for m, st, lr, n, cs in s.execute(q)
-            ]
 
     def fleet_page(self, q: FleetQuery) -> FleetPage:
         """One page of the fleet list (see :mod:`meterguard.headend.store.fleet`)."""
