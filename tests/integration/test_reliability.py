@@ -5,14 +5,18 @@ from __future__ import annotations
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from meterguard.broker.process import free_port
 from tests.integration.stores import system_store
 
 pytestmark = pytest.mark.integration
@@ -104,12 +108,28 @@ def test_two_worker_processes_share_one_stream_exactly_once(tmp_path: Path) -> N
         deadline = time.monotonic() + 60
         while not (data / "system.json").exists() and time.monotonic() < deadline:
             time.sleep(0.1)
+        port = free_port()
         workers.extend(
-            spawn("ingest", "run", "--data", str(data), "--client-id", name, "--duration", "24")
+            spawn("ingest", "run", "--data", str(data), "--client-id", name, "--duration", "24",
+                  *(("--metrics-port", str(port)) if name == "ingest-a" else ()))
             for name in ("ingest-a", "ingest-b")
-        )
+        )  # fmt: skip
         demo_out, _ = demo.communicate(timeout=120)
         assert demo.returncode == 0, demo_out
+        # A separate worker answers its own scrape (issue 17): its readings, with the token only.
+        tls = ssl.create_default_context(cafile=str(data / "pki" / "root" / "root.pem"))
+        token = (data / "web" / "metrics-token").read_text().strip()
+        url = f"https://127.0.0.1:{port}/metrics"
+        assert httpx.get(url, verify=tls).status_code == 401
+        scrape = httpx.get(url, verify=tls, headers={"Authorization": f"Bearer {token}"})
+        assert scrape.status_code == 200, scrape.text
+        readings = [
+            s.value
+            for f in text_string_to_metric_families(scrape.text)
+            for s in f.samples
+            if s.name == "meterguard_ingest_readings_total"
+        ]
+        assert readings and readings[0] > 0, scrape.text[:500]
         outs = [w.communicate(timeout=60)[0] for w in workers]
     finally:
         for p in (demo, *workers):

@@ -541,7 +541,15 @@ def ingest() -> None:
     help="Distinct per worker; the same id resumes that worker's session.",
 )
 @click.option("--duration", type=click.FloatRange(min=0.0), help="Stop after this many seconds.")
-def ingest_run(data: Path, client_id: str, duration: float | None) -> None:
+@click.option(
+    "--metrics-port",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Serve this worker's /metrics and /healthz over HTTPS on this port of the system's host,"
+    " for a scraper with the bearer token in DATA/web/metrics-token (0: none).",
+)
+def ingest_run(data: Path, client_id: str, duration: float | None, metrics_port: int) -> None:
     """Run an ingest worker for a demo's data directory (scale-out: several side by side)."""
     import time
 
@@ -549,6 +557,24 @@ def ingest_run(data: Path, client_id: str, duration: float | None) -> None:
 
     log_json_to(data / "logs" / f"ingest-{client_id}.jsonl")
     headend, info = _join(data)
+    if metrics_port and headend.metrics is not None:
+        import hashlib
+
+        from meterguard.headend.api.observe import create_metrics_app
+        from meterguard.system.headend import scrape_token
+        from meterguard.system.layout import DataLayout
+        from meterguard.system.web import serve_https
+
+        web = DataLayout(data).web
+        app = create_metrics_app(
+            headend.metrics,
+            hashlib.sha256(scrape_token(web).encode()).digest(),
+            headend.store.healthy,
+        )
+        _guarded(
+            lambda: serve_https(app, info.host, metrics_port, web / "web.pem", web / "web.key")
+        )
+        click.echo(f"metrics: https://{info.host}:{metrics_port}/metrics")
     headend.start_watch()  # revocations from any process reach this worker (PKI-5)
     worker = headend.worker(info, client_id, ("data", "alarms", "events", "status"))
     stopping = _stop_on_signals()

@@ -35,7 +35,14 @@ from meterguard.headend.metrics import CONTENT_TYPE, Metrics
 from meterguard.headend.services.accounts import Principal
 from meterguard.logs import REQUEST_ID
 
-__all__ = ["HEALTH_PATH", "MONITOR_ROLES", "SCRAPER", "MetricsAccess", "add_observability"]
+__all__ = [
+    "HEALTH_PATH",
+    "MONITOR_ROLES",
+    "SCRAPER",
+    "MetricsAccess",
+    "add_observability",
+    "create_metrics_app",
+]
 
 log = logging.getLogger("meterguard.http")
 HEALTH_PATH = "/healthz"
@@ -140,3 +147,29 @@ def add_observability(
         return JSONResponse({"status": "ok" if ok else "unavailable"}, 200 if ok else 503)
 
     app.router.routes.extend(router.routes)
+
+
+def create_metrics_app(
+    metrics: Metrics, scrape_token_sha256: bytes, healthy: Callable[[], bool]
+) -> FastAPI:
+    """A process's own ``/metrics`` (bearer token only) and ``/healthz``.
+
+    For a separate ingest worker, which has no dashboard and no sessions.
+    """
+    app = FastAPI(title="meterguard metrics", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/metrics")
+    def scrape(authorization: Annotated[str, Header()] = "") -> Response:
+        presented = hashlib.sha256(authorization[7:].strip().encode()).digest()
+        if authorization[:7].lower() != "bearer " or not hmac.compare_digest(
+            presented, scrape_token_sha256
+        ):
+            raise HTTPException(401)
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get(HEALTH_PATH)
+    def health() -> JSONResponse:
+        ok = healthy()
+        return JSONResponse({"status": "ok" if ok else "unavailable"}, 200 if ok else 503)
+
+    return app
