@@ -167,8 +167,7 @@ def test_consumer_logs_in_and_sees_her_usage_chart(browser: Browser, demo: Demo)
     log_in(page, demo, "alice")
     expect(page.locator("h2")).to_have_text(["Meter MGD0000000001"])
     bars = page.locator("#usage-MGD0000000001 svg.chart rect.bar")
-    expect(bars.first).to_be_attached()
-    assert bars.count() >= 2
+    expect(bars.nth(1)).to_be_attached()  # two bars at least, once the hours have come
     page.select_option("select.usage-period", "day")  # 15-minute intervals
     expect(page.locator("#usage-MGD0000000001 svg.chart")).to_have_attribute(
         "aria-label", re.compile("per 15-minute interval")
@@ -480,14 +479,15 @@ def test_live_charts_grouped_events_and_a_lifecycle_move(
     page, errors = olga
     store = demo.system.store
     assert store is not None
-    for at in (1_000, 1_010, 1_000 + 900):  # two of the log's windows: one row on the page
+    now = int(time.time())
+    for at in (now - 1_000, now - 990, now - 100):  # two of the log's windows: one row shown
         store.security_event(at=at, event="authentication_failed", detail=f"bad tag at {at}",
                              meter_id="MGD0000001005", summarise=True)  # fmt: skip
     page.goto(f"{demo.url}/")
     events = page.locator("#events-panel tr", has_text="MGD0000001005")
     expect(events).to_have_count(1)
     expect(events.locator(".count")).to_have_text("3")
-    expect(events).to_contain_text("bad tag at 1900")
+    expect(events).to_contain_text(f"bad tag at {now - 100}")
     page.select_option("form[data-target=events-panel] select[name=event]", "authentication_failed")
     expect(page.locator("#events-panel tr", has_text="MGD0000001005")).to_have_count(1)
     # The fleet's live charts fill in as the samples come (one every 5 s).

@@ -265,12 +265,19 @@ def test_security_events_are_grouped_across_windows_for_the_operator(store: Stor
         store.security_event(at=at, event="authentication_failed", detail=f"bad tag at {at}",
                              meter_id=a, summarise=True)  # fmt: skip
     store.security_event(at=2000, event="session_taken_over", detail="x", meter_id=b)
-    groups = store.security_event_groups()
+    groups = store.security_event_groups(since=0)
     assert [(m, e, n, rows, first, last) for m, e, n, rows, first, last, _ in groups] == [
         (b, "session_taken_over", 1, 1, 2000, 2000),
         (a, "authentication_failed", 5, 2, 100, 1005),
     ]
     assert groups[1][6] == "bad tag at 1000"  # the newest row's detail
-    only = store.security_event_groups(event="session_taken_over")
+    only = store.security_event_groups(since=0, event="session_taken_over")
     assert [g[0] for g in only] == [b]
-    assert sorted(store.security_event_names()) == ["authentication_failed", "session_taken_over"]
+    assert sorted(store.security_event_names(since=0)) == [
+        "authentication_failed",
+        "session_taken_over",
+    ]
+    # Only recent rows are grouped: the window opened at 1000 holds two of a's five.
+    recent = store.security_event_groups(since=1_000)
+    assert [(m, n, rows) for m, _, n, rows, *_ in recent] == [(b, 1, 1), (a, 2, 1)]
+    assert store.security_event_names(since=1_001) == ["session_taken_over"]

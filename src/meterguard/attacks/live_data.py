@@ -22,6 +22,7 @@ import socket
 import ssl
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -250,54 +251,59 @@ def _forged_listener(t: Target, work: Path, port: int, scheme: str) -> mitm.Impo
     return mitm.impostor(work, (t.host, port), scheme=scheme, mitmdump=t.mitmdump)
 
 
-def forged_broker_to_headend(t: Target, _p: Profile) -> Attempt:
-    """A head-end worker's connection is sent to a forged broker."""
+def _against_impostor(
+    t: Target, port: int, scheme: str, who: str, attempt: Callable[[int], str]
+) -> Attempt:
+    """Send ``who``'s client to an impostor in front of ``port``.
+
+    ``attempt`` connects to the impostor's port and returns the refusal ("" if it got
+    through). Passed when the client refused and the impostor got nothing.
+    """
     with tempfile.TemporaryDirectory() as tmp:
-        rogue = _forged_listener(t, Path(tmp), t.service_port, "tls")
+        rogue = _forged_listener(t, Path(tmp), port, scheme)
         try:
-            ctx = pinned_client_context(t.root, *t.service_identity)
-            try:
-                with (
-                    socket.create_connection((t.host, rogue.port), timeout=5) as raw,
-                    ctx.wrap_socket(raw, server_hostname=t.host) as tls,
-                ):
-                    tls.sendall(b"\x10would-be CONNECT")
-                refused = ""
-            except ssl.SSLError as exc:
-                refused = f"{type(exc).__name__}: {exc.reason}"
+            refused = attempt(rogue.port)
             time.sleep(0.3)
         finally:
             rogue.close()
         seen, got, handshakes = rogue.failures, rogue.plaintext, rogue.handshakes_ok
-    ok = bool(refused) and handshakes == 0 and not got
     return Attempt(
-        ok,
-        f"{rogue.name}: the worker refused: {refused or 'no'}; the impostor got"
+        bool(refused) and handshakes == 0 and not got,
+        f"{rogue.name}: the {who} refused: {refused or 'no'}; the impostor got"
         f" {got}; it saw the handshake fail: {'; '.join(seen)[:160] or '-'}",
     )
+
+
+def forged_broker_to_headend(t: Target, _p: Profile) -> Attempt:
+    """A head-end worker's connection is sent to a forged broker."""
+
+    def connect(port: int) -> str:
+        ctx = pinned_client_context(t.root, *t.service_identity)
+        try:
+            with (
+                socket.create_connection((t.host, port), timeout=5) as raw,
+                ctx.wrap_socket(raw, server_hostname=t.host) as tls,
+            ):
+                tls.sendall(b"\x10would-be CONNECT")
+        except ssl.SSLError as exc:
+            return f"{type(exc).__name__}: {exc.reason}"
+        return ""
+
+    return _against_impostor(t, t.service_port, "tls", "worker", connect)
 
 
 def forged_web_server(t: Target, _p: Profile) -> Attempt:
     """A user's client is sent to a web server with a forged certificate (it would phish)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        rogue = _forged_listener(t, Path(tmp), t.web_port, "https")
-        try:
-            with t.web(port=rogue.port, source=OUTSIDER) as c:
-                try:
-                    c.post("/api/v1/auth/login", json={"username": "olga", "password": "x"})
-                    refused = ""
-                except httpx.ConnectError as exc:
-                    refused = str(exc)[:120]
-            time.sleep(0.3)
-        finally:
-            rogue.close()
-        seen, got, handshakes = rogue.failures, rogue.plaintext, rogue.handshakes_ok
-    ok = bool(refused) and handshakes == 0 and not got
-    return Attempt(
-        ok,
-        f"{rogue.name}: the client refused: {refused or 'no'}; the impostor got"
-        f" {got}; it saw the handshake fail: {'; '.join(seen)[:160] or '-'}",
-    )
+
+    def log_in(port: int) -> str:
+        with t.web(port=port, source=OUTSIDER) as c:
+            try:
+                c.post("/api/v1/auth/login", json={"username": "olga", "password": "x"})
+            except httpx.ConnectError as exc:
+                return str(exc)[:120]
+        return ""
+
+    return _against_impostor(t, t.web_port, "https", "client", log_in)
 
 
 # ---------------------------------------------------------------------- compromised broker

@@ -230,8 +230,6 @@ def reconnect_storm(t: Target, _p: Profile) -> Attempt:
     before = _alarm_latency(t, SENSORS[0])
     newest0 = t.evidence.newest_intervals()
     mark = t.evidence.mark(now=int(time.time()))
-    # Summaries counted in this second by an earlier attack are not the storm's doing.
-    earlier = {(r.kind, r.name, r.subject) for r in t.evidence.since(mark)}
     offset = t.broker_log_size()
     t0 = time.monotonic()
     t.request({"broker": "restart"})
@@ -247,9 +245,7 @@ def reconnect_storm(t: Target, _p: Profile) -> Attempt:
     probe.join(ALARM_DEADLINE + 5)
     lost, backlog_s, stored = _backlog(t, newest0, time.monotonic() - t0, t0)
     others = [
-        r.describe()
-        for r in t.evidence.since(mark)
-        if r.kind in ("security_event", "quarantine") and (r.kind, r.name, r.subject) not in earlier
+        r.describe() for r in t.evidence.since(mark) if r.kind in ("security_event", "quarantine")
     ]
     lat = result.get("latency")
     missing = sorted(set(t.fleet) - back)

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from meterguard.attacks.mqtt_access import Outcome
+from meterguard.broker.process import stop_process
 from meterguard.crypto.pki.authority import Authority
 from meterguard.crypto.pki.store import pem, write_key
 from meterguard.meter.transport.mqtt import MeterMqttClient, MqttSettings, Outbox
@@ -216,13 +217,7 @@ class Interceptor:
 
     def close(self) -> None:
         """Stop mitmdump (by its PID) and wait for it."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self._log.close()
 
 

@@ -31,7 +31,7 @@ from meterguard.errors import ConfigurationError, TransportError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ManagedBroker", "free_port"]
+__all__ = ["ManagedBroker", "free_port", "stop_process"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -39,6 +39,17 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Stop a process we started, by its PID: SIGTERM, then SIGKILL after ``timeout`` s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _mosquitto() -> str:
@@ -155,13 +166,8 @@ class ManagedBroker:
 
     def stop(self) -> None:
         """Stop the broker we started (by its PID) and wait for it."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
         self.proc = None
 
     def monitor(self) -> LogMonitor:

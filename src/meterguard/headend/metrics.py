@@ -14,7 +14,6 @@ serve HTTP: the API's ``/metrics`` route does, behind its own access control.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -25,6 +24,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from meterguard.identity import is_meter_id
+
 if TYPE_CHECKING:
     from meterguard.headend.ingest.worker import BatchReport, IngestWorker
     from meterguard.headend.store.repository import Store
@@ -33,7 +34,6 @@ __all__ = ["CONTENT_TYPE", "Metrics", "Sample"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """The Prometheus text exposition format."""
-_METER = re.compile(r"^MGD\d{10}$")
 _FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -108,7 +108,7 @@ class _Records(Collector):
         yield reconnects
         if self.connections is not None:
             clients = set(self.connections())
-            on_meters = sum(1 for c in clients if _METER.match(c))
+            on_meters = sum(1 for c in clients if is_meter_id(c))
             broker = GaugeMetricFamily(
                 "meterguard_broker_connections",
                 "Clients connected to the broker, as its log tells, by kind.",
@@ -178,7 +178,7 @@ class Metrics:
         with self._lock:
             if not self._samples or now - self._samples[-1].at >= SAMPLE_EVERY:
                 connected = self._records.connections
-                meters = sum(1 for c in connected() if _METER.match(c)) if connected else None
+                meters = sum(1 for c in connected() if is_meter_id(c)) if connected else None
                 self._samples.append(
                     Sample(now, self._readings, self._refused, meters, self._lag_sum,
                            self._lag_n)

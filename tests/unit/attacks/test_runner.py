@@ -89,6 +89,20 @@ def test_a_record_before_the_attack_or_of_another_meter_is_not_evidence(
     assert r.outcome is Outcome.FAILED and r.missing and r.detection is None
 
 
+def test_a_summary_counted_in_the_marks_own_second_counts_only_if_counted_again(
+    world: tuple[Target, Store],
+) -> None:
+    _, store = world
+    reader = EvidenceReader(store.engine)
+    m = "MGD0000000002"
+    store.security_event(at=500, event="replay", detail="x", meter_id=m, summarise=True)
+    store.security_event(at=5_000, event="replay", detail="x", meter_id=m, summarise=True)
+    mark = reader.mark(now=5_000)  # the same second as the last count: not the attack's
+    assert [r.name for r in reader.since(mark)] == []
+    store.security_event(at=5_000, event="replay", detail="x", meter_id=m, summarise=True)
+    assert [(r.name, r.result) for r in reader.since(mark)] == [("replay", "x2")]
+
+
 def test_no_refusal_fails_even_with_a_record(world: tuple[Target, Store]) -> None:
     target, store = world
 

@@ -29,6 +29,7 @@ from meterguard.errors import (
 from meterguard.headend.api.guard import Explained, Guard, denied
 from meterguard.headend.metrics import Metrics
 from meterguard.headend.services.accounts import Accounts, Principal
+from meterguard.headend.services.alarms import Alarms
 from meterguard.headend.services.billing import Billing
 from meterguard.headend.services.commands import Commands
 from meterguard.headend.services.firmware import FirmwareUpdates
@@ -62,6 +63,8 @@ class Services:
     retention: Retention | None = None
     attacks: AttackReports | None = None
     """The last red-team run (``meterguard attack``), for security administrators."""
+    alarms: Alarms = field(init=False)
+    """Which alarms a caller sees (over the store and the accounts)."""
     metrics: Metrics | None = None
     """This process's metrics (the dashboard's live charts sample them)."""
     fleet_view: FleetView | None = None
@@ -72,6 +75,7 @@ class Services:
     def __post_init__(self) -> None:
         if self.fleet_view is None:
             object.__setattr__(self, "fleet_view", FleetView(self.store))
+        object.__setattr__(self, "alarms", Alarms(self.store, self.accounts))
 
     @property
     def fleet(self) -> FleetView:

@@ -13,7 +13,7 @@
 * ``GET /healthz`` answers 200 when the database answers, 503 otherwise, and says nothing
   else (no version, no counts): load balancers and supervisors call it without a session.
 
-Routes that match nothing are labelled ``unmatched``: a scan of random URLs must not grow the
+Requests that match no route are labelled ``unmatched``: a scan of random URLs must not grow the
 metrics' label set.
 """
 
@@ -28,7 +28,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
-from starlette.routing import Match
 
 from meterguard.headend.api.guard import Guard
 from meterguard.headend.metrics import CONTENT_TYPE, Metrics
@@ -64,13 +63,10 @@ class MetricsAccess(Guard):
         self, request: Request, x_csrf_token: Annotated[str | None, Header()] = None
     ) -> Principal:
         """A scraper with the right token, else a logged-in monitor; 401/403 otherwise."""
-        auth = request.headers.get("authorization", "")
-        if auth[:7].lower() == "bearer ":
-            presented = hashlib.sha256(auth[7:].strip().encode()).digest()
-            if self._token_sha256 is not None and hmac.compare_digest(
-                presented, self._token_sha256
-            ):
-                return Principal(0, SCRAPER, SCRAPER)
+        token = _bearer(request.headers.get("authorization", ""), self._token_sha256)
+        if token is True:
+            return Principal(0, SCRAPER, SCRAPER)
+        if token is False:
             raise HTTPException(401)
         who = super().__call__(request, x_csrf_token)
         if who.role == SCRAPER:  # no account has this role; only the token grants it
@@ -78,13 +74,26 @@ class MetricsAccess(Guard):
         return who
 
 
-def _route_of(app: FastAPI, request: Request) -> str:
-    """The template of the route the request matched (``unmatched`` if none)."""
-    for route in app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is Match.FULL:
-            return str(getattr(route, "path", "unmatched"))
-    return "unmatched"
+def _route_of(request: Request) -> str:
+    """The template of the route the request matched (``unmatched`` if none).
+
+    The router records the route it chose in the request's scope; nothing is matched twice.
+    """
+    route = request.scope.get("route")
+    return str(getattr(route, "path", "unmatched"))
+
+
+def _health(ok: bool) -> JSONResponse:
+    """200 "ok" or 503 "unavailable", and nothing else."""
+    return JSONResponse({"status": "ok" if ok else "unavailable"}, 200 if ok else 503)
+
+
+def _bearer(authorization: str, token_sha256: bytes | None) -> bool | None:
+    """None: no bearer token presented; else whether it is the scraper's (constant time)."""
+    if authorization[:7].lower() != "bearer ":
+        return None
+    presented = hashlib.sha256(authorization[7:].strip().encode()).digest()
+    return token_sha256 is not None and hmac.compare_digest(presented, token_sha256)
 
 
 def add_observability(
@@ -113,7 +122,7 @@ def add_observability(
             return response
         finally:
             took = time.monotonic() - t0
-            route = _route_of(app, request)
+            route = _route_of(request)
             if metrics is not None:
                 metrics.api_request(request.method, route, status, took)
             log.info(
@@ -143,8 +152,7 @@ def add_observability(
 
     @router.get(HEALTH_PATH, include_in_schema=False)
     def health() -> JSONResponse:
-        ok = healthy()
-        return JSONResponse({"status": "ok" if ok else "unavailable"}, 200 if ok else 503)
+        return _health(healthy())
 
     app.router.routes.extend(router.routes)
 
@@ -160,16 +168,12 @@ def create_metrics_app(
 
     @app.get("/metrics")
     def scrape(authorization: Annotated[str, Header()] = "") -> Response:
-        presented = hashlib.sha256(authorization[7:].strip().encode()).digest()
-        if authorization[:7].lower() != "bearer " or not hmac.compare_digest(
-            presented, scrape_token_sha256
-        ):
+        if not _bearer(authorization, scrape_token_sha256):
             raise HTTPException(401)
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get(HEALTH_PATH)
     def health() -> JSONResponse:
-        ok = healthy()
-        return JSONResponse({"status": "ok" if ok else "unavailable"}, 200 if ok else 503)
+        return _health(healthy())
 
     return app

@@ -150,8 +150,15 @@ class Repository(Protocol):
     ) -> None:
         """Store a signed bill."""
 
-    def bills(self, meter_id: str, period: tuple[int, int] | None = None) -> list[BillRow]:
-        """A meter's bills, newest period first."""
+    def bills(
+        self,
+        meter_id: str,
+        period: tuple[int, int] | None = None,
+        *,
+        bill_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[BillRow]:
+        """A meter's bills, newest period first (one period's, one bill's, the newest few)."""
 
 
 class Billing:
@@ -256,10 +263,10 @@ class Billing:
         Raises:
             NotFoundError: the meter has no bill of that id.
         """
-        for b in self.bills(meter_id):
-            if b.id == bill_id:
-                return b
-        raise NotFoundError("no such bill")
+        found = self._views(self._repo.bills(meter_id, bill_id=bill_id))
+        if not found:
+            raise NotFoundError("no such bill")
+        return found[0]
 
     def so_far(self, meter_id: str, end: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """This month's cost up to ``end`` (the newest reading), and the month before's.
@@ -292,9 +299,19 @@ class Billing:
             earlier = None
         return now, earlier
 
-    def bills(self, meter_id: str, *, period: tuple[int, int] | None = None) -> list[BillView]:
-        """A meter's bills, newest period first."""
+    def bills(
+        self,
+        meter_id: str,
+        *,
+        period: tuple[int, int] | None = None,
+        limit: int | None = None,
+    ) -> list[BillView]:
+        """A meter's bills, newest period first (the newest ``limit`` when given)."""
+        return self._views(self._repo.bills(meter_id, period, limit=limit))
+
+    @staticmethod
+    def _views(rows: list[BillRow]) -> list[BillView]:
         return [
             BillView(bid, mid, start, end, json.loads(document), signature.hex())
-            for bid, mid, start, end, document, signature in self._repo.bills(meter_id, period)
+            for bid, mid, start, end, document, signature in rows
         ]

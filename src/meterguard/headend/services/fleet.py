@@ -22,16 +22,27 @@ from typing import TYPE_CHECKING
 from meterguard.errors import AccessDeniedError, InvalidValueError, NotFoundError
 from meterguard.headend.services.accounts import UTILITY_ROLES, Principal
 from meterguard.headend.store.fleet import SORTS, FleetPage, FleetQuery, MeterDetail
+from meterguard.identity import is_meter_id
 
 if TYPE_CHECKING:
     from meterguard.headend.store.repository import Store
 
-__all__ = ["FLEET_ROLES", "STATES", "SUPPLY", "FleetView", "MeterPage", "Search"]
+__all__ = [
+    "FLEET_ROLES",
+    "STATES",
+    "SUPPLY",
+    "SUPPLY_LABELS",
+    "FleetView",
+    "MeterPage",
+    "Search",
+]
 
 FLEET_ROLES = UTILITY_ROLES
 STATES = ("active", "disabled", "quarantined", "revoked", "decommissioned")
 SUPPLY = {"disconnected": 0, "connected": 1, "ready": 2}
 """Supply (disconnect control) states by name."""
+SUPPLY_LABELS = {0: "disconnected", 1: "connected", 2: "ready to reconnect"}
+"""How a page names each supply state."""
 MAX_PER_PAGE = 200
 SIMULATED_AFTER = 300
 """Seconds between the meters' clock and the wall clock beyond which time is simulated."""
@@ -170,7 +181,7 @@ class FleetView:
         """
         if not self.may(who):
             raise AccessDeniedError("the fleet is for utility roles")
-        if not re.fullmatch(r"MGD\d{10}", meter_id):
+        if not is_meter_id(meter_id):
             raise NotFoundError("no such meter")
         detail = self._store.meter_detail(meter_id)
         if detail is None:

@@ -118,8 +118,15 @@ class BillingRepository:
                 )
             )
 
-    def bills(self, meter_id: str, period: tuple[int, int] | None = None) -> list[BillRow]:
-        """A meter's bills, newest period first."""
+    def bills(
+        self,
+        meter_id: str,
+        period: tuple[int, int] | None = None,
+        *,
+        bill_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[BillRow]:
+        """A meter's bills, newest period first (one period's, one bill's, the newest few)."""
         q = select(
             Bill.id,
             Bill.meter_id,
@@ -130,6 +137,8 @@ class BillingRepository:
         ).where(Bill.meter_id == meter_id)
         if period is not None:
             q = q.where(Bill.period_start == period[0], Bill.period_end == period[1])
+        if bill_id is not None:
+            q = q.where(Bill.id == bill_id)
         with self.engine.connect() as conn:
-            rows = conn.execute(q.order_by(Bill.period_start.desc())).all()
+            rows = conn.execute(q.order_by(Bill.period_start.desc()).limit(limit)).all()
         return [(int(a), str(b), int(c), int(d), str(e), bytes(f)) for a, b, c, d, e, f in rows]

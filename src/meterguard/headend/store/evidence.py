@@ -7,7 +7,8 @@ the system *saw* an attack, in the system's own database; it writes nothing, hol
 
 A summarised security event (one row per meter, event and window) that was opened before the
 mark and counted again during the attack is found too: rows whose ``last_at`` moved past the
-mark's time are included.
+mark's time are included, unless their count is still what it was at the mark (a row last
+counted in the mark's own second, by something before it).
 
 :func:`dump_tables` is the other reader an attack needs: every row of every table, as a
 thief with a copy of the database would read it (its bytes are searched for what must not
@@ -45,6 +46,9 @@ class Mark:
     quarantine_id: int
     at: int
     """Head-end seconds when the mark was taken (for summarised events counted again)."""
+    counted: frozenset[tuple[str, int, int]] = frozenset()
+    """Summary rows already counted in the mark's second: (table, id, count). One counted
+    again later shows a higher count; one that is not is not the attack's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +85,20 @@ class EvidenceReader:
             ev = conn.scalar(select(func.max(SecurityEvent.id))) or 0
             al = conn.scalar(select(func.max(Alarm.id))) or 0
             qu = conn.scalar(select(func.max(Quarantined.id))) or 0
-        return Mark(int(seq), int(ev), int(al), int(qu), now)
+            counted = {
+                ("security_event", int(i), int(n))
+                for i, n in conn.execute(
+                    select(SecurityEvent.id, SecurityEvent.count).where(
+                        SecurityEvent.last_at >= now
+                    )
+                )
+            } | {
+                ("quarantine", int(i), int(n))
+                for i, n in conn.execute(
+                    select(Quarantined.id, Quarantined.count).where(Quarantined.last_at >= now)
+                )
+            }
+        return Mark(int(seq), int(ev), int(al), int(qu), now, frozenset(counted))
 
     def readings(self) -> int:
         """How many readings are stored (to see that the fleet's data keeps arriving)."""
@@ -121,6 +138,7 @@ class EvidenceReader:
         )
         events = (
             select(
+                SecurityEvent.id,
                 SecurityEvent.event,
                 SecurityEvent.meter_id,
                 SecurityEvent.count,
@@ -139,6 +157,7 @@ class EvidenceReader:
         )
         refused = (
             select(
+                Quarantined.id,
                 Quarantined.kind,
                 Quarantined.meter_id,
                 Quarantined.count,
@@ -155,16 +174,18 @@ class EvidenceReader:
                 for a in conn.execute(audit)
             ]
             out.extend(
-                Record("security_event", e[0], e[1] or "", f"x{e[2]}", int(e[3]), e[4])
+                Record("security_event", e[1], e[2] or "", f"x{e[3]}", int(e[4]), e[5])
                 for e in conn.execute(events)
+                if ("security_event", int(e[0]), int(e[3])) not in mark.counted
             )
             out.extend(
                 Record("alarm", f"alarm:{r[0]}", r[1], r[2], int(r[3] or 0), f"seq {r[4]}")
                 for r in conn.execute(alarms)
             )
             out.extend(
-                Record("quarantine", q[0], q[1] or "", f"x{q[2]}", int(q[3]), q[4])
+                Record("quarantine", q[1], q[2] or "", f"x{q[3]}", int(q[4]), q[5])
                 for q in conn.execute(refused)
+                if ("quarantine", int(q[0]), int(q[3])) not in mark.counted
             )
         return out
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, and_, case, func, or_, select
+from sqlalchemy import Connection, Engine, and_, case, func, or_, select
 
 from meterguard.headend.store.models import (
     Alarm,
@@ -55,6 +55,8 @@ class FleetQuery:
 
     q: str = ""
     """Part of a meter id (case-insensitive)."""
+    meter_id: str = ""
+    """Exactly this meter (a meter's page)."""
     state: str = ""
     alarms: str = ""
     """``open`` (an alarm not cleared) or ``none``."""
@@ -128,6 +130,8 @@ def _joined(q: FleetQuery) -> Any:  # a Select of the row's eight columns
         .outerjoin(Feeder, Feeder.id == FeederMember.feeder_id)
         .outerjoin(MeterFirmware, MeterFirmware.meter_id == Meter.id)
     )
+    if q.meter_id:
+        stmt = stmt.where(Meter.id == q.meter_id)
     if q.q:
         stmt = stmt.where(func.upper(Meter.id).contains(q.q.upper(), autoescape=True))
     if q.state:
@@ -165,22 +169,24 @@ def fleet_page(engine: Engine, q: FleetQuery) -> FleetPage:
     count = select(func.count()).select_from(stmt.subquery())
     with engine.connect() as conn:
         total = int(conn.scalar(count) or 0)
-        rows = [
-            FleetRow(
-                str(m),
-                str(st),
-                None if last is None else int(last) + INTERVAL,
-                int(n),
-                int(sup),
-                None if fd is None else str(fd),
-                None if fw is None else str(fw),
-                None if att is None else str(att),
-            )
-            for m, st, last, n, sup, fd, fw, att in conn.execute(
-                ordered.offset(q.offset).limit(q.limit)
-            )
-        ]
+        rows = _rows(conn, ordered.offset(q.offset).limit(q.limit))
     return FleetPage(total, rows)
+
+
+def _rows(conn: Connection, stmt: Any) -> list[FleetRow]:
+    return [
+        FleetRow(
+            str(m),
+            str(st),
+            None if last is None else int(last) + INTERVAL,
+            int(n),
+            int(sup),
+            None if fd is None else str(fd),
+            None if fw is None else str(fw),
+            None if att is None else str(att),
+        )
+        for m, st, last, n, sup, fd, fw, att in conn.execute(stmt)
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,11 +212,11 @@ def meter_detail(engine: Engine, meter_id: str, *, limit: int = 50) -> MeterDeta
         SecurityEventView,
     )
 
-    page = fleet_page(engine, FleetQuery(q=meter_id, limit=5))
-    row = next((r for r in page.rows if r.meter_id == meter_id), None)
-    if row is None:
-        return None
     with engine.connect() as conn:
+        found = _rows(conn, _joined(FleetQuery(meter_id=meter_id)))
+        if not found:
+            return None
+        row = found[0]
         serial, created = conn.execute(
             select(Meter.serial, Meter.created_at).where(Meter.id == meter_id)
         ).one()

@@ -217,6 +217,24 @@ def _raise_last_reading(conn: Connection, readings: Sequence[ReadingRow]) -> Non
     conn.execute(_LAST_READING, [{"m": m, "t": t} for m, t in sorted(newest.items())])
 
 
+def _alarm_filter(
+    meters: Sequence[str] | None,
+    states: Sequence[str] | None,
+    codes: Sequence[int] | None,
+    except_codes: Sequence[int],
+) -> list[Any]:
+    where: list[Any] = []
+    if meters is not None:
+        where.append(Alarm.meter_id.in_(list(meters)))
+    if states is not None:
+        where.append(Alarm.state.in_(list(states)))
+    if codes is not None:
+        where.append(Alarm.code.in_(list(codes)))
+    if except_codes:
+        where.append(Alarm.code.not_in(list(except_codes)))
+    return where
+
+
 _ALARM_STEP = {
     "acknowledged": lambda who, at: {"acknowledged_by": who[:64], "acknowledged_at": at},
     "cleared": lambda who, at: {"cleared_by": who[:64], "cleared_at": at},
@@ -655,11 +673,14 @@ class Store:
         meters: Sequence[str] | None = None,
         *,
         states: Sequence[str] | None = None,
+        codes: Sequence[int] | None = None,
+        except_codes: Sequence[int] = (),
         limit: int = 500,
     ) -> list[AlarmView]:
         """Alarms with their ids, newest first, at most ``limit``.
 
-        Only of ``meters`` and in ``states`` when given.
+        Only of ``meters``, in ``states`` and of ``codes`` when given, never of
+        ``except_codes``.
         """
         with Session(self.engine) as s:
             q = (
@@ -679,14 +700,19 @@ class Store:
                 .order_by(Alarm.id.desc())
                 .limit(limit)
             )
-            if meters is not None:
-                q = q.where(Alarm.meter_id.in_(list(meters)))
-            if states is not None:
-                q = q.where(Alarm.state.in_(list(states)))
+            q = q.where(*_alarm_filter(meters, states, codes, except_codes))
             return [
                 AlarmView(int(i), m, int(sq), int(c), int(r), st, rc, ab, aa, cb, ca)
                 for i, m, sq, c, r, st, rc, ab, aa, cb, ca in s.execute(q)
             ]
+
+    def count_alarms(
+        self, meters: Sequence[str] | None = None, *, states: Sequence[str] | None = None
+    ) -> int:
+        """How many alarms (of ``meters``, in ``states`` when given)."""
+        q = select(func.count()).select_from(Alarm).where(*_alarm_filter(meters, states, None, ()))
+        with Session(self.engine) as s:
+            return int(s.scalar(q) or 0)
 
     def move_alarm(
         self, alarm_id: int, *, from_states: tuple[str, ...], to: str, actor: str, now: int
@@ -769,11 +795,12 @@ class Store:
             ]
 
     def security_event_groups(
-        self, *, event: str = "", limit: int = 100
+        self, *, since: int, event: str = "", limit: int = 100
     ) -> list[tuple[str | None, str, int, int, int, int, str]]:
-        """Security events grouped by meter and event over all windows, newest first.
+        """Security events since ``since`` grouped by meter and event, newest first.
 
-        Each: (meter, event, times in all, rows, first seen, last seen, newest detail).
+        Each: (meter, event, times, rows, first seen, last seen, newest detail). The time bound
+        keeps the grouping to recent rows (the table only ever grows).
         """
         last = func.max(func.coalesce(SecurityEvent.last_at, SecurityEvent.at))
         q = (
@@ -786,6 +813,7 @@ class Store:
                 last,
                 func.max(SecurityEvent.id),
             )
+            .where(SecurityEvent.at >= since)
             .group_by(SecurityEvent.meter_id, SecurityEvent.event)
             .order_by(last.desc())
             .limit(limit)
@@ -807,10 +835,11 @@ class Store:
             for m, e, n, k, first, lst, i in rows
         ]
 
-    def security_event_names(self) -> list[str]:
-        """The names of the security events recorded (for a filter)."""
+    def security_event_names(self, *, since: int) -> list[str]:
+        """The names of the security events recorded since ``since`` (for a filter)."""
+        q = select(SecurityEvent.event).where(SecurityEvent.at >= since).distinct()
         with Session(self.engine) as s:
-            return [str(e) for (e,) in s.execute(select(SecurityEvent.event).distinct())]
+            return [str(e) for (e,) in s.execute(q)]
 
     def fleet_page(self, q: FleetQuery) -> FleetPage:
         """One page of the fleet list (see :mod:`meterguard.headend.store.fleet`)."""

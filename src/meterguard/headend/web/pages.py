@@ -34,11 +34,10 @@ from markupsafe import Markup
 from meterguard.errors import AccessDeniedError, InvalidValueError, NotFoundError
 from meterguard.headend.api.deps import Services
 from meterguard.headend.api.guard import Guard
-from meterguard.headend.api.routes.fleet import ACK_ROLES, CLEAR_ROLES
 from meterguard.headend.services.accounts import ACCOUNT_READERS, ROLES, Principal
-from meterguard.headend.services.alarms import SEVERITIES, meaning
+from meterguard.headend.services.alarms import ACK_ROLES, CLEAR_ROLES, meaning
 from meterguard.headend.services.commands import COMMAND_ROLES
-from meterguard.headend.services.fleet import STATES, Search
+from meterguard.headend.services.fleet import STATES, SUPPLY_LABELS, Search
 from meterguard.headend.services.meters import MOVES
 from meterguard.headend.services.meters import ROLES as LIFECYCLE_ROLES
 from meterguard.headend.services.redteam import REPORT_READERS
@@ -65,7 +64,9 @@ HERE = Path(__file__).parent
 PAGE_PUBLIC = frozenset({"/login"})
 PERIODS = {"day": (86400, "interval"), "week": (7 * 86400, "hour"), "month": (30 * 86400, "day")}
 FLEET_ROWS = 50
-ALARM_ROWS = 500
+PANEL_ROWS = 100
+EVENT_DAYS = 7
+"""Security events are grouped over this many recent days (the log keeps them all)."""
 BILL_ROWS = 24
 STAFF_SPAN = {"interval": 86400, "hour": 7 * 86400, "day": 30 * 86400, "month": 366 * 86400}
 """How far back a meter page's consumption goes, at the consented granularity."""
@@ -201,7 +202,7 @@ def add_pages(app: FastAPI, svc: Services) -> None:
             states=STATES,
             feeders=feeders,
             versions=versions,
-            event_names=sorted(store.security_event_names()),
+            event_names=sorted(store.security_event_names(since=svc.now() - EVENT_DAYS * 86400)),
             can_command=commands is not None and who.role in COMMAND_ROLES,
             can_see_accounts=who.role in ACCOUNT_READERS,
             can_see_attacks=svc.attacks is not None and who.role in REPORT_READERS,
@@ -222,39 +223,35 @@ def add_pages(app: FastAPI, svc: Services) -> None:
         return render("panel_usage.html", chart=_chart(buckets, granularity, meter, span))
 
     def panel_alarms(who: Principal, meter: str, params: Mapping[str, str]) -> HTMLResponse:
-        if who.role == "consumer":
-            scope = [m for m in accounts.meters(who) if not meter or m == meter]
-        else:
-            scope = None
-        show = params.get("show", "active")
-        states = {"active": ("open", "acknowledged"), "all": None, "cleared": ("cleared",)}
-        severity = params.get("severity", "")
-        if show not in states or (severity and severity not in SEVERITIES):
-            raise HTTPException(422)
-        rows = store.alarm_rows(scope, states=states[show], limit=ALARM_ROWS)
-        alarms = []
-        for a in rows:
-            m = meaning(a.code)
-            if severity and m.severity != severity:
-                continue
-            alarms.append(
-                {
-                    "id": a.id,
-                    "meter_id": a.meter_id,
-                    "name": m.name,
-                    "severity": m.severity,
-                    "explanation": m.explanation,
-                    "raised": a.raised_at,
-                    "received": a.received_at,
-                    "state": a.state,
-                    "acknowledged": (a.acknowledged_by, a.acknowledged_at),
-                    "cleared": (a.cleared_by, a.cleared_at),
-                }
+        try:  # the service decides whose alarms and which questions
+            found = svc.alarms.list(
+                who,
+                meter=meter,
+                show=params.get("show", "active"),
+                severity=params.get("severity", ""),
+                limit=PANEL_ROWS + 1,
             )
+        except InvalidValueError:
+            raise HTTPException(422) from None
+        alarms = [
+            {
+                "id": a.id,
+                "meter_id": a.meter_id,
+                "name": m.name,
+                "severity": m.severity,
+                "explanation": m.explanation,
+                "raised": a.raised_at,
+                "received": a.received_at,
+                "state": a.state,
+                "acknowledged": (a.acknowledged_by, a.acknowledged_at),
+                "cleared": (a.cleared_by, a.cleared_at),
+            }
+            for a, m in found[:PANEL_ROWS]
+        ]
         return render(
             "panel_alarms.html",
-            alarms=alarms[:100],
-            more=max(len(alarms) - 100, 0),
+            alarms=alarms,
+            more=len(found) > PANEL_ROWS,
             consumer=who.role == "consumer",
             can_ack=who.role in ACK_ROLES,
             can_clear=who.role in CLEAR_ROLES,
@@ -262,14 +259,12 @@ def add_pages(app: FastAPI, svc: Services) -> None:
         )
 
     def panel_badge(who: Principal) -> HTMLResponse:
-        scope = accounts.meters(who) if who.role == "consumer" else None
-        n = len(store.alarm_rows(scope, states=("open",), limit=1000))
-        return render("panel_badge.html", open=n, capped=n >= 1000)
+        return render("panel_badge.html", open=svc.alarms.open_count(who))
 
     def panel_bills(who: Principal, meter: str) -> HTMLResponse:
         if billing is None:
             raise HTTPException(404)
-        bills = billing.bills(meter)
+        bills = billing.bills(meter, limit=BILL_ROWS + 1)
         try:  # staff reads of bills go to the consumer's access log (API-11)
             data.bills(who, meter, bills, now=svc.now())
         except NotFoundError:
@@ -288,18 +283,17 @@ def add_pages(app: FastAPI, svc: Services) -> None:
                 }
             )
         key = billing.verifying_key.to_bytes().hex()
-        return render("panel_bills.html", bills=out, key=key, more=max(len(bills) - BILL_ROWS, 0))
+        return render("panel_bills.html", bills=out, key=key, more=len(bills) > BILL_ROWS)
 
     def panel_cost(who: Principal, meter: str) -> HTMLResponse:
         if billing is None or who.role != "consumer":
             raise HTTPException(404)
         try:
             data.visible(who, meter)
-            newest = store.meter_detail(meter)
-            end = newest.row.last_reading_at if newest is not None else None
-            if end is None:
+            newest = store.latest_interval(meter)
+            if newest is None:
                 return render("panel_cost.html", now=None, before=None, why="no reading yet")
-            now_doc, before_doc = billing.so_far(meter, end)
+            now_doc, before_doc = billing.so_far(meter, newest + 900)
         except NotFoundError:
             raise HTTPException(404) from None
         except InvalidValueError as exc:
@@ -395,7 +389,7 @@ def add_pages(app: FastAPI, svc: Services) -> None:
             raise HTTPException(422) from None
         except AccessDeniedError:
             raise HTTPException(404) from None
-        supply = {0: "disconnected", 1: "connected", 2: "ready to reconnect"}
+        supply = SUPPLY_LABELS
         meters = [
             {
                 "meter_id": m.meter_id,
@@ -443,7 +437,7 @@ def add_pages(app: FastAPI, svc: Services) -> None:
             m = svc.fleet.meter(who, meter_id)
         except (NotFoundError, AccessDeniedError):
             raise HTTPException(404) from None
-        d, supply = m.detail, {0: "disconnected", 1: "connected", 2: "ready to reconnect"}
+        d, supply = m.detail, SUPPLY_LABELS
         return {
             "m": d,
             "last": _utc(d.row.last_reading_at),
@@ -639,14 +633,16 @@ def add_pages(app: FastAPI, svc: Services) -> None:
         groups = [
             {"meter_id": m, "event": e, "count": n, "rows": k, "first": first, "last": last,
              "detail": detail}
-            for m, e, n, k, first, last, detail in store.security_event_groups(event=event)
+            for m, e, n, k, first, last, detail in store.security_event_groups(
+                since=svc.now() - EVENT_DAYS * 86400, event=event
+            )
         ]  # fmt: skip
         return render(
             "panel_events.html",
             groups=groups,
             window=SUMMARY_WINDOW,
-            names=sorted(store.security_event_names()),
             chosen=event,
+            days=EVENT_DAYS,
         )
 
     @app.get("/ui/panel/{name}", response_class=HTMLResponse, include_in_schema=False)

@@ -7,7 +7,8 @@ engineers and security administrators clear. Account administration is the secur
 administrator's (auditors may read the list).
 """
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
@@ -31,24 +32,36 @@ from meterguard.headend.api.schemas import (
     UserView,
 )
 from meterguard.headend.services.accounts import ACCOUNT_READERS, ROLES, UTILITY_ROLES, Principal
-from meterguard.headend.services.fleet import SUPPLY, Search
+from meterguard.headend.services.alarms import ACK_ROLES, CLEAR_ROLES, SEVERITIES, SHOW
+from meterguard.headend.services.fleet import STATES, SUPPLY, Search
 from meterguard.headend.services.redteam import REPORT_READERS
-from meterguard.headend.store.fleet import FleetRow
+from meterguard.headend.store.fleet import SORTS, FleetRow
 
 __all__ = ["ACK_ROLES", "CLEAR_ROLES", "router"]
 
 router = APIRouter()
 anyone, utility = Guard(ROLES), Guard(UTILITY_ROLES)
-ACK_ROLES = frozenset({"operator", "engineer", "security_admin"})
-CLEAR_ROLES = frozenset({"engineer", "security_admin"})
 Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
+def _one_of(values: Iterable[str], *, empty: bool = False) -> str:
+    """A query parameter's pattern from the service's own list (documented, checked first)."""
+    return "^(" + "|".join(re.escape(v) for v in values) + ")" + ("?" if empty else "") + "$"
+
+
 @router.get("/api/v1/alarms", response_model=AlarmList)
-def alarms(svc: Svc, who: Annotated[Principal, Depends(anyone)]) -> AlarmList:
-    """Alarms the caller may see (consumers: their meters'), newest first."""
-    scope = svc.accounts.meters(who) if who.role == "consumer" else None
-    return AlarmList(alarms=svc.store.alarm_rows(scope))
+def alarms(
+    svc: Svc,
+    who: Annotated[Principal, Depends(anyone)],
+    show: Annotated[str, Query(pattern=_one_of(SHOW))] = "all",
+    severity: Annotated[str, Query(pattern=_one_of(SEVERITIES, empty=True))] = "",
+) -> AlarmList:
+    """Alarms the caller may see (consumers: their meters'), newest first (at most 500)."""
+    try:
+        found = svc.alarms.list(who, show=show, severity=severity)
+    except InvalidValueError as exc:
+        raise Explained(422, detail=str(exc)) from None
+    return AlarmList(alarms=[a for a, _ in found])
 
 
 def _alarm_move(guard: Guard, from_states: tuple[str, ...], to: str) -> Callable[..., None]:
@@ -100,15 +113,15 @@ def _meter_view(r: FleetRow) -> FleetMeter:
 def fleet_meters(
     svc: Svc,
     who: Annotated[Principal, Depends(utility)],
-    q: Annotated[str, Query(max_length=32)] = "",
-    state: Annotated[str, Query(max_length=16)] = "",
-    alarms: Annotated[str, Query(max_length=8)] = "",
-    supply: Annotated[str, Query(max_length=16)] = "",
+    q: Annotated[str, Query(pattern=r"^[A-Za-z0-9]{0,32}$")] = "",
+    state: Annotated[str, Query(pattern=_one_of(STATES, empty=True))] = "",
+    alarms: Annotated[str, Query(pattern=_one_of(("open", "none"), empty=True))] = "",
+    supply: Annotated[str, Query(pattern=_one_of(SUPPLY, empty=True))] = "",
     feeder: Annotated[str, Query(max_length=64)] = "",
     firmware: Annotated[str, Query(max_length=64)] = "",
     silent_hours: Annotated[int, Query(ge=0, le=24 * 366)] = 0,
-    sort: Annotated[str, Query(max_length=16)] = "id",
-    order: Annotated[str, Query(max_length=4)] = "asc",
+    sort: Annotated[str, Query(pattern=_one_of(SORTS))] = "id",
+    order: Annotated[str, Query(pattern=_one_of(("asc", "desc")))] = "asc",
     page: Annotated[int, Query(ge=1, le=10_000_000)] = 1,
     per_page: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> FleetMeters:

@@ -136,14 +136,16 @@ async function refresh(panel) {
     panel.dataset.loaded = "1";
   }
 }
-// Panels loaded on request ("data-once") are not refreshed: each load may be a logged read.
-const refreshAll = () => Promise.all(
-  [...document.querySelectorAll("[data-panel]:not([data-once])")].map(refresh));
+// Panels marked "data-once" load with the page (or on request) and are not refreshed: a
+// load may be a logged read, or a sum over a month that does not change every two seconds.
+const refreshAll = (all) => Promise.all(
+  [...document.querySelectorAll(all ? "[data-panel]" : "[data-panel]:not([data-once])")]
+    .map(refresh));
 
 function setupDashboard() {
   if (!document.querySelector("[data-panel]")) return;
-  refreshAll();
-  setInterval(refreshAll, 2000);
+  refreshAll(true);
+  setInterval(() => refreshAll(false), 2000);
   document.addEventListener("click", async (ev) => {
     const b = ev.target.closest("button[data-action]");
     if (!b) return;
